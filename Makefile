@@ -1,0 +1,42 @@
+# Top-level entry points; CMake does the building. See README.md.
+JOBS ?= $(shell nproc)
+CMAKE ?= cmake
+CC ?= cc
+
+.PHONY: all release debug test test-asan bench run clean bootstrap check-clang
+
+all: release
+
+bootstrap:
+	@scripts/bootstrap
+
+release: bootstrap
+	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@$(CMAKE) --build build -j $(JOBS)
+
+debug: bootstrap
+	@$(CMAKE) -S . -B build/debug -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	@$(CMAKE) --build build/debug -j $(JOBS)
+
+test: release
+	@cd build && ctest --output-on-failure -j $(JOBS)
+
+test-asan: bootstrap
+	@$(CMAKE) -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DIG_SANITIZE=ON >/dev/null
+	@$(CMAKE) --build build/asan -j $(JOBS)
+	@cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+# Builds with clang as well, to keep both compilers warning-free.
+check-clang: bootstrap
+	@$(CMAKE) -S . -B build/clang -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@$(CMAKE) --build build/clang -j $(JOBS)
+
+bench: release
+	@bench/proxy/run.sh
+
+run: release
+	@build/infergate serve -c examples/demo.yaml
+
+clean:
+	@rm -rf build

@@ -1,0 +1,24 @@
+/* Process-wide logging to stderr with levels; the level is set once at start-up. */
+#ifndef IG_LOG_H
+#define IG_LOG_H
+
+enum ig_log_level { IG_LOG_DEBUG, IG_LOG_INFO, IG_LOG_WARN, IG_LOG_ERROR };
+
+/* Sets the minimum level printed (read-only after start-up). */
+void ig_log_set_level(enum ig_log_level level);
+
+/* Parses "debug", "info", "warn" or "error"; returns 0 or IG_EINVAL. */
+int ig_log_parse_level(const char *name, enum ig_log_level *out);
+
+/* Returns whether messages at LEVEL are printed. */
+int ig_log_enabled(enum ig_log_level level);
+
+/* Prints one line "time level message" when LEVEL is enabled. */
+void ig_log(enum ig_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define ig_debug(...) ig_log(IG_LOG_DEBUG, __VA_ARGS__)
+#define ig_info(...) ig_log(IG_LOG_INFO, __VA_ARGS__)
+#define ig_warn(...) ig_log(IG_LOG_WARN, __VA_ARGS__)
+#define ig_error(...) ig_log(IG_LOG_ERROR, __VA_ARGS__)
+
+#endif

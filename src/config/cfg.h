@@ -1,0 +1,108 @@
+/*
+ * Configuration: a superset of llama-swap's YAML format plus infergate's own sections.
+ *
+ * cfg_load() parses, expands macros, validates and returns a read-only struct cfg.
+ * The struct is a plain value tree: the gateway reads its public fields directly and never
+ * modifies them. Everything in it is owned by the struct and released by cfg_free().
+ */
+#ifndef IG_CFG_H
+#define IG_CFG_H
+
+#include "ig_error.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* A list of owned strings. */
+struct cfg_strv {
+    char **items;
+    size_t len;
+};
+
+/* A model group (llama-swap `groups`): members that may run together or swap. */
+struct cfg_group {
+    char *id;
+    bool swap;       /* true: only one member runs at a time (default true) */
+    bool exclusive;  /* true: starting a member stops models of other groups (default true) */
+    bool persistent; /* true: members are never stopped by other groups (default false) */
+    struct cfg_strv members;
+    int line;
+};
+
+/* One entry of `models:`; strings are macro-expanded, NULL when absent. */
+struct cfg_model {
+    char *id;
+    char *name;
+    char *description;
+    char *cmd;      /* command line, comment lines removed, lines joined with spaces */
+    char *cmd_stop; /* may still contain ${PID}, substituted when the model stops */
+    char *proxy;    /* upstream base URL, default http://localhost:${PORT} */
+    char *check_endpoint; /* default "/health"; "none" disables the check */
+    char *use_model_name; /* model name sent upstream instead of the id */
+    struct cfg_strv aliases;
+    struct cfg_strv env; /* "KEY=VALUE" entries */
+    int ttl_s;           /* seconds idle before unload; 0 = never; -1 = use globalTTL */
+    bool unlisted;
+    int concurrency_limit; /* 0 = no limit */
+    int port;              /* port assigned from startPort, 0 when ${PORT} is unused */
+    struct cfg_strv strip_params; /* filters.stripParams, split on commas, trimmed */
+    json_t *set_params;           /* filters.setParams object or NULL; owned */
+    json_t *metadata;             /* metadata object or NULL; owned */
+    int line;                     /* line of the model's key in the file */
+};
+
+/* Server-wide limits (`limits:` section, infergate's own). */
+struct cfg_limits {
+    size_t max_body_bytes;   /* default 16 MiB */
+    size_t max_header_bytes; /* default 64 KiB */
+    int request_timeout_s;   /* whole request incl. generation; default 600 */
+    int idle_timeout_s;      /* keep-alive idle; default 60 */
+    int queue_length;        /* requests waiting per model; default 64 */
+    int queue_timeout_s;     /* max wait in the queue; default = healthCheckTimeout */
+    int shutdown_grace_s;    /* in-flight grace on SIGTERM; default 10 */
+};
+
+/* The whole configuration. */
+struct cfg {
+    char *path;
+    char *listen_host; /* default "127.0.0.1" */
+    int listen_port;   /* default 8080 */
+    int health_check_timeout_s; /* default 120 */
+    char *log_level;            /* "debug" | "info" | "warn" | "error"; default "info" */
+    int global_ttl_s;           /* default 0 (never) */
+    int start_port;             /* default 5800 */
+    bool include_aliases_in_list;
+    struct cfg_strv api_keys;
+    struct cfg_model *models;
+    size_t n_models;
+    struct cfg_group *groups;
+    size_t n_groups;
+    struct cfg_limits limits;
+    /* Keys recognised but whose feature is not active yet, e.g. "peers", "hooks". */
+    struct cfg_strv inactive_keys;
+    /* Warnings ("file:line:col: unknown key 'x'"), printed once by the caller. */
+    struct cfg_strv warnings;
+};
+
+/*
+ * Loads and validates PATH. On success *OUT is set (caller frees with cfg_free()).
+ * On failure returns IG_ECONFIG (or IG_EIO/IG_ENOMEM) and *CAUSE gets every problem as
+ * "file:line:col: message" lines (caller frees with free()).
+ */
+int cfg_load(const char *path, struct cfg **out, char **cause) IG_WUR;
+
+/* Same as cfg_load() but from a string; NAME is used in messages. */
+int cfg_load_string(const char *text, size_t len, const char *name, struct cfg **out,
+                    char **cause) IG_WUR;
+
+/* Releases a config; cfg_free(NULL) is a no-op. */
+void cfg_free(struct cfg *cfg);
+
+/* Finds a model by id or alias; returns a borrowed pointer or NULL. */
+const struct cfg_model *cfg_find_model(const struct cfg *cfg, const char *name);
+
+/* Returns the group a model belongs to (borrowed) or NULL. */
+const struct cfg_group *cfg_model_group(const struct cfg *cfg, const char *model_id);
+
+#endif

@@ -1,0 +1,33 @@
+/* OpenAI-shaped error bodies. */
+#include "gw_error.h"
+
+#include <jansson.h>
+
+const char *gw_error_type(int status)
+{
+    switch (status) {
+    case 401:
+        return "authentication_error";
+    case 403:
+        return "permission_error";
+    case 404:
+        return "invalid_request_error";
+    case 429:
+        return "rate_limit_error";
+    default:
+        return status >= 500 ? "server_error" : "invalid_request_error";
+    }
+}
+
+char *gw_error_json(int status, const char *message, const char *code)
+{
+    json_t *root = json_pack("{s:{s:s, s:s, s:s?}}", "error", "message", message, "type",
+                             gw_error_type(status), "code", code);
+    char *text = NULL;
+
+    if (root == NULL)
+        return NULL;
+    text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return text;
+}
