@@ -1,17 +1,15 @@
 /* OpenAI-shaped error bodies. */
-#include "gw_error.h"
+#include "ig_errbody.h"
 
 #include <jansson.h>
 
-const char *gw_error_type(int status)
+const char *ig_error_type(int status)
 {
     switch (status) {
     case 401:
         return "authentication_error";
     case 403:
         return "permission_error";
-    case 404:
-        return "invalid_request_error";
     case 429:
         return "rate_limit_error";
     default:
@@ -19,10 +17,10 @@ const char *gw_error_type(int status)
     }
 }
 
-char *gw_error_json(int status, const char *message, const char *code)
+char *ig_error_body(int status, const char *message, const char *code)
 {
     json_t *root = json_pack("{s:{s:s, s:s, s:s?}}", "error", "message", message, "type",
-                             gw_error_type(status), "code", code);
+                             ig_error_type(status), "code", code);
     char *text = NULL;
 
     if (root == NULL)

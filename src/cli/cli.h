@@ -1,0 +1,19 @@
+/* Subcommands of the infergate binary. */
+#ifndef IG_CLI_H
+#define IG_CLI_H
+
+/* `infergate serve -c FILE [--listen HOST:PORT]`: runs the gateway; returns the exit code. */
+int cli_serve(int argc, char **argv);
+
+/* `infergate check -c FILE`: validates a config; returns 0 when valid, 1 otherwise. */
+int cli_check(int argc, char **argv);
+
+/* Parses "host:port", "[v6]:port" or ":port" into HOST (HOST_SIZE bytes) and *PORT;
+ * returns 0 or -1. */
+int cli_parse_listen(const char *text, char *host, unsigned long host_size, int *port);
+
+/* Loads the config named by -c/--config in ARGV, printing warnings and errors to stderr.
+ * Returns the config (caller frees with cfg_free()) or NULL. */
+struct cfg *cli_load_config(const char *path);
+
+#endif

@@ -1,0 +1,202 @@
+/* `infergate serve` and `infergate check`. */
+#include "cfg.h"
+#include "cli.h"
+#include "gw_app.h"
+#include "ig_log.h"
+
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* State of a running server for the signal handlers. */
+struct serve_ctx {
+    struct event_base *base;
+    struct gw_app *app;
+    int n_signals;
+};
+
+int cli_parse_listen(const char *text, char *host, unsigned long host_size, int *port)
+{
+    const char *colon;
+    char *end = NULL;
+    long value;
+    size_t host_len;
+
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (close == NULL || close[1] != ':')
+            return -1;
+        host_len = (size_t)(close - text - 1);
+        text++;
+        colon = close + 1;
+    } else {
+        colon = strrchr(text, ':');
+        if (colon == NULL)
+            return -1;
+        host_len = (size_t)(colon - text);
+    }
+    if (host_len + 1 > host_size)
+        return -1;
+    memcpy(host, text, host_len);
+    host[host_len] = '\0';
+    if (host_len == 0)
+        snprintf(host, host_size, "0.0.0.0");
+    value = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end != '\0' || value < 0 || value > 65535)
+        return -1;
+    *port = (int)value;
+    return 0;
+}
+
+/* Finds "-c FILE", "--config FILE" or "--config=FILE"; also --listen. Returns -1 on a bad
+ * argument. */
+static int parse_args(int argc, char **argv, const char **config, const char **listen)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc)
+            *config = argv[++i];
+        else if (strncmp(a, "--config=", 9) == 0)
+            *config = a + 9;
+        else if (strcmp(a, "--listen") == 0 && i + 1 < argc && listen != NULL)
+            *listen = argv[++i];
+        else if (strncmp(a, "--listen=", 9) == 0 && listen != NULL)
+            *listen = a + 9;
+        else {
+            fprintf(stderr, "infergate: unknown or incomplete argument '%s'\n", a);
+            return -1;
+        }
+    }
+    if (*config == NULL) {
+        fprintf(stderr, "infergate: missing -c FILE\n");
+        return -1;
+    }
+    return 0;
+}
+
+struct cfg *cli_load_config(const char *path)
+{
+    struct cfg *cfg = NULL;
+    char *cause = NULL;
+
+    if (cfg_load(path, &cfg, &cause) != 0) {
+        fprintf(stderr, "%s\n", cause != NULL ? cause : "cannot load config");
+        free(cause);
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->warnings.len; i++)
+        fprintf(stderr, "warning: %s\n", cfg->warnings.items[i]);
+    return cfg;
+}
+
+int cli_check(int argc, char **argv)
+{
+    const char *config = NULL;
+    struct cfg *cfg;
+
+    if (parse_args(argc, argv, &config, NULL) != 0)
+        return 1;
+    cfg = cli_load_config(config);
+    if (cfg == NULL)
+        return 1;
+    for (size_t i = 0; i < cfg->inactive_keys.len; i++)
+        fprintf(stderr, "accepted, not active yet: %s\n", cfg->inactive_keys.items[i]);
+    printf("%s: OK, %zu model(s)\n", config, cfg->n_models);
+    cfg_free(cfg);
+    return 0;
+}
+
+/* Graceful shutdown finished. */
+static void on_stopped(void *arg)
+{
+    struct serve_ctx *ctx = arg;
+    event_base_loopexit(ctx->base, NULL);
+}
+
+/* SIGINT/SIGTERM: first one shuts down gracefully, a second one exits at once. */
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct serve_ctx *ctx = arg;
+    (void)what;
+
+    ctx->n_signals++;
+    if (ctx->n_signals == 1) {
+        ig_info("received signal %d, shutting down", (int)sig);
+        gw_app_shutdown(ctx->app, on_stopped, ctx);
+        return;
+    }
+    ig_warn("second signal: exiting now");
+    event_base_loopbreak(ctx->base);
+}
+
+/* Runs the loop until shutdown. */
+static int run(struct cfg *cfg, const char *host, int port)
+{
+    struct serve_ctx ctx = {0};
+    struct event *sigterm = NULL, *sigint = NULL;
+    char *cause = NULL;
+    int rc = 1;
+
+    ctx.base = event_base_new();
+    if (ctx.base == NULL) {
+        cfg_free(cfg);
+        goto out;
+    }
+    ctx.app = gw_app_new(ctx.base, cfg, &cause);
+    if (ctx.app == NULL)
+        goto out;
+    if (gw_app_listen(ctx.app, host, port, &cause) != 0)
+        goto out;
+    sigterm = evsignal_new(ctx.base, SIGTERM, on_signal, &ctx);
+    sigint = evsignal_new(ctx.base, SIGINT, on_signal, &ctx);
+    if (sigterm == NULL || sigint == NULL)
+        goto out;
+    evsignal_add(sigterm, NULL);
+    evsignal_add(sigint, NULL);
+    ig_info("infergate %s listening on http://%s:%d", IG_VERSION, host, gw_app_port(ctx.app));
+    event_base_dispatch(ctx.base);
+    rc = 0;
+out:
+    if (cause != NULL) {
+        ig_error("%s", cause);
+        free(cause);
+    }
+    if (sigterm != NULL)
+        event_free(sigterm);
+    if (sigint != NULL)
+        event_free(sigint);
+    gw_app_free(ctx.app);
+    if (ctx.base != NULL)
+        event_base_free(ctx.base);
+    return rc;
+}
+
+int cli_serve(int argc, char **argv)
+{
+    const char *config = NULL, *listen = NULL;
+    char host[256];
+    int port = 0;
+    enum ig_log_level level = IG_LOG_INFO;
+    struct cfg *cfg;
+
+    if (parse_args(argc, argv, &config, &listen) != 0)
+        return 2;
+    cfg = cli_load_config(config);
+    if (cfg == NULL)
+        return 1;
+    if (cfg->log_level != NULL && ig_log_parse_level(cfg->log_level, &level) == 0)
+        ig_log_set_level(level);
+    for (size_t i = 0; i < cfg->inactive_keys.len; i++)
+        ig_warn("accepted, not active yet: %s", cfg->inactive_keys.items[i]);
+    snprintf(host, sizeof(host), "%s", cfg->listen_host);
+    port = cfg->listen_port;
+    if (listen != NULL && cli_parse_listen(listen, host, sizeof(host), &port) != 0) {
+        fprintf(stderr, "infergate: invalid --listen '%s' (want HOST:PORT)\n", listen);
+        cfg_free(cfg);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    return run(cfg, host, port);
+}

@@ -1,0 +1,245 @@
+/*
+ * The gateway application: routes, replies and the graceful shutdown sequence.
+ *
+ * Shutdown: stop accepting (idle keep-alive connections close), poll until no request is
+ * in flight or the grace period (limits.shutdown_grace_s) is over, close what is left,
+ * then stop every child through the manager and report back.
+ */
+#include "cfg.h"
+#include "gw_internal.h"
+#include "http_server.h"
+#include "http_upstream.h"
+#include "ig_errbody.h"
+#include "ig_log.h"
+#include "ig_time.h"
+#include "sup_manager.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STOP_POLL_MS 50
+
+/* A route: exact path, allowed method, handler. */
+struct route {
+    const char *path;
+    const char *method;
+    void (*handler)(struct gw_app *app, struct http_request *req);
+};
+
+void gw_reply_error(struct http_request *req, int status, const char *message, const char *code,
+                    int retry_after_s)
+{
+    char *body = ig_error_body(status, message, code);
+    char retry[16];
+
+    if (retry_after_s > 0) {
+        snprintf(retry, sizeof(retry), "%d", retry_after_s);
+        http_response_add_header(req, "Retry-After", retry);
+    }
+    if (body == NULL) {
+        http_respond(req, 500, "application/json", "{}", 2);
+        return;
+    }
+    http_respond(req, status, "application/json", body, strlen(body));
+    free(body);
+}
+
+void gw_reply_json(struct http_request *req, int status, json_t *doc)
+{
+    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+
+    json_decref(doc);
+    if (text == NULL) {
+        gw_reply_error(req, 500, "out of memory", "internal_error", 0);
+        return;
+    }
+    http_respond(req, status, "application/json", text, strlen(text));
+    free(text);
+}
+
+/* GET /healthz: the process is alive. */
+static void handle_healthz(struct gw_app *app, struct http_request *req)
+{
+    (void)app;
+    http_respond(req, 200, "application/json", "{\"status\":\"ok\"}", 15);
+}
+
+/* GET /v1/models. */
+static void handle_models(struct gw_app *app, struct http_request *req)
+{
+    gw_models_list(app, req);
+}
+
+/* GET /running. */
+static void handle_running(struct gw_app *app, struct http_request *req)
+{
+    gw_models_running(app, req);
+}
+
+/* GET|POST /unload: stop every model (busy ones after their requests). */
+static void handle_unload(struct gw_app *app, struct http_request *req)
+{
+    sup_unload_all(app->mgr);
+    http_respond(req, 200, "text/plain; charset=utf-8", "OK", 2);
+}
+
+/* Inference routes proxied by the body's "model". */
+static void handle_proxy(struct gw_app *app, struct http_request *req)
+{
+    gw_proxy_handle(app, req);
+}
+
+static const struct route routes[] = {
+    {"/healthz", "GET", handle_healthz},
+    {"/health", "GET", handle_healthz},
+    {"/v1/models", "GET", handle_models},
+    {"/running", "GET", handle_running},
+    {"/unload", "GET", handle_unload},
+    {"/unload", "POST", handle_unload},
+    {"/v1/chat/completions", "POST", handle_proxy},
+    {"/v1/completions", "POST", handle_proxy},
+    {"/v1/embeddings", "POST", handle_proxy},
+    {"/v1/rerank", "POST", handle_proxy},
+    {"/v1/reranking", "POST", handle_proxy},
+    {"/rerank", "POST", handle_proxy},
+    {"/reranking", "POST", handle_proxy},
+    {"/completion", "POST", handle_proxy},
+    {"/completions", "POST", handle_proxy},
+    {"/infill", "POST", handle_proxy},
+    {"/embedding", "POST", handle_proxy},
+    {"/embeddings", "POST", handle_proxy},
+};
+
+/* Dispatches one request by path and method. */
+static void route_request(struct http_request *req, void *arg)
+{
+    struct gw_app *app = arg;
+    const char *path = http_request_path(req);
+    const char *method = http_request_method(req);
+    bool is_known_path = false;
+    char allow[64] = "";
+
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        if (strcmp(routes[i].path, path) != 0)
+            continue;
+        is_known_path = true;
+        if (strcmp(routes[i].method, method) == 0 ||
+            (strcmp(method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0)) {
+            routes[i].handler(app, req);
+            return;
+        }
+        size_t n = strlen(allow);
+        snprintf(allow + n, sizeof(allow) - n, "%s%s", n > 0 ? ", " : "", routes[i].method);
+    }
+    if (is_known_path) {
+        char msg[160];
+        http_response_add_header(req, "Allow", allow);
+        snprintf(msg, sizeof(msg), "method %s not allowed on %s", method, path);
+        gw_reply_error(req, 405, msg, "method_not_allowed", 0);
+        return;
+    }
+    gw_reply_error(req, 404, "no such endpoint", "not_found", 0);
+}
+
+struct gw_app *gw_app_new(struct event_base *base, struct cfg *cfg, char **cause)
+{
+    struct gw_app *app = calloc(1, sizeof(*app));
+    struct http_server_options opt = {0};
+
+    if (app == NULL) {
+        cfg_free(cfg);
+        if (cause != NULL)
+            *cause = strdup("out of memory");
+        return NULL;
+    }
+    app->base = base;
+    app->cfg = cfg;
+    app->started_unix_s = ig_unix_s();
+    opt.max_body_bytes = cfg->limits.max_body_bytes;
+    opt.max_header_bytes = cfg->limits.max_header_bytes;
+    opt.idle_timeout_s = cfg->limits.idle_timeout_s;
+    app->server = http_server_new(base, &opt, route_request, app);
+    app->pool = upstream_pool_new(base);
+    if (app->server == NULL || app->pool == NULL) {
+        if (cause != NULL)
+            *cause = strdup("out of memory");
+        gw_app_free(app);
+        return NULL;
+    }
+    app->mgr = sup_manager_new(base, app->pool, cfg, cause);
+    if (app->mgr == NULL) {
+        gw_app_free(app);
+        return NULL;
+    }
+    return app;
+}
+
+int gw_app_listen(struct gw_app *app, const char *host, int port, char **cause)
+{
+    return http_server_listen(app->server, host, port, cause);
+}
+
+int gw_app_port(const struct gw_app *app)
+{
+    return http_server_port(app->server);
+}
+
+/* All children exited: report. */
+static void on_children_stopped(void *arg)
+{
+    struct gw_app *app = arg;
+    ig_info("shutdown complete");
+    if (app->stopped_cb != NULL)
+        app->stopped_cb(app->stopped_arg);
+}
+
+/* Polls in-flight requests during a graceful shutdown. */
+static void stop_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_app *app = arg;
+    struct timeval tv = {0, STOP_POLL_MS * 1000};
+    size_t busy = http_server_busy_requests(app->server);
+    (void)fd;
+    (void)what;
+
+    if (busy > 0 && ig_now_ms() < app->stop_deadline_ms && app->stop_timer != NULL) {
+        evtimer_add(app->stop_timer, &tv);
+        return;
+    }
+    if (busy > 0)
+        ig_warn("grace period over: closing %zu request(s) still in flight", busy);
+    http_server_free(app->server);
+    app->server = NULL;
+    ig_info("stopping models");
+    sup_shutdown(app->mgr, on_children_stopped, app);
+}
+
+void gw_app_shutdown(struct gw_app *app, gw_stopped_fn cb, void *arg)
+{
+    if (app->is_stopping)
+        return;
+    app->is_stopping = true;
+    app->stopped_cb = cb;
+    app->stopped_arg = arg;
+    app->stop_deadline_ms = ig_now_ms() + (uint64_t)app->cfg->limits.shutdown_grace_s * 1000u;
+    ig_info("shutting down: %zu request(s) in flight, grace %d s",
+            http_server_busy_requests(app->server), app->cfg->limits.shutdown_grace_s);
+    http_server_stop_accepting(app->server);
+    app->stop_timer = evtimer_new(app->base, stop_poll_cb, app);
+    stop_poll_cb(-1, 0, app);
+}
+
+void gw_app_free(struct gw_app *app)
+{
+    if (app == NULL)
+        return;
+    http_server_free(app->server);
+    sup_manager_free(app->mgr);
+    upstream_pool_free(app->pool);
+    if (app->stop_timer != NULL)
+        event_free(app->stop_timer);
+    cfg_free(app->cfg);
+    free(app);
+}

@@ -1,0 +1,34 @@
+/*
+ * The gateway application: the front HTTP server, the upstream pool and the model manager
+ * for one loaded configuration, with the routes of the public API.
+ */
+#ifndef IG_GW_APP_H
+#define IG_GW_APP_H
+
+#include "ig_error.h"
+
+struct event_base;
+struct cfg;
+struct gw_app;
+
+/* Called once when a graceful shutdown finished. */
+typedef void (*gw_stopped_fn)(void *arg);
+
+/* Creates the app for CFG (taken: freed with the app) on BASE. Returns NULL with *CAUSE
+ * (caller frees) on failure. Free with gw_app_free(). */
+struct gw_app *gw_app_new(struct event_base *base, struct cfg *cfg, char **cause);
+
+/* Listens on HOST:PORT; returns 0 or IG_EIO with *CAUSE (caller frees). */
+int gw_app_listen(struct gw_app *app, const char *host, int port, char **cause) IG_WUR;
+
+/* Returns the bound port. */
+int gw_app_port(const struct gw_app *app);
+
+/* Graceful shutdown: stop accepting, let in-flight requests finish within the configured
+ * grace, stop every child, then call CB. */
+void gw_app_shutdown(struct gw_app *app, gw_stopped_fn cb, void *arg);
+
+/* Frees the app, killing any child still alive; NULL is a no-op. */
+void gw_app_free(struct gw_app *app);
+
+#endif

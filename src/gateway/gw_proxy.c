@@ -1,0 +1,301 @@
+/*
+ * Proxying of inference requests.
+ *
+ * A call reads the body's "model", applies the model's filters (stripParams, setParams,
+ * useModelName), waits for the model through the manager, then sends the body to the
+ * model's upstream. Server-sent events are passed through chunk by chunk as curl delivers
+ * them, so the client sees each upstream write at once; other responses are collected and
+ * sent with a Content-Length. A client that goes away cancels the upstream transfer (or
+ * its place in the queue). An upstream that fails mid-stream ends the client's stream with
+ * an SSE error event in OpenAI's shape, which SDKs raise as an error.
+ */
+#include "cfg.h"
+#include "gw_internal.h"
+#include "http_server.h"
+#include "http_upstream.h"
+#include "ig_errbody.h"
+#include "ig_json.h"
+#include "ig_log.h"
+#include "sup_manager.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_JSON_DEPTH 64
+#define MAX_RESPONSE_BYTES (64u << 20)
+#define MAX_URL 2048
+
+struct gw_call {
+    struct gw_app *app;
+    struct http_request *req;
+    struct sup_model *model;
+    struct sup_waiter *waiter;
+    struct upstream_req *ureq;
+    char *rewritten_body; /* owned when the filters changed the body */
+    const char *body;
+    size_t body_len;
+    bool has_model;      /* acquired: sup_release() owed */
+    bool is_streaming;   /* response headers sent as a stream */
+    int status;
+    char content_type[128];
+    struct evbuffer *response;
+    char url[MAX_URL];
+};
+
+/* Frees a call; releases the model if it was acquired. */
+static void call_free(struct gw_call *call)
+{
+    if (call->has_model)
+        sup_release(call->model);
+    if (call->response != NULL)
+        evbuffer_free(call->response);
+    free(call->rewritten_body);
+    free(call);
+}
+
+/* The client went away: withdraw from the queue or abort the upstream transfer. */
+static void on_client_gone(struct http_request *req, void *arg)
+{
+    struct gw_call *call = arg;
+    (void)req;
+
+    if (call->waiter != NULL)
+        sup_waiter_cancel(call->waiter);
+    if (call->ureq != NULL) {
+        ig_debug("client %s went away; cancelling upstream %s", http_request_peer(req), call->url);
+        upstream_cancel(call->ureq);
+    }
+    call_free(call);
+}
+
+/* The client's socket drained: resume a paused upstream. */
+static void on_client_drained(struct http_request *req, void *arg)
+{
+    struct gw_call *call = arg;
+    (void)req;
+    if (call->ureq != NULL)
+        upstream_resume(call->ureq);
+}
+
+/* Upstream response head: start streaming for SSE, collect otherwise. */
+static void on_up_headers(struct upstream_req *ureq, int status, const char *ct, void *arg)
+{
+    struct gw_call *call = arg;
+    (void)ureq;
+
+    call->status = status;
+    snprintf(call->content_type, sizeof(call->content_type), "%s",
+             ct != NULL ? ct : "application/json");
+    if (ct != NULL && strncasecmp(ct, "text/event-stream", 17) == 0) {
+        call->is_streaming = true;
+        http_stream_start(call->req, status, call->content_type);
+    }
+}
+
+/* Upstream body bytes. */
+static int on_up_data(struct upstream_req *ureq, const char *data, size_t len, void *arg)
+{
+    struct gw_call *call = arg;
+
+    if (call->is_streaming)
+        return http_stream_write(call->req, data, len);
+    if (evbuffer_get_length(call->response) + len > MAX_RESPONSE_BYTES) {
+        upstream_cancel(ureq);
+        call->ureq = NULL;
+        gw_reply_error(call->req, 502, "upstream response too large", "upstream_error", 0);
+        call_free(call);
+        return 0;
+    }
+    evbuffer_add(call->response, data, len);
+    return 0;
+}
+
+/* Ends a started stream with an OpenAI-shaped SSE error event. */
+static void stream_fail(struct gw_call *call, const char *message)
+{
+    char *body = ig_error_body(502, message, "upstream_error");
+
+    if (body != NULL) {
+        struct evbuffer *event = evbuffer_new();
+        if (event != NULL) {
+            evbuffer_add_printf(event, "data: %s\n\n", body);
+            size_t n = evbuffer_get_length(event);
+            http_stream_write(call->req, evbuffer_pullup(event, -1), n);
+            evbuffer_free(event);
+        }
+    }
+    free(body);
+    http_stream_end(call->req);
+}
+
+/* Upstream transfer finished. */
+static void on_up_done(struct upstream_req *ureq, int rc, const char *message, void *arg)
+{
+    struct gw_call *call = arg;
+    char text[512];
+    (void)ureq;
+
+    call->ureq = NULL;
+    if (rc == 0) {
+        if (call->is_streaming)
+            http_stream_end(call->req);
+        else
+            http_respond_buffer(call->req, call->status, call->content_type, call->response);
+    } else {
+        snprintf(text, sizeof(text), "upstream of model %s failed: %s",
+                 sup_model_cfg(call->model)->id, message != NULL ? message : "unknown error");
+        ig_warn("%s", text);
+        if (call->is_streaming)
+            stream_fail(call, text);
+        else
+            gw_reply_error(call->req, rc == IG_ETIMEDOUT ? 504 : 502, text, "upstream_error", 0);
+    }
+    call_free(call);
+}
+
+/* Sends the request to the model's upstream. */
+static void start_upstream(struct gw_call *call)
+{
+    static const struct upstream_callbacks callbacks = {
+        .on_headers = on_up_headers, .on_data = on_up_data, .on_done = on_up_done};
+    const struct cfg_model *mc = sup_model_cfg(call->model);
+    const char *accept = http_request_header(call->req, "accept");
+    char accept_header[256];
+    const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
+    struct upstream_spec spec = {0};
+    size_t plen = strlen(mc->proxy);
+
+    if (plen > 0 && mc->proxy[plen - 1] == '/')
+        plen--;
+    snprintf(call->url, sizeof(call->url), "%.*s%s", (int)plen, mc->proxy,
+             http_request_path(call->req));
+    if (accept != NULL) {
+        snprintf(accept_header, sizeof(accept_header), "Accept: %s", accept);
+        headers[1] = accept_header;
+    }
+    spec.method = "POST";
+    spec.url = call->url;
+    spec.headers = headers;
+    spec.body = call->body;
+    spec.body_len = call->body_len;
+    spec.timeout_ms = (long)call->app->cfg->limits.request_timeout_s * 1000;
+    spec.connect_timeout_ms = 5000;
+    call->response = evbuffer_new();
+    call->ureq = call->response != NULL ? upstream_start(call->app->pool, &spec, &callbacks, call)
+                                        : NULL;
+    if (call->ureq == NULL) {
+        gw_reply_error(call->req, 500, "out of memory", "internal_error", 0);
+        call_free(call);
+    }
+}
+
+/* The manager answered: the model is ready, or an error to pass on. */
+static void on_model_ready(struct sup_model *model, int status, const char *message,
+                           int retry_after_s, void *arg)
+{
+    struct gw_call *call = arg;
+    (void)model;
+
+    call->waiter = NULL;
+    if (status != 0) {
+        gw_reply_error(call->req, status, message,
+                       status == 429 ? "rate_limit_exceeded" : "model_unavailable",
+                       retry_after_s);
+        call_free(call);
+        return;
+    }
+    call->has_model = true;
+    start_upstream(call);
+}
+
+/* Applies stripParams, setParams and useModelName; returns whether the body changed. */
+static bool apply_filters(const struct cfg_model *mc, json_t *doc)
+{
+    bool is_changed = false;
+
+    for (size_t i = 0; i < mc->strip_params.len; i++) {
+        const char *key = mc->strip_params.items[i];
+        if (strcmp(key, "model") != 0 && json_object_del(doc, key) == 0)
+            is_changed = true;
+    }
+    if (mc->set_params != NULL && json_object_size(mc->set_params) > 0) {
+        json_object_update(doc, mc->set_params);
+        is_changed = true;
+    }
+    if (mc->use_model_name != NULL) {
+        json_object_set_new(doc, "model", json_string(mc->use_model_name));
+        is_changed = true;
+    }
+    return is_changed;
+}
+
+/* Parses the body and finds the model; answers the client itself on failure. */
+static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req)
+{
+    size_t len = 0;
+    const char *body = http_request_body(req, &len);
+    char err[256], msg[512];
+    json_t *doc = ig_json_parse(body, len, MAX_JSON_DEPTH, err, sizeof(err));
+    struct gw_call *call = NULL;
+    const char *name;
+    struct sup_model *model;
+
+    if (doc == NULL || !json_is_object(doc)) {
+        gw_reply_error(req, 400, doc == NULL ? err : "request body must be a JSON object",
+                       "invalid_json", 0);
+        goto out;
+    }
+    name = json_string_value(json_object_get(doc, "model"));
+    if (name == NULL || name[0] == '\0') {
+        gw_reply_error(req, 400, "you must provide a model parameter", "missing_model", 0);
+        goto out;
+    }
+    model = sup_find(app->mgr, name);
+    if (model == NULL) {
+        snprintf(msg, sizeof(msg), "The model `%.200s` does not exist", name);
+        gw_reply_error(req, 404, msg, "model_not_found", 0);
+        goto out;
+    }
+    call = calloc(1, sizeof(*call));
+    if (call == NULL) {
+        gw_reply_error(req, 500, "out of memory", "internal_error", 0);
+        goto out;
+    }
+    call->app = app;
+    call->req = req;
+    call->model = model;
+    call->body = body;
+    call->body_len = len;
+    if (apply_filters(sup_model_cfg(model), doc)) {
+        call->rewritten_body = json_dumps(doc, JSON_COMPACT);
+        if (call->rewritten_body != NULL) {
+            call->body = call->rewritten_body;
+            call->body_len = strlen(call->rewritten_body);
+        }
+    }
+out:
+    json_decref(doc);
+    return call;
+}
+
+void gw_proxy_handle(struct gw_app *app, struct http_request *req)
+{
+    struct gw_call *call = prepare_call(app, req);
+    int rc;
+
+    if (call == NULL)
+        return;
+    http_request_set_cancel_cb(req, on_client_gone, call);
+    http_request_set_drain_cb(req, on_client_drained, call);
+    rc = sup_acquire(call->model, on_model_ready, call, &call->waiter);
+    if (rc == 0) {
+        call->has_model = true;
+        start_upstream(call);
+    } else if (rc < 0) {
+        gw_reply_error(req, 500, ig_strerror(rc), "internal_error", 0);
+        call_free(call);
+    }
+}

@@ -1,0 +1,812 @@
+/*
+ * HTTP/1.1 front server on bufferevents.
+ *
+ * A connection reads one request at a time: the head (request line + headers) is searched
+ * for its blank line, copied and parsed in place; the body follows by Content-Length or
+ * chunked encoding. While a request is handled, reading continues only to notice the client
+ * going away (EOF), which cancels the request. Pipelined input waits in the buffer, capped.
+ *
+ * Errors found here (bad request line, head or body too large, timeouts) are answered in
+ * OpenAI's error shape and close the connection. A too-large body is answered at once and
+ * the rest of it is read and thrown away for a short while ("lingering close"), so the
+ * client sees the 413 rather than a reset.
+ */
+#include "http_server.h"
+#include "http_parse.h"
+#include "ig_errbody.h"
+#include "ig_time.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netdb.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#define STREAM_HIGH_WATER_BYTES (1u << 20)
+#define DISCARD_LINGER_S 2
+#define DISCARD_MAX_BYTES (64u << 20)
+
+enum conn_state {
+    CONN_READING_HEAD, /* waiting for (the rest of) a request head */
+    CONN_READING_BODY, /* head parsed, body incomplete */
+    CONN_HANDLING,     /* request given to the handler, response not complete */
+    CONN_DISCARDING,   /* error sent; draining input until EOF or the linger timer */
+    CONN_CLOSING,      /* last response queued; close once written */
+};
+
+struct http_conn;
+
+struct http_request {
+    struct http_conn *conn;
+    struct http_head head;
+    struct evbuffer *body;
+    char *body_flat;
+    size_t body_len;
+    bool keep_alive;
+    bool is_chunked_out;
+    bool is_streaming;
+    bool is_paused;
+    struct evbuffer *extra_headers;
+    http_cancel_fn cancel_cb;
+    void *cancel_arg;
+    http_drain_fn drain_cb;
+    void *drain_arg;
+    uint64_t start_us;
+};
+
+struct http_conn {
+    struct http_server *srv;
+    struct bufferevent *bev;
+    struct event *timer;
+    struct http_conn *prev, *next;
+    enum conn_state state;
+    struct http_request *req;
+    /* Body reading state. */
+    bool body_chunked;
+    size_t body_need;      /* Content-Length bytes still expected, or current chunk bytes */
+    bool chunk_in_data;    /* inside a chunk's data (plus its CRLF) */
+    bool chunk_in_trailer; /* after the last chunk, reading trailers */
+    bool is_processing;    /* process_input() is on the stack */
+    bool is_timer_for_request;
+    size_t discarded_bytes;
+    char peer[64];
+};
+
+struct http_server {
+    struct event_base *base;
+    struct evconnlistener *listener;
+    struct http_server_options opt;
+    http_handler_fn handler;
+    void *handler_arg;
+    struct http_conn *conns;
+    size_t n_conns;
+    size_t n_busy;
+    bool is_stopping;
+    int port;
+};
+
+static void process_input(struct http_conn *conn);
+static void conn_free(struct http_conn *conn);
+
+const char *http_status_text(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    case 507: return "Insufficient Storage";
+    default: return "Unknown";
+    }
+}
+
+/* Frees a request and everything it owns. */
+static void request_free(struct http_request *req)
+{
+    if (req == NULL)
+        return;
+    http_head_release(&req->head);
+    if (req->body != NULL)
+        evbuffer_free(req->body);
+    if (req->extra_headers != NULL)
+        evbuffer_free(req->extra_headers);
+    free(req);
+}
+
+/* Arms the connection timer for SECONDS; FOR_REQUEST tells a header timeout from idle. */
+static void conn_arm_timer(struct http_conn *conn, int seconds, bool for_request)
+{
+    struct timeval tv = {.tv_sec = seconds, .tv_usec = 0};
+    conn->is_timer_for_request = for_request;
+    evtimer_add(conn->timer, &tv);
+}
+
+/* Closes the connection once the output buffer is written. */
+static void conn_close_after_write(struct http_conn *conn)
+{
+    conn->state = CONN_CLOSING;
+    if (!conn->is_processing && evbuffer_get_length(bufferevent_get_output(conn->bev)) == 0)
+        conn_free(conn);
+}
+
+/* Writes a complete error response from the protocol layer and stops reading requests. */
+static void conn_send_error(struct http_conn *conn, int status, const char *message,
+                            const char *code, bool linger)
+{
+    struct evbuffer *out = bufferevent_get_output(conn->bev);
+    char *body = ig_error_body(status, message, code);
+    size_t len = body != NULL ? strlen(body) : 0;
+
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                        "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                        status, http_status_text(status), len);
+    if (body != NULL)
+        evbuffer_add(out, body, len);
+    free(body);
+    request_free(conn->req);
+    conn->req = NULL;
+    if (linger) {
+        conn->state = CONN_DISCARDING;
+        conn_arm_timer(conn, DISCARD_LINGER_S, true);
+        evbuffer_drain(bufferevent_get_input(conn->bev),
+                       evbuffer_get_length(bufferevent_get_input(conn->bev)));
+    } else {
+        evtimer_del(conn->timer);
+        conn_close_after_write(conn);
+    }
+}
+
+/* Frees a connection, cancelling its request if the handler still holds it. */
+static void conn_free(struct http_conn *conn)
+{
+    struct http_server *srv = conn->srv;
+    struct http_request *req = conn->req;
+
+    conn->req = NULL;
+    if (req != NULL && conn->state == CONN_HANDLING) {
+        srv->n_busy--;
+        if (req->cancel_cb != NULL)
+            req->cancel_cb(req, req->cancel_arg);
+    }
+    request_free(req);
+    if (conn->prev != NULL)
+        conn->prev->next = conn->next;
+    else
+        srv->conns = conn->next;
+    if (conn->next != NULL)
+        conn->next->prev = conn->prev;
+    srv->n_conns--;
+    event_free(conn->timer);
+    bufferevent_free(conn->bev);
+    free(conn);
+}
+
+/* Starts the body reader after a parsed head; returns false when the connection was
+ * answered with an error. */
+static bool start_body(struct http_conn *conn)
+{
+    struct http_request *req = conn->req;
+    const char *te = http_head_get(&req->head, "transfer-encoding");
+    const char *expect = http_head_get(&req->head, "expect");
+    long long content_length = -1;
+    int rc;
+
+    rc = http_head_content_length(&req->head, &content_length);
+    if (rc != 0) {
+        conn_send_error(conn, 400, "invalid Content-Length header", "invalid_request", false);
+        return false;
+    }
+    if (te != NULL) {
+        if (strcasecmp(te, "chunked") != 0) {
+            conn_send_error(conn, 501, "unsupported Transfer-Encoding", "invalid_request",
+                            false);
+            return false;
+        }
+        if (content_length >= 0) {
+            conn_send_error(conn, 400, "both Content-Length and Transfer-Encoding given",
+                            "invalid_request", false);
+            return false;
+        }
+        conn->body_chunked = true;
+    } else {
+        conn->body_chunked = false;
+        conn->body_need = content_length > 0 ? (size_t)content_length : 0;
+    }
+    if (content_length > (long long)conn->srv->opt.max_body_bytes) {
+        conn_send_error(conn, 413, "request body too large", "request_too_large", true);
+        return false;
+    }
+    conn->chunk_in_data = false;
+    conn->chunk_in_trailer = false;
+    req->body = evbuffer_new();
+    if (expect != NULL && strcasecmp(expect, "100-continue") == 0 && req->head.minor == 1 &&
+        (conn->body_chunked || conn->body_need > 0))
+        evbuffer_add(bufferevent_get_output(conn->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    conn->state = CONN_READING_BODY;
+    return true;
+}
+
+/* Parses as much of a chunked body as the input holds. Returns 1 when the body is complete,
+ * 0 when more input is needed, -1 after answering an error. */
+static int read_chunked(struct http_conn *conn, struct evbuffer *in)
+{
+    struct http_request *req = conn->req;
+    size_t max = conn->srv->opt.max_body_bytes;
+
+    for (;;) {
+        if (conn->chunk_in_data) {
+            size_t want = conn->body_need + 2;
+            char crlf[2];
+            if (evbuffer_get_length(in) < want)
+                return 0;
+            evbuffer_remove_buffer(in, req->body, conn->body_need);
+            evbuffer_remove(in, crlf, 2);
+            if (crlf[0] != '\r' || crlf[1] != '\n') {
+                conn_send_error(conn, 400, "malformed chunked body", "invalid_request", false);
+                return -1;
+            }
+            conn->chunk_in_data = false;
+            continue;
+        }
+        size_t line_len = 0;
+        char *line = evbuffer_readln(in, &line_len, EVBUFFER_EOL_CRLF);
+        if (line == NULL) {
+            if (evbuffer_get_length(in) > 1024) {
+                conn_send_error(conn, 400, "malformed chunked body", "invalid_request", false);
+                return -1;
+            }
+            return 0;
+        }
+        if (conn->chunk_in_trailer) {
+            bool is_end = line_len == 0;
+            free(line);
+            if (is_end)
+                return 1;
+            continue;
+        }
+        char *end = NULL;
+        errno = 0;
+        unsigned long long size = strtoull(line, &end, 16);
+        bool is_bad = end == line || errno != 0 || (*end != '\0' && *end != ';');
+        free(line);
+        if (is_bad) {
+            conn_send_error(conn, 400, "malformed chunk size", "invalid_request", false);
+            return -1;
+        }
+        if (size > max || evbuffer_get_length(req->body) + size > max) {
+            conn_send_error(conn, 413, "request body too large", "request_too_large", true);
+            return -1;
+        }
+        if (size == 0) {
+            conn->chunk_in_trailer = true;
+            continue;
+        }
+        conn->body_need = (size_t)size;
+        conn->chunk_in_data = true;
+    }
+}
+
+/* Hands a complete request to the handler. */
+static void dispatch(struct http_conn *conn)
+{
+    struct http_server *srv = conn->srv;
+    struct http_request *req = conn->req;
+
+    req->body_len = evbuffer_get_length(req->body);
+    req->body_flat = (char *)evbuffer_pullup(req->body, -1);
+    req->keep_alive = req->head.keep_alive && !srv->is_stopping;
+    req->start_us = ig_now_us();
+    conn->state = CONN_HANDLING;
+    evtimer_del(conn->timer);
+    srv->n_busy++;
+    srv->handler(req, srv->handler_arg);
+}
+
+/* Reads and parses a request head from IN; returns false when waiting or after an error. */
+static bool read_head(struct http_conn *conn, struct evbuffer *in)
+{
+    size_t max = conn->srv->opt.max_header_bytes;
+    struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+    size_t head_len;
+    char *cause = NULL;
+
+    if (end.pos < 0) {
+        if (evbuffer_get_length(in) > max)
+            conn_send_error(conn, 431, "request header too large", "header_too_large", false);
+        return false;
+    }
+    head_len = (size_t)end.pos + 4;
+    if (head_len > max) {
+        conn_send_error(conn, 431, "request header too large", "header_too_large", false);
+        return false;
+    }
+    conn->req = calloc(1, sizeof(*conn->req));
+    if (conn->req == NULL) {
+        conn_send_error(conn, 500, "out of memory", "internal_error", false);
+        return false;
+    }
+    conn->req->conn = conn;
+    if (http_head_parse(&conn->req->head, in, head_len, &cause) != 0) {
+        int status = conn->req->head.minor < 0 ? 505 : 400;
+        conn_send_error(conn, status, cause != NULL ? cause : "bad request", "invalid_request",
+                        false);
+        free(cause);
+        return false;
+    }
+    return start_body(conn);
+}
+
+/* Runs the request state machine over buffered input until it needs more. */
+static void process_input(struct http_conn *conn)
+{
+    struct evbuffer *in = bufferevent_get_input(conn->bev);
+
+    conn->is_processing = true;
+    for (;;) {
+        if (conn->state == CONN_READING_HEAD) {
+            if (evbuffer_get_length(in) == 0)
+                break;
+            if (!conn->is_timer_for_request)
+                conn_arm_timer(conn, conn->srv->opt.header_timeout_s, true);
+            if (!read_head(conn, in))
+                break;
+        }
+        if (conn->state == CONN_READING_BODY) {
+            if (conn->body_chunked) {
+                if (read_chunked(conn, in) != 1)
+                    break;
+            } else {
+                if (evbuffer_get_length(in) < conn->body_need)
+                    break;
+                evbuffer_remove_buffer(in, conn->req->body, conn->body_need);
+            }
+            dispatch(conn);
+        }
+        if (conn->state != CONN_READING_HEAD)
+            break;
+    }
+    conn->is_processing = false;
+    if (conn->state == CONN_CLOSING && evbuffer_get_length(bufferevent_get_output(conn->bev)) == 0)
+        conn_free(conn);
+}
+
+/* Called after a response completed: next request, or close. */
+static void request_finished(struct http_request *req)
+{
+    struct http_conn *conn = req->conn;
+    struct http_server *srv = conn->srv;
+    bool keep_alive = req->keep_alive && !srv->is_stopping;
+
+    srv->n_busy--;
+    request_free(req);
+    conn->req = NULL;
+    if (!keep_alive) {
+        conn_close_after_write(conn);
+        return;
+    }
+    conn->state = CONN_READING_HEAD;
+    conn_arm_timer(conn, srv->opt.idle_timeout_s, false);
+    if (!conn->is_processing && evbuffer_get_length(bufferevent_get_input(conn->bev)) > 0)
+        process_input(conn);
+}
+
+/* Reads available input according to the connection state. */
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct http_conn *conn = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t cap = conn->srv->opt.max_header_bytes + conn->srv->opt.max_body_bytes;
+
+    switch (conn->state) {
+    case CONN_DISCARDING:
+        conn->discarded_bytes += evbuffer_get_length(in);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        if (conn->discarded_bytes > DISCARD_MAX_BYTES)
+            conn_close_after_write(conn);
+        return;
+    case CONN_CLOSING:
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    case CONN_HANDLING:
+        /* Pipelined input waits for the current answer, within a cap. */
+        if (evbuffer_get_length(in) > cap)
+            conn_free(conn);
+        return;
+    default:
+        process_input(conn);
+    }
+}
+
+/* Output drained: finish closing, or wake a paused stream. */
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct http_conn *conn = arg;
+    (void)bev;
+
+    if (conn->state == CONN_CLOSING) {
+        conn_free(conn);
+        return;
+    }
+    if (conn->state == CONN_HANDLING && conn->req != NULL && conn->req->is_paused) {
+        conn->req->is_paused = false;
+        if (conn->req->drain_cb != NULL)
+            conn->req->drain_cb(conn->req, conn->req->drain_arg);
+    }
+}
+
+/* EOF or error on the socket: the client is gone. */
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct http_conn *conn = arg;
+    (void)bev;
+
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
+        (conn->state == CONN_DISCARDING || conn->state == CONN_CLOSING)) {
+        conn_close_after_write(conn);
+        return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+        conn_free(conn);
+}
+
+/* Idle or header timer: close idle connections, answer 408 to slow requests. */
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_conn *conn = arg;
+    (void)fd;
+    (void)what;
+
+    if (conn->state == CONN_DISCARDING || conn->state == CONN_CLOSING) {
+        conn_free(conn);
+        return;
+    }
+    if (conn->is_timer_for_request && evbuffer_get_length(bufferevent_get_input(conn->bev)) > 0)
+        conn_send_error(conn, 408, "request not received in time", "request_timeout", false);
+    else if (conn->state == CONN_READING_HEAD || conn->state == CONN_READING_BODY)
+        conn_free(conn);
+}
+
+/* Formats the peer address of SA into BUF. */
+static void format_peer(const struct sockaddr *sa, char *buf, size_t size)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+        snprintf(buf, size, "%s:%d", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+        snprintf(buf, size, "[%s]:%d", host, port);
+    } else {
+        snprintf(buf, size, "unknown");
+    }
+}
+
+/* Accepts a connection (or closes it at once beyond max_connections). */
+static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *sa,
+                      int socklen, void *arg)
+{
+    struct http_server *srv = arg;
+    struct http_conn *conn;
+    int one = 1;
+    (void)listener;
+    (void)socklen;
+
+    if (srv->n_conns >= srv->opt.max_connections || srv->is_stopping) {
+        evutil_closesocket(fd);
+        return;
+    }
+    conn = calloc(1, sizeof(*conn));
+    if (conn == NULL) {
+        evutil_closesocket(fd);
+        return;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    conn->srv = srv;
+    conn->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    conn->timer = evtimer_new(srv->base, conn_timer_cb, conn);
+    if (conn->bev == NULL || conn->timer == NULL) {
+        if (conn->bev != NULL)
+            bufferevent_free(conn->bev);
+        else
+            evutil_closesocket(fd);
+        if (conn->timer != NULL)
+            event_free(conn->timer);
+        free(conn);
+        return;
+    }
+    format_peer(sa, conn->peer, sizeof(conn->peer));
+    conn->state = CONN_READING_HEAD;
+    conn->next = srv->conns;
+    if (srv->conns != NULL)
+        srv->conns->prev = conn;
+    srv->conns = conn;
+    srv->n_conns++;
+    bufferevent_setcb(conn->bev, conn_read_cb, conn_write_cb, conn_event_cb, conn);
+    bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+    conn_arm_timer(conn, srv->opt.idle_timeout_s, false);
+}
+
+struct http_server *http_server_new(struct event_base *base, const struct http_server_options *o,
+                                    http_handler_fn handler, void *arg)
+{
+    struct http_server *srv = calloc(1, sizeof(*srv));
+
+    if (srv == NULL)
+        return NULL;
+    srv->base = base;
+    if (o != NULL)
+        srv->opt = *o;
+    if (srv->opt.max_body_bytes == 0)
+        srv->opt.max_body_bytes = 16u << 20;
+    if (srv->opt.max_header_bytes == 0)
+        srv->opt.max_header_bytes = 64u << 10;
+    if (srv->opt.idle_timeout_s <= 0)
+        srv->opt.idle_timeout_s = 60;
+    if (srv->opt.header_timeout_s <= 0)
+        srv->opt.header_timeout_s = 30;
+    if (srv->opt.max_connections == 0)
+        srv->opt.max_connections = 4096;
+    srv->handler = handler;
+    srv->handler_arg = arg;
+    return srv;
+}
+
+int http_server_listen(struct http_server *srv, const char *host, int port, char **cause)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    char port_text[16];
+    struct sockaddr_storage bound;
+    socklen_t bound_len = sizeof(bound);
+    int rc = IG_EIO;
+    int gai;
+
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(port_text, sizeof(port_text), "%d", port);
+    gai = getaddrinfo(host, port_text, &hints, &res);
+    if (gai != 0) {
+        if (cause != NULL && asprintf(cause, "cannot resolve %s: %s", host, gai_strerror(gai)) < 0)
+            *cause = NULL;
+        goto out;
+    }
+    srv->listener = evconnlistener_new_bind(
+        srv->base, accept_cb, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+        1024, res->ai_addr, (int)res->ai_addrlen);
+    if (srv->listener == NULL) {
+        if (cause != NULL &&
+            asprintf(cause, "cannot listen on %s:%d: %s", host, port, strerror(errno)) < 0)
+            *cause = NULL;
+        goto out;
+    }
+    if (getsockname(evconnlistener_get_fd(srv->listener), (struct sockaddr *)&bound,
+                    &bound_len) == 0)
+        srv->port = ntohs(bound.ss_family == AF_INET6
+                              ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                              : ((struct sockaddr_in *)&bound)->sin_port);
+    rc = 0;
+out:
+    if (res != NULL)
+        freeaddrinfo(res);
+    return rc;
+}
+
+int http_server_port(const struct http_server *srv)
+{
+    return srv->port;
+}
+
+void http_server_stop_accepting(struct http_server *srv)
+{
+    struct http_conn *conn = srv->conns, *next;
+
+    srv->is_stopping = true;
+    if (srv->listener != NULL) {
+        evconnlistener_free(srv->listener);
+        srv->listener = NULL;
+    }
+    for (; conn != NULL; conn = next) {
+        next = conn->next;
+        if (conn->state == CONN_READING_HEAD &&
+            evbuffer_get_length(bufferevent_get_input(conn->bev)) == 0)
+            conn_free(conn);
+    }
+}
+
+size_t http_server_busy_requests(const struct http_server *srv)
+{
+    return srv->n_busy;
+}
+
+void http_server_free(struct http_server *srv)
+{
+    if (srv == NULL)
+        return;
+    if (srv->listener != NULL)
+        evconnlistener_free(srv->listener);
+    while (srv->conns != NULL)
+        conn_free(srv->conns);
+    free(srv);
+}
+
+const char *http_request_method(const struct http_request *req)
+{
+    return req->head.method;
+}
+
+const char *http_request_path(const struct http_request *req)
+{
+    return req->head.path;
+}
+
+const char *http_request_query(const struct http_request *req)
+{
+    return req->head.query;
+}
+
+const char *http_request_header(const struct http_request *req, const char *name)
+{
+    return http_head_get(&req->head, name);
+}
+
+const char *http_request_body(const struct http_request *req, size_t *len)
+{
+    if (len != NULL)
+        *len = req->body_len;
+    return req->body_flat != NULL ? req->body_flat : "";
+}
+
+const char *http_request_peer(const struct http_request *req)
+{
+    return req->conn->peer;
+}
+
+unsigned long long http_request_start_us(const struct http_request *req)
+{
+    return req->start_us;
+}
+
+void http_request_set_cancel_cb(struct http_request *req, http_cancel_fn cb, void *arg)
+{
+    req->cancel_cb = cb;
+    req->cancel_arg = arg;
+}
+
+void http_request_set_drain_cb(struct http_request *req, http_drain_fn cb, void *arg)
+{
+    req->drain_cb = cb;
+    req->drain_arg = arg;
+}
+
+void http_response_add_header(struct http_request *req, const char *name, const char *value)
+{
+    if (req->extra_headers == NULL)
+        req->extra_headers = evbuffer_new();
+    if (req->extra_headers != NULL)
+        evbuffer_add_printf(req->extra_headers, "%s: %s\r\n", name, value);
+}
+
+/* Writes the status line and common headers of a response. */
+static void write_head(struct http_request *req, struct evbuffer *out, int status,
+                       const char *content_type)
+{
+    if (req->conn->srv->is_stopping)
+        req->keep_alive = false;
+    evbuffer_add_printf(out, "HTTP/1.%d %d %s\r\n", req->head.minor == 0 ? 0 : 1, status,
+                        http_status_text(status));
+    if (content_type != NULL)
+        evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
+    if (!req->keep_alive)
+        evbuffer_add(out, "Connection: close\r\n", 19);
+    else if (req->head.minor == 0)
+        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+    if (req->extra_headers != NULL)
+        evbuffer_add_buffer(out, req->extra_headers);
+}
+
+void http_respond(struct http_request *req, int status, const char *content_type,
+                  const char *body, size_t len)
+{
+    struct evbuffer *out = bufferevent_get_output(req->conn->bev);
+
+    write_head(req, out, status, content_type);
+    evbuffer_add_printf(out, "Content-Length: %zu\r\n\r\n", len);
+    if (len > 0 && strcmp(req->head.method, "HEAD") != 0)
+        evbuffer_add(out, body, len);
+    request_finished(req);
+}
+
+void http_respond_buffer(struct http_request *req, int status, const char *content_type,
+                         struct evbuffer *body)
+{
+    struct evbuffer *out = bufferevent_get_output(req->conn->bev);
+
+    write_head(req, out, status, content_type);
+    evbuffer_add_printf(out, "Content-Length: %zu\r\n\r\n", evbuffer_get_length(body));
+    if (strcmp(req->head.method, "HEAD") != 0)
+        evbuffer_add_buffer(out, body);
+    else
+        evbuffer_drain(body, evbuffer_get_length(body));
+    request_finished(req);
+}
+
+void http_stream_start(struct http_request *req, int status, const char *content_type)
+{
+    struct evbuffer *out = bufferevent_get_output(req->conn->bev);
+
+    req->is_streaming = true;
+    req->is_chunked_out = req->head.minor == 1;
+    if (!req->is_chunked_out)
+        req->keep_alive = false;
+    write_head(req, out, status, content_type);
+    if (req->is_chunked_out)
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    evbuffer_add(out, "Cache-Control: no-cache\r\n\r\n", 27);
+}
+
+int http_stream_write(struct http_request *req, const void *data, size_t len)
+{
+    struct evbuffer *out = bufferevent_get_output(req->conn->bev);
+
+    if (len == 0)
+        return 0;
+    if (req->is_chunked_out) {
+        evbuffer_add_printf(out, "%zx\r\n", len);
+        evbuffer_add(out, data, len);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add(out, data, len);
+    }
+    if (evbuffer_get_length(out) > STREAM_HIGH_WATER_BYTES) {
+        req->is_paused = true;
+        return 1;
+    }
+    return 0;
+}
+
+void http_stream_end(struct http_request *req)
+{
+    if (req->is_chunked_out)
+        evbuffer_add(bufferevent_get_output(req->conn->bev), "0\r\n\r\n", 5);
+    request_finished(req);
+}
+
+void http_stream_abort(struct http_request *req)
+{
+    req->keep_alive = false;
+    request_finished(req);
+}

@@ -1,0 +1,105 @@
+/*
+ * HTTP/1.1 front server on libevent bufferevents: keep-alive, Content-Length and chunked
+ * request bodies, hard caps on headers and bodies, idle and header timeouts, and responses
+ * either whole (Content-Length) or streamed (chunked, flushed per write).
+ *
+ * A request object belongs to its connection. The handler answers it with http_respond()
+ * or http_stream_start()/http_stream_write()/http_stream_end(); after the answer is
+ * complete, or after the cancel callback ran (client gone), the handler must not touch it.
+ */
+#ifndef IG_HTTP_SERVER_H
+#define IG_HTTP_SERVER_H
+
+#include "ig_error.h"
+
+#include <stddef.h>
+
+struct event_base;
+struct evbuffer;
+struct http_server;
+struct http_request;
+
+/* Called once per complete request (headers and body read). */
+typedef void (*http_handler_fn)(struct http_request *req, void *arg);
+
+/* Called when the client disconnects before the response completed; REQ dies after it. */
+typedef void (*http_cancel_fn)(struct http_request *req, void *arg);
+
+/* Called when a streamed response's output buffer drained below the low mark. */
+typedef void (*http_drain_fn)(struct http_request *req, void *arg);
+
+/* Server limits; zero fields take the defaults named in the comments. */
+struct http_server_options {
+    size_t max_body_bytes;   /* 16 MiB; larger bodies get 413 */
+    size_t max_header_bytes; /* 64 KiB; larger request heads get 431 */
+    int idle_timeout_s;      /* 60; keep-alive connection with no request */
+    int header_timeout_s;    /* 30; time to receive a whole request (slowloris) */
+    size_t max_connections;  /* 4096; further accepts are closed at once */
+};
+
+/* Creates a server on BASE calling HANDLER(req, ARG); caller frees with http_server_free(). */
+struct http_server *http_server_new(struct event_base *base, const struct http_server_options *o,
+                                    http_handler_fn handler, void *arg);
+
+/* Binds and listens on HOST:PORT (IPv4 or IPv6 literal or name). Returns 0 or IG_EIO with
+ * *CAUSE set (caller frees). PORT 0 picks a free port, readable with http_server_port(). */
+int http_server_listen(struct http_server *srv, const char *host, int port, char **cause) IG_WUR;
+
+/* Returns the bound port. */
+int http_server_port(const struct http_server *srv);
+
+/* Stops accepting and closes idle keep-alive connections; busy ones close after their
+ * response. */
+void http_server_stop_accepting(struct http_server *srv);
+
+/* Returns the number of requests being handled (read, not yet fully answered). */
+size_t http_server_busy_requests(const struct http_server *srv);
+
+/* Closes every connection (cancelling their requests) and frees; NULL is a no-op. */
+void http_server_free(struct http_server *srv);
+
+/* Request accessors; returned strings are borrowed and live as long as REQ. */
+const char *http_request_method(const struct http_request *req);
+const char *http_request_path(const struct http_request *req);  /* without the query */
+const char *http_request_query(const struct http_request *req); /* after '?', or "" */
+const char *http_request_header(const struct http_request *req, const char *name);
+const char *http_request_body(const struct http_request *req, size_t *len);
+const char *http_request_peer(const struct http_request *req);
+/* Returns the microsecond monotonic time the request was fully read. */
+unsigned long long http_request_start_us(const struct http_request *req);
+
+/* Sets the callback run if the client goes away before the answer completes. */
+void http_request_set_cancel_cb(struct http_request *req, http_cancel_fn cb, void *arg);
+
+/* Adds a response header (copied); call before http_respond()/http_stream_start(). */
+void http_response_add_header(struct http_request *req, const char *name, const char *value);
+
+/* Sends a whole response (BODY copied) and completes REQ. */
+void http_respond(struct http_request *req, int status, const char *content_type,
+                  const char *body, size_t len);
+
+/* Sends a whole response taking the contents of BODY (drained, still caller's to free) and
+ * completes REQ. */
+void http_respond_buffer(struct http_request *req, int status, const char *content_type,
+                         struct evbuffer *body);
+
+/* Starts a streamed response (chunked on HTTP/1.1). */
+void http_stream_start(struct http_request *req, int status, const char *content_type);
+
+/* Appends DATA to a streamed response; returns 1 when the client is slow and the caller
+ * should pause until the drain callback, else 0. */
+int http_stream_write(struct http_request *req, const void *data, size_t len);
+
+/* Sets the drain callback for a paused stream. */
+void http_request_set_drain_cb(struct http_request *req, http_drain_fn cb, void *arg);
+
+/* Ends a streamed response and completes REQ. */
+void http_stream_end(struct http_request *req);
+
+/* Ends a streamed response abruptly (connection closed without the final chunk). */
+void http_stream_abort(struct http_request *req);
+
+/* Returns the reason phrase for an HTTP status. */
+const char *http_status_text(int status);
+
+#endif

@@ -1,0 +1,406 @@
+/*
+ * Upstream HTTP client on libcurl multi, driven by libevent (the "multi_socket" API).
+ *
+ * curl tells us which sockets to watch (socket_cb) and when to wake it (timer_cb); we turn
+ * those into libevent events and call curl_multi_socket_action() from them. Finished
+ * transfers are collected with curl_multi_info_read() after every action.
+ *
+ * Re-entrancy: curl forbids removing a handle from inside its own callbacks. A cancel that
+ * happens while curl is on the stack (our on_data/on_headers run inside curl's write
+ * callback) is therefore deferred: the transfer is marked and removed right after curl
+ * returns. Easy handles are recycled through a free list to save set-up work per request.
+ */
+#include "http_upstream.h"
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_CONTENT_TYPE 128
+#define MAX_FREE_EASY 256
+
+struct upstream_req {
+    struct upstream_pool *pool;
+    CURL *easy;
+    struct curl_slist *headers;
+    struct upstream_callbacks cb;
+    void *arg;
+    struct upstream_req *prev, *next; /* active list */
+    struct upstream_req *next_doomed;  /* deferred removal list */
+    bool is_canceled;
+    bool is_finishing; /* on_done is running; the transfer is released after it */
+    bool has_sent_headers;
+    char content_type[MAX_CONTENT_TYPE];
+    char error[CURL_ERROR_SIZE];
+};
+
+struct upstream_pool {
+    struct event_base *base;
+    CURLM *multi;
+    struct event *timer;
+    struct upstream_req *active;
+    size_t n_active;
+    struct upstream_req *doomed;
+    int curl_depth; /* >0 while curl is on the stack */
+    CURL *free_easy[MAX_FREE_EASY];
+    size_t n_free_easy;
+};
+
+/* Per-socket watcher registered with curl_multi_assign(). */
+struct sock_watch {
+    struct event *ev;
+    struct upstream_pool *pool;
+};
+
+static void check_done(struct upstream_pool *pool);
+
+/* Unlinks UREQ from the active list, removes it from curl and recycles its handle. */
+static void req_release(struct upstream_req *ureq)
+{
+    struct upstream_pool *pool = ureq->pool;
+
+    if (ureq->prev != NULL)
+        ureq->prev->next = ureq->next;
+    else
+        pool->active = ureq->next;
+    if (ureq->next != NULL)
+        ureq->next->prev = ureq->prev;
+    pool->n_active--;
+    curl_multi_remove_handle(pool->multi, ureq->easy);
+    if (pool->n_free_easy < MAX_FREE_EASY) {
+        curl_easy_reset(ureq->easy);
+        pool->free_easy[pool->n_free_easy++] = ureq->easy;
+    } else {
+        curl_easy_cleanup(ureq->easy);
+    }
+    curl_slist_free_all(ureq->headers);
+    free(ureq);
+}
+
+/* Removes transfers cancelled while curl was on the stack. */
+static void reap_doomed(struct upstream_pool *pool)
+{
+    while (pool->doomed != NULL && pool->curl_depth == 0) {
+        struct upstream_req *ureq = pool->doomed;
+        pool->doomed = ureq->next_doomed;
+        req_release(ureq);
+    }
+}
+
+/* Runs one curl action on FD (or the timeout) and processes what finished. */
+static void drive(struct upstream_pool *pool, curl_socket_t fd, int action)
+{
+    int running = 0;
+
+    pool->curl_depth++;
+    curl_multi_socket_action(pool->multi, fd, action, &running);
+    pool->curl_depth--;
+    reap_doomed(pool);
+    check_done(pool);
+}
+
+/* libevent callback for a watched socket. */
+static void sock_event_cb(evutil_socket_t fd, short kind, void *arg)
+{
+    struct sock_watch *watch = arg;
+    int action = ((kind & EV_READ) ? CURL_CSELECT_IN : 0) | ((kind & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+
+    drive(watch->pool, fd, action);
+}
+
+/* libevent callback for curl's timer. */
+static void timer_event_cb(evutil_socket_t fd, short kind, void *arg)
+{
+    (void)fd;
+    (void)kind;
+    drive(arg, CURL_SOCKET_TIMEOUT, 0);
+}
+
+/* curl asks to watch, change or forget socket S. */
+static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    struct upstream_pool *pool = userp;
+    struct sock_watch *watch = socketp;
+    short kind;
+    (void)easy;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (watch != NULL) {
+            event_free(watch->ev);
+            free(watch);
+        }
+        curl_multi_assign(pool->multi, s, NULL);
+        return 0;
+    }
+    kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
+    if (watch == NULL) {
+        watch = calloc(1, sizeof(*watch));
+        if (watch == NULL)
+            return -1;
+        watch->pool = pool;
+        curl_multi_assign(pool->multi, s, watch);
+    } else {
+        event_free(watch->ev);
+    }
+    watch->ev = event_new(pool->base, s, kind, sock_event_cb, watch);
+    if (watch->ev == NULL)
+        return -1;
+    event_add(watch->ev, NULL);
+    return 0;
+}
+
+/* curl asks to be woken after TIMEOUT_MS (-1: cancel the timer). */
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct upstream_pool *pool = userp;
+    struct timeval tv;
+    (void)multi;
+
+    if (timeout_ms < 0) {
+        evtimer_del(pool->timer);
+        return 0;
+    }
+    tv.tv_sec = timeout_ms / 1000;
+    tv.tv_usec = (timeout_ms % 1000) * 1000;
+    evtimer_add(pool->timer, &tv);
+    return 0;
+}
+
+/* Calls on_headers once, with the status and Content-Type seen so far. */
+static void deliver_headers(struct upstream_req *ureq)
+{
+    long status = 0;
+
+    if (ureq->has_sent_headers || ureq->is_canceled)
+        return;
+    ureq->has_sent_headers = true;
+    curl_easy_getinfo(ureq->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (ureq->cb.on_headers != NULL)
+        ureq->cb.on_headers(ureq, (int)status,
+                            ureq->content_type[0] != '\0' ? ureq->content_type : NULL, ureq->arg);
+}
+
+/* curl delivers body bytes. */
+static size_t write_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+    struct upstream_req *ureq = userp;
+    size_t len = size * nmemb;
+
+    if (ureq->is_canceled)
+        return len;
+    deliver_headers(ureq);
+    if (ureq->is_canceled || ureq->cb.on_data == NULL)
+        return len;
+    if (ureq->cb.on_data(ureq, data, len, ureq->arg) == 1 && !ureq->is_canceled)
+        curl_easy_pause(ureq->easy, CURLPAUSE_RECV);
+    return len;
+}
+
+/* curl delivers one header line; we keep Content-Type of the final response. */
+static size_t header_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+    struct upstream_req *ureq = userp;
+    size_t len = size * nmemb;
+    static const char name[] = "content-type:";
+
+    if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+        ureq->content_type[0] = '\0';
+    } else if (len > sizeof(name) - 1 && strncasecmp(data, name, sizeof(name) - 1) == 0) {
+        const char *v = data + sizeof(name) - 1;
+        const char *end = data + len;
+        size_t n;
+        while (v < end && (*v == ' ' || *v == '\t'))
+            v++;
+        while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+            end--;
+        n = (size_t)(end - v);
+        if (n >= MAX_CONTENT_TYPE)
+            n = MAX_CONTENT_TYPE - 1;
+        memcpy(ureq->content_type, v, n);
+        ureq->content_type[n] = '\0';
+    }
+    return len;
+}
+
+/* Maps a finished transfer's CURLcode to our error codes and calls on_done. */
+static void finish(struct upstream_req *ureq, CURLcode result)
+{
+    int rc = 0;
+    const char *message = NULL;
+
+    if (!ureq->is_canceled) {
+        ureq->is_finishing = true;
+        if (result == CURLE_OK) {
+            deliver_headers(ureq);
+        } else {
+            rc = result == CURLE_OPERATION_TIMEDOUT ? IG_ETIMEDOUT : IG_EIO;
+            message = ureq->error[0] != '\0' ? ureq->error : curl_easy_strerror(result);
+        }
+        if (!ureq->is_canceled && ureq->cb.on_done != NULL)
+            ureq->cb.on_done(ureq, rc, message, ureq->arg);
+    }
+    req_release(ureq);
+}
+
+/* Collects finished transfers. */
+static void check_done(struct upstream_pool *pool)
+{
+    CURLMsg *msg;
+    int left = 0;
+
+    while ((msg = curl_multi_info_read(pool->multi, &left)) != NULL) {
+        struct upstream_req *ureq = NULL;
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&ureq);
+        if (ureq != NULL && !ureq->is_canceled)
+            finish(ureq, msg->data.result);
+    }
+}
+
+struct upstream_pool *upstream_pool_new(struct event_base *base)
+{
+    struct upstream_pool *pool = calloc(1, sizeof(*pool));
+
+    if (pool == NULL)
+        return NULL;
+    pool->base = base;
+    pool->multi = curl_multi_init();
+    pool->timer = evtimer_new(base, timer_event_cb, pool);
+    if (pool->multi == NULL || pool->timer == NULL) {
+        upstream_pool_free(pool);
+        return NULL;
+    }
+    curl_multi_setopt(pool->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(pool->multi, CURLMOPT_SOCKETDATA, pool);
+    curl_multi_setopt(pool->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(pool->multi, CURLMOPT_TIMERDATA, pool);
+    curl_multi_setopt(pool->multi, CURLMOPT_MAXCONNECTS, 1024L);
+    return pool;
+}
+
+void upstream_pool_free(struct upstream_pool *pool)
+{
+    if (pool == NULL)
+        return;
+    while (pool->active != NULL)
+        req_release(pool->active);
+    for (size_t i = 0; i < pool->n_free_easy; i++)
+        curl_easy_cleanup(pool->free_easy[i]);
+    if (pool->multi != NULL)
+        curl_multi_cleanup(pool->multi);
+    if (pool->timer != NULL)
+        event_free(pool->timer);
+    free(pool);
+}
+
+/* Sets the curl options of one transfer. */
+static void configure_easy(struct upstream_req *ureq, const struct upstream_spec *spec)
+{
+    CURL *e = ureq->easy;
+
+    curl_easy_setopt(e, CURLOPT_URL, spec->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, ureq);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, ureq);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, ureq);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, ureq->error);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, ureq->headers);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (spec->timeout_ms > 0)
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, spec->timeout_ms);
+    if (spec->connect_timeout_ms > 0)
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, spec->connect_timeout_ms);
+    if (spec->body != NULL) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)spec->body_len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, spec->body);
+    }
+    if (strcmp(spec->method, "GET") == 0 && spec->body == NULL)
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    else if (strcmp(spec->method, "HEAD") == 0)
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    else if (strcmp(spec->method, "POST") != 0 || spec->body == NULL)
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, spec->method);
+}
+
+struct upstream_req *upstream_start(struct upstream_pool *pool, const struct upstream_spec *spec,
+                                    const struct upstream_callbacks *cb, void *arg)
+{
+    struct upstream_req *ureq = calloc(1, sizeof(*ureq));
+    struct curl_slist *list = NULL;
+
+    if (ureq == NULL)
+        return NULL;
+    ureq->pool = pool;
+    ureq->cb = *cb;
+    ureq->arg = arg;
+    ureq->easy = pool->n_free_easy > 0 ? pool->free_easy[--pool->n_free_easy] : curl_easy_init();
+    /* An empty "Expect:" stops curl from waiting for 100-continue on large bodies. */
+    list = curl_slist_append(NULL, "Expect:");
+    for (const char *const *h = spec->headers; h != NULL && *h != NULL && list != NULL; h++) {
+        struct curl_slist *grown = curl_slist_append(list, *h);
+        if (grown == NULL) {
+            curl_slist_free_all(list);
+            list = NULL;
+        }
+        list = grown;
+    }
+    ureq->headers = list;
+    if (ureq->easy == NULL || list == NULL) {
+        if (ureq->easy != NULL)
+            curl_easy_cleanup(ureq->easy);
+        curl_slist_free_all(list);
+        free(ureq);
+        return NULL;
+    }
+    configure_easy(ureq, spec);
+    ureq->next = pool->active;
+    if (pool->active != NULL)
+        pool->active->prev = ureq;
+    pool->active = ureq;
+    pool->n_active++;
+    curl_multi_add_handle(pool->multi, ureq->easy);
+    return ureq;
+}
+
+void upstream_cancel(struct upstream_req *ureq)
+{
+    struct upstream_pool *pool = ureq->pool;
+
+    if (ureq->is_canceled)
+        return;
+    ureq->is_canceled = true;
+    if (ureq->is_finishing)
+        return;
+    if (pool->curl_depth > 0) {
+        ureq->next_doomed = pool->doomed;
+        pool->doomed = ureq;
+        return;
+    }
+    req_release(ureq);
+}
+
+void upstream_resume(struct upstream_req *ureq)
+{
+    struct upstream_pool *pool = ureq->pool;
+
+    if (ureq->is_canceled)
+        return;
+    pool->curl_depth++;
+    curl_easy_pause(ureq->easy, CURLPAUSE_CONT);
+    pool->curl_depth--;
+    reap_doomed(pool);
+    check_done(pool);
+}
+
+size_t upstream_pool_active(const struct upstream_pool *pool)
+{
+    return pool->n_active;
+}

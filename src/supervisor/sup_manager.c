@@ -1,0 +1,760 @@
+/*
+ * Model manager.
+ *
+ * Every state change asks for a scheduling pass, which runs from its own zero-delay event
+ * (never from inside a caller), so callbacks never re-enter the manager. A pass:
+ *   1. serves waiters of ready models (within concurrencyLimit);
+ *   2. picks the "winner": the model whose oldest waiting request is oldest of all;
+ *   3. marks running models that cannot run beside the winner as draining: they admit no
+ *      new requests, and stop as soon as their in-flight requests are done;
+ *   4. starts the winner once nothing conflicting runs.
+ * This is llama-swap's behaviour (a swap waits for in-flight requests of the model being
+ * replaced) with FIFO fairness between models, so alternating traffic cannot starve one.
+ *
+ * Coexistence follows llama-swap's groups: models without a group share one implicit
+ * group with swap=true, exclusive=true. Two members of one group conflict when the group
+ * swaps; members of different groups conflict when the starting one's group is exclusive
+ * and the other's is not persistent.
+ */
+#include "sup_manager.h"
+#include "cfg.h"
+#include "http_upstream.h"
+#include "ig_log.h"
+#include "ig_time.h"
+#include "sup_argv.h"
+#include "sup_proc.h"
+#include "sup_ring.h"
+
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/wait.h>
+
+#define RING_BYTES (64u << 10)
+#define HEALTH_FIRST_MS 20
+#define HEALTH_INTERVAL_MS 100
+#define HEALTH_REQUEST_MS 2000
+#define STOP_GRACE_S 10
+#define ERROR_TAIL_LINES 8
+
+struct sup_waiter {
+    struct sup_model *model;
+    sup_ready_fn cb;
+    void *arg;
+    uint64_t enqueued_ms;
+    struct event *timer;
+    int fail_status; /* non-zero: deliver this error when the timer fires */
+    int retry_after_s;
+    char *fail_message;
+    TAILQ_ENTRY(sup_waiter) link;
+};
+
+TAILQ_HEAD(waiter_list, sup_waiter);
+
+struct sup_model {
+    struct sup_manager *mgr;
+    const struct cfg_model *cfg;
+    const struct cfg_group *group;
+    enum sup_state state;
+    struct sup_proc *proc;
+    struct sup_ring *ring;
+    struct waiter_list waiters;
+    size_t n_waiters;
+    int in_flight;
+    bool is_draining;
+    bool is_unload_requested;
+    struct event *health_timer;
+    struct upstream_req *health_req;
+    int health_status;
+    struct event *kill_timer;
+    struct event *ttl_timer;
+    uint64_t start_deadline_ms;
+    uint64_t started_ms;
+    char *health_url;
+    char *last_error;
+};
+
+struct sup_manager {
+    struct event_base *base;
+    struct upstream_pool *pool;
+    const struct cfg *cfg;
+    struct sup_procs *procs;
+    struct sup_model *models;
+    size_t n_models;
+    struct event *schedule_ev;
+    bool is_shutting_down;
+    sup_stopped_fn stopped_cb;
+    void *stopped_arg;
+    struct event *stopped_ev;
+};
+
+static void model_stop(struct sup_model *m);
+
+const char *sup_state_name(enum sup_state state)
+{
+    static const char *const names[] = {"unloaded", "starting", "ready", "stopping", "failed"};
+    return names[state];
+}
+
+/* The one transition function: logs and records every state change. */
+static void set_state(struct sup_model *m, enum sup_state next)
+{
+    if (m->state == next)
+        return;
+    ig_info("model %s: %s -> %s", m->cfg->id, sup_state_name(m->state), sup_state_name(next));
+    m->state = next;
+}
+
+/* Asks for a scheduling pass on the next loop iteration. */
+static void request_schedule(struct sup_manager *mgr)
+{
+    event_active(mgr->schedule_ev, EV_TIMEOUT, 0);
+}
+
+/* Returns whether M has a process (or is a proxy-only model marked ready). */
+static bool is_running(const struct sup_model *m)
+{
+    return m->state == SUP_STARTING || m->state == SUP_READY || m->state == SUP_STOPPING;
+}
+
+/* Returns whether starting A requires B to stop. */
+static bool conflicts(const struct sup_model *a, const struct sup_model *b)
+{
+    if (a == b)
+        return false;
+    if (a->group == b->group)
+        return a->group == NULL || a->group->swap;
+    if (a->group == NULL)
+        return b->group == NULL || !b->group->persistent;
+    return a->group->exclusive && (b->group == NULL || !b->group->persistent);
+}
+
+/* Unlinks and frees a waiter without calling it. */
+static void waiter_free(struct sup_waiter *w)
+{
+    TAILQ_REMOVE(&w->model->waiters, w, link);
+    w->model->n_waiters--;
+    event_free(w->timer);
+    free(w->fail_message);
+    free(w);
+}
+
+/* Calls a waiter with a result and frees it. */
+static void waiter_finish(struct sup_waiter *w, int status, const char *message, int retry_s)
+{
+    struct sup_model *m = w->model;
+    sup_ready_fn cb = w->cb;
+    void *arg = w->arg;
+
+    waiter_free(w);
+    cb(m, status, message, retry_s, arg);
+}
+
+/* Fails every waiter of M. */
+static void fail_waiters(struct sup_model *m, int status, const char *message, int retry_s)
+{
+    while (!TAILQ_EMPTY(&m->waiters))
+        waiter_finish(TAILQ_FIRST(&m->waiters), status, message, retry_s);
+}
+
+/* Returns whether M admits one more request now. */
+static bool admits(const struct sup_model *m)
+{
+    return m->state == SUP_READY && !m->is_draining && !m->mgr->is_shutting_down &&
+           (m->cfg->concurrency_limit <= 0 || m->in_flight < m->cfg->concurrency_limit);
+}
+
+/* Hands the model to waiters while it admits them. */
+static void serve_waiters(struct sup_model *m)
+{
+    while (!TAILQ_EMPTY(&m->waiters) && admits(m)) {
+        m->in_flight++;
+        evtimer_del(m->ttl_timer);
+        waiter_finish(TAILQ_FIRST(&m->waiters), 0, NULL, 0);
+    }
+}
+
+/* Records the reason a model failed, with the tail of its output. */
+static void set_error(struct sup_model *m, const char *reason)
+{
+    char *tail = m->ring != NULL ? sup_ring_tail(m->ring, ERROR_TAIL_LINES) : NULL;
+
+    free(m->last_error);
+    if (asprintf(&m->last_error, "%s%s%s", reason, tail != NULL && tail[0] ? "; last output: " : "",
+                 tail != NULL ? tail : "") < 0)
+        m->last_error = NULL;
+    free(tail);
+    ig_warn("model %s: %s", m->cfg->id, m->last_error != NULL ? m->last_error : reason);
+}
+
+/* Stops health polling. */
+static void cancel_health(struct sup_model *m)
+{
+    evtimer_del(m->health_timer);
+    if (m->health_req != NULL) {
+        upstream_cancel(m->health_req);
+        m->health_req = NULL;
+    }
+}
+
+/* Marks a start as failed: fails waiters with 502, stops what runs. */
+static void fail_start(struct sup_model *m, const char *reason)
+{
+    set_error(m, reason);
+    cancel_health(m);
+    if (m->proc != NULL) {
+        model_stop(m);
+    } else {
+        set_state(m, SUP_FAILED);
+    }
+    fail_waiters(m, 502, m->last_error != NULL ? m->last_error : reason, 0);
+    request_schedule(m->mgr);
+}
+
+/* A model's process exited. */
+static void on_exit_cb(struct sup_proc *proc, int status, void *arg)
+{
+    struct sup_model *m = arg;
+    char reason[128];
+    (void)proc;
+
+    m->proc = NULL;
+    cancel_health(m);
+    evtimer_del(m->kill_timer);
+    if (WIFEXITED(status))
+        snprintf(reason, sizeof(reason), "process exited with status %d", WEXITSTATUS(status));
+    else
+        snprintf(reason, sizeof(reason), "process killed by signal %d", WTERMSIG(status));
+    if (m->state == SUP_STARTING) {
+        set_error(m, reason);
+        set_state(m, SUP_FAILED);
+        fail_waiters(m, 502, m->last_error != NULL ? m->last_error : reason, 0);
+    } else if (m->state == SUP_READY) {
+        set_error(m, reason);
+        set_state(m, SUP_FAILED);
+    } else {
+        set_state(m, m->state == SUP_FAILED ? SUP_FAILED : SUP_UNLOADED);
+    }
+    m->is_draining = false;
+    m->is_unload_requested = false;
+    if (m->mgr->is_shutting_down && sup_procs_alive(m->mgr->procs) <= 1)
+        event_active(m->mgr->stopped_ev, EV_TIMEOUT, 0);
+    request_schedule(m->mgr);
+}
+
+/* Logs child output at debug level. */
+static void on_output_cb(const char *data, size_t len, void *arg)
+{
+    struct sup_model *m = arg;
+    if (ig_log_enabled(IG_LOG_DEBUG))
+        ig_debug("[%s] %.*s", m->cfg->id, (int)(len > 0 && data[len - 1] == '\n' ? len - 1 : len),
+                 data);
+}
+
+/* The model became healthy. */
+static void become_ready(struct sup_model *m)
+{
+    cancel_health(m);
+    free(m->last_error);
+    m->last_error = NULL;
+    ig_info("model %s: ready in %llu ms", m->cfg->id,
+            (unsigned long long)(ig_now_ms() - m->started_ms));
+    set_state(m, SUP_READY);
+    request_schedule(m->mgr);
+}
+
+/* Health check finished: ready on a 200, else poll again until the deadline. */
+static void health_done(struct upstream_req *ureq, int rc, const char *message, void *arg)
+{
+    struct sup_model *m = arg;
+    struct timeval tv = {0, HEALTH_INTERVAL_MS * 1000};
+    (void)ureq;
+    (void)message;
+
+    m->health_req = NULL;
+    if (m->state != SUP_STARTING)
+        return;
+    if (rc == 0 && m->health_status == 200) {
+        become_ready(m);
+        return;
+    }
+    if (ig_now_ms() >= m->start_deadline_ms) {
+        char reason[160];
+        snprintf(reason, sizeof(reason), "not healthy after %d s (healthCheckTimeout)",
+                 m->mgr->cfg->health_check_timeout_s);
+        fail_start(m, reason);
+        return;
+    }
+    evtimer_add(m->health_timer, &tv);
+}
+
+/* Records the status of a health response. */
+static void health_headers(struct upstream_req *ureq, int status, const char *ct, void *arg)
+{
+    struct sup_model *m = arg;
+    (void)ureq;
+    (void)ct;
+    m->health_status = status;
+}
+
+/* Polls the model's health endpoint. */
+static void health_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    static const struct upstream_callbacks callbacks = {
+        .on_headers = health_headers, .on_data = NULL, .on_done = health_done};
+    struct sup_model *m = arg;
+    struct upstream_spec spec = {.method = "GET",
+                                 .url = m->health_url,
+                                 .timeout_ms = HEALTH_REQUEST_MS,
+                                 .connect_timeout_ms = HEALTH_REQUEST_MS};
+    (void)fd;
+    (void)what;
+
+    if (m->state != SUP_STARTING)
+        return;
+    m->health_status = 0;
+    m->health_req = upstream_start(m->mgr->pool, &spec, &callbacks, m);
+    if (m->health_req == NULL)
+        fail_start(m, "out of memory");
+}
+
+/* Spawns the model's command and starts health polling. */
+static void model_start(struct sup_model *m)
+{
+    char **argv = NULL;
+    char *cause = NULL;
+    int argc = 0;
+
+    free(m->last_error);
+    m->last_error = NULL;
+    m->started_ms = ig_now_ms();
+    if (m->cfg->cmd == NULL) {
+        set_state(m, SUP_READY);
+        request_schedule(m->mgr);
+        return;
+    }
+    if (sup_argv_split(m->cfg->cmd, &argv, &argc, &cause) != 0) {
+        fail_start(m, cause != NULL ? cause : "invalid cmd");
+        free(cause);
+        return;
+    }
+    m->proc = sup_proc_spawn(m->mgr->procs, argv, m->cfg->env.items, m->cfg->env.len, m->ring,
+                             on_exit_cb, on_output_cb, m, &cause);
+    sup_argv_free(argv);
+    if (m->proc == NULL) {
+        fail_start(m, cause != NULL ? cause : "cannot start process");
+        free(cause);
+        return;
+    }
+    ig_info("model %s: started pid %d: %s", m->cfg->id, (int)sup_proc_pid(m->proc), m->cfg->cmd);
+    set_state(m, SUP_STARTING);
+    if (m->cfg->check_endpoint != NULL && strcmp(m->cfg->check_endpoint, "none") == 0) {
+        become_ready(m);
+        return;
+    }
+    m->start_deadline_ms = m->started_ms + (uint64_t)m->mgr->cfg->health_check_timeout_s * 1000u;
+    struct timeval tv = {0, HEALTH_FIRST_MS * 1000};
+    evtimer_add(m->health_timer, &tv);
+}
+
+/* Replaces every ${PID} in TEMPLATE with PID; caller frees. */
+static char *substitute_pid(const char *template, int pid)
+{
+    char pid_text[16];
+    size_t n = 0, cap = strlen(template) + 1;
+    const char *p = template;
+    char *out;
+
+    snprintf(pid_text, sizeof(pid_text), "%d", pid);
+    for (const char *q = strstr(p, "${PID}"); q != NULL; q = strstr(q + 6, "${PID}"))
+        cap += strlen(pid_text);
+    out = malloc(cap);
+    if (out == NULL)
+        return NULL;
+    while (*p != '\0') {
+        if (strncmp(p, "${PID}", 6) == 0) {
+            memcpy(out + n, pid_text, strlen(pid_text));
+            n += strlen(pid_text);
+            p += 6;
+        } else {
+            out[n++] = *p++;
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* Runs cmdStop for M; returns whether it was started. */
+static bool run_cmd_stop(struct sup_model *m)
+{
+    char *line = substitute_pid(m->cfg->cmd_stop, (int)sup_proc_pid(m->proc));
+    char **argv = NULL, *cause = NULL;
+    int argc = 0;
+    bool is_started = false;
+
+    if (line != NULL && sup_argv_split(line, &argv, &argc, &cause) == 0) {
+        is_started = sup_proc_spawn(m->mgr->procs, argv, NULL, 0, m->ring, NULL, on_output_cb, m,
+                                    &cause) != NULL;
+        sup_argv_free(argv);
+    }
+    if (!is_started)
+        ig_warn("model %s: cmdStop failed (%s); sending SIGTERM", m->cfg->id,
+                cause != NULL ? cause : "invalid command");
+    free(cause);
+    free(line);
+    return is_started;
+}
+
+/* Stops M: cmdStop or SIGTERM to its group, SIGKILL after the grace period. */
+static void model_stop(struct sup_model *m)
+{
+    struct timeval tv = {STOP_GRACE_S, 0};
+
+    cancel_health(m);
+    evtimer_del(m->ttl_timer);
+    if (m->proc == NULL) {
+        if (m->state != SUP_FAILED)
+            set_state(m, SUP_UNLOADED);
+        m->is_draining = false;
+        m->is_unload_requested = false;
+        request_schedule(m->mgr);
+        return;
+    }
+    if (m->state == SUP_STOPPING)
+        return;
+    set_state(m, SUP_STOPPING);
+    if (m->cfg->cmd_stop == NULL || !run_cmd_stop(m))
+        sup_proc_signal(m->proc, SIGTERM);
+    evtimer_add(m->kill_timer, &tv);
+}
+
+/* Grace period over: kill the group. */
+static void kill_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sup_model *m = arg;
+    (void)fd;
+    (void)what;
+    if (m->proc != NULL) {
+        ig_warn("model %s: did not stop in %d s, sending SIGKILL", m->cfg->id, STOP_GRACE_S);
+        sup_proc_signal(m->proc, SIGKILL);
+    }
+}
+
+/* Idle for its TTL: unload. */
+static void ttl_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sup_model *m = arg;
+    (void)fd;
+    (void)what;
+    if (m->state == SUP_READY && m->in_flight == 0 && m->n_waiters == 0) {
+        ig_info("model %s: idle for its ttl, unloading", m->cfg->id);
+        model_stop(m);
+    }
+}
+
+/* Returns the model whose oldest waiter is the oldest of all that cannot be served now. */
+static struct sup_model *pick_winner(struct sup_manager *mgr)
+{
+    struct sup_model *winner = NULL;
+
+    for (size_t i = 0; i < mgr->n_models; i++) {
+        struct sup_model *m = &mgr->models[i];
+        if (TAILQ_EMPTY(&m->waiters) || (m->state == SUP_READY && !m->is_draining))
+            continue;
+        if (winner == NULL ||
+            TAILQ_FIRST(&m->waiters)->enqueued_ms < TAILQ_FIRST(&winner->waiters)->enqueued_ms)
+            winner = m;
+    }
+    return winner;
+}
+
+/* The scheduling pass described at the top of this file. */
+static void schedule_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sup_manager *mgr = arg;
+    struct sup_model *winner;
+    bool is_blocked = false;
+    (void)fd;
+    (void)what;
+
+    if (mgr->is_shutting_down)
+        return;
+    winner = pick_winner(mgr);
+    for (size_t i = 0; i < mgr->n_models; i++) {
+        struct sup_model *m = &mgr->models[i];
+        m->is_draining = m->is_unload_requested ||
+                         (winner != NULL && is_running(m) && conflicts(winner, m));
+        if (m->is_draining && (m->state == SUP_STARTING ||
+                               (m->state == SUP_READY && m->in_flight == 0)))
+            model_stop(m);
+        if (winner != NULL && is_running(m) && conflicts(winner, m))
+            is_blocked = true;
+        serve_waiters(m);
+    }
+    if (winner != NULL && !is_running(winner) && !is_blocked)
+        model_start(winner);
+}
+
+/* A waiter's timer: deliver a deferred error, or time out in the queue. */
+static void waiter_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sup_waiter *w = arg;
+    char message[160];
+    (void)fd;
+    (void)what;
+
+    if (w->fail_status != 0) {
+        char *text = w->fail_message;
+        w->fail_message = NULL;
+        waiter_finish(w, w->fail_status, text != NULL ? text : "unavailable", w->retry_after_s);
+        free(text);
+        return;
+    }
+    snprintf(message, sizeof(message), "model %s was not ready within %d s",
+             w->model->cfg->id, w->model->mgr->cfg->limits.queue_timeout_s);
+    waiter_finish(w, 503, message, 5);
+}
+
+/* Queues a waiter; FAIL_STATUS non-zero makes it an error delivered on the next turn. */
+static int enqueue(struct sup_model *m, sup_ready_fn cb, void *arg, struct sup_waiter **out,
+                   int fail_status, const char *fail_message, int retry_s)
+{
+    struct sup_waiter *w = calloc(1, sizeof(*w));
+    struct timeval tv = {fail_status != 0 ? 0 : m->mgr->cfg->limits.queue_timeout_s, 0};
+
+    if (w == NULL)
+        return IG_ENOMEM;
+    w->timer = evtimer_new(m->mgr->base, waiter_timer_cb, w);
+    if (w->timer == NULL) {
+        free(w);
+        return IG_ENOMEM;
+    }
+    w->model = m;
+    w->cb = cb;
+    w->arg = arg;
+    w->enqueued_ms = ig_now_ms();
+    w->fail_status = fail_status;
+    w->retry_after_s = retry_s;
+    w->fail_message = fail_message != NULL ? strdup(fail_message) : NULL;
+    TAILQ_INSERT_TAIL(&m->waiters, w, link);
+    m->n_waiters++;
+    evtimer_add(w->timer, &tv);
+    *out = w;
+    if (fail_status == 0)
+        request_schedule(m->mgr);
+    return 1;
+}
+
+int sup_acquire(struct sup_model *m, sup_ready_fn cb, void *arg, struct sup_waiter **waiter)
+{
+    const struct cfg *cfg = m->mgr->cfg;
+
+    if (m->mgr->is_shutting_down)
+        return enqueue(m, cb, arg, waiter, 503, "server is shutting down", 5);
+    m->is_unload_requested = false;
+    if (admits(m) && TAILQ_EMPTY(&m->waiters)) {
+        m->in_flight++;
+        evtimer_del(m->ttl_timer);
+        return 0;
+    }
+    if (m->state == SUP_READY && !m->is_draining && m->cfg->concurrency_limit > 0)
+        return enqueue(m, cb, arg, waiter, 429, "too many concurrent requests for this model",
+                       1);
+    if ((int)m->n_waiters >= cfg->limits.queue_length)
+        return enqueue(m, cb, arg, waiter, 503, "too many requests waiting for this model", 1);
+    return enqueue(m, cb, arg, waiter, 0, NULL, 0);
+}
+
+void sup_waiter_cancel(struct sup_waiter *waiter)
+{
+    waiter_free(waiter);
+}
+
+void sup_release(struct sup_model *m)
+{
+    m->in_flight--;
+    if (m->in_flight > 0)
+        return;
+    if (m->is_draining || !TAILQ_EMPTY(&m->waiters)) {
+        request_schedule(m->mgr);
+        return;
+    }
+    int ttl_s = m->cfg->ttl_s < 0 ? m->mgr->cfg->global_ttl_s : m->cfg->ttl_s;
+    if (ttl_s > 0 && m->state == SUP_READY && m->proc != NULL) {
+        struct timeval tv = {ttl_s, 0};
+        evtimer_add(m->ttl_timer, &tv);
+    }
+}
+
+void sup_unload_all(struct sup_manager *mgr)
+{
+    for (size_t i = 0; i < mgr->n_models; i++)
+        if (is_running(&mgr->models[i]))
+            mgr->models[i].is_unload_requested = true;
+    request_schedule(mgr);
+}
+
+/* Every child exited during shutdown: tell the owner. */
+static void stopped_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sup_manager *mgr = arg;
+    (void)fd;
+    (void)what;
+    if (sup_procs_alive(mgr->procs) == 0 && mgr->stopped_cb != NULL) {
+        sup_stopped_fn cb = mgr->stopped_cb;
+        mgr->stopped_cb = NULL;
+        cb(mgr->stopped_arg);
+    }
+}
+
+void sup_shutdown(struct sup_manager *mgr, sup_stopped_fn cb, void *arg)
+{
+    mgr->is_shutting_down = true;
+    mgr->stopped_cb = cb;
+    mgr->stopped_arg = arg;
+    for (size_t i = 0; i < mgr->n_models; i++) {
+        struct sup_model *m = &mgr->models[i];
+        fail_waiters(m, 503, "server is shutting down", 5);
+        if (m->proc != NULL)
+            model_stop(m);
+    }
+    event_active(mgr->stopped_ev, EV_TIMEOUT, 0);
+}
+
+/* Initialises model slot I from the config. */
+static int model_init(struct sup_manager *mgr, size_t i)
+{
+    struct sup_model *m = &mgr->models[i];
+    const struct cfg_model *c = &mgr->cfg->models[i];
+    const char *endpoint = c->check_endpoint != NULL ? c->check_endpoint : "/health";
+    size_t plen = c->proxy != NULL ? strlen(c->proxy) : 0;
+
+    m->mgr = mgr;
+    m->cfg = c;
+    m->group = cfg_model_group(mgr->cfg, c->id);
+    TAILQ_INIT(&m->waiters);
+    m->ring = sup_ring_new(RING_BYTES);
+    m->health_timer = evtimer_new(mgr->base, health_timer_cb, m);
+    m->kill_timer = evtimer_new(mgr->base, kill_timer_cb, m);
+    m->ttl_timer = evtimer_new(mgr->base, ttl_timer_cb, m);
+    if (plen > 0 && c->proxy[plen - 1] == '/' && endpoint[0] == '/')
+        plen--;
+    if (asprintf(&m->health_url, "%.*s%s%s", (int)plen, c->proxy != NULL ? c->proxy : "",
+                 endpoint[0] == '/' ? "" : "/", endpoint) < 0)
+        m->health_url = NULL;
+    if (m->ring == NULL || m->health_timer == NULL || m->kill_timer == NULL ||
+        m->ttl_timer == NULL || m->health_url == NULL)
+        return IG_ENOMEM;
+    return 0;
+}
+
+struct sup_manager *sup_manager_new(struct event_base *base, struct upstream_pool *pool,
+                                    const struct cfg *cfg, char **cause)
+{
+    struct sup_manager *mgr = calloc(1, sizeof(*mgr));
+
+    if (mgr == NULL)
+        goto fail;
+    mgr->base = base;
+    mgr->pool = pool;
+    mgr->cfg = cfg;
+    mgr->procs = sup_procs_new(base);
+    mgr->schedule_ev = event_new(base, -1, 0, schedule_cb, mgr);
+    mgr->stopped_ev = event_new(base, -1, 0, stopped_cb, mgr);
+    mgr->n_models = cfg->n_models;
+    mgr->models = calloc(cfg->n_models > 0 ? cfg->n_models : 1, sizeof(*mgr->models));
+    if (mgr->procs == NULL || mgr->schedule_ev == NULL || mgr->stopped_ev == NULL ||
+        mgr->models == NULL)
+        goto fail;
+    for (size_t i = 0; i < mgr->n_models; i++)
+        if (model_init(mgr, i) != 0)
+            goto fail;
+    return mgr;
+fail:
+    if (cause != NULL)
+        *cause = strdup("out of memory creating the model manager");
+    sup_manager_free(mgr);
+    return NULL;
+}
+
+/* Releases a model slot's resources without callbacks. */
+static void model_release(struct sup_model *m)
+{
+    if (m->mgr == NULL)
+        return;
+    if (m->health_req != NULL)
+        upstream_cancel(m->health_req);
+    while (!TAILQ_EMPTY(&m->waiters))
+        waiter_free(TAILQ_FIRST(&m->waiters));
+    if (m->proc != NULL)
+        sup_proc_detach(m->proc);
+    if (m->health_timer != NULL)
+        event_free(m->health_timer);
+    if (m->kill_timer != NULL)
+        event_free(m->kill_timer);
+    if (m->ttl_timer != NULL)
+        event_free(m->ttl_timer);
+    sup_ring_free(m->ring);
+    free(m->health_url);
+    free(m->last_error);
+}
+
+void sup_manager_free(struct sup_manager *mgr)
+{
+    if (mgr == NULL)
+        return;
+    for (size_t i = 0; mgr->models != NULL && i < mgr->n_models; i++)
+        model_release(&mgr->models[i]);
+    sup_procs_free(mgr->procs);
+    if (mgr->schedule_ev != NULL)
+        event_free(mgr->schedule_ev);
+    if (mgr->stopped_ev != NULL)
+        event_free(mgr->stopped_ev);
+    free(mgr->models);
+    free(mgr);
+}
+
+struct sup_model *sup_find(struct sup_manager *mgr, const char *name)
+{
+    const struct cfg_model *c = cfg_find_model(mgr->cfg, name);
+
+    if (c == NULL)
+        return NULL;
+    return &mgr->models[c - mgr->cfg->models];
+}
+
+const struct cfg_model *sup_model_cfg(const struct sup_model *model)
+{
+    return model->cfg;
+}
+
+enum sup_state sup_model_state(const struct sup_model *model)
+{
+    return model->state;
+}
+
+json_t *sup_running_json(struct sup_manager *mgr)
+{
+    json_t *list = json_array();
+
+    for (size_t i = 0; list != NULL && i < mgr->n_models; i++) {
+        const struct sup_model *m = &mgr->models[i];
+        int ttl_s = m->cfg->ttl_s < 0 ? mgr->cfg->global_ttl_s : m->cfg->ttl_s;
+        if (!is_running(m))
+            continue;
+        json_array_append_new(
+            list, json_pack("{s:s, s:s, s:s?, s:s?, s:i, s:s?, s:s?, s:i}", "model", m->cfg->id,
+                            "state", sup_state_name(m->state), "cmd", m->cfg->cmd, "proxy",
+                            m->cfg->proxy, "ttl", ttl_s, "name", m->cfg->name, "description",
+                            m->cfg->description, "in_flight", m->in_flight));
+    }
+    return list;
+}
+
+size_t sup_children_alive(const struct sup_manager *mgr)
+{
+    return sup_procs_alive(mgr->procs);
+}

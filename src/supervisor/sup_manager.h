@@ -1,0 +1,84 @@
+/*
+ * Model manager: one state machine per configured model (unloaded → starting → ready →
+ * stopping, or failed), on-demand start, swapping by llama-swap's rules, bounded wait
+ * queues, TTL unloads, and stopping every child on shutdown.
+ *
+ * A request asks for a model with sup_acquire(); when the model is ready its callback runs
+ * with the model counted as busy, and the request must call sup_release() when done.
+ */
+#ifndef IG_SUP_MANAGER_H
+#define IG_SUP_MANAGER_H
+
+#include "ig_error.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+
+struct event_base;
+struct upstream_pool;
+struct cfg;
+struct cfg_model;
+struct sup_manager;
+struct sup_model;
+struct sup_waiter;
+
+enum sup_state { SUP_UNLOADED, SUP_STARTING, SUP_READY, SUP_STOPPING, SUP_FAILED };
+
+/* Result of an acquire: STATUS 0 when ready, else the HTTP status to answer with
+ * (429, 502, 503) and MESSAGE (borrowed, valid during the callback). */
+typedef void (*sup_ready_fn)(struct sup_model *model, int status, const char *message,
+                             int retry_after_s, void *arg);
+
+/* Called once when shutdown finished (every child exited). */
+typedef void (*sup_stopped_fn)(void *arg);
+
+/* Creates a manager for CFG (borrowed; must outlive it) on BASE using POOL for health
+ * checks. Returns NULL with *CAUSE (caller frees) on failure; free with sup_manager_free(). */
+struct sup_manager *sup_manager_new(struct event_base *base, struct upstream_pool *pool,
+                                    const struct cfg *cfg, char **cause);
+
+/* Kills every child at once (SIGKILL), reaps them and frees; NULL is a no-op. */
+void sup_manager_free(struct sup_manager *mgr);
+
+/* Returns the model for an id or alias (borrowed) or NULL. */
+struct sup_model *sup_find(struct sup_manager *mgr, const char *name);
+
+/* Returns the config of MODEL (borrowed). */
+const struct cfg_model *sup_model_cfg(const struct sup_model *model);
+
+/* Returns the state of MODEL. */
+enum sup_state sup_model_state(const struct sup_model *model);
+
+/* Returns the state's name: "unloaded", "starting", "ready", "stopping", "failed". */
+const char *sup_state_name(enum sup_state state);
+
+/*
+ * Asks for MODEL. Returns 0 when it is ready now (busy count taken; CB not called), or 1
+ * when the request waits: CB runs later exactly once unless sup_waiter_cancel() is called
+ * on *WAITER first. Errors that are known at once (queue full, concurrency limit) also go
+ * through CB later, never synchronously.
+ */
+int sup_acquire(struct sup_model *model, sup_ready_fn cb, void *arg,
+                struct sup_waiter **waiter) IG_WUR;
+
+/* Withdraws a waiting request; its callback will not run. */
+void sup_waiter_cancel(struct sup_waiter *waiter);
+
+/* Ends a request that acquired MODEL. */
+void sup_release(struct sup_model *model);
+
+/* Stops every model (idle ones now, busy ones when their requests end). */
+void sup_unload_all(struct sup_manager *mgr);
+
+/* Fails waiting requests, stops every child (SIGTERM, then SIGKILL after the grace) and
+ * calls CB when all have exited. */
+void sup_shutdown(struct sup_manager *mgr, sup_stopped_fn cb, void *arg);
+
+/* Returns a JSON array describing running models in llama-swap's /running shape
+ * (caller owns the reference). */
+json_t *sup_running_json(struct sup_manager *mgr);
+
+/* Returns how many children are alive. */
+size_t sup_children_alive(const struct sup_manager *mgr);
+
+#endif

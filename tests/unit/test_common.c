@@ -1,0 +1,101 @@
+/* Unit tests for src/common and the supervisor's output ring. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "ig_errbody.h"
+#include "ig_error.h"
+#include "ig_json.h"
+#include "sup_ring.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void test_error_table_has_messages(void **state)
+{
+    (void)state;
+    assert_string_equal(ig_strerror(0), "success");
+    assert_string_equal(ig_strerror(IG_ENOMEM), "out of memory");
+    assert_string_equal(ig_strerror(IG_ESPAWN), "cannot start process");
+    assert_string_equal(ig_strerror(-999), "unknown error");
+}
+
+static void test_error_body_has_openai_shape(void **state)
+{
+    char *body = ig_error_body(404, "The model `x` does not exist", "model_not_found");
+    json_t *doc = json_loads(body, 0, NULL);
+    (void)state;
+    assert_non_null(doc);
+    json_t *err = json_object_get(doc, "error");
+    assert_string_equal(json_string_value(json_object_get(err, "message")),
+                        "The model `x` does not exist");
+    assert_string_equal(json_string_value(json_object_get(err, "type")), "invalid_request_error");
+    assert_string_equal(json_string_value(json_object_get(err, "code")), "model_not_found");
+    json_decref(doc);
+    free(body);
+    body = ig_error_body(502, "down", NULL);
+    assert_string_equal(body,
+                        "{\"error\":{\"message\":\"down\",\"type\":\"server_error\",\"code\":null}}");
+    free(body);
+    assert_string_equal(ig_error_type(429), "rate_limit_error");
+    assert_string_equal(ig_error_type(401), "authentication_error");
+}
+
+static void test_json_depth_cap_skips_strings(void **state)
+{
+    (void)state;
+    assert_true(ig_json_depth_ok("{\"a\":[[1]]}", 11, 3));
+    assert_false(ig_json_depth_ok("{\"a\":[[1]]}", 11, 2));
+    assert_true(ig_json_depth_ok("{\"a\":\"[[[[\\\"[[\"}", 16, 1));
+}
+
+static void test_json_parse_reports_errors(void **state)
+{
+    char err[128];
+    char deep[300];
+    (void)state;
+    json_t *doc = ig_json_parse("{\"model\":\"x\"}", 13, 8, err, sizeof(err));
+    assert_non_null(doc);
+    json_decref(doc);
+    assert_null(ig_json_parse("{\"model\":", 9, 8, err, sizeof(err)));
+    assert_non_null(strstr(err, "invalid JSON"));
+    memset(deep, '[', sizeof(deep));
+    assert_null(ig_json_parse(deep, sizeof(deep), 64, err, sizeof(err)));
+    assert_non_null(strstr(err, "deeper than 64"));
+}
+
+static void test_ring_keeps_newest_bytes(void **state)
+{
+    struct sup_ring *ring = sup_ring_new(16);
+    char *tail;
+    (void)state;
+    sup_ring_append(ring, "line1\nline2\n", 12);
+    sup_ring_append(ring, "line3\nline4\n", 12);
+    assert_int_equal(sup_ring_size(ring), 16);
+    tail = sup_ring_tail(ring, 2);
+    assert_string_equal(tail, "line3\nline4\n");
+    free(tail);
+    tail = sup_ring_tail(ring, 10);
+    assert_string_equal(tail, "ne2\nline3\nline4\n");
+    free(tail);
+    sup_ring_append(ring, "0123456789abcdefXYZ", 19);
+    tail = sup_ring_tail(ring, 5);
+    assert_string_equal(tail, "3456789abcdefXYZ");
+    free(tail);
+    sup_ring_free(ring);
+    sup_ring_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_error_table_has_messages),
+        cmocka_unit_test(test_error_body_has_openai_shape),
+        cmocka_unit_test(test_json_depth_cap_skips_strings),
+        cmocka_unit_test(test_json_parse_reports_errors),
+        cmocka_unit_test(test_ring_keeps_newest_bytes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
