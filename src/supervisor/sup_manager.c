@@ -39,6 +39,7 @@
 #define HEALTH_REQUEST_MS 2000
 #define STOP_GRACE_S 10
 #define ERROR_TAIL_LINES 8
+#define SHUTDOWN_POLL_MS 20
 
 struct sup_waiter {
     struct sup_model *model;
@@ -66,6 +67,7 @@ struct sup_model {
     int in_flight;
     bool is_draining;
     bool is_unload_requested;
+    bool has_failed; /* the current stop follows a failed start */
     struct event *health_timer;
     struct upstream_req *health_req;
     int health_status;
@@ -123,8 +125,8 @@ static bool is_running(const struct sup_model *m)
 /* Returns whether starting A requires B to stop. */
 static bool conflicts(const struct sup_model *a, const struct sup_model *b)
 {
-    if (a == b)
-        return false;
+    if (a == b || a->cfg->cmd == NULL || b->cfg->cmd == NULL)
+        return false; /* proxy-only models run no process and never swap */
     if (a->group == b->group)
         return a->group == NULL || a->group->swap;
     if (a->group == NULL)
@@ -205,6 +207,7 @@ static void fail_start(struct sup_model *m, const char *reason)
 {
     set_error(m, reason);
     cancel_health(m);
+    m->has_failed = true;
     if (m->proc != NULL) {
         model_stop(m);
     } else {
@@ -236,12 +239,10 @@ static void on_exit_cb(struct sup_proc *proc, int status, void *arg)
         set_error(m, reason);
         set_state(m, SUP_FAILED);
     } else {
-        set_state(m, m->state == SUP_FAILED ? SUP_FAILED : SUP_UNLOADED);
+        set_state(m, m->has_failed ? SUP_FAILED : SUP_UNLOADED);
     }
     m->is_draining = false;
     m->is_unload_requested = false;
-    if (m->mgr->is_shutting_down && sup_procs_alive(m->mgr->procs) <= 1)
-        event_active(m->mgr->stopped_ev, EV_TIMEOUT, 0);
     request_schedule(m->mgr);
 }
 
@@ -330,6 +331,7 @@ static void model_start(struct sup_model *m)
 
     free(m->last_error);
     m->last_error = NULL;
+    m->has_failed = false;
     m->started_ms = ig_now_ms();
     if (m->cfg->cmd == NULL) {
         set_state(m, SUP_READY);
@@ -523,7 +525,9 @@ static int enqueue(struct sup_model *m, sup_ready_fn cb, void *arg, struct sup_w
                    int fail_status, const char *fail_message, int retry_s)
 {
     struct sup_waiter *w = calloc(1, sizeof(*w));
-    struct timeval tv = {fail_status != 0 ? 0 : m->mgr->cfg->limits.queue_timeout_s, 0};
+    int wait_s = m->mgr->cfg->limits.queue_timeout_s > 0 ? m->mgr->cfg->limits.queue_timeout_s
+                                                         : m->mgr->cfg->health_check_timeout_s;
+    struct timeval tv = {fail_status != 0 ? 0 : wait_s, 0};
 
     if (w == NULL)
         return IG_ENOMEM;
@@ -597,13 +601,18 @@ void sup_unload_all(struct sup_manager *mgr)
     request_schedule(mgr);
 }
 
-/* Every child exited during shutdown: tell the owner. */
+/* Polls during shutdown until every child (cmdStop helpers too) exited, then reports. */
 static void stopped_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sup_manager *mgr = arg;
+    struct timeval tv = {0, SHUTDOWN_POLL_MS * 1000};
     (void)fd;
     (void)what;
-    if (sup_procs_alive(mgr->procs) == 0 && mgr->stopped_cb != NULL) {
+    if (sup_procs_alive(mgr->procs) > 0) {
+        evtimer_add(mgr->stopped_ev, &tv);
+        return;
+    }
+    if (mgr->stopped_cb != NULL) {
         sup_stopped_fn cb = mgr->stopped_cb;
         mgr->stopped_cb = NULL;
         cb(mgr->stopped_arg);
@@ -621,7 +630,7 @@ void sup_shutdown(struct sup_manager *mgr, sup_stopped_fn cb, void *arg)
         if (m->proc != NULL)
             model_stop(m);
     }
-    event_active(mgr->stopped_ev, EV_TIMEOUT, 0);
+    stopped_cb(-1, 0, mgr);
 }
 
 /* Initialises model slot I from the config. */
@@ -663,7 +672,7 @@ struct sup_manager *sup_manager_new(struct event_base *base, struct upstream_poo
     mgr->cfg = cfg;
     mgr->procs = sup_procs_new(base);
     mgr->schedule_ev = event_new(base, -1, 0, schedule_cb, mgr);
-    mgr->stopped_ev = event_new(base, -1, 0, stopped_cb, mgr);
+    mgr->stopped_ev = evtimer_new(base, stopped_cb, mgr);
     mgr->n_models = cfg->n_models;
     mgr->models = calloc(cfg->n_models > 0 ? cfg->n_models : 1, sizeof(*mgr->models));
     if (mgr->procs == NULL || mgr->schedule_ev == NULL || mgr->stopped_ev == NULL ||
