@@ -42,10 +42,15 @@ struct cfg_model {
     char *use_model_name; /* model name sent upstream instead of the id */
     struct cfg_strv aliases;
     struct cfg_strv env; /* "KEY=VALUE" entries */
-    int ttl_s;           /* seconds idle before unload; 0 = never; -1 = use globalTTL */
+    /* Seconds idle before unload, 0 = never. llama-swap semantics, resolved at load time:
+     * `ttl: -1` or no ttl takes globalTTL (itself 0 = never by default), `ttl: 0` never
+     * unloads even when globalTTL is set, ttl < -1 is an error. Never negative here. */
+    int ttl_s;
     bool unlisted;
     int concurrency_limit; /* 0 = no limit */
-    int port;              /* port assigned from startPort, 0 when ${PORT} is unused */
+    /* ${PORT}: models whose cmd (after macros) uses ${PORT} get startPort, startPort+1, ...
+     * in sorted model-id order; 0 when the cmd does not use it (then proxy is required). */
+    int port;
     struct cfg_strv strip_params; /* filters.stripParams, split on commas, trimmed */
     json_t *set_params;           /* filters.setParams object or NULL; owned */
     json_t *metadata;             /* metadata object or NULL; owned */
@@ -102,7 +107,8 @@ void cfg_free(struct cfg *cfg);
 /* Finds a model by id or alias; returns a borrowed pointer or NULL. */
 const struct cfg_model *cfg_find_model(const struct cfg *cfg, const char *name);
 
-/* Returns the group a model belongs to (borrowed) or NULL. */
+/* Returns the group a model belongs to (borrowed) or NULL: ungrouped models form
+ * llama-swap's implicit default group (swap, exclusive, not persistent). */
 const struct cfg_group *cfg_model_group(const struct cfg *cfg, const char *model_id);
 
 #endif

@@ -270,7 +270,7 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
     call->body = body;
     call->body_len = len;
     if (apply_filters(sup_model_cfg(model), doc)) {
-        call->rewritten_body = json_dumps(doc, JSON_COMPACT);
+        call->rewritten_body = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(16));
         if (call->rewritten_body != NULL) {
             call->body = call->rewritten_body;
             call->body_len = strlen(call->rewritten_body);

@@ -484,17 +484,20 @@ static void schedule_cb(evutil_socket_t fd, short what, void *arg)
 
     if (mgr->is_shutting_down)
         return;
+    /* Ready models serve their own queue first, so a model that just became ready is
+     * never stopped before the requests that started it got their turn. */
+    for (size_t i = 0; i < mgr->n_models; i++)
+        serve_waiters(&mgr->models[i]);
     winner = pick_winner(mgr);
     for (size_t i = 0; i < mgr->n_models; i++) {
         struct sup_model *m = &mgr->models[i];
-        m->is_draining = m->is_unload_requested ||
-                         (winner != NULL && is_running(m) && conflicts(winner, m));
-        if (m->is_draining && (m->state == SUP_STARTING ||
-                               (m->state == SUP_READY && m->in_flight == 0)))
+        bool is_in_way = winner != NULL && is_running(m) && conflicts(winner, m);
+        m->is_draining = m->is_unload_requested || is_in_way;
+        if (m->is_draining &&
+            (m->state == SUP_STARTING || (m->state == SUP_READY && m->in_flight == 0)))
             model_stop(m);
-        if (winner != NULL && is_running(m) && conflicts(winner, m))
+        if (is_in_way)
             is_blocked = true;
-        serve_waiters(m);
     }
     if (winner != NULL && !is_running(winner) && !is_blocked)
         model_start(winner);

@@ -1,0 +1,676 @@
+/*
+ * The `models:` section. Models are read in three passes: their macros (file order), their
+ * ${PORT} (sorted model-id order, as llama-swap assigns ports: startPort, startPort+1, ...
+ * to each model whose cmd uses ${PORT} after macro expansion), then every field with the
+ * model's scope (file order, which is the order of cfg->models).
+ */
+#include "cfg_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Per-model loading state. */
+struct model_work {
+    yaml_node_t *key, *map;
+    struct cfg_macros macros;
+    struct cfg_scalar id_value;
+    struct cfg_scope scope;
+};
+
+/* An alias occurrence, for the cross-model uniqueness check. */
+struct alias_ref {
+    const char *name;
+    size_t model;
+    size_t order;
+    yaml_node_t *node;
+};
+
+/* Releases every field of a model. */
+void cfg_model_clear(struct cfg_model *m)
+{
+    free(m->id);
+    free(m->name);
+    free(m->description);
+    free(m->cmd);
+    free(m->cmd_stop);
+    free(m->proxy);
+    free(m->check_endpoint);
+    free(m->use_model_name);
+    cfg_strv_clear(&m->aliases);
+    cfg_strv_clear(&m->env);
+    cfg_strv_clear(&m->strip_params);
+    json_decref(m->set_params);
+    json_decref(m->metadata);
+    memset(m, 0, sizeof(*m));
+}
+
+/* Removes lines whose first non-blank character is '#' (llama-swap's StripComments). */
+static void strip_comment_lines(char *text)
+{
+    char *out = text, *line = text;
+
+    while (*line != '\0') {
+        char *end = strchr(line, '\n');
+        size_t len = end != NULL ? (size_t)(end - line) + 1 : strlen(line);
+        const char *t = line + strspn(line, " \t\r");
+
+        if (*t != '#') {
+            memmove(out, line, len);
+            out += len;
+        }
+        line += len;
+    }
+    *out = '\0';
+}
+
+/* Joins a multi-line command: trims each line, drops blank and '#' lines and trailing '\'. */
+static void join_lines(char *text)
+{
+    char *out = text, *line = text;
+
+    while (*line != '\0') {
+        char *end = strchr(line, '\n');
+        size_t len = end != NULL ? (size_t)(end - line) : strlen(line);
+        char *next = end != NULL ? end + 1 : line + len;
+        size_t lead = strspn(line, " \t\r");
+
+        line += lead;
+        len = len > lead ? len - lead : 0;
+        while (len > 0 && strchr(" \t\r", line[len - 1]) != NULL)
+            len--;
+        if (len > 0 && line[len - 1] == '\\') {
+            len--;
+            while (len > 0 && strchr(" \t", line[len - 1]) != NULL)
+                len--;
+        }
+        if (len > 0 && line[0] != '#') {
+            if (out != text)
+                *out++ = ' ';
+            memmove(out, line, len);
+            out += len;
+        }
+        line = next;
+    }
+    *out = '\0';
+}
+
+/* Reads cmd or cmdStop: env, comment lines removed, macros, lines joined. NULL if absent. */
+static char *read_command(struct cfg_ctx *ctx, yaml_node_t *node, const char *what)
+{
+    struct cfg_scalar s;
+
+    if (node->type != YAML_SCALAR_NODE) {
+        cfg_error(ctx, node, "%s: expected a string, got a collection", what);
+        return NULL;
+    }
+    if (cfg_read_raw(ctx, node, &s) != 0)
+        return NULL;
+    if (s.kind == CFG_NULL) {
+        cfg_scalar_clear(&s);
+        return NULL;
+    }
+    s.kind = CFG_STR;
+    strip_comment_lines(s.text);
+    if (cfg_expand(ctx, node, &s) != 0) {
+        cfg_scalar_clear(&s);
+        return NULL;
+    }
+    join_lines(s.text);
+    return s.text;
+}
+
+/* Field handler: cmd. */
+static void field_cmd(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+{
+    struct cfg_model *m = obj;
+
+    (void)key;
+    free(m->cmd);
+    m->cmd = read_command(ctx, value, "cmd");
+    if (m->cmd != NULL && m->cmd[0] == '\0') {
+        cfg_error(ctx, value, "cmd is empty");
+        free(m->cmd);
+        m->cmd = NULL;
+    }
+}
+
+/* Field handler: cmdStop (${PID} stays for the supervisor). */
+static void field_cmd_stop(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+{
+    struct cfg_model *m = obj;
+    struct cfg_scope scope = *ctx->scope;
+    const struct cfg_scope *saved = ctx->scope;
+
+    (void)key;
+    scope.allow_pid = true;
+    ctx->scope = &scope;
+    free(m->cmd_stop);
+    m->cmd_stop = read_command(ctx, value, "cmdStop");
+    if (m->cmd_stop != NULL && m->cmd_stop[0] == '\0') {
+        free(m->cmd_stop);
+        m->cmd_stop = NULL;
+    }
+    ctx->scope = saved;
+}
+
+/* Field handler: env, a list of "KEY=VALUE". */
+static void field_env(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+{
+    struct cfg_model *m = obj;
+    size_t first = m->env.len;
+
+    (void)key;
+    if (cfg_get_strv(ctx, value, "env", &m->env) < 0)
+        return;
+    for (size_t i = first; i < m->env.len; i++) {
+        const char *eq = strchr(m->env.items[i], '=');
+        if (eq == NULL || eq == m->env.items[i])
+            cfg_error(ctx, cfg_node(ctx, value->data.sequence.items.start[i - first]),
+                      "env: entry '%s' is not KEY=VALUE", m->env.items[i]);
+    }
+}
+
+/* Field handler: checkEndpoint ("/path" or "none"). */
+static void field_check_endpoint(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value,
+                                 void *obj)
+{
+    struct cfg_model *m = obj;
+    char *s = NULL;
+
+    (void)key;
+    if (cfg_get_str(ctx, value, "checkEndpoint", &s) != 0)
+        return;
+    if (s[0] != '/' && strcmp(s, "none") != 0) {
+        cfg_error(ctx, value, "checkEndpoint: must start with '/' or be \"none\", got '%s'", s);
+        free(s);
+        return;
+    }
+    free(m->check_endpoint);
+    m->check_endpoint = s;
+}
+
+/* Orders strings for qsort. */
+static int str_order(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Field handler: filters.stripParams, sanitized like llama-swap (trimmed, sorted, unique). */
+static void field_strip_params(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+{
+    struct cfg_model *m = obj;
+    char *s = NULL, *p;
+
+    (void)key;
+    if (cfg_get_str(ctx, value, "stripParams", &s) != 0)
+        return;
+    cfg_strv_clear(&m->strip_params);
+    for (p = s; p != NULL && *p != '\0';) {
+        char *comma = strchr(p, ',');
+        char *end = comma != NULL ? comma : p + strlen(p);
+        char *next = comma != NULL ? comma + 1 : end;
+
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        *end = '\0';
+        if (*p != '\0' && strcmp(p, "model") != 0 && !cfg_strv_has(&m->strip_params, p) &&
+            cfg_strv_push(&m->strip_params, p) != 0)
+            ctx->is_oom = true;
+        p = next;
+    }
+    if (m->strip_params.len > 1)
+        qsort(m->strip_params.items, m->strip_params.len, sizeof(char *), str_order);
+    free(s);
+}
+
+/* Field handler: filters.strip_params, the legacy spelling (used when stripParams is unset). */
+static void field_strip_legacy(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+{
+    struct cfg_model *m = obj;
+    struct cfg_strv saved = m->strip_params;
+
+    m->strip_params = (struct cfg_strv){0};
+    field_strip_params(ctx, key, value, obj);
+    if (saved.len > 0) {
+        cfg_strv_clear(&m->strip_params);
+        m->strip_params = saved;
+    } else {
+        cfg_strv_clear(&saved);
+    }
+}
+
+/* Field handler: filters.setParams, an object; the protected "model" key is dropped. */
+static void field_set_params(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+{
+    struct cfg_model *m = obj;
+    json_t *v;
+
+    (void)key;
+    if (cfg_is_null(value) || !cfg_expect(ctx, value, YAML_MAPPING_NODE, "setParams"))
+        return;
+    v = cfg_get_json(ctx, value, 0);
+    if (v == NULL)
+        return;
+    json_object_del(v, "model");
+    json_decref(m->set_params);
+    m->set_params = v;
+}
+
+/* Field handler: filters.setParamsByID: keys are macro-expanded; values must be objects. */
+static void field_set_params_by_id(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value,
+                                   void *obj)
+{
+    yaml_node_pair_t *pairs = NULL;
+    size_t n = 0;
+
+    (void)key;
+    (void)obj;
+    if (cfg_is_null(value) || !cfg_expect(ctx, value, YAML_MAPPING_NODE, "setParamsByID") ||
+        cfg_map_pairs(ctx, value, &pairs, &n) != 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *k = cfg_node(ctx, pairs[i].key), *v = cfg_node(ctx, pairs[i].value);
+        struct cfg_scalar s = {CFG_STR, strdup(cfg_key_text(k)), 0, 0, false};
+        json_t *j;
+
+        if (s.text == NULL || cfg_expand(ctx, k, &s) != 0) {
+            cfg_scalar_clear(&s);
+            continue;
+        }
+        if (s.text[0] == '\0')
+            cfg_error(ctx, k, "setParamsByID: empty model id");
+        cfg_scalar_clear(&s);
+        if (!cfg_expect(ctx, v, YAML_MAPPING_NODE, "setParamsByID entry"))
+            continue;
+        j = cfg_get_json(ctx, v, 1);
+        json_decref(j);
+    }
+out:
+    free(pairs);
+}
+
+/* Field handler: metadata, any mapping, converted to JSON with macros expanded. */
+static void field_metadata(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+{
+    struct cfg_model *m = obj;
+    json_t *v;
+
+    (void)key;
+    if (cfg_is_null(value) || !cfg_expect(ctx, value, YAML_MAPPING_NODE, "metadata"))
+        return;
+    v = cfg_get_json(ctx, value, 0);
+    if (v == NULL)
+        return;
+    json_decref(m->metadata);
+    m->metadata = v;
+}
+
+/* Field handler: capabilities.in / capabilities.out (text, audio, image). */
+static void field_modalities(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+{
+    struct cfg_strv v = {0};
+
+    (void)obj;
+    if (cfg_get_strv(ctx, value, cfg_key_text(key), &v) == 0) {
+        for (size_t i = 0; i < v.len; i++)
+            if (strcmp(v.items[i], "text") != 0 && strcmp(v.items[i], "audio") != 0 &&
+                strcmp(v.items[i], "image") != 0)
+                cfg_error(ctx, cfg_node(ctx, value->data.sequence.items.start[i]),
+                          "capabilities.%s: invalid modality '%s' (valid: text, audio, image)",
+                          cfg_key_text(key), v.items[i]);
+    }
+    cfg_strv_clear(&v);
+}
+
+static const struct cfg_field timeouts_fields[] = {
+    {"connect", CFG_F_INT, CFG_NO_STORE, 0, CFG_MAX_SECONDS, NULL, 0},
+    {"keepalive", CFG_F_INT, CFG_NO_STORE, 0, CFG_MAX_SECONDS, NULL, 0},
+    {"responseHeader", CFG_F_INT, CFG_NO_STORE, 0, CFG_MAX_SECONDS, NULL, 0},
+    {"tlsHandshake", CFG_F_INT, CFG_NO_STORE, 0, CFG_MAX_SECONDS, NULL, 0},
+    {"expectContinue", CFG_F_INT, CFG_NO_STORE, 0, CFG_MAX_SECONDS, NULL, 0},
+    {"idleConn", CFG_F_INT, CFG_NO_STORE, 0, CFG_MAX_SECONDS, NULL, 0},
+    {NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+static const struct cfg_field compat_fields[] = {
+    {"ignoreWebsockets", CFG_F_BOOL, CFG_NO_STORE, 0, 0, NULL, 0},
+    {NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+static const struct cfg_field capabilities_fields[] = {
+    {"in", CFG_F_FN, CFG_NO_STORE, 0, 0, field_modalities, 0},
+    {"out", CFG_F_FN, CFG_NO_STORE, 0, 0, field_modalities, 0},
+    {"tools", CFG_F_BOOL, CFG_NO_STORE, 0, 0, NULL, 0},
+    {"reranker", CFG_F_BOOL, CFG_NO_STORE, 0, 0, NULL, 0},
+    {"context", CFG_F_INT, CFG_NO_STORE, 0, 1LL << 40, NULL, 0},
+    {NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+/* Field handler: timeouts (peers and models). */
+static void field_timeouts(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+{
+    (void)key;
+    cfg_walk(ctx, value, timeouts_fields, obj, NULL);
+}
+
+/* Field handler: compat. */
+static void field_compat(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+{
+    (void)key;
+    cfg_walk(ctx, value, compat_fields, obj, NULL);
+}
+
+/* Field handler: capabilities. */
+static void field_capabilities(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+{
+    (void)key;
+    cfg_walk(ctx, value, capabilities_fields, obj, NULL);
+}
+
+/* Field handler: a key already handled elsewhere (model macros). */
+static void field_skip(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+{
+    (void)ctx;
+    (void)key;
+    (void)value;
+    (void)obj;
+}
+
+static const struct cfg_field filters_fields[] = {
+    {"stripParams", CFG_F_FN, CFG_NO_STORE, 0, 0, field_strip_params, 0},
+    {"strip_params", CFG_F_FN, CFG_NO_STORE, 0, 0, field_strip_legacy, 0},
+    {"setParams", CFG_F_FN, CFG_NO_STORE, 0, 0, field_set_params, 0},
+    {"setParamsByID", CFG_F_FN, CFG_NO_STORE, 0, 0, field_set_params_by_id, CFG_F_INACTIVE},
+    {NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+/* Field handler: filters. */
+static void field_filters(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+{
+    struct cfg_model *m = obj;
+    char *prefix = NULL;
+
+    (void)key;
+    if (asprintf(&prefix, "models.%s.filters.", m->id) < 0) {
+        ctx->is_oom = true;
+        return;
+    }
+    cfg_walk(ctx, value, filters_fields, obj, prefix);
+    free(prefix);
+}
+
+#define MODEL_STR(key, field)                                                                      \
+    {                                                                                              \
+        key, CFG_F_STR, offsetof(struct cfg_model, field), 0, 0, NULL, 0                           \
+    }
+#define MODEL_FN(key, fn, flags)                                                                   \
+    {                                                                                              \
+        key, CFG_F_FN, CFG_NO_STORE, 0, 0, fn, flags                                               \
+    }
+
+static const struct cfg_field model_fields[] = {
+    MODEL_FN("cmd", field_cmd, 0),
+    MODEL_FN("cmdStop", field_cmd_stop, 0),
+    MODEL_STR("proxy", proxy),
+    {"aliases", CFG_F_STRV, offsetof(struct cfg_model, aliases), 0, 0, NULL, 0},
+    MODEL_FN("env", field_env, 0),
+    MODEL_FN("checkEndpoint", field_check_endpoint, 0),
+    {"ttl", CFG_F_INT, offsetof(struct cfg_model, ttl_s), -1, CFG_MAX_SECONDS, NULL, 0},
+    {"unloadTimeout", CFG_F_INT, CFG_NO_STORE, 0, CFG_MAX_SECONDS, NULL, CFG_F_INACTIVE},
+    {"unlisted", CFG_F_BOOL, offsetof(struct cfg_model, unlisted), 0, 0, NULL, 0},
+    MODEL_STR("useModelName", use_model_name),
+    MODEL_STR("name", name),
+    MODEL_STR("description", description),
+    {"concurrencyLimit", CFG_F_INT, offsetof(struct cfg_model, concurrency_limit), 0, 1000000, NULL,
+     0},
+    MODEL_FN("filters", field_filters, 0),
+    MODEL_FN("macros", field_skip, 0),
+    MODEL_FN("metadata", field_metadata, 0),
+    {"sendLoadingState", CFG_F_BOOL, CFG_NO_STORE, 0, 0, NULL, CFG_F_INACTIVE},
+    MODEL_FN("timeouts", field_timeouts, CFG_F_INACTIVE),
+    MODEL_FN("compat", field_compat, CFG_F_INACTIVE),
+    MODEL_FN("capabilities", field_capabilities, CFG_F_INACTIVE),
+    {"healthCheckTimeout", CFG_F_INT, CFG_NO_STORE, 0, CFG_MAX_SECONDS, NULL, CFG_F_INACTIVE},
+    {NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+/* Orders model indexes by id (llama-swap assigns ports in sorted id order). */
+static int id_order(const void *a, const void *b, void *arg)
+{
+    const struct cfg_model *models = arg;
+    return strcmp(models[*(const size_t *)a].id, models[*(const size_t *)b].id);
+}
+
+/* Finds W's cmd, expands it quietly with ${PORT} literal, and assigns a port if it uses it. */
+static void assign_port(struct cfg_ctx *ctx, struct cfg_model *m, struct model_work *w,
+                        int *next_port)
+{
+    yaml_node_t *cmd = cfg_map_get(ctx, w->map, "cmd");
+    char *text;
+
+    if (cmd == NULL || cmd->type != YAML_SCALAR_NODE)
+        return;
+    w->scope.port = -1;
+    ctx->scope = &w->scope;
+    ctx->quiet++;
+    text = read_command(ctx, cmd, "cmd");
+    ctx->quiet--;
+    w->scope.port = 0;
+    if (text != NULL && cfg_has_macro(text, "PORT")) {
+        if (*next_port > 65535)
+            cfg_error(ctx, w->key, "model '%s': no port left for ${PORT} (startPort %d)", m->id,
+                      ctx->cfg->start_port);
+        else
+            w->scope.port = m->port = (*next_port)++;
+    }
+    free(text);
+}
+
+/* Applies defaults and model-level checks after M's fields are read. */
+static void finish_model(struct cfg_ctx *ctx, struct cfg_model *m, struct model_work *w)
+{
+    bool has_bad_cmd = m->cmd == NULL && cfg_map_get(ctx, w->map, "cmd") != NULL;
+
+    if (has_bad_cmd) {
+        /* the cmd's own error is already recorded */
+    } else if (m->proxy == NULL && m->cmd == NULL) {
+        cfg_error(ctx, w->key, "model '%s' needs a cmd or a proxy", m->id);
+    } else if (m->proxy == NULL && m->port == 0) {
+        cfg_error(ctx, w->key, "model '%s': proxy is required when cmd does not use ${PORT}",
+                  m->id);
+    } else if (m->proxy == NULL) {
+        if (asprintf(&m->proxy, "http://localhost:%d", m->port) < 0) {
+            m->proxy = NULL;
+            ctx->is_oom = true;
+        }
+    } else if (strncmp(m->proxy, "http://", 7) != 0 && strncmp(m->proxy, "https://", 8) != 0) {
+        cfg_error(ctx, cfg_map_get(ctx, w->map, "proxy"),
+                  "proxy: must be an http:// or https:// URL, got '%s'", m->proxy);
+    }
+    if (m->check_endpoint == NULL && (m->check_endpoint = strdup("/health")) == NULL)
+        ctx->is_oom = true;
+    if (m->ttl_s < 0)
+        m->ttl_s = ctx->cfg->global_ttl_s;
+}
+
+/* Reads model I's fields with its scope. */
+static void parse_model(struct cfg_ctx *ctx, size_t i, struct model_work *w)
+{
+    struct cfg_model *m = &ctx->cfg->models[i];
+    char *prefix = NULL;
+
+    ctx->scope = &w->scope;
+    if (asprintf(&prefix, "models.%s.", m->id) < 0) {
+        ctx->is_oom = true;
+        return;
+    }
+    if (cfg_is_null(w->map))
+        cfg_error(ctx, w->key, "model '%s' needs a cmd or a proxy", m->id);
+    else if (cfg_expect(ctx, w->map, YAML_MAPPING_NODE, m->id)) {
+        cfg_walk(ctx, w->map, model_fields, m, prefix);
+        finish_model(ctx, m, w);
+    }
+    free(prefix);
+    ctx->scope = &ctx->global_scope;
+}
+
+/* Orders alias references by name, then occurrence. */
+static int alias_order(const void *a, const void *b)
+{
+    const struct alias_ref *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c != 0 ? c : (x->order < y->order ? -1 : x->order > y->order);
+}
+
+/* Returns whether NAME is a model id (IDS holds indexes sorted by id). */
+static long find_id(const struct cfg *cfg, const size_t *ids, const char *name)
+{
+    size_t lo = 0, hi = cfg->n_models;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(cfg->models[ids[mid]].id, name);
+        if (c == 0)
+            return (long)ids[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+/* Collects every alias with its node for the uniqueness checks. */
+static size_t collect_aliases(struct cfg_ctx *ctx, struct model_work *work, struct alias_ref *refs)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < ctx->cfg->n_models; i++) {
+        const struct cfg_model *m = &ctx->cfg->models[i];
+        yaml_node_t *list = m->aliases.len > 0 ? cfg_map_get(ctx, work[i].map, "aliases") : NULL;
+
+        for (size_t a = 0; list != NULL && a < m->aliases.len; a++) {
+            yaml_node_t *item = cfg_node(ctx, list->data.sequence.items.start[a]);
+            refs[n] = (struct alias_ref){m->aliases.items[a], i, n, item};
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Checks aliases: unique across all models and never another model's id. */
+static void check_aliases(struct cfg_ctx *ctx, struct model_work *work, const size_t *ids)
+{
+    struct cfg *cfg = ctx->cfg;
+    struct alias_ref *refs;
+    size_t total = 0, n;
+
+    for (size_t i = 0; i < cfg->n_models; i++)
+        total += cfg->models[i].aliases.len;
+    refs = calloc(total > 0 ? total : 1, sizeof(*refs));
+    if (refs == NULL) {
+        ctx->is_oom = true;
+        return;
+    }
+    n = collect_aliases(ctx, work, refs);
+    for (size_t i = 0; i < n; i++) {
+        long owner = find_id(cfg, ids, refs[i].name);
+        if (owner >= 0 && (size_t)owner != refs[i].model)
+            cfg_error(ctx, refs[i].node, "alias '%s' of model '%s' is the id of another model",
+                      refs[i].name, cfg->models[refs[i].model].id);
+        else if (refs[i].name[0] == '\0')
+            cfg_error(ctx, refs[i].node, "empty alias in model '%s'",
+                      cfg->models[refs[i].model].id);
+    }
+    qsort(refs, n, sizeof(*refs), alias_order);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(refs[i].name, refs[i - 1].name) == 0)
+            cfg_error(ctx, refs[i].node, "duplicate alias '%s' (already used by model '%s')",
+                      refs[i].name, cfg->models[refs[i - 1].model].id);
+    free(refs);
+}
+
+/* Sets up work item I: id, line, defaults, macros and scope. */
+static void prepare_model(struct cfg_ctx *ctx, size_t i, struct model_work *w)
+{
+    struct cfg_model *m = &ctx->cfg->models[i];
+    yaml_node_t *macros =
+        w->map->type == YAML_MAPPING_NODE ? cfg_map_get(ctx, w->map, "macros") : NULL;
+
+    m->line = (int)w->key->start_mark.line + 1;
+    m->ttl_s = -1;
+    m->id = strdup(cfg_key_text(w->key));
+    w->id_value.kind = CFG_STR;
+    w->id_value.text = strdup(cfg_key_text(w->key));
+    if (m->id == NULL || w->id_value.text == NULL) {
+        ctx->is_oom = true;
+        return;
+    }
+    if (m->id[0] == '\0')
+        cfg_error(ctx, w->key, "model id must not be empty");
+    if (macros != NULL)
+        cfg_macros_parse(ctx, macros, &w->macros);
+    if (cfg_scope_init(&w->scope, &ctx->globals, &w->macros, m->id, &w->id_value) != 0)
+        ctx->is_oom = true;
+}
+
+/* Runs the three passes over the models. */
+static void parse_all(struct cfg_ctx *ctx, yaml_node_pair_t *pairs, struct model_work *work,
+                      size_t *ids)
+{
+    struct cfg *cfg = ctx->cfg;
+    int next_port = cfg->start_port;
+
+    for (size_t i = 0; i < cfg->n_models; i++) {
+        work[i].key = cfg_node(ctx, pairs[i].key);
+        work[i].map = cfg_node(ctx, pairs[i].value);
+        prepare_model(ctx, i, &work[i]);
+        ids[i] = i;
+    }
+    if (ctx->is_oom)
+        return;
+    qsort_r(ids, cfg->n_models, sizeof(*ids), id_order, cfg->models);
+    for (size_t k = 0; k < cfg->n_models; k++)
+        assign_port(ctx, &cfg->models[ids[k]], &work[ids[k]], &next_port);
+    for (size_t i = 0; i < cfg->n_models; i++)
+        parse_model(ctx, i, &work[i]);
+    check_aliases(ctx, work, ids);
+}
+
+/* Parses the `models:` mapping into cfg->models. */
+void cfg_models_parse(struct cfg_ctx *ctx, yaml_node_t *models)
+{
+    yaml_node_pair_t *pairs = NULL;
+    struct model_work *work = NULL;
+    size_t n = 0, *ids = NULL;
+
+    if (cfg_is_null(models) || !cfg_expect(ctx, models, YAML_MAPPING_NODE, "models") ||
+        cfg_map_pairs(ctx, models, &pairs, &n) != 0 || n == 0)
+        goto out;
+    if (n > CFG_MAX_MODELS) {
+        cfg_error(ctx, models, "more than %u models", CFG_MAX_MODELS);
+        goto out;
+    }
+    ctx->cfg->models = calloc(n, sizeof(*ctx->cfg->models));
+    work = calloc(n, sizeof(*work));
+    ids = calloc(n, sizeof(*ids));
+    if (ctx->cfg->models == NULL || work == NULL || ids == NULL) {
+        ctx->is_oom = true;
+        goto out;
+    }
+    ctx->cfg->n_models = n;
+    parse_all(ctx, pairs, work, ids);
+out:
+    for (size_t i = 0; work != NULL && i < n; i++) {
+        cfg_macros_clear(&work[i].macros);
+        cfg_scalar_clear(&work[i].id_value);
+        cfg_scope_clear(&work[i].scope);
+    }
+    ctx->scope = &ctx->global_scope;
+    free(work);
+    free(ids);
+    free(pairs);
+}
