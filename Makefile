@@ -1,5 +1,6 @@
 # Top-level entry points; CMake does the building. See README.md.
 JOBS ?= $(shell nproc)
+MAKEFLAGS += --no-print-directory
 CMAKE ?= cmake
 CC ?= cc
 
@@ -36,6 +37,9 @@ bench: release
 	@bench/proxy/run.sh
 
 run: release
+	@echo "infergate demo on http://127.0.0.1:8080 (Ctrl-C to stop). Try:"
+	@echo "  curl -s http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\"
+	@echo "    -d '{\"model\":\"demo\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}'"
 	@build/infergate serve -c examples/demo.yaml
 
 clean:
