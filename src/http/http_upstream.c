@@ -141,13 +141,16 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
         if (watch == NULL)
             return -1;
         watch->pool = pool;
+        watch->ev = event_new(pool->base, s, kind, sock_event_cb, watch);
+        if (watch->ev == NULL) {
+            free(watch);
+            return -1;
+        }
         curl_multi_assign(pool->multi, s, watch);
     } else {
-        event_free(watch->ev);
+        event_del(watch->ev);
+        event_assign(watch->ev, pool->base, s, kind, sock_event_cb, watch);
     }
-    watch->ev = event_new(pool->base, s, kind, sock_event_cb, watch);
-    if (watch->ev == NULL)
-        return -1;
     event_add(watch->ev, NULL);
     return 0;
 }
