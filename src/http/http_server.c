@@ -1,5 +1,5 @@
 /*
- * HTTP/1.1 front server on bufferevents.
+ * HTTP/1.1 front server on raw non-blocking sockets with libevent events and evbuffers.
  *
  * A connection reads one request at a time: the head (request line + headers) is searched
  * for its blank line, copied and parsed in place; the body follows by Content-Length or
@@ -19,7 +19,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netdb.h>
@@ -35,6 +34,7 @@
 #define STREAM_HIGH_WATER_BYTES (1u << 20)
 #define DISCARD_LINGER_S 2
 #define DISCARD_MAX_BYTES (64u << 20)
+#define READ_CHUNK_BYTES (64u << 10)
 
 enum conn_state {
     CONN_READING_HEAD, /* waiting for (the rest of) a request head */
@@ -66,7 +66,11 @@ struct http_request {
 
 struct http_conn {
     struct http_server *srv;
-    struct bufferevent *bev;
+    evutil_socket_t fd;
+    struct event *read_ev;
+    struct event *write_ev; /* pending only while output waits for the socket */
+    struct evbuffer *in;
+    struct evbuffer *out;
     struct event *timer;
     struct http_conn *prev, *next;
     enum conn_state state;
@@ -152,15 +156,40 @@ static void conn_arm_timer(struct http_conn *conn, int seconds, bool for_request
 static void conn_close_after_write(struct http_conn *conn)
 {
     conn->state = CONN_CLOSING;
-    if (!conn->is_processing && evbuffer_get_length(bufferevent_get_output(conn->bev)) == 0)
-        conn_free(conn);
+    event_active(conn->write_ev, EV_WRITE, 0);
+}
+
+/* Writes what the socket takes now; waits for writability only when something is left.
+ * Writing at once (not on the next loop turn) saves a wake-up and two epoll_ctl calls per
+ * response, and sends each streamed chunk without delay. */
+static void conn_flush(struct http_conn *conn)
+{
+    while (evbuffer_get_length(conn->out) > 0) {
+        int n = evbuffer_write(conn->out, conn->fd);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EINTR))
+            continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            /* The peer is gone; the read side notices and closes the connection. */
+            evbuffer_drain(conn->out, evbuffer_get_length(conn->out));
+            event_active(conn->read_ev, EV_READ, 0);
+        }
+        break;
+    }
+    if (evbuffer_get_length(conn->out) > 0) {
+        if (!event_pending(conn->write_ev, EV_WRITE, NULL))
+            event_add(conn->write_ev, NULL);
+    } else if (event_pending(conn->write_ev, EV_WRITE, NULL)) {
+        event_del(conn->write_ev);
+    }
 }
 
 /* Writes a complete error response from the protocol layer and stops reading requests. */
 static void conn_send_error(struct http_conn *conn, int status, const char *message,
                             const char *code, bool linger)
 {
-    struct evbuffer *out = bufferevent_get_output(conn->bev);
+    struct evbuffer *out = conn->out;
     char *body = ig_error_body(status, message, code);
     size_t len = body != NULL ? strlen(body) : 0;
 
@@ -171,13 +200,14 @@ static void conn_send_error(struct http_conn *conn, int status, const char *mess
     if (body != NULL)
         evbuffer_add(out, body, len);
     free(body);
+    conn_flush(conn);
     request_free(conn->req);
     conn->req = NULL;
     if (linger) {
         conn->state = CONN_DISCARDING;
         conn_arm_timer(conn, DISCARD_LINGER_S, true);
-        evbuffer_drain(bufferevent_get_input(conn->bev),
-                       evbuffer_get_length(bufferevent_get_input(conn->bev)));
+        evbuffer_drain(conn->in,
+                       evbuffer_get_length(conn->in));
     } else {
         evtimer_del(conn->timer);
         conn_close_after_write(conn);
@@ -205,7 +235,11 @@ static void conn_free(struct http_conn *conn)
         conn->next->prev = conn->prev;
     srv->n_conns--;
     event_free(conn->timer);
-    bufferevent_free(conn->bev);
+    event_free(conn->read_ev);
+    event_free(conn->write_ev);
+    evbuffer_free(conn->in);
+    evbuffer_free(conn->out);
+    evutil_closesocket(conn->fd);
     free(conn);
 }
 
@@ -249,7 +283,10 @@ static bool start_body(struct http_conn *conn)
     req->body = evbuffer_new();
     if (expect != NULL && strcasecmp(expect, "100-continue") == 0 && req->head.minor == 1 &&
         (conn->body_chunked || conn->body_need > 0))
-        evbuffer_add(bufferevent_get_output(conn->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    {
+        evbuffer_add(conn->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        conn_flush(conn);
+    }
     conn->state = CONN_READING_BODY;
     return true;
 }
@@ -367,7 +404,7 @@ static bool read_head(struct http_conn *conn, struct evbuffer *in)
 /* Runs the request state machine over buffered input until it needs more. */
 static void process_input(struct http_conn *conn)
 {
-    struct evbuffer *in = bufferevent_get_input(conn->bev);
+    struct evbuffer *in = conn->in;
 
     conn->is_processing = true;
     for (;;) {
@@ -394,8 +431,6 @@ static void process_input(struct http_conn *conn)
             break;
     }
     conn->is_processing = false;
-    if (conn->state == CONN_CLOSING && evbuffer_get_length(bufferevent_get_output(conn->bev)) == 0)
-        conn_free(conn);
 }
 
 /* Called after a response completed: next request, or close. */
@@ -405,6 +440,7 @@ static void request_finished(struct http_request *req)
     struct http_server *srv = conn->srv;
     bool keep_alive = req->keep_alive && !srv->is_stopping;
 
+    conn_flush(conn);
     srv->n_busy--;
     request_free(req);
     conn->req = NULL;
@@ -414,17 +450,54 @@ static void request_finished(struct http_request *req)
     }
     conn->state = CONN_READING_HEAD;
     conn_arm_timer(conn, srv->opt.idle_timeout_s, false);
-    if (!conn->is_processing && evbuffer_get_length(bufferevent_get_input(conn->bev)) > 0)
+    if (!conn->is_processing && evbuffer_get_length(conn->in) > 0)
         process_input(conn);
 }
 
-/* Reads available input according to the connection state. */
-static void conn_read_cb(struct bufferevent *bev, void *arg)
+/* Reads what the socket has into IN. Returns 1 on data, 0 when nothing was there, -1 at
+ * EOF or on an error (the peer is gone). One recv() per wake-up unless the buffer filled. */
+static int conn_recv(struct http_conn *conn)
+{
+    char buf[READ_CHUNK_BYTES];
+    int got = 0;
+
+    for (;;) {
+        ssize_t n = recv(conn->fd, buf, sizeof(buf), 0);
+        if (n > 0) {
+            evbuffer_add(conn->in, buf, (size_t)n);
+            got = 1;
+            if ((size_t)n < sizeof(buf))
+                return got;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return got;
+        return -1;
+    }
+}
+
+/* The socket is readable: read, then act according to the connection state. */
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct http_conn *conn = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer *in = conn->in;
     size_t cap = conn->srv->opt.max_header_bytes + conn->srv->opt.max_body_bytes;
+    (void)fd;
+    (void)what;
 
+    if (conn_recv(conn) < 0) {
+        /* A connection finishing its last answer still gets it written. */
+        if ((conn->state == CONN_DISCARDING || conn->state == CONN_CLOSING) &&
+            evbuffer_get_length(conn->out) > 0) {
+            event_del(conn->read_ev);
+            conn_close_after_write(conn);
+        } else {
+            conn_free(conn);
+        }
+        return;
+    }
     switch (conn->state) {
     case CONN_DISCARDING:
         conn->discarded_bytes += evbuffer_get_length(in);
@@ -445,12 +518,17 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     }
 }
 
-/* Output drained: finish closing, or wake a paused stream. */
-static void conn_write_cb(struct bufferevent *bev, void *arg)
+/* The socket is writable (or a close was requested): write, finish closing, or wake a
+ * paused stream. */
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct http_conn *conn = arg;
-    (void)bev;
+    (void)fd;
+    (void)what;
 
+    conn_flush(conn);
+    if (evbuffer_get_length(conn->out) > 0)
+        return;
     if (conn->state == CONN_CLOSING) {
         conn_free(conn);
         return;
@@ -460,21 +538,6 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
         if (conn->req->drain_cb != NULL)
             conn->req->drain_cb(conn->req, conn->req->drain_arg);
     }
-}
-
-/* EOF or error on the socket: the client is gone. */
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    struct http_conn *conn = arg;
-    (void)bev;
-
-    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
-        (conn->state == CONN_DISCARDING || conn->state == CONN_CLOSING)) {
-        conn_close_after_write(conn);
-        return;
-    }
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-        conn_free(conn);
 }
 
 /* Idle or header timer: close idle connections, answer 408 to slow requests. */
@@ -488,7 +551,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         conn_free(conn);
         return;
     }
-    if (conn->is_timer_for_request && evbuffer_get_length(bufferevent_get_input(conn->bev)) > 0)
+    if (conn->is_timer_for_request && evbuffer_get_length(conn->in) > 0)
         conn_send_error(conn, 408, "request not received in time", "request_timeout", false);
     else if (conn->state == CONN_READING_HEAD || conn->state == CONN_READING_BODY)
         conn_free(conn);
@@ -536,15 +599,25 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struc
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     conn->srv = srv;
-    conn->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    conn->fd = fd;
+    conn->read_ev = event_new(srv->base, fd, EV_READ | EV_PERSIST, conn_read_cb, conn);
+    conn->write_ev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, conn_write_cb, conn);
     conn->timer = evtimer_new(srv->base, conn_timer_cb, conn);
-    if (conn->bev == NULL || conn->timer == NULL) {
-        if (conn->bev != NULL)
-            bufferevent_free(conn->bev);
-        else
-            evutil_closesocket(fd);
+    conn->in = evbuffer_new();
+    conn->out = evbuffer_new();
+    if (conn->read_ev == NULL || conn->write_ev == NULL || conn->timer == NULL ||
+        conn->in == NULL || conn->out == NULL) {
+        if (conn->read_ev != NULL)
+            event_free(conn->read_ev);
+        if (conn->write_ev != NULL)
+            event_free(conn->write_ev);
         if (conn->timer != NULL)
             event_free(conn->timer);
+        if (conn->in != NULL)
+            evbuffer_free(conn->in);
+        if (conn->out != NULL)
+            evbuffer_free(conn->out);
+        evutil_closesocket(fd);
         free(conn);
         return;
     }
@@ -555,8 +628,7 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struc
         srv->conns->prev = conn;
     srv->conns = conn;
     srv->n_conns++;
-    bufferevent_setcb(conn->bev, conn_read_cb, conn_write_cb, conn_event_cb, conn);
-    bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+    event_add(conn->read_ev, NULL);
     conn_arm_timer(conn, srv->opt.idle_timeout_s, false);
 }
 
@@ -642,7 +714,7 @@ void http_server_stop_accepting(struct http_server *srv)
     for (; conn != NULL; conn = next) {
         next = conn->next;
         if (conn->state == CONN_READING_HEAD &&
-            evbuffer_get_length(bufferevent_get_input(conn->bev)) == 0)
+            evbuffer_get_length(conn->in) == 0)
             conn_free(conn);
     }
 }
@@ -741,7 +813,7 @@ static void write_head(struct http_request *req, struct evbuffer *out, int statu
 void http_respond(struct http_request *req, int status, const char *content_type,
                   const char *body, size_t len)
 {
-    struct evbuffer *out = bufferevent_get_output(req->conn->bev);
+    struct evbuffer *out = req->conn->out;
 
     write_head(req, out, status, content_type);
     evbuffer_add_printf(out, "Content-Length: %zu\r\n\r\n", len);
@@ -753,7 +825,7 @@ void http_respond(struct http_request *req, int status, const char *content_type
 void http_respond_buffer(struct http_request *req, int status, const char *content_type,
                          struct evbuffer *body)
 {
-    struct evbuffer *out = bufferevent_get_output(req->conn->bev);
+    struct evbuffer *out = req->conn->out;
 
     write_head(req, out, status, content_type);
     evbuffer_add_printf(out, "Content-Length: %zu\r\n\r\n", evbuffer_get_length(body));
@@ -766,7 +838,7 @@ void http_respond_buffer(struct http_request *req, int status, const char *conte
 
 void http_stream_start(struct http_request *req, int status, const char *content_type)
 {
-    struct evbuffer *out = bufferevent_get_output(req->conn->bev);
+    struct evbuffer *out = req->conn->out;
 
     req->is_streaming = true;
     req->is_chunked_out = req->head.minor == 1;
@@ -776,11 +848,12 @@ void http_stream_start(struct http_request *req, int status, const char *content
     if (req->is_chunked_out)
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
     evbuffer_add(out, "Cache-Control: no-cache\r\n\r\n", 27);
+    conn_flush(req->conn);
 }
 
 int http_stream_write(struct http_request *req, const void *data, size_t len)
 {
-    struct evbuffer *out = bufferevent_get_output(req->conn->bev);
+    struct evbuffer *out = req->conn->out;
 
     if (len == 0)
         return 0;
@@ -791,6 +864,7 @@ int http_stream_write(struct http_request *req, const void *data, size_t len)
     } else {
         evbuffer_add(out, data, len);
     }
+    conn_flush(req->conn);
     if (evbuffer_get_length(out) > STREAM_HIGH_WATER_BYTES) {
         req->is_paused = true;
         return 1;
@@ -801,7 +875,7 @@ int http_stream_write(struct http_request *req, const void *data, size_t len)
 void http_stream_end(struct http_request *req)
 {
     if (req->is_chunked_out)
-        evbuffer_add(bufferevent_get_output(req->conn->bev), "0\r\n\r\n", 5);
+        evbuffer_add(req->conn->out, "0\r\n\r\n", 5);
     request_finished(req);
 }
 
