@@ -8,6 +8,9 @@
 #include <event2/bufferevent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /*
@@ -522,6 +525,18 @@ static void delayed_tick(evutil_socket_t fd, short what, void *arg)
     job_free(job);
 }
 
+/* Streams send one small write per token: like llama-server, turn off Nagle so a token is
+ * not held back waiting for the client's delayed ACK. Only streams pay the extra syscall. */
+static void set_no_delay(struct evhttp_connection *evcon)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    int one = 1;
+    evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 /* Starts JOB as an in-flight response (stream, slow, crashing or hanging); 0 or IG_ENOMEM. */
 static int job_start(struct fake_job *job)
 {
@@ -543,6 +558,7 @@ static int job_start(struct fake_job *job)
         evhttp_add_header(evhttp_request_get_output_headers(job->req), "Content-Type",
                           "text/event-stream");
         evhttp_add_header(evhttp_request_get_output_headers(job->req), "Server", "llama.cpp");
+        set_no_delay(job->evcon);
         evhttp_send_reply_start(job->req, 200, "OK");
         job->next_token_us = job->start_us;
         job_arm_next_token(job);

@@ -293,7 +293,9 @@ static struct event_base *new_base(void)
     struct event_config *cfg = event_config_new();
     struct event_base *base = NULL;
 
-    if (cfg != NULL && event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST) == 0)
+    /* Precise timers: --token-us pacing must not round to the coarse clock's 4 ms steps. */
+    if (cfg != NULL && event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST) == 0 &&
+        event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER) == 0)
         base = event_base_new_with_config(cfg);
     if (cfg != NULL)
         event_config_free(cfg);
