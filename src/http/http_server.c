@@ -31,105 +31,14 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
-#define STREAM_HIGH_WATER_BYTES (1u << 20)
 #define DISCARD_LINGER_S 2
 #define DISCARD_MAX_BYTES (64u << 20)
 #define READ_CHUNK_BYTES (64u << 10)
 
-enum conn_state {
-    CONN_READING_HEAD, /* waiting for (the rest of) a request head */
-    CONN_READING_BODY, /* head parsed, body incomplete */
-    CONN_HANDLING,     /* request given to the handler, response not complete */
-    CONN_DISCARDING,   /* error sent; draining input until EOF or the linger timer */
-    CONN_CLOSING,      /* last response queued; close once written */
-};
-
-struct http_conn;
-
-struct http_request {
-    struct http_conn *conn;
-    struct http_head head;
-    struct evbuffer *body;
-    char *body_flat;
-    size_t body_len;
-    bool keep_alive;
-    bool is_chunked_out;
-    bool is_streaming;
-    bool is_paused;
-    struct evbuffer *extra_headers;
-    http_cancel_fn cancel_cb;
-    void *cancel_arg;
-    http_drain_fn drain_cb;
-    void *drain_arg;
-    uint64_t start_us;
-};
-
-struct http_conn {
-    struct http_server *srv;
-    evutil_socket_t fd;
-    struct event *read_ev;
-    struct event *write_ev; /* pending only while output waits for the socket */
-    struct evbuffer *in;
-    struct evbuffer *out;
-    struct event *timer;
-    struct http_conn *prev, *next;
-    enum conn_state state;
-    struct http_request *req;
-    /* Body reading state. */
-    bool body_chunked;
-    size_t body_need;      /* Content-Length bytes still expected, or current chunk bytes */
-    bool chunk_in_data;    /* inside a chunk's data (plus its CRLF) */
-    bool chunk_in_trailer; /* after the last chunk, reading trailers */
-    bool is_processing;    /* process_input() is on the stack */
-    bool is_timer_for_request;
-    size_t discarded_bytes;
-    char peer[64];
-};
-
-struct http_server {
-    struct event_base *base;
-    struct evconnlistener *listener;
-    struct http_server_options opt;
-    http_handler_fn handler;
-    void *handler_arg;
-    struct http_conn *conns;
-    size_t n_conns;
-    size_t n_busy;
-    bool is_stopping;
-    int port;
-};
+#include "http_conn.h"
 
 static void process_input(struct http_conn *conn);
 static void conn_free(struct http_conn *conn);
-
-const char *http_status_text(int status)
-{
-    switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    case 507: return "Insufficient Storage";
-    default: return "Unknown";
-    }
-}
 
 /* Frees a request and everything it owns. */
 static void request_free(struct http_request *req)
@@ -159,10 +68,10 @@ static void conn_close_after_write(struct http_conn *conn)
     event_active(conn->write_ev, EV_WRITE, 0);
 }
 
-/* Writes what the socket takes now; waits for writability only when something is left.
+/* Writes what the socket takes now (see http_conn.h); waits for writability only when something is left.
  * Writing at once (not on the next loop turn) saves a wake-up and two epoll_ctl calls per
  * response, and sends each streamed chunk without delay. */
-static void conn_flush(struct http_conn *conn)
+void http_conn_flush(struct http_conn *conn)
 {
     while (evbuffer_get_length(conn->out) > 0) {
         int n = evbuffer_write(conn->out, conn->fd);
@@ -200,7 +109,7 @@ static void conn_send_error(struct http_conn *conn, int status, const char *mess
     if (body != NULL)
         evbuffer_add(out, body, len);
     free(body);
-    conn_flush(conn);
+    http_conn_flush(conn);
     request_free(conn->req);
     conn->req = NULL;
     if (linger) {
@@ -285,7 +194,7 @@ static bool start_body(struct http_conn *conn)
         (conn->body_chunked || conn->body_need > 0))
     {
         evbuffer_add(conn->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-        conn_flush(conn);
+        http_conn_flush(conn);
     }
     conn->state = CONN_READING_BODY;
     return true;
@@ -434,13 +343,13 @@ static void process_input(struct http_conn *conn)
 }
 
 /* Called after a response completed: next request, or close. */
-static void request_finished(struct http_request *req)
+void http_request_finished(struct http_request *req)
 {
     struct http_conn *conn = req->conn;
     struct http_server *srv = conn->srv;
     bool keep_alive = req->keep_alive && !srv->is_stopping;
 
-    conn_flush(conn);
+    http_conn_flush(conn);
     srv->n_busy--;
     request_free(req);
     conn->req = NULL;
@@ -526,7 +435,7 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
 
-    conn_flush(conn);
+    http_conn_flush(conn);
     if (evbuffer_get_length(conn->out) > 0)
         return;
     if (conn->state == CONN_CLOSING) {
@@ -733,154 +642,4 @@ void http_server_free(struct http_server *srv)
     while (srv->conns != NULL)
         conn_free(srv->conns);
     free(srv);
-}
-
-const char *http_request_method(const struct http_request *req)
-{
-    return req->head.method;
-}
-
-const char *http_request_path(const struct http_request *req)
-{
-    return req->head.path;
-}
-
-const char *http_request_query(const struct http_request *req)
-{
-    return req->head.query;
-}
-
-const char *http_request_header(const struct http_request *req, const char *name)
-{
-    return http_head_get(&req->head, name);
-}
-
-const char *http_request_body(const struct http_request *req, size_t *len)
-{
-    if (len != NULL)
-        *len = req->body_len;
-    return req->body_flat != NULL ? req->body_flat : "";
-}
-
-const char *http_request_peer(const struct http_request *req)
-{
-    return req->conn->peer;
-}
-
-unsigned long long http_request_start_us(const struct http_request *req)
-{
-    return req->start_us;
-}
-
-void http_request_set_cancel_cb(struct http_request *req, http_cancel_fn cb, void *arg)
-{
-    req->cancel_cb = cb;
-    req->cancel_arg = arg;
-}
-
-void http_request_set_drain_cb(struct http_request *req, http_drain_fn cb, void *arg)
-{
-    req->drain_cb = cb;
-    req->drain_arg = arg;
-}
-
-void http_response_add_header(struct http_request *req, const char *name, const char *value)
-{
-    if (req->extra_headers == NULL)
-        req->extra_headers = evbuffer_new();
-    if (req->extra_headers != NULL)
-        evbuffer_add_printf(req->extra_headers, "%s: %s\r\n", name, value);
-}
-
-/* Writes the status line and common headers of a response. */
-static void write_head(struct http_request *req, struct evbuffer *out, int status,
-                       const char *content_type)
-{
-    if (req->conn->srv->is_stopping)
-        req->keep_alive = false;
-    evbuffer_add_printf(out, "HTTP/1.%d %d %s\r\n", req->head.minor == 0 ? 0 : 1, status,
-                        http_status_text(status));
-    if (content_type != NULL)
-        evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
-    if (!req->keep_alive)
-        evbuffer_add(out, "Connection: close\r\n", 19);
-    else if (req->head.minor == 0)
-        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
-    if (req->extra_headers != NULL)
-        evbuffer_add_buffer(out, req->extra_headers);
-}
-
-void http_respond(struct http_request *req, int status, const char *content_type,
-                  const char *body, size_t len)
-{
-    struct evbuffer *out = req->conn->out;
-
-    write_head(req, out, status, content_type);
-    evbuffer_add_printf(out, "Content-Length: %zu\r\n\r\n", len);
-    if (len > 0 && strcmp(req->head.method, "HEAD") != 0)
-        evbuffer_add(out, body, len);
-    request_finished(req);
-}
-
-void http_respond_buffer(struct http_request *req, int status, const char *content_type,
-                         struct evbuffer *body)
-{
-    struct evbuffer *out = req->conn->out;
-
-    write_head(req, out, status, content_type);
-    evbuffer_add_printf(out, "Content-Length: %zu\r\n\r\n", evbuffer_get_length(body));
-    if (strcmp(req->head.method, "HEAD") != 0)
-        evbuffer_add_buffer(out, body);
-    else
-        evbuffer_drain(body, evbuffer_get_length(body));
-    request_finished(req);
-}
-
-void http_stream_start(struct http_request *req, int status, const char *content_type)
-{
-    struct evbuffer *out = req->conn->out;
-
-    req->is_streaming = true;
-    req->is_chunked_out = req->head.minor == 1;
-    if (!req->is_chunked_out)
-        req->keep_alive = false;
-    write_head(req, out, status, content_type);
-    if (req->is_chunked_out)
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-    evbuffer_add(out, "Cache-Control: no-cache\r\n\r\n", 27);
-    conn_flush(req->conn);
-}
-
-int http_stream_write(struct http_request *req, const void *data, size_t len)
-{
-    struct evbuffer *out = req->conn->out;
-
-    if (len == 0)
-        return 0;
-    if (req->is_chunked_out) {
-        evbuffer_add_printf(out, "%zx\r\n", len);
-        evbuffer_add(out, data, len);
-        evbuffer_add(out, "\r\n", 2);
-    } else {
-        evbuffer_add(out, data, len);
-    }
-    conn_flush(req->conn);
-    if (evbuffer_get_length(out) > STREAM_HIGH_WATER_BYTES) {
-        req->is_paused = true;
-        return 1;
-    }
-    return 0;
-}
-
-void http_stream_end(struct http_request *req)
-{
-    if (req->is_chunked_out)
-        evbuffer_add(req->conn->out, "0\r\n\r\n", 5);
-    request_finished(req);
-}
-
-void http_stream_abort(struct http_request *req)
-{
-    req->keep_alive = false;
-    request_finished(req);
 }

@@ -1,0 +1,86 @@
+/*
+ * Internals shared by http_server.c (connections, parsing, timeouts) and http_response.c
+ * (request accessors, response writing). Not for use outside src/http.
+ */
+#ifndef IG_HTTP_CONN_H
+#define IG_HTTP_CONN_H
+
+#include "http_parse.h"
+#include "http_server.h"
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define STREAM_HIGH_WATER_BYTES (1u << 20)
+
+enum conn_state {
+    CONN_READING_HEAD, /* waiting for (the rest of) a request head */
+    CONN_READING_BODY, /* head parsed, body incomplete */
+    CONN_HANDLING,     /* request given to the handler, response not complete */
+    CONN_DISCARDING,   /* error sent; draining input until EOF or the linger timer */
+    CONN_CLOSING,      /* last response queued; close once written */
+};
+
+struct http_conn;
+
+struct http_request {
+    struct http_conn *conn;
+    struct http_head head;
+    struct evbuffer *body;
+    char *body_flat;
+    size_t body_len;
+    bool keep_alive;
+    bool is_chunked_out;
+    bool is_streaming;
+    bool is_paused;
+    struct evbuffer *extra_headers;
+    http_cancel_fn cancel_cb;
+    void *cancel_arg;
+    http_drain_fn drain_cb;
+    void *drain_arg;
+    uint64_t start_us;
+};
+
+struct http_conn {
+    struct http_server *srv;
+    evutil_socket_t fd;
+    struct event *read_ev;
+    struct event *write_ev; /* pending only while output waits for the socket */
+    struct evbuffer *in;
+    struct evbuffer *out;
+    struct event *timer;
+    struct http_conn *prev, *next;
+    enum conn_state state;
+    struct http_request *req;
+    /* Body reading state. */
+    bool body_chunked;
+    size_t body_need;      /* Content-Length bytes still expected, or current chunk bytes */
+    bool chunk_in_data;    /* inside a chunk's data (plus its CRLF) */
+    bool chunk_in_trailer; /* after the last chunk, reading trailers */
+    bool is_processing;    /* process_input() is on the stack */
+    bool is_timer_for_request;
+    size_t discarded_bytes;
+    char peer[64];
+};
+
+struct http_server {
+    struct event_base *base;
+    struct evconnlistener *listener;
+    struct http_server_options opt;
+    http_handler_fn handler;
+    void *handler_arg;
+    struct http_conn *conns;
+    size_t n_conns;
+    size_t n_busy;
+    bool is_stopping;
+    int port;
+};
+
+/* Writes what the socket takes now; arms the write event only when something is left. */
+void http_conn_flush(struct http_conn *conn);
+
+/* Called after a response completed: next request on the connection, or close. */
+void http_request_finished(struct http_request *req);
+
+#endif

@@ -1,0 +1,185 @@
+/* Request accessors and response writing (whole, or streamed with chunked encoding). */
+#include "http_conn.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *http_status_text(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    case 507: return "Insufficient Storage";
+    default: return "Unknown";
+    }
+}
+
+const char *http_request_method(const struct http_request *req)
+{
+    return req->head.method;
+}
+
+const char *http_request_path(const struct http_request *req)
+{
+    return req->head.path;
+}
+
+const char *http_request_query(const struct http_request *req)
+{
+    return req->head.query;
+}
+
+const char *http_request_header(const struct http_request *req, const char *name)
+{
+    return http_head_get(&req->head, name);
+}
+
+const char *http_request_body(const struct http_request *req, size_t *len)
+{
+    if (len != NULL)
+        *len = req->body_len;
+    return req->body_flat != NULL ? req->body_flat : "";
+}
+
+const char *http_request_peer(const struct http_request *req)
+{
+    return req->conn->peer;
+}
+
+unsigned long long http_request_start_us(const struct http_request *req)
+{
+    return req->start_us;
+}
+
+void http_request_set_cancel_cb(struct http_request *req, http_cancel_fn cb, void *arg)
+{
+    req->cancel_cb = cb;
+    req->cancel_arg = arg;
+}
+
+void http_request_set_drain_cb(struct http_request *req, http_drain_fn cb, void *arg)
+{
+    req->drain_cb = cb;
+    req->drain_arg = arg;
+}
+
+void http_response_add_header(struct http_request *req, const char *name, const char *value)
+{
+    if (req->extra_headers == NULL)
+        req->extra_headers = evbuffer_new();
+    if (req->extra_headers != NULL)
+        evbuffer_add_printf(req->extra_headers, "%s: %s\r\n", name, value);
+}
+
+/* Writes the status line and common headers of a response. */
+static void write_head(struct http_request *req, struct evbuffer *out, int status,
+                       const char *content_type)
+{
+    if (req->conn->srv->is_stopping)
+        req->keep_alive = false;
+    evbuffer_add_printf(out, "HTTP/1.%d %d %s\r\n", req->head.minor == 0 ? 0 : 1, status,
+                        http_status_text(status));
+    if (content_type != NULL)
+        evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
+    if (!req->keep_alive)
+        evbuffer_add(out, "Connection: close\r\n", 19);
+    else if (req->head.minor == 0)
+        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+    if (req->extra_headers != NULL)
+        evbuffer_add_buffer(out, req->extra_headers);
+}
+
+void http_respond(struct http_request *req, int status, const char *content_type,
+                  const char *body, size_t len)
+{
+    struct evbuffer *out = req->conn->out;
+
+    write_head(req, out, status, content_type);
+    evbuffer_add_printf(out, "Content-Length: %zu\r\n\r\n", len);
+    if (len > 0 && strcmp(req->head.method, "HEAD") != 0)
+        evbuffer_add(out, body, len);
+    http_request_finished(req);
+}
+
+void http_respond_buffer(struct http_request *req, int status, const char *content_type,
+                         struct evbuffer *body)
+{
+    struct evbuffer *out = req->conn->out;
+
+    write_head(req, out, status, content_type);
+    evbuffer_add_printf(out, "Content-Length: %zu\r\n\r\n", evbuffer_get_length(body));
+    if (strcmp(req->head.method, "HEAD") != 0)
+        evbuffer_add_buffer(out, body);
+    else
+        evbuffer_drain(body, evbuffer_get_length(body));
+    http_request_finished(req);
+}
+
+void http_stream_start(struct http_request *req, int status, const char *content_type)
+{
+    struct evbuffer *out = req->conn->out;
+
+    req->is_streaming = true;
+    req->is_chunked_out = req->head.minor == 1;
+    if (!req->is_chunked_out)
+        req->keep_alive = false;
+    write_head(req, out, status, content_type);
+    if (req->is_chunked_out)
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    evbuffer_add(out, "Cache-Control: no-cache\r\n\r\n", 27);
+    http_conn_flush(req->conn);
+}
+
+int http_stream_write(struct http_request *req, const void *data, size_t len)
+{
+    struct evbuffer *out = req->conn->out;
+
+    if (len == 0)
+        return 0;
+    if (req->is_chunked_out) {
+        evbuffer_add_printf(out, "%zx\r\n", len);
+        evbuffer_add(out, data, len);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add(out, data, len);
+    }
+    http_conn_flush(req->conn);
+    if (evbuffer_get_length(out) > STREAM_HIGH_WATER_BYTES) {
+        req->is_paused = true;
+        return 1;
+    }
+    return 0;
+}
+
+void http_stream_end(struct http_request *req)
+{
+    if (req->is_chunked_out)
+        evbuffer_add(req->conn->out, "0\r\n\r\n", 5);
+    http_request_finished(req);
+}
+
+void http_stream_abort(struct http_request *req)
+{
+    req->keep_alive = false;
+    http_request_finished(req);
+}
