@@ -11,6 +11,7 @@
  * returns. Easy handles are recycled through a free list to save set-up work per request.
  */
 #include "http_upstream.h"
+#include "http_native.h"
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -24,6 +25,7 @@
 
 struct upstream_req {
     struct upstream_pool *pool;
+    struct native_req *native; /* set: served by the native client, not curl */
     CURL *easy;
     struct curl_slist *headers;
     struct upstream_callbacks cb;
@@ -39,6 +41,7 @@ struct upstream_req {
 
 struct upstream_pool {
     struct event_base *base;
+    struct native_pool *native;
     CURLM *multi;
     struct event *timer;
     struct upstream_req *active;
@@ -57,8 +60,8 @@ struct sock_watch {
 
 static void check_done(struct upstream_pool *pool);
 
-/* Unlinks UREQ from the active list, removes it from curl and recycles its handle. */
-static void req_release(struct upstream_req *ureq)
+/* Unlinks UREQ from the active list. */
+static void req_unlink(struct upstream_req *ureq)
 {
     struct upstream_pool *pool = ureq->pool;
 
@@ -69,6 +72,14 @@ static void req_release(struct upstream_req *ureq)
     if (ureq->next != NULL)
         ureq->next->prev = ureq->prev;
     pool->n_active--;
+}
+
+/* Unlinks UREQ from the active list, removes it from curl and recycles its handle. */
+static void req_release(struct upstream_req *ureq)
+{
+    struct upstream_pool *pool = ureq->pool;
+
+    req_unlink(ureq);
     curl_multi_remove_handle(pool->multi, ureq->easy);
     if (pool->n_free_easy < MAX_FREE_EASY) {
         curl_easy_reset(ureq->easy);
@@ -271,9 +282,10 @@ struct upstream_pool *upstream_pool_new(struct event_base *base)
     if (pool == NULL)
         return NULL;
     pool->base = base;
+    pool->native = native_pool_new(base);
     pool->multi = curl_multi_init();
     pool->timer = evtimer_new(base, timer_event_cb, pool);
-    if (pool->multi == NULL || pool->timer == NULL) {
+    if (pool->native == NULL || pool->multi == NULL || pool->timer == NULL) {
         upstream_pool_free(pool);
         return NULL;
     }
@@ -289,8 +301,17 @@ void upstream_pool_free(struct upstream_pool *pool)
 {
     if (pool == NULL)
         return;
-    while (pool->active != NULL)
-        req_release(pool->active);
+    while (pool->active != NULL) {
+        struct upstream_req *ureq = pool->active;
+        if (ureq->native != NULL) {
+            native_cancel(ureq->native);
+            req_unlink(ureq);
+            free(ureq);
+        } else {
+            req_release(ureq);
+        }
+    }
+    native_pool_free(pool->native);
     for (size_t i = 0; i < pool->n_free_easy; i++)
         curl_easy_cleanup(pool->free_easy[i]);
     if (pool->multi != NULL)
@@ -333,6 +354,59 @@ static void configure_easy(struct upstream_req *ureq, const struct upstream_spec
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, spec->method);
 }
 
+/* Native client: response head. */
+static void native_on_headers(void *owner, int status, const char *content_type)
+{
+    struct upstream_req *ureq = owner;
+    if (ureq->cb.on_headers != NULL)
+        ureq->cb.on_headers(ureq, status, content_type, ureq->arg);
+}
+
+/* Native client: body bytes. */
+static int native_on_data(void *owner, const char *data, size_t len)
+{
+    struct upstream_req *ureq = owner;
+    return ureq->cb.on_data != NULL ? ureq->cb.on_data(ureq, data, len, ureq->arg) : 0;
+}
+
+/* Native client: the end; the transfer is freed after the caller's on_done. */
+static void native_on_done(void *owner, int rc, const char *message)
+{
+    struct upstream_req *ureq = owner;
+
+    ureq->is_finishing = true;
+    if (ureq->cb.on_done != NULL)
+        ureq->cb.on_done(ureq, rc, message, ureq->arg);
+    req_unlink(ureq);
+    free(ureq);
+}
+
+/* Links a new transfer into the active list. */
+static void req_link(struct upstream_pool *pool, struct upstream_req *ureq)
+{
+    ureq->next = pool->active;
+    if (pool->active != NULL)
+        pool->active->prev = ureq;
+    pool->active = ureq;
+    pool->n_active++;
+}
+
+/* Starts SPEC on the native client (plain http:// to an address). */
+static struct upstream_req *start_native(struct upstream_pool *pool, struct upstream_req *ureq,
+                                         const struct upstream_spec *spec)
+{
+    static const struct native_callbacks callbacks = {native_on_headers, native_on_data,
+                                                      native_on_done};
+
+    ureq->native = native_start(pool->native, spec, &callbacks, ureq);
+    if (ureq->native == NULL) {
+        free(ureq);
+        return NULL;
+    }
+    req_link(pool, ureq);
+    return ureq;
+}
+
 struct upstream_req *upstream_start(struct upstream_pool *pool, const struct upstream_spec *spec,
                                     const struct upstream_callbacks *cb, void *arg)
 {
@@ -344,6 +418,8 @@ struct upstream_req *upstream_start(struct upstream_pool *pool, const struct ups
     ureq->pool = pool;
     ureq->cb = *cb;
     ureq->arg = arg;
+    if (native_can_serve(spec->url))
+        return start_native(pool, ureq, spec);
     ureq->easy = pool->n_free_easy > 0 ? pool->free_easy[--pool->n_free_easy] : curl_easy_init();
     /* An empty "Expect:" stops curl from waiting for 100-continue on large bodies. */
     list = curl_slist_append(NULL, "Expect:");
@@ -364,11 +440,7 @@ struct upstream_req *upstream_start(struct upstream_pool *pool, const struct ups
         return NULL;
     }
     configure_easy(ureq, spec);
-    ureq->next = pool->active;
-    if (pool->active != NULL)
-        pool->active->prev = ureq;
-    pool->active = ureq;
-    pool->n_active++;
+    req_link(pool, ureq);
     curl_multi_add_handle(pool->multi, ureq->easy);
     return ureq;
 }
@@ -382,6 +454,12 @@ void upstream_cancel(struct upstream_req *ureq)
     ureq->is_canceled = true;
     if (ureq->is_finishing)
         return;
+    if (ureq->native != NULL) {
+        native_cancel(ureq->native);
+        req_unlink(ureq);
+        free(ureq);
+        return;
+    }
     if (pool->curl_depth > 0) {
         ureq->next_doomed = pool->doomed;
         pool->doomed = ureq;
@@ -396,6 +474,10 @@ void upstream_resume(struct upstream_req *ureq)
 
     if (ureq->is_canceled)
         return;
+    if (ureq->native != NULL) {
+        native_resume(ureq->native);
+        return;
+    }
     pool->curl_depth++;
     curl_easy_pause(ureq->easy, CURLPAUSE_CONT);
     pool->curl_depth--;

@@ -232,6 +232,58 @@ static void test_loop_client_cancel_reaches_server(void **state)
     assert_int_equal(upstream_pool_active(f->pool), 0);
 }
 
+static void test_loop_connect_refused_reports_error(void **state)
+{
+    struct fixture *f = *state;
+    struct upstream_spec spec = {.method = "POST", .url = "http://127.0.0.1:1/x", .body = "{}",
+                                 .body_len = 2, .timeout_ms = 5000};
+    assert_non_null(upstream_start(f->pool, &spec, &callbacks, f));
+    event_base_dispatch(f->base);
+    assert_int_equal(f->n_done, 1);
+    assert_int_equal(f->rc, IG_EIO);
+    assert_int_equal(upstream_pool_active(f->pool), 0);
+}
+
+/* Resumes the paused transfer from a timer. */
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    upstream_resume(arg);
+}
+
+static struct event *resume_ev;
+
+/* Pauses after every event and resumes 2 ms later. */
+static int pause_on_data(struct upstream_req *u, const char *data, size_t len, void *arg)
+{
+    struct fixture *f = arg;
+    struct timeval tv = {0, 2000};
+    evbuffer_add(f->received, data, len);
+    if (resume_ev != NULL)
+        event_free(resume_ev);
+    resume_ev = evtimer_new(f->base, resume_cb, u);
+    evtimer_add(resume_ev, &tv);
+    return 1;
+}
+
+static void test_loop_pause_and_resume_deliver_everything(void **state)
+{
+    struct fixture *f = *state;
+    static const struct upstream_callbacks pausing = {on_headers, pause_on_data, on_done};
+    char url[256];
+    struct upstream_spec spec = {.method = "POST", .url = url, .body = "{}", .body_len = 2};
+    snprintf(url, sizeof(url), "%s/stream", f->url);
+    assert_non_null(upstream_start(f->pool, &spec, &pausing, f));
+    event_base_dispatch(f->base);
+    if (resume_ev != NULL)
+        event_free(resume_ev);
+    resume_ev = NULL;
+    assert_int_equal(f->rc, 0);
+    size_t n = evbuffer_get_length(f->received);
+    assert_memory_equal(evbuffer_pullup(f->received, -1), "data: 0\n\ndata: 1\n\ndata: 2\n\n", n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -239,6 +291,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_loop_streams_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_rejects_large_body_with_413, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_client_cancel_reaches_server, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_connect_refused_reports_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_pause_and_resume_deliver_everything, setup,
+                                        teardown),
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
