@@ -36,7 +36,18 @@ check-clang: bootstrap
 bench: release
 	@bench/proxy/run.sh
 
-run: release
+# The demo models: random weights (gibberish text, real compute), written once.
+DEMO_MODELS = build/demo/demo-chat.gguf build/demo/demo-embed.gguf
+
+build/demo/demo-chat.gguf: | release
+	@mkdir -p build/demo
+	@build/mkgguf $@ --preset small
+
+build/demo/demo-embed.gguf: | release
+	@mkdir -p build/demo
+	@build/mkgguf $@ --preset tiny --embedding
+
+run: release $(DEMO_MODELS)
 	@echo "infergate demo on http://127.0.0.1:8080 (Ctrl-C to stop). Try:"
 	@echo "  curl -s http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\"
 	@echo "    -d '{\"model\":\"demo\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}'"
