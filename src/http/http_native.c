@@ -85,6 +85,9 @@ struct native_req {
     bool has_response_bytes;
     bool has_retried;
     int pending_rc; /* error to deliver from the timer (connect failed at once) */
+    long timeout_ms;         /* whole transfer, 0 = none */
+    long connect_timeout_ms; /* while connecting, 0 = the whole-transfer timeout */
+    uint64_t started_ms;
     char message[160];
     struct sockaddr_storage addr;
     socklen_t addr_len;
@@ -557,6 +560,29 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     feed(conn->req);
 }
 
+/* Arms the request timer: the connect timeout while connecting, then what is left of the
+ * whole-transfer timeout. */
+static void arm_timer(struct native_req *req)
+{
+    long ms = req->timeout_ms;
+    struct timeval tv;
+
+    if (req->state == NR_CONNECTING && req->connect_timeout_ms > 0 &&
+        (ms == 0 || req->connect_timeout_ms < ms))
+        ms = req->connect_timeout_ms;
+    else if (ms > 0)
+        ms -= (long)(ig_now_ms() - req->started_ms);
+    if (ms == 0 && req->timeout_ms == 0) {
+        evtimer_del(req->timer);
+        return;
+    }
+    if (ms < 1)
+        ms = 1;
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    evtimer_add(req->timer, &tv);
+}
+
 /* Connected, or the socket can take more output. */
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -576,6 +602,7 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
             return;
         }
         req->state = NR_HEAD;
+        arm_timer(req);
     }
     conn_flush(conn);
 }
@@ -711,17 +738,18 @@ struct native_req *native_start(struct native_pool *pool, const struct upstream_
         req_free(req);
         return NULL;
     }
+    req->timeout_ms = spec->timeout_ms > 0 ? spec->timeout_ms : 0;
+    req->connect_timeout_ms = spec->connect_timeout_ms > 0 ? spec->connect_timeout_ms : 0;
+    req->started_ms = ig_now_ms();
     rc = req_connect(req, true);
     if (rc != 0) {
         req->pending_rc = IG_EIO;
         snprintf(req->message, sizeof(req->message), "cannot connect to upstream: %s",
                  strerror(-rc));
-    } else if (spec->timeout_ms > 0) {
-        tv.tv_sec = spec->timeout_ms / 1000;
-        tv.tv_usec = (spec->timeout_ms % 1000) * 1000;
-    }
-    if (rc != 0 || spec->timeout_ms > 0)
         evtimer_add(req->timer, &tv);
+    } else {
+        arm_timer(req);
+    }
     return req;
 }
 
