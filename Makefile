@@ -35,6 +35,7 @@ check-clang: bootstrap
 
 bench: release
 	@bench/proxy/run.sh
+	@bench/engine/run.sh
 
 # The demo models: random weights (gibberish text, real compute), written once.
 DEMO_MODELS = build/demo/demo-chat.gguf build/demo/demo-embed.gguf
