@@ -19,6 +19,7 @@ enum route {
     ROUTE_MODELS,
     ROUTE_PROPS,
     ROUTE_SLOTS,
+    ROUTE_METRICS,
     ROUTE_CHAT,
     ROUTE_OAI_CMPL,
     ROUTE_NATIVE,
@@ -36,21 +37,14 @@ struct route_entry {
 };
 
 static const struct route_entry routes[] = {
-    {"/health", ROUTE_HEALTH, false},
-    {"/v1/health", ROUTE_HEALTH, false},
-    {"/v1/models", ROUTE_MODELS, false},
-    {"/models", ROUTE_MODELS, false},
-    {"/props", ROUTE_PROPS, false},
-    {"/slots", ROUTE_SLOTS, false},
-    {"/v1/chat/completions", ROUTE_CHAT, true},
-    {"/chat/completions", ROUTE_CHAT, true},
-    {"/v1/completions", ROUTE_OAI_CMPL, true},
-    {"/completion", ROUTE_NATIVE, true},
-    {"/completions", ROUTE_NATIVE, true},
-    {"/v1/embeddings", ROUTE_OAI_EMBD, true},
-    {"/embeddings", ROUTE_NATIVE_EMBD, true},
-    {"/embedding", ROUTE_NATIVE_EMBD, true},
-    {"/tokenize", ROUTE_TOKENIZE, true},
+    {"/health", ROUTE_HEALTH, false},         {"/v1/health", ROUTE_HEALTH, false},
+    {"/v1/models", ROUTE_MODELS, false},      {"/models", ROUTE_MODELS, false},
+    {"/props", ROUTE_PROPS, false},           {"/slots", ROUTE_SLOTS, false},
+    {"/metrics", ROUTE_METRICS, false},       {"/v1/chat/completions", ROUTE_CHAT, true},
+    {"/chat/completions", ROUTE_CHAT, true},  {"/v1/completions", ROUTE_OAI_CMPL, true},
+    {"/completion", ROUTE_NATIVE, true},      {"/completions", ROUTE_NATIVE, true},
+    {"/v1/embeddings", ROUTE_OAI_EMBD, true}, {"/embeddings", ROUTE_NATIVE_EMBD, true},
+    {"/embedding", ROUTE_NATIVE_EMBD, true},  {"/tokenize", ROUTE_TOKENIZE, true},
     {"/detokenize", ROUTE_DETOKENIZE, true},
 };
 
@@ -107,61 +101,6 @@ static llama_token *tokenize(const struct engine *e, const char *text, size_t le
         return NULL;
     }
     return tokens;
-}
-
-/* Returns the number in V, or DEF when V is not a number. */
-static double num_or(json_t *v, double def)
-{
-    return json_is_number(v) ? json_number_value(v) : def;
-}
-
-/* Parses the sampling fields of ROOT into S; NULL or a reason for a 400. */
-static const char *parse_sampling(json_t *root, struct eng_sampling *s)
-{
-    json_t *stop = json_object_get(root, "stop");
-    json_t *seed = json_object_get(root, "seed");
-    json_t *n_predict = json_object_get(root, "n_predict");
-
-    s->temperature = (float)num_or(json_object_get(root, "temperature"), 0.8);
-    s->top_k = (int)num_or(json_object_get(root, "top_k"), 40);
-    s->top_p = (float)num_or(json_object_get(root, "top_p"), 0.95);
-    s->min_p = (float)num_or(json_object_get(root, "min_p"), 0.05);
-    s->seed = json_is_integer(seed) && json_integer_value(seed) >= 0
-                  ? (uint32_t)json_integer_value(seed)
-                  : LLAMA_DEFAULT_SEED;
-    if (!json_is_number(n_predict))
-        n_predict = json_object_get(root, "max_completion_tokens");
-    if (!json_is_number(n_predict))
-        n_predict = json_object_get(root, "max_tokens");
-    s->n_predict = (int)num_or(n_predict, -1);
-    if (s->n_predict < -1)
-        s->n_predict = -1;
-    s->ignore_eos = json_is_true(json_object_get(root, "ignore_eos"));
-    if (stop == NULL || json_is_null(stop))
-        return NULL;
-    if (json_is_string(stop)) {
-        if (json_string_length(stop) == 0)
-            return NULL;
-        if (json_string_length(stop) > ENG_MAX_STOP_BYTES)
-            return "'stop' strings are limited to 256 bytes";
-        s->stops[0] = strdup(json_string_value(stop));
-        s->n_stops = s->stops[0] != NULL ? 1 : 0;
-        return s->n_stops == 1 ? NULL : "out of memory";
-    }
-    if (!json_is_array(stop) || json_array_size(stop) > ENG_MAX_STOPS)
-        return "'stop' must be a string or an array of at most 16 strings";
-    for (size_t i = 0; i < json_array_size(stop); i++) {
-        json_t *item = json_array_get(stop, i);
-        if (!json_is_string(item) || json_string_length(item) > ENG_MAX_STOP_BYTES)
-            return "'stop' must be a string or an array of at most 16 strings";
-        if (json_string_length(item) == 0)
-            continue;
-        s->stops[s->n_stops] = strdup(json_string_value(item));
-        if (s->stops[s->n_stops] == NULL)
-            return "out of memory";
-        s->n_stops++;
-    }
-    return NULL;
 }
 
 /* Sets TASK's prompt from a completion "prompt" (string, [string] or token ids). */
@@ -279,7 +218,7 @@ static void handle_task(struct engine *e, struct http_request *req, enum route r
         task->is_stream = json_is_true(json_object_get(root, "stream"));
         task->include_usage =
             json_is_true(json_object_get(json_object_get(root, "stream_options"), "include_usage"));
-        problem = parse_sampling(root, &task->sampling);
+        problem = eng_sampling_parse(root, &task->sampling, e, route == ROUTE_CHAT);
         if (problem != NULL)
             goto fail;
         if (route == ROUTE_CHAT) {
@@ -311,8 +250,6 @@ static void handle_task(struct engine *e, struct http_request *req, enum route r
         }
     }
     http_request_set_cancel_cb(req, on_client_gone, task);
-    if (task->is_stream && !is_embd)
-        eng_stream_open(task);
     eng_submit(e, task);
     return;
 fail:
@@ -354,8 +291,8 @@ static void handle_props(struct engine *e, struct http_request *req)
         "temperature", 0.8, "top_k", 40, "top_p", 0.95, "min_p", 0.05, "max_tokens", -1,
         "n_predict", -1, "stream", 0, "n_ctx", e->n_ctx_slot, "total_slots", e->opts->n_parallel,
         "model_alias", eng_model_name(e), "model_path", e->opts->model_path, "modalities", "vision",
-        0, "video", 0, "audio", 0, "endpoint_slots", 1, "endpoint_props", 1, "endpoint_metrics", 0,
-        "chat_template", tmpl != NULL ? tmpl : "", "bos_token",
+        0, "video", 0, "audio", 0, "endpoint_slots", 1, "endpoint_props", 1, "endpoint_metrics",
+        e->opts->has_metrics, "chat_template", tmpl != NULL ? tmpl : "", "bos_token",
         token_text_json(e, llama_vocab_bos(e->vocab)), "eos_token",
         token_text_json(e, llama_vocab_eos(e->vocab)), "build_info", "b0-infergate", "is_sleeping",
         0);
@@ -369,10 +306,12 @@ static void handle_slots(struct engine *e, struct http_request *req)
     for (int i = 0; i < e->opts->n_parallel; i++) {
         pthread_mutex_lock(&e->mu);
         bool is_busy = e->slot_busy[i];
+        int n_decoded = e->slot_n_decoded[i];
         pthread_mutex_unlock(&e->mu);
         json_array_append_new(v,
-                              json_pack("{s:i,s:i,s:i,s:b,s:b}", "id", i, "id_task", -1, "n_ctx",
-                                        e->n_ctx_slot, "speculative", 0, "is_processing", is_busy));
+                              json_pack("{s:i,s:i,s:i,s:b,s:b,s:[{s:i}]}", "id", i, "id_task", -1,
+                                        "n_ctx", e->n_ctx_slot, "speculative", 0, "is_processing",
+                                        is_busy, "next_token", "n_decoded", n_decoded));
     }
     eng_reply_json(req, v);
 }
@@ -511,6 +450,14 @@ void eng_http_handle(struct http_request *req, void *arg)
         break;
     case ROUTE_SLOTS:
         handle_slots(e, req);
+        break;
+    case ROUTE_METRICS:
+        if (e->opts->has_metrics)
+            eng_metrics_reply(e, req);
+        else
+            eng_reply_error(req, 501, "not_supported_error",
+                            "This server does not support metrics endpoint. Start it with "
+                            "`--metrics`");
         break;
     default:
         handle_post(e, req, r->route);

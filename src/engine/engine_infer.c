@@ -4,34 +4,39 @@
 #include "ig_time.h"
 
 #include <event2/event.h>
-#include <ggml-backend.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-#define ENG_DEFAULT_CTX 4096
 
 /*
  * One step of the loop builds ONE llama_batch: every generating slot adds its last sampled
  * token, then slots still reading their prompt add chunks of it while the batch has room
  * (n_batch tokens), so a long prompt is spread over several steps instead of stalling the
- * streams that are decoding. Slot i uses sequence id i; its KV cells are removed when the
- * slot is released (finished, cancelled or failed).
+ * streams that are decoding. Slot i uses sequence id i. When its task ends the slot keeps its
+ * KV cells and the tokens they hold (slot.cache); the next task on it keeps the common prefix
+ * and evaluates only the rest (reported as cache_n). Cells are dropped only when a decode
+ * failed. A slot whose client reads slowly is paused: it keeps its sampled token and decodes
+ * nothing until the client drained its buffer.
  */
 
 /* One sequence of the context and the task using it. */
 struct slot {
     struct eng_task *task; /* NULL when idle */
     struct llama_sampler *sampler;
-    int n_past;        /* tokens of this sequence in the KV cache */
+    int n_past;         /* tokens of this sequence in the KV cache */
+    llama_token *cache; /* n_ctx_slot entries: the token at each position of the sequence */
+    int n_cached;       /* idle slot: positions still valid in the KV cache */
+    int n_keep;         /* prompt tokens of the task reused from the cache */
+    bool needs_trim;    /* the cache past n_keep is still to be removed */
+    uint64_t last_used_us;
     int n_prompt_done; /* prompt tokens already in a batch */
     llama_token last;  /* sampled token to feed at the next step */
     bool has_last;
     int batch_index; /* output row of this step's batch, or -1 */
     struct eng_text gen;
-    size_t sent; /* bytes of gen already handed to the loop */
+    struct eng_probs probs; /* scratch for this step's record */
+    size_t sent;            /* bytes of gen already handed to the loop */
     int n_predicted;
     uint64_t start_us;
     uint64_t prompt_done_us;
@@ -47,113 +52,30 @@ struct infer {
     bool has_batch;
 };
 
-/* Drops libllama's log lines unless the engine runs verbose. */
-static void llama_log_cb(enum ggml_log_level level, const char *text, void *user_data)
-{
-    (void)level;
-    if (user_data != NULL)
-        fputs(text, stderr);
-}
-
-/* Returns the default thread count: one per physical core, taken as half the online CPUs
- * (more threads than cores makes ggml's spinning workers fight each other). */
-static int default_threads(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN) / 2;
-    return n < 1 ? 1 : n > 64 ? 64 : (int)n;
-}
-
-/*
- * Returns the directory of the ggml CPU backends: the build tree's when it exists, else the
- * installed one next to the executable (bin/../lib/infergate). BUF holds the latter.
- */
-static const char *backend_path(char *buf, size_t size)
-{
-    char exe[4096];
-    ssize_t n;
-
-    if (access(IG_LLAMA_BACKEND_DIR, F_OK) == 0)
-        return IG_LLAMA_BACKEND_DIR;
-    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return IG_LLAMA_BACKEND_DIR;
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (slash != NULL)
-        *slash = '\0';
-    snprintf(buf, size, "%s/%s", exe, IG_LLAMA_INSTALL_BACKEND_SUBDIR);
-    return buf;
-}
-
-/* libllama's load progress hook: returning false aborts the load once shutdown began. */
-static bool load_progress(float progress, void *arg)
-{
-    struct engine *e = arg;
-    (void)progress;
-    pthread_mutex_lock(&e->mu);
-    bool is_stopping = e->is_stopping;
-    pthread_mutex_unlock(&e->mu);
-    return !is_stopping;
-}
-
-/* Loads the model and creates the context; 0, or -1 with e->load_cause set. */
+/* Loads the model and creates the context and the slots; 0, or -1 with e->load_cause set. */
 static int infer_load(struct infer *inf)
 {
     struct engine *e = inf->e;
-    const struct eng_options *o = e->opts;
     int rc = -1;
 
-    llama_log_set(llama_log_cb, o->is_verbose ? (void *)1 : NULL);
-    char backend_dir[8192];
-    ggml_backend_load_all_from_path(backend_path(backend_dir, sizeof(backend_dir)));
-    llama_backend_init();
-    struct llama_model_params mp = llama_model_default_params();
-    mp.n_gpu_layers = o->n_gpu_layers;
-    mp.progress_callback = load_progress;
-    mp.progress_callback_user_data = e;
-    e->model = llama_model_load_from_file(o->model_path, mp);
-    if (e->model == NULL) {
-        snprintf(e->load_cause, sizeof(e->load_cause),
-                 "cannot load model %s: not a valid GGUF model (corrupt, truncated or "
-                 "unsupported architecture)",
-                 o->model_path);
+    inf->ctx = eng_load(e);
+    if (inf->ctx == NULL)
         goto out;
-    }
-    int n_train = llama_model_n_ctx_train(e->model);
-    int n_ctx = o->n_ctx > 0
-                    ? o->n_ctx
-                    : (n_train > 0 && n_train < ENG_DEFAULT_CTX ? n_train : ENG_DEFAULT_CTX);
-    struct llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = (uint32_t)n_ctx;
-    cp.n_batch = (uint32_t)o->n_batch;
-    cp.n_ubatch = o->has_embeddings || o->n_batch < 512 ? (uint32_t)o->n_batch : 512;
-    cp.n_seq_max = (uint32_t)o->n_parallel;
-    cp.kv_unified = false;
-    cp.embeddings = o->has_embeddings;
-    cp.no_perf = true;
-    cp.n_threads = o->n_threads > 0 ? o->n_threads : default_threads();
-    cp.n_threads_batch = cp.n_threads;
-    inf->ctx = llama_init_from_model(e->model, cp);
-    if (inf->ctx == NULL) {
-        snprintf(e->load_cause, sizeof(e->load_cause),
-                 "cannot create a context of %d tokens for model %s", n_ctx, o->model_path);
-        goto out;
-    }
-    inf->n_slots = o->n_parallel;
+    inf->n_slots = e->opts->n_parallel;
     inf->slots = calloc((size_t)inf->n_slots, sizeof(*inf->slots));
-    inf->batch = llama_batch_init(o->n_batch, 0, 1);
+    inf->batch = llama_batch_init(e->opts->n_batch, 0, 1);
     inf->has_batch = true;
     if (inf->slots == NULL) {
         snprintf(e->load_cause, sizeof(e->load_cause), "out of memory");
         goto out;
     }
-    e->vocab = llama_model_get_vocab(e->model);
-    e->n_ctx = (int)llama_n_ctx(inf->ctx);
-    e->n_ctx_slot = (int)llama_n_ctx_seq(inf->ctx);
-    e->n_embd = llama_model_n_embd(e->model);
-    e->n_vocab = llama_vocab_n_tokens(e->vocab);
-    e->n_batch = (int)llama_n_batch(inf->ctx);
-    e->model_template = llama_model_chat_template(e->model, NULL);
+    for (int i = 0; i < inf->n_slots; i++) {
+        inf->slots[i].cache = calloc((size_t)e->n_ctx_slot, sizeof(llama_token));
+        if (inf->slots[i].cache == NULL) {
+            snprintf(e->load_cause, sizeof(e->load_cause), "out of memory");
+            goto out;
+        }
+    }
     rc = 0;
 out:
     return rc;
@@ -168,18 +90,26 @@ static void pending_add_locked(struct eng_task *task, const char *s, size_t n)
     }
 }
 
-/* Frees the slot's sampler, text and KV cells; the task is no longer the slot's. */
-static void slot_release(struct infer *inf, struct slot *s)
+/*
+ * Frees the slot's sampler and text; the task is no longer the slot's. Its KV cells stay for
+ * the next task that shares a prefix with them, unless IS_CACHE_VALID is false (a failed
+ * decode leaves them unknown).
+ */
+static void slot_release(struct infer *inf, struct slot *s, bool is_cache_valid)
 {
     int id = (int)(s - inf->slots);
-    llama_memory_seq_rm(llama_get_memory(inf->ctx), id, -1, -1);
+    llama_token *cache = s->cache;
+    int n_cached = !is_cache_valid ? 0 : s->needs_trim ? s->n_cached : s->n_past;
+    if (!is_cache_valid)
+        llama_memory_seq_rm(llama_get_memory(inf->ctx), id, -1, -1);
     llama_sampler_free(s->sampler);
     eng_text_release(&s->gen);
+    eng_probs_release(&s->probs);
     memset(s, 0, sizeof(*s));
+    s->cache = cache;
+    s->n_cached = n_cached;
+    s->last_used_us = ig_now_us();
     s->batch_index = -1;
-    pthread_mutex_lock(&inf->e->mu);
-    inf->e->slot_busy[id] = false;
-    pthread_mutex_unlock(&inf->e->mu);
 }
 
 /* Finishes the slot's task with WHY (flushing held-back text unless a stop string ended it),
@@ -200,12 +130,19 @@ static void slot_finish(struct infer *inf, struct slot *s, enum eng_finish why, 
     task->n_predicted = s->n_predicted;
     if (s->prompt_done_us == 0)
         s->prompt_done_us = now;
+    task->n_cache = s->needs_trim || s->n_keep < 0 ? 0 : s->n_keep;
     task->prompt_ms = (double)(s->prompt_done_us - s->start_us) / 1000.0;
     task->predicted_ms = (double)(now - s->prompt_done_us) / 1000.0;
+    e->metrics.n_prompt_tokens += s->n_prompt_done - task->n_cache;
+    e->metrics.prompt_ms += task->prompt_ms;
+    e->metrics.n_predicted_tokens += s->n_predicted;
+    e->metrics.predicted_ms += task->predicted_ms;
+    /* Idle before the reply goes out, so a client's next look at /slots or /metrics sees it. */
+    e->slot_busy[task->slot_id] = false;
     task->is_finished = true;
     eng_publish_locked(e, task);
     pthread_mutex_unlock(&e->mu);
-    slot_release(inf, s);
+    slot_release(inf, s, why != ENG_FINISH_ERROR);
 }
 
 /* Marks a task that never got a slot finished with WHY; caller holds e->mu. */
@@ -263,51 +200,140 @@ static int embed_task(struct infer *inf, struct eng_task *task)
     return 0;
 }
 
-/* Returns whether any slot holds a task. */
-static bool any_active(const struct infer *inf)
+/*
+ * Returns whether a step has anything to do: a slot whose task is not paused (or is cancelled),
+ * or a queued task with a free slot to take it; caller holds e->mu. A paused slot keeps its
+ * sampled token and KV cells and only waits, so a slow client costs no CPU.
+ */
+static bool has_work_locked(const struct infer *inf)
 {
+    bool has_free = false;
     for (int i = 0; i < inf->n_slots; i++) {
-        if (inf->slots[i].task != NULL)
+        const struct eng_task *task = inf->slots[i].task;
+        if (task != NULL && (!task->is_paused || task->is_cancelled))
             return true;
+        has_free = has_free || task == NULL;
     }
-    return false;
+    return inf->e->queue_head != NULL && (has_free || inf->e->queue_head->api == ENG_API_EMBD);
+}
+
+/* Returns how many leading tokens A (NA) and B (NB) share. */
+static int common_prefix(const llama_token *a, int na, const llama_token *b, int nb)
+{
+    int n = 0;
+    while (n < na && n < nb && a[n] == b[n])
+        n++;
+    return n;
+}
+
+/*
+ * Returns the idle slot for TASK, or NULL when none is idle, and sets its n_keep. Like
+ * llama-server: the slot whose cached tokens share the longest prefix with the prompt when
+ * that prefix is over half the prompt, else the least recently used slot, so that unrelated
+ * prompts do not evict each other's caches. The last prompt token is always evaluated again,
+ * since its logits are needed.
+ */
+static struct slot *pick_slot(struct infer *inf, const struct eng_task *task)
+{
+    struct slot *best = NULL, *lru = NULL;
+    int best_n = 0;
+    for (int i = 0; i < inf->n_slots; i++) {
+        struct slot *s = &inf->slots[i];
+        if (s->task != NULL)
+            continue;
+        int n = common_prefix(s->cache, s->n_cached, task->prompt, task->n_prompt);
+        if (best == NULL || n > best_n) {
+            best = s;
+            best_n = n;
+        }
+        if (lru == NULL || s->last_used_us < lru->last_used_us)
+            lru = s;
+    }
+    if (best == NULL)
+        return NULL;
+    if (2 * best_n <= task->n_prompt) {
+        best = lru;
+        best_n = common_prefix(lru->cache, lru->n_cached, task->prompt, task->n_prompt);
+    }
+    best->n_keep = best_n < task->n_prompt ? best_n : task->n_prompt - 1;
+    return best;
+}
+
+/*
+ * Keeps the first n_keep cells of a new task's sequence and removes the rest; a memory that
+ * cannot remove a tail (recurrent models) is cleared instead.
+ */
+static void slot_trim(struct infer *inf, struct slot *s)
+{
+    int id = (int)(s - inf->slots);
+    llama_memory_t mem = llama_get_memory(inf->ctx);
+    if (s->n_keep <= 0 || !llama_memory_seq_rm(mem, id, s->n_keep, -1)) {
+        llama_memory_seq_rm(mem, id, -1, -1);
+        s->n_keep = 0;
+    }
+    s->n_past = s->n_keep;
+    s->n_prompt_done = s->n_keep;
+    s->n_cached = 0;
+    s->needs_trim = false;
+}
+
+/* Starts a new task on slot S: its sampler chain, then its KV cells; a grammar that does not
+ * parse ends the task with a 400. */
+static void slot_start(struct infer *inf, struct slot *s)
+{
+    bool is_bad_grammar = false;
+    s->sampler = eng_sampler_new(&s->task->sampling, inf->e->vocab, &is_bad_grammar);
+    if (s->sampler == NULL) {
+        pthread_mutex_lock(&inf->e->mu);
+        s->task->error_status = is_bad_grammar ? 400 : 500;
+        pthread_mutex_unlock(&inf->e->mu);
+        slot_finish(inf, s, ENG_FINISH_ERROR,
+                    is_bad_grammar ? "failed to parse grammar" : "cannot create the sampler");
+        return;
+    }
+    slot_trim(inf, s);
 }
 
 /*
  * Waits for work, then (under e->mu) moves queued tasks into free slots, pops embedding tasks
  * into *EMBD, and notes cancelled slots. Returns false when the thread must stop.
  */
-static bool take_work(struct infer *inf, struct eng_task **embd, bool *cancelled)
+static bool take_work(struct infer *inf, struct eng_task **embd, bool *cancelled, bool *paused)
 {
     struct engine *e = inf->e;
     pthread_mutex_lock(&e->mu);
-    while (!e->is_stopping && !any_active(inf) && e->queue_head == NULL)
+    while (!e->is_stopping && !has_work_locked(inf))
         pthread_cond_wait(&e->cond, &e->mu);
     if (e->is_stopping) {
         pthread_mutex_unlock(&e->mu);
         return false;
     }
-    for (int i = 0; i < inf->n_slots && e->queue_head != NULL; i++) {
+    while (e->queue_head != NULL) {
         struct eng_task *task = e->queue_head;
+        struct slot *s = task->api == ENG_API_EMBD ? NULL : pick_slot(inf, task);
+        if (task->api != ENG_API_EMBD && s == NULL)
+            break;
+        e->queue_head = task->queue_next;
+        e->metrics.n_deferred--;
         if (task->api == ENG_API_EMBD) {
-            e->queue_head = task->queue_next;
             *embd = task;
             break;
         }
-        if (inf->slots[i].task != NULL)
-            continue;
-        e->queue_head = task->queue_next;
-        struct slot *s = &inf->slots[i];
+        int i = (int)(s - inf->slots);
         s->task = task;
         s->batch_index = -1;
         s->start_us = ig_now_us();
+        s->needs_trim = true;
         task->slot_id = i;
         e->slot_busy[i] = true;
+        e->slot_n_decoded[i] = 0;
     }
     if (e->queue_head == NULL)
         e->queue_tail = NULL;
-    for (int i = 0; i < inf->n_slots; i++)
+    for (int i = 0; i < inf->n_slots; i++) {
         cancelled[i] = inf->slots[i].task != NULL && inf->slots[i].task->is_cancelled;
+        paused[i] = inf->slots[i].task != NULL && inf->slots[i].task->is_paused;
+    }
     pthread_mutex_unlock(&e->mu);
     return true;
 }
@@ -325,15 +351,16 @@ static int batch_add(struct llama_batch *b, llama_token token, int pos, int seq,
 }
 
 /* Fills the step's batch: generating slots first, then prompt chunks while room is left. */
-static void build_batch(struct infer *inf)
+static void build_batch(struct infer *inf, const bool *paused)
 {
     int budget = inf->e->n_batch;
     inf->batch.n_tokens = 0;
     for (int i = 0; i < inf->n_slots; i++) {
         struct slot *s = &inf->slots[i];
         s->batch_index = -1;
-        if (s->task != NULL && s->has_last && budget > 0) {
+        if (s->task != NULL && s->has_last && !paused[i] && budget > 0) {
             s->batch_index = batch_add(&inf->batch, s->last, s->n_past, i, true);
+            s->cache[s->n_past] = s->last;
             budget--;
         }
     }
@@ -347,6 +374,7 @@ static void build_batch(struct infer *inf)
             int at = s->n_prompt_done + j;
             bool is_last = at == s->task->n_prompt - 1;
             int row = batch_add(&inf->batch, s->task->prompt[at], at, i, is_last);
+            s->cache[at] = s->task->prompt[at];
             if (is_last)
                 s->batch_index = row;
         }
@@ -363,16 +391,25 @@ static void slot_sample(struct infer *inf, struct slot *s)
     char piece[256];
     int stop_index = -1;
 
-    if (s->prompt_done_us == 0) {
+    if (s->prompt_done_us == 0)
         s->prompt_done_us = ig_now_us();
-        s->sampler = eng_sampler_new(&task->sampling);
-        if (s->sampler == NULL) {
-            slot_finish(inf, s, ENG_FINISH_ERROR, "cannot create the sampler");
-            return;
-        }
-    }
     llama_token tok = llama_sampler_sample(s->sampler, inf->ctx, s->batch_index);
     s->n_predicted++;
+    s->probs.len = 0;
+    if (task->sampling.has_probs &&
+        eng_probs_add(&s->probs, llama_get_logits_ith(inf->ctx, s->batch_index), e->n_vocab, tok,
+                      task->sampling.n_probs) != 0) {
+        slot_finish(inf, s, ENG_FINISH_ERROR, "out of memory");
+        return;
+    }
+    if (s->probs.len > 0) {
+        pthread_mutex_lock(&e->mu);
+        if (eng_probs_move(&task->pending_probs, &s->probs) != 0) {
+            task->finish = ENG_FINISH_ERROR;
+            snprintf(task->error, sizeof(task->error), "out of memory");
+        }
+        pthread_mutex_unlock(&e->mu);
+    }
     if (!task->sampling.ignore_eos && llama_vocab_is_eog(e->vocab, tok)) {
         slot_finish(inf, s, ENG_FINISH_EOS, NULL);
         return;
@@ -386,6 +423,7 @@ static void slot_sample(struct infer *inf, struct slot *s)
     pthread_mutex_lock(&e->mu);
     pending_add_locked(task, s->gen.data + s->sent, end - s->sent);
     task->n_predicted = s->n_predicted;
+    e->slot_n_decoded[task->slot_id] = s->n_predicted;
     if (stop_index >= 0)
         task->stopping_word = task->sampling.stops[stop_index];
     if (end > s->sent)
@@ -404,8 +442,23 @@ static void slot_sample(struct infer *inf, struct slot *s)
     }
 }
 
+/* Counts a decode call, its busy slots and the KV cells in use for /metrics. */
+static void count_decode(struct infer *inf)
+{
+    long long n_busy = 0, n_kv = 0;
+    for (int i = 0; i < inf->n_slots; i++) {
+        n_busy += inf->slots[i].task != NULL ? 1 : 0;
+        n_kv += inf->slots[i].task != NULL ? inf->slots[i].n_past : inf->slots[i].n_cached;
+    }
+    pthread_mutex_lock(&inf->e->mu);
+    inf->e->metrics.n_decode++;
+    inf->e->metrics.n_busy_slots += n_busy;
+    inf->e->metrics.n_kv_tokens = n_kv;
+    pthread_mutex_unlock(&inf->e->mu);
+}
+
 /* Runs one step: cancel, batch, decode, sample. */
-static void step(struct infer *inf, const bool *cancelled)
+static void step(struct infer *inf, const bool *cancelled, const bool *paused)
 {
     for (int i = 0; i < inf->n_slots; i++) {
         struct slot *s = &inf->slots[i];
@@ -413,10 +466,13 @@ static void step(struct infer *inf, const bool *cancelled)
             slot_finish(inf, s, ENG_FINISH_CANCEL, NULL);
         else if (s->task != NULL && s->task->sampling.n_predict == 0)
             slot_finish(inf, s, ENG_FINISH_LENGTH, NULL);
+        else if (s->task != NULL && s->needs_trim)
+            slot_start(inf, s);
     }
-    build_batch(inf);
+    build_batch(inf, paused);
     if (inf->batch.n_tokens == 0)
         return;
+    count_decode(inf);
     if (llama_decode(inf->ctx, inf->batch) != 0) {
         for (int i = 0; i < inf->n_slots; i++) {
             if (inf->slots[i].task != NULL)
@@ -445,11 +501,13 @@ static void *infer_main(void *arg)
     struct infer inf = {.e = arg};
     struct engine *e = inf.e;
     bool *cancelled = NULL;
+    bool *paused = NULL;
 
     int rc = infer_load(&inf);
     cancelled = rc == 0 ? calloc((size_t)inf.n_slots, sizeof(bool)) : NULL;
+    paused = rc == 0 ? calloc((size_t)inf.n_slots, sizeof(bool)) : NULL;
     pthread_mutex_lock(&e->mu);
-    if (rc == 0 && cancelled != NULL)
+    if (rc == 0 && cancelled != NULL && paused != NULL)
         e->is_ready = true;
     else
         e->is_load_failed = true;
@@ -457,14 +515,14 @@ static void *infer_main(void *arg)
     pthread_mutex_unlock(&e->mu);
     while (e->is_ready) {
         struct eng_task *embd = NULL;
-        if (!take_work(&inf, &embd, cancelled))
+        if (!take_work(&inf, &embd, cancelled, paused))
             break;
         if (embd != NULL && embed_task(&inf, embd) != 0) {
             pthread_mutex_lock(&e->mu);
             task_finish_locked(e, embd, ENG_FINISH_ERROR, "embedding failed");
             pthread_mutex_unlock(&e->mu);
         }
-        step(&inf, cancelled);
+        step(&inf, cancelled, paused);
     }
     for (int i = 0; i < inf.n_slots; i++) {
         if (inf.slots[i].task != NULL)
@@ -474,11 +532,15 @@ static void *infer_main(void *arg)
     while (e->queue_head != NULL) {
         struct eng_task *task = e->queue_head;
         e->queue_head = task->queue_next;
+        e->metrics.n_deferred--;
         task_finish_locked(e, task, ENG_FINISH_CANCEL, NULL);
     }
     e->queue_tail = NULL;
     pthread_mutex_unlock(&e->mu);
     free(cancelled);
+    free(paused);
+    for (int i = 0; inf.slots != NULL && i < inf.n_slots; i++)
+        free(inf.slots[i].cache);
     free(inf.slots);
     if (inf.has_batch)
         llama_batch_free(inf.batch);
@@ -518,6 +580,7 @@ void eng_submit(struct engine *e, struct eng_task *task)
     else
         e->queue_head = task;
     e->queue_tail = task;
+    e->metrics.n_deferred++;
     pthread_cond_signal(&e->cond);
     pthread_mutex_unlock(&e->mu);
 }
@@ -526,6 +589,21 @@ void eng_cancel(struct engine *e, struct eng_task *task)
 {
     pthread_mutex_lock(&e->mu);
     task->is_cancelled = true;
+    pthread_cond_signal(&e->cond);
+    pthread_mutex_unlock(&e->mu);
+}
+
+void eng_pause(struct engine *e, struct eng_task *task)
+{
+    pthread_mutex_lock(&e->mu);
+    task->is_paused = true;
+    pthread_mutex_unlock(&e->mu);
+}
+
+void eng_resume(struct engine *e, struct eng_task *task)
+{
+    pthread_mutex_lock(&e->mu);
+    task->is_paused = false;
     pthread_cond_signal(&e->cond);
     pthread_mutex_unlock(&e->mu);
 }

@@ -26,6 +26,7 @@ struct http_server;
 #define ENG_MAX_STOP_BYTES 256
 #define ENG_MAX_INPUTS 256
 #define ENG_MAX_PROMPT_BYTES (4u << 20)
+#define ENG_MAX_N_PROBS 20
 
 enum eng_api { ENG_API_CHAT, ENG_API_OAI_CMPL, ENG_API_NATIVE, ENG_API_EMBD };
 
@@ -51,12 +52,26 @@ struct eng_options {
     int n_gpu_layers;
     int n_batch;
     bool has_embeddings;
+    bool has_metrics;
     bool is_verbose;
 };
 
 /* A growable byte buffer; zero-initialised is empty. */
 struct eng_text {
     char *data;
+    size_t len;
+    size_t cap;
+};
+
+/* One token and its log-probability. */
+struct eng_prob {
+    llama_token id;
+    float logprob;
+};
+
+/* Records of 1 + n_probs entries each: the sampled token, then the most likely tokens. */
+struct eng_probs {
+    struct eng_prob *items;
     size_t len;
     size_t cap;
 };
@@ -69,9 +84,31 @@ struct eng_sampling {
     int top_k;
     uint32_t seed;
     int n_predict; /* -1: until the context is full */
+    float typical_p;
+    float repeat_penalty;
+    int repeat_last_n; /* 0: no penalties */
+    float presence_penalty;
+    float frequency_penalty;
     bool ignore_eos;
+    bool has_probs; /* report the sampled tokens' log-probabilities */
+    int n_probs;    /* and this many most likely alternatives each */
     char *stops[ENG_MAX_STOPS];
     size_t n_stops;
+    llama_logit_bias *logit_bias;
+    int n_logit_bias;
+    char *grammar; /* GBNF text, or NULL */
+};
+
+/* Counters for /metrics, under engine.mu. */
+struct eng_metrics {
+    long long n_prompt_tokens; /* evaluated, cached prefixes excluded */
+    double prompt_ms;
+    long long n_predicted_tokens;
+    double predicted_ms;
+    long long n_decode;
+    long long n_busy_slots; /* summed over decode calls */
+    long long n_kv_tokens;  /* now */
+    long long n_deferred;   /* queued, now */
 };
 
 /* One request from the HTTP handler to its last byte of output. */
@@ -95,15 +132,20 @@ struct eng_task {
     char *prompt_text;       /* native /completion echoes it; may be NULL */
     struct eng_text content; /* all text sent so far (the non-streamed reply) */
     int n_seen;              /* tokens predicted as of the last notification */
+    struct eng_probs probs;  /* every record so far */
+    size_t n_probs_sent;     /* records already streamed */
     bool has_started_stream;
 
     /* Under engine.mu. */
     bool is_cancelled;
+    bool is_paused;   /* the client is slow: the slot decodes nothing until the drain */
     bool is_finished; /* the inference thread is done with it */
     bool is_listed;   /* on the ready list */
     struct eng_task *ready_next;
     struct eng_text pending; /* new valid UTF-8 text not yet taken by the loop */
+    struct eng_probs pending_probs;
     int n_predicted;
+    int n_cache; /* prompt tokens reused from the slot's KV cache */
     int slot_id;
     enum eng_finish finish;
     const char *stopping_word; /* one of sampling.stops, or NULL */
@@ -112,6 +154,7 @@ struct eng_task {
     float *embd; /* embeddings: n_inputs × n_embd, L2-normalised */
     int n_embd_tokens;
     char error[160];
+    int error_status; /* HTTP status of an error found before any output; 0: 500 */
 
     /* Inference thread only. */
     struct eng_task *queue_next;
@@ -136,7 +179,9 @@ struct engine {
     struct eng_task *queue_head;
     struct eng_task *queue_tail;
     struct eng_task *ready_head;
-    bool *slot_busy; /* n_parallel flags, for /slots */
+    bool *slot_busy;     /* n_parallel flags, for /slots */
+    int *slot_n_decoded; /* tokens predicted by each slot's current or last task */
+    struct eng_metrics metrics;
 
     /* Written by the inference thread before is_ready, read-only afterwards. */
     struct llama_model *model;
@@ -177,11 +222,36 @@ size_t eng_utf8_complete_len(const char *s, size_t n);
 size_t eng_stop_scan(const struct eng_sampling *s, const char *gen, size_t len, size_t sent,
                      int *stop_index);
 
-/* Creates the request's sampler chain; caller frees with llama_sampler_free(). */
-struct llama_sampler *eng_sampler_new(const struct eng_sampling *s);
+/*
+ * Parses the sampling fields of ROOT into S (IS_CHAT: OpenAI's logprobs spelling); NULL, or a
+ * static reason for a 400. What S holds is freed with eng_sampling_release() either way.
+ */
+const char *eng_sampling_parse(json_t *root, struct eng_sampling *s, const struct engine *e,
+                               bool is_chat);
 
-/* Frees the stop strings of S. */
+/* Creates the request's sampler chain (caller frees with llama_sampler_free()); NULL when out
+ * of memory or, with *IS_BAD_GRAMMAR set, when the grammar does not parse. */
+struct llama_sampler *eng_sampler_new(const struct eng_sampling *s, const struct llama_vocab *vocab,
+                                      bool *is_bad_grammar);
+
+/* Frees the stop strings, logit biases and grammar of S. */
 void eng_sampling_release(struct eng_sampling *s);
+
+/* Appends the record of TOKEN sampled from LOGITS (N_VOCAB raw logits) with its N_TOP most
+ * likely alternatives to OUT; 0 or -1 when out of memory. */
+int eng_probs_add(struct eng_probs *out, const float *logits, int n_vocab, llama_token token,
+                  int n_top) __attribute__((warn_unused_result));
+
+/* Moves every entry of SRC to the end of DST; 0 or -1 (then SRC is kept). */
+int eng_probs_move(struct eng_probs *dst, struct eng_probs *src)
+    __attribute__((warn_unused_result));
+
+/* Frees P's entries and empties it. */
+void eng_probs_release(struct eng_probs *p);
+
+/* Returns records [FROM, TO) of P as OpenAI logprobs content entries (new reference). */
+json_t *eng_probs_json(const struct engine *e, const struct eng_probs *p, int n_top, size_t from,
+                       size_t to);
 
 /*
  * Formats MESSAGES (a JSON array of {role, content}) with the engine's template into a
@@ -189,6 +259,12 @@ void eng_sampling_release(struct eng_sampling *s);
  * template the library cannot apply.
  */
 char *eng_chat_format(const struct engine *e, json_t *messages, const char **cause);
+
+/*
+ * Loads the model into E (model, vocab, sizes) and creates its context (caller frees with
+ * llama_free()); NULL with e->load_cause set. Inference thread only.
+ */
+struct llama_context *eng_load(struct engine *e);
 
 /* Starts the inference thread (it loads the model); 0 or -1. */
 int eng_infer_start(struct engine *e) __attribute__((warn_unused_result));
@@ -201,6 +277,12 @@ void eng_submit(struct engine *e, struct eng_task *task);
 
 /* Marks TASK cancelled; the inference thread frees its slot at its next step. */
 void eng_cancel(struct engine *e, struct eng_task *task);
+
+/* Pauses TASK's slot until eng_resume(): its client reads slower than it decodes. */
+void eng_pause(struct engine *e, struct eng_task *task);
+
+/* Lets TASK's slot decode again. */
+void eng_resume(struct engine *e, struct eng_task *task);
 
 /* Lists TASK as ready and wakes the loop; the caller holds e->mu. */
 void eng_publish_locked(struct engine *e, struct eng_task *task);
@@ -222,6 +304,9 @@ void eng_reply_error(struct http_request *req, int status, const char *type, con
 
 /* Replies 200 with the JSON value V (stolen). */
 void eng_reply_json(struct http_request *req, json_t *v);
+
+/* GET /metrics: replies the counters in Prometheus text format. */
+void eng_metrics_reply(struct engine *e, struct http_request *req);
 
 /* Returns the model name reported in responses (alias, else the file's base name). */
 const char *eng_model_name(const struct engine *e);

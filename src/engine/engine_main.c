@@ -32,7 +32,8 @@ static const char usage_text[] =
     "  -a, --alias NAME          model name reported in responses\n"
     "  --chat-template NAME      builtin template name for llama_chat_apply_template\n"
     "  -v, --verbose             show libllama's log\n"
-    "  accepted and ignored: --jinja --no-webui --metrics --cont-batching --no-mmap --mlock,\n"
+    "  --metrics                 serve /metrics (Prometheus text)\n"
+    "  accepted and ignored: --jinja --no-webui --cont-batching --no-mmap --mlock,\n"
     "  and with a value: -tb -ub --threads-http --pooling -ctk -ctv --timeout\n"
     "  -h, --help                this text\n";
 
@@ -52,8 +53,8 @@ static int parse_int(const char *s, int min, int max, int *out)
 static const char *const ignored_with_value[] = {
     "-tb",  "--threads-batch", "-ub",  "--ubatch-size",  "--threads-http", "--pooling",
     "-ctk", "--cache-type-k",  "-ctv", "--cache-type-v", "--timeout",      NULL};
-static const char *const ignored_switches[] = {
-    "--jinja", "--no-webui", "--metrics", "--cont-batching", "--no-mmap", "--mlock", NULL};
+static const char *const ignored_switches[] = {"--jinja",   "--no-webui", "--cont-batching",
+                                               "--no-mmap", "--mlock",    NULL};
 
 /* Returns whether ARG is in the NULL-terminated LIST. */
 static bool in_list(const char *arg, const char *const *list)
@@ -83,6 +84,10 @@ static int parse_args(int argc, char **argv, struct eng_options *o)
             return 1;
         if (is_flag(a, "--embeddings", "--embedding")) {
             o->has_embeddings = true;
+            continue;
+        }
+        if (is_flag(a, "--metrics", NULL)) {
+            o->has_metrics = true;
             continue;
         }
         if (in_list(a, ignored_switches))
@@ -172,7 +177,8 @@ static int run(struct engine *e)
         return 1;
     e->base = event_base_new();
     e->slot_busy = calloc((size_t)o->n_parallel, sizeof(bool));
-    if (e->base == NULL || e->slot_busy == NULL)
+    e->slot_n_decoded = calloc((size_t)o->n_parallel, sizeof(int));
+    if (e->base == NULL || e->slot_busy == NULL || e->slot_n_decoded == NULL)
         goto out;
     e->notify = event_new(e->base, -1, 0, eng_on_notify, e);
     sigterm = evsignal_new(e->base, SIGTERM, on_signal, e);
@@ -213,6 +219,7 @@ out:
     if (e->base != NULL)
         event_base_free(e->base);
     free(e->slot_busy);
+    free(e->slot_n_decoded);
     pthread_cond_destroy(&e->cond);
     pthread_mutex_destroy(&e->mu);
     return rc;

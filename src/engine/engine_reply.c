@@ -4,6 +4,7 @@
 #include "http_server.h"
 
 #include <event2/event.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,8 @@ void eng_task_free(struct eng_task *task)
     eng_sampling_release(&task->sampling);
     eng_text_release(&task->content);
     eng_text_release(&task->pending);
+    eng_probs_release(&task->probs);
+    eng_probs_release(&task->pending_probs);
     free(task->prompt_text);
     free(task->embd);
     free(task);
@@ -44,12 +47,12 @@ static const char *finish_reason(const struct eng_task *task)
 /* Returns the timings object of TASK (new reference). */
 static json_t *timings_json(const struct eng_task *task)
 {
-    int pn = task->n_prompt;
+    int pn = task->n_prompt - task->n_cache; /* llama-server: evaluated, cache excluded */
     int gn = task->n_predicted;
     double pms = task->prompt_ms > 0.001 ? task->prompt_ms : 0.001;
     double gms = task->predicted_ms > 0.001 ? task->predicted_ms : 0.001;
-    return json_pack("{s:i,s:i,s:f,s:f,s:f,s:i,s:f,s:f,s:f}", "cache_n", 0, "prompt_n", pn,
-                     "prompt_ms", pms, "prompt_per_token_ms", pn > 0 ? pms / pn : 0.0,
+    return json_pack("{s:i,s:i,s:f,s:f,s:f,s:i,s:f,s:f,s:f}", "cache_n", task->n_cache, "prompt_n",
+                     pn, "prompt_ms", pms, "prompt_per_token_ms", pn > 0 ? pms / pn : 0.0,
                      "prompt_per_second", 1000.0 * pn / pms, "predicted_n", gn, "predicted_ms", gms,
                      "predicted_per_token_ms", gn > 0 ? gms / gn : 0.0, "predicted_per_second",
                      1000.0 * gn / gms);
@@ -86,14 +89,26 @@ static const char *stop_type(const struct eng_task *task)
     return task->finish == ENG_FINISH_EOS ? "eos" : "limit";
 }
 
+/* Returns the records not yet sent as a JSON array and marks them sent (new reference). */
+static json_t *unsent_probs(struct eng_task *task)
+{
+    size_t stride = (size_t)task->sampling.n_probs + 1;
+    size_t total = task->probs.len / stride;
+    json_t *arr = eng_probs_json(task->engine, &task->probs, task->sampling.n_probs,
+                                 task->n_probs_sent, total);
+    task->n_probs_sent = total;
+    return arr;
+}
+
 /* Returns the native /completion object with CONTENT (new reference). */
-static json_t *native_json(const struct eng_task *task, const char *content, size_t len,
-                           bool is_final)
+static json_t *native_json(struct eng_task *task, const char *content, size_t len, bool is_final)
 {
     json_t *o = json_object();
     json_object_set_new(o, "index", json_integer(0));
     json_object_set_new(o, "content", text_json(content, len));
     json_object_set_new(o, "tokens", json_array());
+    if (task->sampling.has_probs)
+        json_object_set_new(o, "completion_probabilities", unsent_probs(task));
     if (!is_final) {
         json_object_set_new(o, "stop", json_false());
         json_object_set_new(o, "id_slot", json_integer(task->slot_id));
@@ -108,9 +123,14 @@ static json_t *native_json(const struct eng_task *task, const char *content, siz
     json_object_set_new(o, "tokens_evaluated", json_integer(task->n_prompt));
     json_object_set_new(
         o, "generation_settings",
-        json_pack("{s:I,s:f,s:i,s:f,s:f,s:i}", "seed", (json_int_t)task->sampling.seed,
-                  "temperature", (double)task->sampling.temperature, "top_k", task->sampling.top_k,
-                  "top_p", (double)task->sampling.top_p, "min_p", (double)task->sampling.min_p,
+        json_pack("{s:I,s:f,s:i,s:f,s:f,s:f,s:i,s:f,s:f,s:f,s:i,s:i}", "seed",
+                  (json_int_t)task->sampling.seed, "temperature",
+                  (double)task->sampling.temperature, "top_k", task->sampling.top_k, "top_p",
+                  (double)task->sampling.top_p, "min_p", (double)task->sampling.min_p, "typical_p",
+                  (double)task->sampling.typical_p, "repeat_last_n", task->sampling.repeat_last_n,
+                  "repeat_penalty", (double)task->sampling.repeat_penalty, "presence_penalty",
+                  (double)task->sampling.presence_penalty, "frequency_penalty",
+                  (double)task->sampling.frequency_penalty, "n_probs", task->sampling.n_probs,
                   "n_predict", task->sampling.n_predict));
     json_object_set_new(o, "prompt",
                         json_string(task->prompt_text != NULL ? task->prompt_text : ""));
@@ -165,46 +185,53 @@ static json_t *oai_cmpl_json(const struct eng_task *task, const char *text, size
     return o;
 }
 
-/* Writes V (stolen) as one SSE event "data: <json>\n\n". */
-static void sse_send(struct http_request *req, json_t *v)
+/* Writes V (stolen) as one SSE event "data: <json>\n\n"; returns 1 when the client is slow. */
+static int sse_send(struct http_request *req, json_t *v)
 {
     char *s = json_dumps(v, JSON_FLAGS);
+    int is_slow = 0;
     json_decref(v);
     if (s == NULL)
-        return;
+        return 0;
     size_t n = strlen(s);
     char *line = malloc(n + 8);
     if (line != NULL) {
         memcpy(line, "data: ", 6);
         memcpy(line + 6, s, n);
         memcpy(line + 6 + n, "\n\n", 2);
-        (void)http_stream_write(req, line, n + 8);
+        is_slow = http_stream_write(req, line, n + 8);
     }
     free(line);
     free(s);
+    return is_slow;
 }
 
-/* Writes the streamed events for a new piece of text. */
-static void stream_delta(struct eng_task *task, const char *text, size_t len)
+/* Writes the streamed events for a new piece of text; returns 1 when the client is slow. */
+static int stream_delta(struct eng_task *task, const char *text, size_t len)
 {
+    int is_slow = 0;
     if (len == 0)
-        return;
+        return 0;
     switch (task->api) {
-    case ENG_API_CHAT:
-        sse_send(task->req, chat_chunk(task,
-                                       json_pack("[{s:n,s:i,s:{s:o}}]", "finish_reason", "index", 0,
-                                                 "delta", "content", text_json(text, len)),
-                                       false, false));
+    case ENG_API_CHAT: {
+        json_t *choice = json_pack("{s:n,s:i,s:{s:o}}", "finish_reason", "index", 0, "delta",
+                                   "content", text_json(text, len));
+        if (task->sampling.has_probs)
+            json_object_set_new(choice, "logprobs",
+                                json_pack("{s:o}", "content", unsent_probs(task)));
+        is_slow = sse_send(task->req, chat_chunk(task, json_pack("[o]", choice), false, false));
         break;
+    }
     case ENG_API_OAI_CMPL:
-        sse_send(task->req, oai_cmpl_json(task, text, len, false));
+        is_slow = sse_send(task->req, oai_cmpl_json(task, text, len, false));
         break;
     case ENG_API_NATIVE:
-        sse_send(task->req, native_json(task, text, len, false));
+        is_slow = sse_send(task->req, native_json(task, text, len, false));
         break;
     case ENG_API_EMBD:
         break;
     }
+    return is_slow;
 }
 
 /* Writes the closing events of a stream and ends it. */
@@ -215,9 +242,13 @@ static void stream_final(struct eng_task *task)
                                 "type", "server_error");
         sse_send(task->req, err);
     } else if (task->api == ENG_API_CHAT) {
-        json_t *choices = json_pack("[{s:s,s:i,s:{}}]", "finish_reason", finish_reason(task),
-                                    "index", 0, "delta");
-        sse_send(task->req, chat_chunk(task, choices, false, !task->include_usage));
+        json_t *choice =
+            json_pack("{s:s,s:i,s:{}}", "finish_reason", finish_reason(task), "index", 0, "delta");
+        if (task->sampling.has_probs)
+            json_object_set_new(choice, "logprobs",
+                                json_pack("{s:o}", "content", unsent_probs(task)));
+        sse_send(task->req,
+                 chat_chunk(task, json_pack("[o]", choice), false, !task->include_usage));
         if (task->include_usage)
             sse_send(task->req, chat_chunk(task, json_array(), true, true));
     } else if (task->api == ENG_API_OAI_CMPL) {
@@ -230,8 +261,17 @@ static void stream_final(struct eng_task *task)
     http_stream_end(task->req);
 }
 
+/* The slow client caught up: let the slot decode again. */
+static void on_drain(struct http_request *req, void *arg)
+{
+    struct eng_task *task = arg;
+    (void)req;
+    eng_resume(task->engine, task);
+}
+
 void eng_stream_open(struct eng_task *task)
 {
+    http_request_set_drain_cb(task->req, on_drain, task);
     http_response_add_header(task->req, "Server", "llama.cpp");
     http_stream_start(task->req, 200, "text/event-stream");
     task->has_started_stream = true;
@@ -269,17 +309,20 @@ static void reply_final(struct eng_task *task)
 {
     json_t *o = NULL;
     if (task->finish == ENG_FINISH_ERROR) {
-        eng_reply_error(task->req, 500, "server_error", task->error);
+        int status = task->error_status > 0 ? task->error_status : 500;
+        eng_reply_error(task->req, status, status == 500 ? "server_error" : NULL, task->error);
         return;
     }
     switch (task->api) {
     case ENG_API_CHAT:
         o = json_object();
-        json_object_set_new(o, "choices",
-                            json_pack("[{s:s,s:i,s:{s:s,s:o}}]", "finish_reason",
-                                      finish_reason(task), "index", 0, "message", "role",
-                                      "assistant", "content",
-                                      text_json(task->content.data, task->content.len)));
+        json_t *choice = json_pack("{s:s,s:i,s:{s:s,s:o}}", "finish_reason", finish_reason(task),
+                                   "index", 0, "message", "role", "assistant", "content",
+                                   text_json(task->content.data, task->content.len));
+        if (task->sampling.has_probs)
+            json_object_set_new(choice, "logprobs",
+                                json_pack("{s:o}", "content", unsent_probs(task)));
+        json_object_set_new(o, "choices", json_pack("[o]", choice));
         add_meta(o, task, "chat.completion");
         json_object_set_new(o, "usage", usage_json(task));
         json_object_set_new(o, "id", json_string(task->id));
@@ -301,9 +344,15 @@ static void reply_final(struct eng_task *task)
 /* Writes TASK's new TEXT and, once it is finished, its end; frees it when done. */
 static void task_progress(struct eng_task *task, struct eng_text *text, bool is_finished)
 {
+    bool is_sse = task->is_stream && task->api != ENG_API_EMBD;
+    /* A stream opens with its first output, so that an error found before it (a grammar that
+     * does not parse) is still answered with its own status. */
+    if (is_sse && task->req != NULL && !task->has_started_stream &&
+        (text->len > 0 || (is_finished && task->finish != ENG_FINISH_ERROR)))
+        eng_stream_open(task);
     if (task->req != NULL && text->len > 0) {
-        if (task->is_stream && task->api != ENG_API_EMBD)
-            stream_delta(task, text->data, text->len);
+        if (is_sse && stream_delta(task, text->data, text->len) == 1)
+            eng_pause(task->engine, task);
         if (eng_text_append(&task->content, text->data, text->len) != 0) {
             task->finish = ENG_FINISH_ERROR;
             snprintf(task->error, sizeof(task->error), "out of memory");
@@ -312,7 +361,7 @@ static void task_progress(struct eng_task *task, struct eng_text *text, bool is_
     if (!is_finished)
         return;
     if (task->req != NULL) {
-        if (task->is_stream && task->api != ENG_API_EMBD)
+        if (is_sse && task->has_started_stream)
             stream_final(task);
         else
             reply_final(task);
@@ -351,6 +400,10 @@ void eng_on_notify(int fd, short what, void *arg)
         task->is_listed = false;
         struct eng_text text = task->pending;
         memset(&task->pending, 0, sizeof(task->pending));
+        if (eng_probs_move(&task->probs, &task->pending_probs) != 0) {
+            task->finish = ENG_FINISH_ERROR;
+            snprintf(task->error, sizeof(task->error), "out of memory");
+        }
         bool is_finished = task->is_finished;
         task->n_seen = task->n_predicted;
         pthread_mutex_unlock(&e->mu);

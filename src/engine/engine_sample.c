@@ -146,32 +146,3 @@ size_t eng_stop_scan(const struct eng_sampling *s, const char *gen, size_t len, 
     }
     return sent + eng_utf8_complete_len(gen + sent, len - hold - sent);
 }
-
-struct llama_sampler *eng_sampler_new(const struct eng_sampling *s)
-{
-    struct llama_sampler_chain_params cp = llama_sampler_chain_default_params();
-    struct llama_sampler *chain = llama_sampler_chain_init(cp);
-    if (chain == NULL)
-        return NULL;
-    cp.no_perf = true;
-    if (s->temperature <= 0.0f) {
-        llama_sampler_chain_add(chain, llama_sampler_init_greedy());
-        return chain;
-    }
-    if (s->top_k > 0)
-        llama_sampler_chain_add(chain, llama_sampler_init_top_k(s->top_k));
-    if (s->top_p < 1.0f)
-        llama_sampler_chain_add(chain, llama_sampler_init_top_p(s->top_p, 1));
-    if (s->min_p > 0.0f)
-        llama_sampler_chain_add(chain, llama_sampler_init_min_p(s->min_p, 1));
-    llama_sampler_chain_add(chain, llama_sampler_init_temp(s->temperature));
-    llama_sampler_chain_add(chain, llama_sampler_init_dist(s->seed));
-    return chain;
-}
-
-void eng_sampling_release(struct eng_sampling *s)
-{
-    for (size_t i = 0; i < s->n_stops; i++)
-        free(s->stops[i]);
-    s->n_stops = 0;
-}

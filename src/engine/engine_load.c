@@ -1,0 +1,111 @@
+/* Model loading for the inference thread: backends, the GGUF file, the context. */
+#include "engine_internal.h"
+
+#include <ggml-backend.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ENG_DEFAULT_CTX 4096
+
+/* Drops libllama's log lines unless the engine runs verbose. */
+static void llama_log_cb(enum ggml_log_level level, const char *text, void *user_data)
+{
+    (void)level;
+    if (user_data != NULL)
+        fputs(text, stderr);
+}
+
+/* Returns the default thread count: one per physical core, taken as half the online CPUs
+ * (more threads than cores makes ggml's spinning workers fight each other). */
+static int default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN) / 2;
+    return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+}
+
+/*
+ * Returns the directory of the ggml CPU backends: the build tree's when it exists, else the
+ * installed one next to the executable (bin/../lib/infergate). BUF holds the latter.
+ */
+static const char *backend_path(char *buf, size_t size)
+{
+    char exe[4096];
+    ssize_t n;
+
+    if (access(IG_LLAMA_BACKEND_DIR, F_OK) == 0)
+        return IG_LLAMA_BACKEND_DIR;
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return IG_LLAMA_BACKEND_DIR;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    snprintf(buf, size, "%s/%s", exe, IG_LLAMA_INSTALL_BACKEND_SUBDIR);
+    return buf;
+}
+
+/* libllama's load progress hook: returning false aborts the load once shutdown began. */
+static bool load_progress(float progress, void *arg)
+{
+    struct engine *e = arg;
+    (void)progress;
+    pthread_mutex_lock(&e->mu);
+    bool is_stopping = e->is_stopping;
+    pthread_mutex_unlock(&e->mu);
+    return !is_stopping;
+}
+
+struct llama_context *eng_load(struct engine *e)
+{
+    const struct eng_options *o = e->opts;
+    struct llama_context *ctx = NULL;
+
+    llama_log_set(llama_log_cb, o->is_verbose ? (void *)1 : NULL);
+    char backend_dir[8192];
+    ggml_backend_load_all_from_path(backend_path(backend_dir, sizeof(backend_dir)));
+    llama_backend_init();
+    struct llama_model_params mp = llama_model_default_params();
+    mp.n_gpu_layers = o->n_gpu_layers;
+    mp.progress_callback = load_progress;
+    mp.progress_callback_user_data = e;
+    e->model = llama_model_load_from_file(o->model_path, mp);
+    if (e->model == NULL) {
+        snprintf(e->load_cause, sizeof(e->load_cause),
+                 "cannot load model %s: not a valid GGUF model (corrupt, truncated or "
+                 "unsupported architecture)",
+                 o->model_path);
+        goto out;
+    }
+    int n_train = llama_model_n_ctx_train(e->model);
+    int n_ctx = o->n_ctx > 0
+                    ? o->n_ctx
+                    : (n_train > 0 && n_train < ENG_DEFAULT_CTX ? n_train : ENG_DEFAULT_CTX);
+    struct llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = (uint32_t)n_ctx;
+    cp.n_batch = (uint32_t)o->n_batch;
+    cp.n_ubatch = o->has_embeddings || o->n_batch < 512 ? (uint32_t)o->n_batch : 512;
+    cp.n_seq_max = (uint32_t)o->n_parallel;
+    cp.kv_unified = false;
+    cp.embeddings = o->has_embeddings;
+    cp.no_perf = true;
+    cp.n_threads = o->n_threads > 0 ? o->n_threads : default_threads();
+    cp.n_threads_batch = cp.n_threads;
+    ctx = llama_init_from_model(e->model, cp);
+    if (ctx == NULL) {
+        snprintf(e->load_cause, sizeof(e->load_cause),
+                 "cannot create a context of %d tokens for model %s", n_ctx, o->model_path);
+        goto out;
+    }
+    e->vocab = llama_model_get_vocab(e->model);
+    e->n_ctx = (int)llama_n_ctx(ctx);
+    e->n_ctx_slot = (int)llama_n_ctx_seq(ctx);
+    e->n_embd = llama_model_n_embd(e->model);
+    e->n_vocab = llama_vocab_n_tokens(e->vocab);
+    e->n_batch = (int)llama_n_batch(ctx);
+    e->model_template = llama_model_chat_template(e->model, NULL);
+out:
+    return ctx;
+}
