@@ -66,18 +66,6 @@ static void handle_healthz(struct gw_app *app, struct http_request *req)
     http_respond(req, 200, "application/json", "{\"status\":\"ok\"}", 15);
 }
 
-/* GET /v1/models. */
-static void handle_models(struct gw_app *app, struct http_request *req)
-{
-    gw_models_list(app, req);
-}
-
-/* GET /running. */
-static void handle_running(struct gw_app *app, struct http_request *req)
-{
-    gw_models_running(app, req);
-}
-
 /* GET|POST /unload: stop every model (busy ones after their requests). */
 static void handle_unload(struct gw_app *app, struct http_request *req)
 {
@@ -85,31 +73,25 @@ static void handle_unload(struct gw_app *app, struct http_request *req)
     http_respond(req, 200, "text/plain; charset=utf-8", "OK", 2);
 }
 
-/* Inference routes proxied by the body's "model". */
-static void handle_proxy(struct gw_app *app, struct http_request *req)
-{
-    gw_proxy_handle(app, req);
-}
-
 static const struct route routes[] = {
     {"/healthz", "GET", handle_healthz},
     {"/health", "GET", handle_healthz},
-    {"/v1/models", "GET", handle_models},
-    {"/running", "GET", handle_running},
+    {"/v1/models", "GET", gw_models_list},
+    {"/running", "GET", gw_models_running},
     {"/unload", "GET", handle_unload},
     {"/unload", "POST", handle_unload},
-    {"/v1/chat/completions", "POST", handle_proxy},
-    {"/v1/completions", "POST", handle_proxy},
-    {"/v1/embeddings", "POST", handle_proxy},
-    {"/v1/rerank", "POST", handle_proxy},
-    {"/v1/reranking", "POST", handle_proxy},
-    {"/rerank", "POST", handle_proxy},
-    {"/reranking", "POST", handle_proxy},
-    {"/completion", "POST", handle_proxy},
-    {"/completions", "POST", handle_proxy},
-    {"/infill", "POST", handle_proxy},
-    {"/embedding", "POST", handle_proxy},
-    {"/embeddings", "POST", handle_proxy},
+    {"/v1/chat/completions", "POST", gw_proxy_handle},
+    {"/v1/completions", "POST", gw_proxy_handle},
+    {"/v1/embeddings", "POST", gw_proxy_handle},
+    {"/v1/rerank", "POST", gw_proxy_handle},
+    {"/v1/reranking", "POST", gw_proxy_handle},
+    {"/rerank", "POST", gw_proxy_handle},
+    {"/reranking", "POST", gw_proxy_handle},
+    {"/completion", "POST", gw_proxy_handle},
+    {"/completions", "POST", gw_proxy_handle},
+    {"/infill", "POST", gw_proxy_handle},
+    {"/embedding", "POST", gw_proxy_handle},
+    {"/embeddings", "POST", gw_proxy_handle},
 };
 
 /* Dispatches one request by path and method. */
