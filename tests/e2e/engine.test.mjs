@@ -2,111 +2,36 @@
 // streaming, stop strings, concurrency, cancellation, embeddings, load failures, and one chat
 // completion through the gateway.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import OpenAI from 'openai';
-import { BIN_DIR, deadline, freePort, rawRequest, rawStream, waitFor, withGateway } from './lib/harness.mjs';
+import { deadline, freePort, rawStream, waitFor, withGateway } from './lib/harness.mjs';
+import { ENGINE, SANITIZER, makeTinyModel, runToExit, startEngine, stopAllEngines, stopEngine } from './lib/engine.mjs';
 
-const ENGINE = path.join(BIN_DIR, 'infergate-engine');
-const MKGGUF = path.join(BIN_DIR, 'mkgguf');
 const MESSAGES = [{ role: 'user', content: 'hello world' }];
-const SANITIZER = /ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:/;
 
-const engines = new Set();
 let dir;
 let tinyPath;
 let embedPath;
 let main; // shared engine: tiny model, 4 slots, 8192 tokens per slot
 
-/** Runs a program to completion; resolves {code, signal, output}. */
-function runToExit(file, args, timeoutMs = deadline(30000)) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const chunks = [];
-    child.stdout.on('data', (d) => chunks.push(d));
-    child.stderr.on('data', (d) => chunks.push(d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${file} did not exit within ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.once('error', reject);
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, output: Buffer.concat(chunks).toString('utf8') });
-    });
-  });
-}
-
-/** Starts an engine on MODEL with extra ARGS and waits for /health 200. */
-async function startEngine(model, args = []) {
-  const port = await freePort();
-  const child = spawn(ENGINE, ['-m', model, '--port', String(port), ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ASAN_OPTIONS: process.env.ASAN_OPTIONS ?? 'detect_leaks=1:abort_on_error=0' },
-  });
-  const chunks = [];
-  child.stdout.on('data', (d) => chunks.push(d));
-  child.stderr.on('data', (d) => chunks.push(d));
-  const exit = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  const eng = {
-    port,
-    child,
-    exit,
-    output: () => Buffer.concat(chunks).toString('utf8'),
-    client: () => new OpenAI({ apiKey: 'none', baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0, timeout: deadline(60000) }),
-    request: (p, opts = {}) => rawRequest({ port, path: p, ...opts }),
-  };
-  engines.add(eng);
-  let exited = false;
-  exit.then(() => (exited = true));
-  await waitFor(
-    async () => {
-      if (exited) throw new Error(`engine exited early: ${eng.output()}`);
-      const r = await rawRequest({ port, path: '/health', timeoutMs: 1000 });
-      return r.status === 200;
-    },
-    { timeoutMs: deadline(30000), message: 'engine /health == 200' },
-  );
-  return eng;
-}
-
-/** SIGTERMs an engine (SIGKILL after a grace period); resolves its exit and checks it was clean. */
-async function stopEngine(eng) {
-  engines.delete(eng);
-  if (eng.child.exitCode === null && eng.child.signalCode === null) eng.child.kill('SIGTERM');
-  const timer = setTimeout(() => eng.child.kill('SIGKILL'), deadline(10000));
-  const st = await eng.exit;
-  clearTimeout(timer);
-  assert.equal(st.code, 0, `engine exit after SIGTERM: ${JSON.stringify(st)}\n${eng.output().slice(-4000)}`);
-  assert.doesNotMatch(eng.output(), SANITIZER, eng.output().slice(-8000));
-}
-
 before(async () => {
   dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ig-engine-'));
   tinyPath = path.join(dir, 'tiny.gguf');
   embedPath = path.join(dir, 'embed.gguf');
-  for (const [out, extra] of [[tinyPath, []], [embedPath, ['--embedding']]]) {
-    const r = await runToExit(MKGGUF, [out, '--preset', 'tiny', ...extra]);
-    assert.equal(r.code, 0, `mkgguf: ${r.output}`);
-  }
+  await makeTinyModel(tinyPath);
+  await makeTinyModel(embedPath, ['--embedding']);
   main = await startEngine(tinyPath, ['-c', '32768', '-np', '4', '-t', '1']);
 });
 
 after(async () => {
-  const problems = [];
-  for (const eng of [...engines]) {
-    try {
-      await stopEngine(eng);
-    } catch (e) {
-      problems.push(e);
-    }
+  try {
+    await stopAllEngines();
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
   }
-  await fsp.rm(dir, { recursive: true, force: true });
-  if (problems.length) throw problems[0];
 });
 
 /** A greedy chat request of N tokens that ignores EOS. */

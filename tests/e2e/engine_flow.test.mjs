@@ -2,86 +2,31 @@
 // client pauses its slot, /metrics (with --metrics) in llama-server's Prometheus text, and
 // per-slot KV-cache prefix reuse.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { BIN_DIR, deadline, freePort, rawRequest, waitFor } from './lib/harness.mjs';
+import { deadline, waitFor } from './lib/harness.mjs';
+import { makeTinyModel, startEngine, stopAllEngines, stopEngine } from './lib/engine.mjs';
 
-const ENGINE = path.join(BIN_DIR, 'infergate-engine');
-const MKGGUF = path.join(BIN_DIR, 'mkgguf');
 const MESSAGES = [{ role: 'user', content: 'hello world' }];
-const SANITIZER = /ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:/;
 
 let dir;
 let model;
-const engines = new Set();
-
-/** Runs mkgguf to completion; resolves its exit code and output. */
-function mkgguf(out) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(MKGGUF, [out, '--preset', 'tiny'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (d) => (output += d));
-    child.stderr.on('data', (d) => (output += d));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, output }));
-  });
-}
-
-/** Starts an engine with ARGS and waits for /health 200. */
-async function startEngine(args) {
-  const port = await freePort();
-  const child = spawn(ENGINE, ['-m', model, '--port', String(port), '-t', '1', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ASAN_OPTIONS: process.env.ASAN_OPTIONS ?? 'detect_leaks=1:abort_on_error=0' },
-  });
-  const chunks = [];
-  child.stdout.on('data', (d) => chunks.push(d));
-  child.stderr.on('data', (d) => chunks.push(d));
-  const exit = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  const eng = { port, child, exit, output: () => Buffer.concat(chunks).toString('utf8') };
-  eng.request = (p, opts = {}) => rawRequest({ port, path: p, ...opts });
-  eng.post = (p, body) => rawRequest({ port, path: p, method: 'POST', body });
-  engines.add(eng);
-  await waitFor(async () => (await rawRequest({ port, path: '/health', timeoutMs: 1000 })).status === 200, {
-    timeoutMs: deadline(30000),
-    message: 'engine /health == 200',
-  });
-  return eng;
-}
-
-/** SIGTERMs ENG and checks it exited cleanly without sanitizer reports. */
-async function stopEngine(eng) {
-  engines.delete(eng);
-  eng.child.kill('SIGTERM');
-  const timer = setTimeout(() => eng.child.kill('SIGKILL'), deadline(10000));
-  const st = await eng.exit;
-  clearTimeout(timer);
-  assert.equal(st.code, 0, `engine exit: ${JSON.stringify(st)}\n${eng.output().slice(-4000)}`);
-  assert.doesNotMatch(eng.output(), SANITIZER, eng.output().slice(-8000));
-}
 
 before(async () => {
   dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ig-engine-flow-'));
   model = path.join(dir, 'tiny.gguf');
-  const r = await mkgguf(model);
-  assert.equal(r.code, 0, r.output);
+  await makeTinyModel(model);
 });
 
 after(async () => {
-  const problems = [];
-  for (const eng of [...engines]) {
-    try {
-      await stopEngine(eng);
-    } catch (e) {
-      problems.push(e);
-    }
+  try {
+    await stopAllEngines();
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
   }
-  await fsp.rm(dir, { recursive: true, force: true });
-  if (problems.length) throw problems[0];
 });
 
 /** Returns slot 0's n_decoded from /slots. */
@@ -90,7 +35,7 @@ async function decoded(eng) {
 }
 
 test('a client that stops reading pauses its slot until it reads again', async () => {
-  const eng = await startEngine(['-c', '8192', '-np', '1']);
+  const eng = await startEngine(model, ['-t', '1', '-c', '8192', '-np', '1']);
   try {
     const n = 4000;
     // 20 probabilities per token make each event ~1.5 KB: several MB in all, far over the buffers.
@@ -136,7 +81,7 @@ test('a client that stops reading pauses its slot until it reads again', async (
 });
 
 test('a paused stream whose client goes away frees its slot', async () => {
-  const eng = await startEngine(['-c', '8192', '-np', '1']);
+  const eng = await startEngine(model, ['-t', '1', '-c', '8192', '-np', '1']);
   try {
     const body = JSON.stringify({ prompt: 'hello', n_predict: 4000, temperature: 0, ignore_eos: true, n_probs: 20, stream: true });
     const req = http.request({ host: '127.0.0.1', port: eng.port, method: 'POST', path: '/completion', agent: false,
@@ -185,7 +130,7 @@ function parseMetrics(text) {
 }
 
 test('/metrics serves llama-server counters only with --metrics', async () => {
-  const eng = await startEngine(['-c', '4096', '-np', '2', '--metrics']);
+  const eng = await startEngine(model, ['-t', '1', '-c', '4096', '-np', '2', '--metrics']);
   try {
     const before = await eng.request('/metrics');
     assert.equal(before.status, 200);
@@ -209,7 +154,7 @@ test('/metrics serves llama-server counters only with --metrics', async () => {
   } finally {
     await stopEngine(eng);
   }
-  const plain = await startEngine(['-c', '1024', '-np', '1']);
+  const plain = await startEngine(model, ['-t', '1', '-c', '1024', '-np', '1']);
   try {
     const r = await plain.request('/metrics');
     assert.equal(r.status, 501);
@@ -220,7 +165,7 @@ test('/metrics serves llama-server counters only with --metrics', async () => {
 });
 
 test('a repeated chat request reuses the slot KV cache and gives the same greedy text', async () => {
-  const eng = await startEngine(['-c', '8192', '-np', '4']);
+  const eng = await startEngine(model, ['-t', '1', '-c', '8192', '-np', '4']);
   try {
     const messages = [{ role: 'user', content: 'tell me a long story about the sea and the stars. '.repeat(8) }];
     const req = { messages, temperature: 0, max_tokens: 8, ignore_eos: true };
@@ -238,7 +183,7 @@ test('a repeated chat request reuses the slot KV cache and gives the same greedy
     const next = { ...req, messages: [...messages, { role: 'assistant', content: a.choices[0].message.content }, { role: 'user', content: 'more' }] };
     const c = (await eng.post('/v1/chat/completions', next)).json;
     assert.ok(c.timings.cache_n >= a.usage.prompt_tokens - 4, `cache_n ${c.timings.cache_n}`);
-    const fresh = await startEngine(['-c', '8192', '-np', '4']);
+    const fresh = await startEngine(model, ['-t', '1', '-c', '8192', '-np', '4']);
     try {
       const d = (await fresh.post('/v1/chat/completions', next)).json;
       assert.equal(d.timings.cache_n, 0);

@@ -1,65 +1,31 @@
 // infergate-engine sampling on a tiny random-weight GGUF: typical_p and penalties, logit_bias in
 // both spellings, logprobs (OpenAI) and n_probs (llama.cpp), and GBNF grammars.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { BIN_DIR, deadline, freePort, rawRequest, rawStream, waitFor } from './lib/harness.mjs';
+import { rawStream } from './lib/harness.mjs';
+import { makeTinyModel, startEngine, stopAllEngines } from './lib/engine.mjs';
 
-const ENGINE = path.join(BIN_DIR, 'infergate-engine');
-const MKGGUF = path.join(BIN_DIR, 'mkgguf');
 const MESSAGES = [{ role: 'user', content: 'hello world' }];
-const SANITIZER = /ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:/;
 
 let dir;
 let eng;
 
-/** Runs mkgguf to completion; resolves its exit code and output. */
-function mkgguf(out) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(MKGGUF, [out, '--preset', 'tiny'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (d) => (output += d));
-    child.stderr.on('data', (d) => (output += d));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, output }));
-  });
-}
-
 before(async () => {
   dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ig-engine-sampling-'));
   const model = path.join(dir, 'tiny.gguf');
-  const r = await mkgguf(model);
-  assert.equal(r.code, 0, r.output);
-  const port = await freePort();
-  const child = spawn(ENGINE, ['-m', model, '--port', String(port), '-c', '8192', '-np', '2', '-t', '1'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ASAN_OPTIONS: process.env.ASAN_OPTIONS ?? 'detect_leaks=1:abort_on_error=0' },
-  });
-  const chunks = [];
-  child.stdout.on('data', (d) => chunks.push(d));
-  child.stderr.on('data', (d) => chunks.push(d));
-  const exit = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  eng = { port, child, exit, output: () => Buffer.concat(chunks).toString('utf8') };
-  eng.post = (p, body) => rawRequest({ port, path: p, method: 'POST', body });
-  await waitFor(async () => (await rawRequest({ port, path: '/health', timeoutMs: 1000 })).status === 200, {
-    timeoutMs: deadline(30000),
-    message: 'engine /health == 200',
-  });
+  await makeTinyModel(model);
+  eng = await startEngine(model, ['-c', '8192', '-np', '2', '-t', '1']);
 });
 
 after(async () => {
-  if (eng) {
-    eng.child.kill('SIGTERM');
-    const timer = setTimeout(() => eng.child.kill('SIGKILL'), deadline(10000));
-    const st = await eng.exit;
-    clearTimeout(timer);
-    assert.equal(st.code, 0, `engine exit: ${JSON.stringify(st)}\n${eng.output().slice(-4000)}`);
-    assert.doesNotMatch(eng.output(), SANITIZER, eng.output().slice(-8000));
+  try {
+    await stopAllEngines();
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
   }
-  await fsp.rm(dir, { recursive: true, force: true });
 });
 
 /** POSTs a greedy chat completion of N tokens that ignores EOS; resolves the JSON reply. */
