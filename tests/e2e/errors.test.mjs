@@ -1,8 +1,11 @@
 // Error responses: OpenAI's JSON shape, the right status, and the SDK's matching error class.
 // One gateway serves the whole file, so the last test also proves no error left it stuck.
 import assert from 'node:assert/strict';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
+import { ENGINE } from './lib/engine.mjs';
 import {
   assertErrorShape,
   attachOutput,
@@ -11,6 +14,7 @@ import {
   procStat,
   startGateway,
   suiteScope,
+  tempDir,
   waitFor,
   withGateway,
 } from './lib/harness.mjs';
@@ -23,11 +27,16 @@ describe('errors', () => {
   let client;
 
   before(async () => {
+    const dir = await tempDir(scope.t);
+    const notModel = path.join(dir, 'notes.gguf');
+    await fsp.writeFile(notModel, 'this is not a model\n');
     gw = await startGateway(scope.t, {
       models: {
         alpha: { cmd: fakeCmd('alpha'), aliases: ['a1'] },
         // Exits at once: an unknown flag makes fake-llama-server print usage and exit 2.
         broken: { cmd: fakeCmd('broken', ['--no-such-flag']) },
+        // The real engine on a file that is not GGUF: it exits with one clear line.
+        'bad-file': { cmd: `${ENGINE} -m ${notModel} --port \${PORT}` },
       },
     });
     client = gw.client();
@@ -132,6 +141,14 @@ describe('errors', () => {
     const m = (await client.models.list()).data.find((x) => x.id === 'broken');
     assert.equal(m.state, 'failed');
     await waitFor(() => gw.children().every((p) => procStat(p)?.state !== 'Z'), { timeoutMs: deadline(3000), message: 'no zombie' });
+  }));
+
+  test('an engine that cannot load its model: the client that triggered the load gets the engine\'s reason', guarded(async () => {
+    const r = await gw.request('/v1/chat/completions', { method: 'POST', body: { model: 'bad-file', messages: MESSAGES } });
+    const e = assertErrorShape(assert, r, 502);
+    assert.match(e.message, /cannot load model .*notes\.gguf: not a GGUF file/, e.message);
+    const m = (await client.models.list()).data.find((x) => x.id === 'bad-file');
+    assert.equal(m.state, 'failed');
   }));
 
   test('after all the errors the gateway still serves a normal request', guarded(async () => {
