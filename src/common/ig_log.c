@@ -9,6 +9,14 @@
 #include <unistd.h>
 
 static enum ig_log_level min_level = IG_LOG_INFO;
+static ig_log_hook_fn hook_fn;
+static void *hook_arg;
+
+void ig_log_set_hook(ig_log_hook_fn fn, void *arg)
+{
+    hook_fn = fn;
+    hook_arg = arg;
+}
 
 void ig_log_set_level(enum ig_log_level level)
 {
@@ -54,6 +62,8 @@ void ig_log(enum ig_log_level level, const char *fmt, ...)
     if (n > (int)sizeof(line) - 2)
         n = (int)sizeof(line) - 2;
     line[n++] = '\n';
+    if (hook_fn != NULL)
+        hook_fn(line, (size_t)n, hook_arg);
     if (write(STDERR_FILENO, line, (size_t)n) < 0)
         return;
 }

@@ -2,6 +2,8 @@
 #ifndef IG_LOG_H
 #define IG_LOG_H
 
+#include <stddef.h>
+
 enum ig_log_level { IG_LOG_DEBUG, IG_LOG_INFO, IG_LOG_WARN, IG_LOG_ERROR };
 
 /* Sets the minimum level printed (read-only after start-up). */
@@ -12,6 +14,13 @@ int ig_log_parse_level(const char *name, enum ig_log_level *out);
 
 /* Returns whether messages at LEVEL are printed. */
 int ig_log_enabled(enum ig_log_level level);
+
+/* Receives every printed line (with its newline) on the thread that logged it. */
+typedef void (*ig_log_hook_fn)(const char *line, size_t len, void *arg);
+
+/* Sets the one hook that also receives printed lines (NULL removes it); set it from the
+ * thread that logs, before or after start-up, never concurrently with logging. */
+void ig_log_set_hook(ig_log_hook_fn fn, void *arg);
 
 /* Prints one line "time level message" when LEVEL is enabled. */
 void ig_log(enum ig_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -452,7 +452,7 @@ static const struct cfg_field top_fields[] = {
     TOP_FN("matrix", top_stash, CFG_F_INACTIVE),
     TOP_FN("macros", top_stash, 0),
     TOP("startPort", CFG_F_INT, start_port, 1, 65535, NULL, 0),
-    TOP_FN("hooks", top_hooks, CFG_F_INACTIVE),
+    TOP_FN("hooks", top_hooks, 0),
     TOP_CHECK("sendLoadingState", CFG_F_BOOL, 0, 0, CFG_F_INACTIVE),
     TOP("includeAliasesInList", CFG_F_BOOL, include_aliases_in_list, 0, 0, NULL, 0),
     TOP_FN("apiKeys", top_api_keys, 0),
@@ -648,6 +648,7 @@ void cfg_free(struct cfg *cfg)
     free(cfg->listen_host);
     free(cfg->log_level);
     cfg_strv_clear(&cfg->api_keys);
+    cfg_strv_clear(&cfg->preload);
     cfg_strv_clear(&cfg->inactive_keys);
     cfg_strv_clear(&cfg->warnings);
     free(cfg);

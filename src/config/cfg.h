@@ -84,6 +84,8 @@ struct cfg {
     struct cfg_group *groups;
     size_t n_groups;
     struct cfg_limits limits;
+    /* hooks.on_startup.preload: model ids (aliases resolved) started in order at start-up. */
+    struct cfg_strv preload;
     /* Keys recognised but whose feature is not active yet, e.g. "peers", "hooks". */
     struct cfg_strv inactive_keys;
     /* Warnings ("file:line:col: unknown key 'x'"), printed once by the caller. */

@@ -644,11 +644,14 @@ static void check_preload(struct cfg_ctx *ctx, yaml_node_t *list)
     struct cfg_strv ids = {0};
 
     if (cfg_get_strv(ctx, list, "preload", &ids) == 0) {
-        for (size_t i = 0; i < ids.len; i++)
-            if (ids.items[i][strspn(ids.items[i], " \t")] != '\0' &&
-                cfg_find_model(ctx->cfg, ids.items[i]) == NULL)
+        for (size_t i = 0; i < ids.len; i++) {
+            const struct cfg_model *m = cfg_find_model(ctx->cfg, ids.items[i]);
+            if (m != NULL)
+                cfg_strv_push(&ctx->cfg->preload, m->id);
+            else if (ids.items[i][strspn(ids.items[i], " \t")] != '\0')
                 cfg_warn(ctx, cfg_node(ctx, list->data.sequence.items.start[i]),
                          "hooks.on_startup.preload: unknown model '%s' is ignored", ids.items[i]);
+        }
     }
     cfg_strv_clear(&ids);
 }

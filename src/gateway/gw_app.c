@@ -21,7 +21,8 @@
 
 #define STOP_POLL_MS 50
 
-/* A route: exact path, allowed method, handler. */
+/* A route: exact path (or a prefix when it ends in '/'), allowed method ("*": any),
+ * handler. */
 struct route {
     const char *path;
     const char *method;
@@ -80,6 +81,16 @@ static const struct route routes[] = {
     {"/running", "GET", gw_models_running},
     {"/unload", "GET", handle_unload},
     {"/unload", "POST", handle_unload},
+    {"/models", "GET", gw_models_router_list},
+    {"/models/load", "POST", gw_models_load},
+    {"/models/unload", "POST", gw_models_unload},
+    {"/api/models/unload", "POST", gw_models_unload},
+    {"/api/models/unload/", "POST", gw_models_unload},
+    {"/status", "GET", gw_models_status},
+    {"/logs", "GET", gw_logs_handle},
+    {"/logs/stream", "GET", gw_logs_stream},
+    {"/logs/stream/", "GET", gw_logs_stream},
+    {"/upstream/", "*", gw_proxy_upstream},
     {"/v1/chat/completions", "POST", gw_proxy_handle},
     {"/v1/completions", "POST", gw_proxy_handle},
     {"/v1/embeddings", "POST", gw_proxy_handle},
@@ -104,15 +115,18 @@ static void route_request(struct http_request *req, void *arg)
     char allow[64] = "";
 
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        if (strcmp(routes[i].path, path) != 0)
+        size_t n = strlen(routes[i].path);
+        bool is_prefix = routes[i].path[n - 1] == '/';
+        if (is_prefix ? strncmp(routes[i].path, path, n) != 0 || path[n] == '\0'
+                      : strcmp(routes[i].path, path) != 0)
             continue;
         is_known_path = true;
-        if (strcmp(routes[i].method, method) == 0 ||
+        if (strcmp(routes[i].method, "*") == 0 || strcmp(routes[i].method, method) == 0 ||
             (strcmp(method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0)) {
             routes[i].handler(app, req);
             return;
         }
-        size_t n = strlen(allow);
+        n = strlen(allow);
         snprintf(allow + n, sizeof(allow) - n, "%s%s", n > 0 ? ", " : "", routes[i].method);
     }
     if (is_known_path) {
@@ -139,6 +153,7 @@ struct gw_app *gw_app_new(struct event_base *base, struct cfg *cfg, char **cause
     app->base = base;
     app->cfg = cfg;
     app->started_unix_s = ig_unix_s();
+    app->started_ms = ig_now_ms();
     opt.max_body_bytes = cfg->limits.max_body_bytes;
     opt.max_header_bytes = cfg->limits.max_header_bytes;
     opt.idle_timeout_s = cfg->limits.idle_timeout_s;
@@ -155,6 +170,14 @@ struct gw_app *gw_app_new(struct event_base *base, struct cfg *cfg, char **cause
         gw_app_free(app);
         return NULL;
     }
+    app->logs = gw_logs_new(app->mgr);
+    if (app->logs == NULL) {
+        if (cause != NULL)
+            *cause = strdup("out of memory");
+        gw_app_free(app);
+        return NULL;
+    }
+    sup_preload(app->mgr);
     return app;
 }
 
@@ -209,6 +232,7 @@ void gw_app_shutdown(struct gw_app *app, gw_stopped_fn cb, void *arg)
     ig_info("shutting down: %zu request(s) in flight, grace %d s",
             http_server_busy_requests(app->server), app->cfg->limits.shutdown_grace_s);
     http_server_stop_accepting(app->server);
+    gw_logs_close_readers(app->logs);
     app->stop_timer = evtimer_new(app->base, stop_poll_cb, app);
     stop_poll_cb(-1, 0, app);
 }
@@ -218,6 +242,7 @@ void gw_app_free(struct gw_app *app)
     if (app == NULL)
         return;
     http_server_free(app->server);
+    gw_logs_free(app->logs);
     sup_manager_free(app->mgr);
     upstream_pool_free(app->pool);
     if (app->stop_timer != NULL)

@@ -13,6 +13,7 @@ struct http_request;
 struct http_server;
 struct upstream_pool;
 struct sup_manager;
+struct gw_logs;
 
 struct gw_app {
     struct event_base *base;
@@ -20,7 +21,9 @@ struct gw_app {
     struct http_server *server;
     struct upstream_pool *pool;
     struct sup_manager *mgr;
+    struct gw_logs *logs;
     int64_t started_unix_s;
+    uint64_t started_ms;
     /* Graceful shutdown. */
     bool is_stopping;
     uint64_t stop_deadline_ms;
@@ -44,5 +47,36 @@ void gw_models_list(struct gw_app *app, struct http_request *req);
 
 /* GET /running: llama-swap's list of running models. */
 void gw_models_running(struct gw_app *app, struct http_request *req);
+
+/* GET /models: every model with its state, in llama.cpp's router shape. */
+void gw_models_router_list(struct gw_app *app, struct http_request *req);
+
+/* POST /models/load {"model"}: starts a model; answers once it is ready or failed. */
+void gw_models_load(struct gw_app *app, struct http_request *req);
+
+/* POST /models/unload {"model"}, POST /api/models/unload[/MODEL]: stops one model or all. */
+void gw_models_unload(struct gw_app *app, struct http_request *req);
+
+/* GET /status: version, uptime and every model's state and queue. */
+void gw_models_status(struct gw_app *app, struct http_request *req);
+
+/* Creates the log hub: hooks the process log and MGR's model output. NULL when out of
+ * memory; free with gw_logs_free(). */
+struct gw_logs *gw_logs_new(struct sup_manager *mgr);
+
+/* Ends every live log stream (at shutdown, so they do not hold the grace period). */
+void gw_logs_close_readers(struct gw_logs *logs);
+
+/* Unhooks and frees the log hub; NULL is a no-op. */
+void gw_logs_free(struct gw_logs *logs);
+
+/* GET /logs: the combined log history as text. */
+void gw_logs_handle(struct gw_app *app, struct http_request *req);
+
+/* GET /logs/stream[/SOURCE]: history then live log output. */
+void gw_logs_stream(struct gw_app *app, struct http_request *req);
+
+/* ANY /upstream/MODEL/PATH: passes the request to MODEL's server unchanged (starting it). */
+void gw_proxy_upstream(struct gw_app *app, struct http_request *req);
 
 #endif

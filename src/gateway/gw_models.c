@@ -1,7 +1,19 @@
-/* Model listings: OpenAI's /v1/models and llama-swap's /running. */
+/*
+ * Model listings and control: OpenAI's /v1/models, llama-swap's /running and unload API,
+ * llama.cpp's router API (/models, /models/load, /models/unload) and /status.
+ */
 #include "cfg.h"
 #include "gw_internal.h"
+#include "http_server.h"
+#include "ig_json.h"
+#include "ig_time.h"
 #include "sup_manager.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_JSON_DEPTH 16
 
 /* Appends one OpenAI model object for ID describing model M. */
 static void append_model(json_t *data, const char *id, struct sup_model *m, int64_t created)
@@ -45,4 +57,201 @@ void gw_models_list(struct gw_app *app, struct http_request *req)
 void gw_models_running(struct gw_app *app, struct http_request *req)
 {
     gw_reply_json(req, 200, json_pack("{s:o}", "running", sup_running_json(app->mgr)));
+}
+
+/* llama.cpp's router status value for a state: loaded, loading or unloaded. */
+static const char *router_status(enum sup_state state)
+{
+    switch (state) {
+    case SUP_READY:
+        return "loaded";
+    case SUP_STARTING:
+        return "loading";
+    default:
+        return "unloaded";
+    }
+}
+
+/* Returns MODEL's router "status" object: value, plus failed/exit_code/error on failure. */
+static json_t *status_json(const struct sup_model *m)
+{
+    struct sup_model_info info;
+    json_t *status;
+
+    sup_model_info(m, &info);
+    status = json_pack("{s:s}", "value", router_status(info.state));
+    if (status != NULL && info.state == SUP_FAILED) {
+        json_object_set_new(status, "failed", json_true());
+        json_object_set_new(status, "exit_code", json_integer(info.exit_code));
+        if (info.last_error != NULL)
+            json_object_set_new(status, "error", json_string(info.last_error));
+    }
+    return status;
+}
+
+void gw_models_router_list(struct gw_app *app, struct http_request *req)
+{
+    json_t *data = json_array();
+
+    for (size_t i = 0; i < app->cfg->n_models; i++) {
+        const struct cfg_model *c = &app->cfg->models[i];
+        struct sup_model *m = sup_find(app->mgr, c->id);
+        json_t *aliases = json_array();
+        for (size_t a = 0; a < c->aliases.len; a++)
+            json_array_append_new(aliases, json_string(c->aliases.items[a]));
+        json_array_append_new(
+            data, json_pack("{s:s, s:s, s:I, s:s, s:o, s:s, s:o, s:b}", "id", c->id, "object",
+                            "model", "created", (json_int_t)app->started_unix_s, "owned_by",
+                            "infergate", "aliases", aliases, "state",
+                            sup_state_name(sup_model_state(m)), "status", status_json(m),
+                            "unlisted", c->unlisted));
+    }
+    gw_reply_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+}
+
+/* Reads {"model": NAME} from REQ's body and finds the model; answers the error itself. */
+static struct sup_model *model_from_body(struct gw_app *app, struct http_request *req)
+{
+    size_t len = 0;
+    const char *body = http_request_body(req, &len);
+    char err[256], msg[320];
+    json_t *doc = ig_json_parse(body, len, MAX_JSON_DEPTH, err, sizeof(err));
+    const char *name = json_string_value(json_object_get(doc, "model"));
+    struct sup_model *m = NULL;
+
+    if (doc == NULL)
+        gw_reply_error(req, 400, err, "invalid_json", 0);
+    else if (name == NULL || name[0] == '\0')
+        gw_reply_error(req, 400, "you must provide a model parameter", "missing_model", 0);
+    else if ((m = sup_find(app->mgr, name)) == NULL) {
+        snprintf(msg, sizeof(msg), "The model `%.200s` does not exist", name);
+        gw_reply_error(req, 404, msg, "model_not_found", 0);
+    }
+    json_decref(doc);
+    return m;
+}
+
+/* A pending POST /models/load. */
+struct load_call {
+    struct http_request *req;
+    struct sup_waiter *waiter;
+};
+
+/* The load request's client went away: leave the queue. */
+static void on_load_gone(struct http_request *req, void *arg)
+{
+    struct load_call *call = arg;
+    (void)req;
+    sup_waiter_cancel(call->waiter);
+    free(call);
+}
+
+/* Answers a load once the model is ready or failed. */
+static void reply_loaded(struct http_request *req, struct sup_model *m, int status,
+                         const char *message, int retry_after_s)
+{
+    if (status != 0) {
+        gw_reply_error(req, status, message,
+                       status == 429 ? "rate_limit_exceeded" : "model_unavailable",
+                       retry_after_s);
+        return;
+    }
+    sup_release(m); /* a load holds no request: the model idles (and its TTL runs) */
+    gw_reply_json(req, 200,
+                  json_pack("{s:b, s:s, s:s}", "success", 1, "model", sup_model_cfg(m)->id,
+                            "state", sup_state_name(sup_model_state(m))));
+}
+
+/* The manager answered a waiting load. */
+static void on_load_ready(struct sup_model *m, int status, const char *message,
+                          int retry_after_s, void *arg)
+{
+    struct load_call *call = arg;
+    struct http_request *req = call->req;
+
+    free(call);
+    http_request_set_cancel_cb(req, NULL, NULL);
+    reply_loaded(req, m, status, message, retry_after_s);
+}
+
+void gw_models_load(struct gw_app *app, struct http_request *req)
+{
+    struct sup_model *m = model_from_body(app, req);
+    struct load_call *call;
+    int rc;
+
+    if (m == NULL)
+        return;
+    call = calloc(1, sizeof(*call));
+    if (call == NULL) {
+        gw_reply_error(req, 500, "out of memory", "internal_error", 0);
+        return;
+    }
+    call->req = req;
+    rc = sup_acquire(m, on_load_ready, call, &call->waiter);
+    if (rc == 1) {
+        http_request_set_cancel_cb(req, on_load_gone, call);
+        return;
+    }
+    free(call);
+    if (rc == 0)
+        reply_loaded(req, m, 0, NULL, 0);
+    else
+        gw_reply_error(req, 500, "out of memory", "internal_error", 0);
+}
+
+void gw_models_unload(struct gw_app *app, struct http_request *req)
+{
+    const char *path = http_request_path(req);
+    const char *prefix = "/api/models/unload/";
+    struct sup_model *m;
+
+    if (strcmp(path, "/api/models/unload") == 0) {
+        sup_unload_all(app->mgr);
+        gw_reply_json(req, 200, json_pack("{s:b}", "success", 1));
+        return;
+    }
+    if (strncmp(path, prefix, strlen(prefix)) == 0) {
+        m = sup_find(app->mgr, path + strlen(prefix));
+        if (m == NULL) {
+            gw_reply_error(req, 404, "no such model", "model_not_found", 0);
+            return;
+        }
+    } else if ((m = model_from_body(app, req)) == NULL) {
+        return;
+    }
+    sup_unload(m);
+    gw_reply_json(req, 200, json_pack("{s:b, s:s}", "success", 1, "model", sup_model_cfg(m)->id));
+}
+
+void gw_models_status(struct gw_app *app, struct http_request *req)
+{
+    json_t *models = json_array();
+    size_t waiting = 0;
+    int in_flight = 0;
+
+    for (size_t i = 0; i < app->cfg->n_models; i++) {
+        const struct cfg_model *c = &app->cfg->models[i];
+        struct sup_model *m = sup_find(app->mgr, c->id);
+        struct sup_model_info info;
+        json_t *obj;
+
+        sup_model_info(m, &info);
+        waiting += info.waiting;
+        in_flight += info.in_flight;
+        obj = json_pack("{s:s, s:s, s:i, s:i, s:I, s:i, s:b, s:I, s:I, s:I}", "id", c->id,
+                        "state", sup_state_name(info.state), "in_flight", info.in_flight,
+                        "pid", info.pid, "waiting", (json_int_t)info.waiting, "failures",
+                        info.failures, "draining", info.is_draining, "uptime_ms",
+                        (json_int_t)info.uptime_ms, "idle_ms", (json_int_t)info.idle_ms,
+                        "retry_in_ms", (json_int_t)info.retry_in_ms);
+        if (obj != NULL && info.last_error != NULL)
+            json_object_set_new(obj, "last_error", json_string(info.last_error));
+        json_array_append_new(models, obj);
+    }
+    gw_reply_json(req, 200,
+                  json_pack("{s:s, s:I, s:I, s:i, s:I, s:o}", "version", IG_VERSION, "uptime_s",
+                            (json_int_t)((ig_now_ms() - app->started_ms) / 1000), "waiting",
+                            (json_int_t)waiting, "in_flight", in_flight, "children",
+                            (json_int_t)sup_children_alive(app->mgr), "models", models));
 }

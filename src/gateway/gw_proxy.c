@@ -37,6 +37,7 @@ struct gw_call {
     char *rewritten_body; /* owned when the filters changed the body */
     const char *body;
     size_t body_len;
+    const char *upstream_path; /* /upstream/MODEL/PATH: PATH (in the request's path) */
     bool has_model;      /* acquired: sup_release() owed */
     bool is_streaming;   /* response headers sent as a stream */
     int status;
@@ -163,23 +164,41 @@ static void start_upstream(struct gw_call *call)
         .on_headers = on_up_headers, .on_data = on_up_data, .on_done = on_up_done};
     const struct cfg_model *mc = sup_model_cfg(call->model);
     const char *accept = http_request_header(call->req, "accept");
-    char accept_header[256];
-    const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
+    const char *ctype = http_request_header(call->req, "content-type");
+    const char *query = http_request_query(call->req);
+    char accept_header[256], ctype_header[256] = "Content-Type: application/json";
+    const char *headers[3] = {ctype_header, NULL, NULL};
     struct upstream_spec spec = {0};
     size_t plen = strlen(mc->proxy);
+    int n;
 
     if (plen > 0 && mc->proxy[plen - 1] == '/')
         plen--;
-    snprintf(call->url, sizeof(call->url), "%.*s%s", (int)plen, mc->proxy,
-             http_request_path(call->req));
+    if (call->upstream_path != NULL) {
+        n = snprintf(call->url, sizeof(call->url), "%.*s%s%s%s", (int)plen, mc->proxy,
+                     call->upstream_path, query[0] != '\0' ? "?" : "", query);
+        if (ctype != NULL)
+            snprintf(ctype_header, sizeof(ctype_header), "Content-Type: %s", ctype);
+    } else {
+        n = snprintf(call->url, sizeof(call->url), "%.*s%s", (int)plen, mc->proxy,
+                     http_request_path(call->req));
+    }
+    if (n < 0 || (size_t)n >= sizeof(call->url)) {
+        gw_reply_error(call->req, 414, "request URL too long for the upstream", "invalid_request_error", 0);
+        call_free(call);
+        return;
+    }
     if (accept != NULL) {
         snprintf(accept_header, sizeof(accept_header), "Accept: %s", accept);
         headers[1] = accept_header;
     }
-    spec.method = "POST";
+    spec.method = call->upstream_path == NULL ? "POST"
+                  : strcmp(http_request_method(call->req), "HEAD") == 0
+                      ? "GET" /* the head of the GET response is sent, without its body */
+                      : http_request_method(call->req);
     spec.url = call->url;
     spec.headers = headers;
-    spec.body = call->body;
+    spec.body = call->body_len > 0 || strcmp(spec.method, "POST") == 0 ? call->body : NULL;
     spec.body_len = call->body_len;
     spec.timeout_ms = (long)call->app->cfg->limits.request_timeout_s * 1000;
     spec.connect_timeout_ms = 5000;
@@ -281,13 +300,12 @@ out:
     return call;
 }
 
-void gw_proxy_handle(struct gw_app *app, struct http_request *req)
+/* Waits for the call's model, then sends the call upstream. */
+static void dispatch_call(struct gw_call *call)
 {
-    struct gw_call *call = prepare_call(app, req);
+    struct http_request *req = call->req;
     int rc;
 
-    if (call == NULL)
-        return;
     http_request_set_cancel_cb(req, on_client_gone, call);
     http_request_set_drain_cb(req, on_client_drained, call);
     rc = sup_acquire(call->model, on_model_ready, call, &call->waiter);
@@ -298,4 +316,62 @@ void gw_proxy_handle(struct gw_app *app, struct http_request *req)
         gw_reply_error(req, 500, ig_strerror(rc), "internal_error", 0);
         call_free(call);
     }
+}
+
+void gw_proxy_handle(struct gw_app *app, struct http_request *req)
+{
+    struct gw_call *call = prepare_call(app, req);
+
+    if (call != NULL)
+        dispatch_call(call);
+}
+
+/* Finds the model named by the longest leading segments of NAME_PATH ("org/model/v1/x"
+ * can name model "org/model"); sets *REST to what follows it ("/v1/x" or ""). */
+static struct sup_model *model_in_path(struct gw_app *app, const char *name_path,
+                                       const char **rest)
+{
+    struct sup_model *found = NULL;
+    char name[512];
+    size_t len = strlen(name_path);
+
+    for (size_t end = 0; end <= len && end < sizeof(name); end++) {
+        if (end < len && name_path[end] != '/')
+            continue;
+        memcpy(name, name_path, end);
+        name[end] = '\0';
+        struct sup_model *m = end > 0 ? sup_find(app->mgr, name) : NULL;
+        if (m != NULL) {
+            found = m;
+            *rest = name_path + end;
+        }
+    }
+    return found;
+}
+
+void gw_proxy_upstream(struct gw_app *app, struct http_request *req)
+{
+    const char *rest = "";
+    struct sup_model *model = model_in_path(app, http_request_path(req) + strlen("/upstream/"), &rest);
+    struct gw_call *call;
+
+    if (model == NULL) {
+        gw_reply_error(req, 404, "no model matches the path after /upstream/", "model_not_found", 0);
+        return;
+    }
+    if (sup_model_cfg(model)->proxy == NULL) {
+        gw_reply_error(req, 400, "this model has no upstream to pass requests to", "invalid_request_error", 0);
+        return;
+    }
+    call = calloc(1, sizeof(*call));
+    if (call == NULL) {
+        gw_reply_error(req, 500, "out of memory", "internal_error", 0);
+        return;
+    }
+    call->app = app;
+    call->req = req;
+    call->model = model;
+    call->body = http_request_body(req, &call->body_len);
+    call->upstream_path = rest[0] != '\0' ? rest : "/";
+    dispatch_call(call);
 }

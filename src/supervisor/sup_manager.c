@@ -40,6 +40,10 @@
 #define STOP_GRACE_S 10
 #define ERROR_TAIL_LINES 8
 #define SHUTDOWN_POLL_MS 20
+#define BACKOFF_FIRST_MS 1000u     /* second retry in a row waits this long, then doubles */
+#define BACKOFF_MAX_MS 60000u
+#define BACKOFF_RESET_MS 60000u    /* ready this long before a crash: not a crash loop */
+#define BACKOFF_MARGIN_MS 500u     /* least time left in the queue after a back-off ends */
 
 struct sup_waiter {
     struct sup_model *model;
@@ -75,6 +79,11 @@ struct sup_model {
     struct event *ttl_timer;
     uint64_t start_deadline_ms;
     uint64_t started_ms;
+    uint64_t ready_ms;         /* when it last became ready */
+    uint64_t last_used_ms;     /* when a request last ended (or started) */
+    uint64_t retry_after_ms;   /* crash back-off: no start before this */
+    int failures;              /* consecutive failed starts and crashes */
+    int exit_status;           /* raw wait status of the last exit; -1 when none */
     char *health_url;
     char *last_error;
 };
@@ -87,6 +96,9 @@ struct sup_manager {
     struct sup_model *models;
     size_t n_models;
     struct event *schedule_ev;
+    struct event *backoff_ev; /* re-runs the scheduling pass when a back-off ends */
+    sup_model_output_fn output_cb;
+    void *output_arg;
     bool is_shutting_down;
     sup_stopped_fn stopped_cb;
     void *stopped_arg;
@@ -202,10 +214,37 @@ static void cancel_health(struct sup_model *m)
     }
 }
 
+/* Returns how long a request may wait in a model's queue, in seconds. */
+static int queue_wait_s(const struct sup_manager *mgr)
+{
+    return mgr->cfg->limits.queue_timeout_s > 0 ? mgr->cfg->limits.queue_timeout_s
+                                                : mgr->cfg->health_check_timeout_s;
+}
+
+/* Counts a failed start or a crash and sets the back-off before the next start: the first
+ * retry is immediate, then 1 s, 2 s, 4 s ... up to BACKOFF_MAX_MS. A model that had been
+ * ready for BACKOFF_RESET_MS before it crashed starts counting afresh. */
+static void count_failure(struct sup_model *m)
+{
+    uint64_t now = ig_now_ms(), delay = 0;
+
+    if (m->ready_ms != 0 && now - m->ready_ms >= BACKOFF_RESET_MS)
+        m->failures = 0;
+    m->failures++;
+    if (m->failures >= 2) {
+        int shift = m->failures - 2 < 6 ? m->failures - 2 : 6;
+        delay = (uint64_t)BACKOFF_FIRST_MS << shift;
+        if (delay > BACKOFF_MAX_MS)
+            delay = BACKOFF_MAX_MS;
+    }
+    m->retry_after_ms = now + delay;
+}
+
 /* Marks a start as failed: fails waiters with 502, stops what runs. */
 static void fail_start(struct sup_model *m, const char *reason)
 {
     set_error(m, reason);
+    count_failure(m);
     cancel_health(m);
     m->has_failed = true;
     if (m->proc != NULL) {
@@ -225,6 +264,7 @@ static void on_exit_cb(struct sup_proc *proc, int status, void *arg)
     (void)proc;
 
     m->proc = NULL;
+    m->exit_status = status;
     cancel_health(m);
     evtimer_del(m->kill_timer);
     if (WIFEXITED(status))
@@ -233,12 +273,16 @@ static void on_exit_cb(struct sup_proc *proc, int status, void *arg)
         snprintf(reason, sizeof(reason), "process killed by signal %d", WTERMSIG(status));
     if (m->state == SUP_STARTING) {
         set_error(m, reason);
+        count_failure(m);
         set_state(m, SUP_FAILED);
         fail_waiters(m, 502, m->last_error != NULL ? m->last_error : reason, 0);
     } else if (m->state == SUP_READY) {
         set_error(m, reason);
+        count_failure(m);
         set_state(m, SUP_FAILED);
     } else {
+        if (!m->has_failed && m->ready_ms != 0)
+            m->failures = 0; /* a requested stop of a model that had been ready */
         set_state(m, m->has_failed ? SUP_FAILED : SUP_UNLOADED);
     }
     m->is_draining = false;
@@ -246,10 +290,12 @@ static void on_exit_cb(struct sup_proc *proc, int status, void *arg)
     request_schedule(m->mgr);
 }
 
-/* Logs child output at debug level. */
+/* Passes child output to the output hook and logs it at debug level. */
 static void on_output_cb(const char *data, size_t len, void *arg)
 {
     struct sup_model *m = arg;
+    if (m->mgr->output_cb != NULL)
+        m->mgr->output_cb(m, data, len, m->mgr->output_arg);
     if (ig_log_enabled(IG_LOG_DEBUG))
         ig_debug("[%s] %.*s", m->cfg->id, (int)(len > 0 && data[len - 1] == '\n' ? len - 1 : len),
                  data);
@@ -261,8 +307,10 @@ static void become_ready(struct sup_model *m)
     cancel_health(m);
     free(m->last_error);
     m->last_error = NULL;
+    m->ready_ms = ig_now_ms();
+    m->last_used_ms = m->ready_ms;
     ig_info("model %s: ready in %llu ms", m->cfg->id,
-            (unsigned long long)(ig_now_ms() - m->started_ms));
+            (unsigned long long)(m->ready_ms - m->started_ms));
     set_state(m, SUP_READY);
     request_schedule(m->mgr);
 }
@@ -333,6 +381,7 @@ static void model_start(struct sup_model *m)
     m->last_error = NULL;
     m->has_failed = false;
     m->started_ms = ig_now_ms();
+    m->ready_ms = 0;
     if (m->cfg->cmd == NULL) {
         set_state(m, SUP_READY);
         request_schedule(m->mgr);
@@ -457,18 +506,30 @@ static void ttl_timer_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Returns the model whose oldest waiter is the oldest of all that cannot be served now. */
+/* Returns the model whose oldest waiter is the oldest of all that cannot be served now,
+ * leaving out models in a crash back-off (the pass runs again when the first one ends). */
 static struct sup_model *pick_winner(struct sup_manager *mgr)
 {
     struct sup_model *winner = NULL;
+    uint64_t now = ig_now_ms(), next_retry_ms = 0;
 
     for (size_t i = 0; i < mgr->n_models; i++) {
         struct sup_model *m = &mgr->models[i];
         if (TAILQ_EMPTY(&m->waiters) || (m->state == SUP_READY && !m->is_draining))
             continue;
+        if (!is_running(m) && m->retry_after_ms > now) {
+            if (next_retry_ms == 0 || m->retry_after_ms < next_retry_ms)
+                next_retry_ms = m->retry_after_ms;
+            continue;
+        }
         if (winner == NULL ||
             TAILQ_FIRST(&m->waiters)->enqueued_ms < TAILQ_FIRST(&winner->waiters)->enqueued_ms)
             winner = m;
+    }
+    if (next_retry_ms != 0) {
+        struct timeval tv = {(time_t)((next_retry_ms - now) / 1000),
+                             (suseconds_t)((next_retry_ms - now) % 1000 * 1000)};
+        evtimer_add(mgr->backoff_ev, &tv);
     }
     return winner;
 }
@@ -528,9 +589,7 @@ static int enqueue(struct sup_model *m, sup_ready_fn cb, void *arg, struct sup_w
                    int fail_status, const char *fail_message, int retry_s)
 {
     struct sup_waiter *w = calloc(1, sizeof(*w));
-    int wait_s = m->mgr->cfg->limits.queue_timeout_s > 0 ? m->mgr->cfg->limits.queue_timeout_s
-                                                         : m->mgr->cfg->health_check_timeout_s;
-    struct timeval tv = {fail_status != 0 ? 0 : wait_s, 0};
+    struct timeval tv = {fail_status != 0 ? 0 : queue_wait_s(m->mgr), 0};
 
     if (w == NULL)
         return IG_ENOMEM;
@@ -572,6 +631,21 @@ int sup_acquire(struct sup_model *m, sup_ready_fn cb, void *arg, struct sup_wait
                        1);
     if ((int)m->n_waiters >= cfg->limits.queue_length)
         return enqueue(m, cb, arg, waiter, 503, "too many requests waiting for this model", 1);
+    /* A request waits out a back-off only when the start can begin a while before its own
+     * queue deadline; otherwise waiting would end in a time-out anyway. */
+    uint64_t now = ig_now_ms(), wait_ms = (uint64_t)queue_wait_s(m->mgr) * 1000u;
+    uint64_t margin_ms = wait_ms / 2 < BACKOFF_MARGIN_MS ? wait_ms / 2 : BACKOFF_MARGIN_MS;
+    if (!is_running(m) && m->retry_after_ms + margin_ms > now + wait_ms) {
+        char *text = NULL;
+        int retry_s = (int)((m->retry_after_ms - now + 999) / 1000);
+        if (asprintf(&text, "model %s failed %d times in a row; next start in %d s; last error: %s",
+                     m->cfg->id, m->failures, retry_s,
+                     m->last_error != NULL ? m->last_error : "unknown") < 0)
+            text = NULL;
+        int rc = enqueue(m, cb, arg, waiter, 503, text != NULL ? text : "model back-off", retry_s);
+        free(text);
+        return rc;
+    }
     return enqueue(m, cb, arg, waiter, 0, NULL, 0);
 }
 
@@ -583,6 +657,7 @@ void sup_waiter_cancel(struct sup_waiter *waiter)
 void sup_release(struct sup_model *m)
 {
     m->in_flight--;
+    m->last_used_ms = ig_now_ms();
     if (m->in_flight > 0)
         return;
     if (m->is_draining || !TAILQ_EMPTY(&m->waiters)) {
@@ -596,12 +671,80 @@ void sup_release(struct sup_model *m)
     }
 }
 
+void sup_unload(struct sup_model *m)
+{
+    if (is_running(m)) {
+        m->is_unload_requested = true;
+    } else if (m->state == SUP_FAILED) {
+        set_state(m, SUP_UNLOADED); /* the operator cleared it: no back-off either */
+        m->failures = 0;
+        m->retry_after_ms = 0;
+    }
+    request_schedule(m->mgr);
+}
+
 void sup_unload_all(struct sup_manager *mgr)
 {
     for (size_t i = 0; i < mgr->n_models; i++)
-        if (is_running(&mgr->models[i]))
-            mgr->models[i].is_unload_requested = true;
-    request_schedule(mgr);
+        sup_unload(&mgr->models[i]);
+}
+
+/* A preload got its model (or failed): it holds no request. */
+static void on_preload_ready(struct sup_model *m, int status, const char *message,
+                             int retry_after_s, void *arg)
+{
+    (void)retry_after_s;
+    (void)arg;
+    if (status == 0)
+        sup_release(m);
+    else
+        ig_warn("preload of model %s failed: %s", m->cfg->id, message);
+}
+
+void sup_preload(struct sup_manager *mgr)
+{
+    for (size_t i = 0; i < mgr->cfg->preload.len; i++) {
+        struct sup_model *m = sup_find(mgr, mgr->cfg->preload.items[i]);
+        struct sup_waiter *waiter;
+        if (m == NULL)
+            continue;
+        ig_info("preloading model %s", m->cfg->id);
+        if (sup_acquire(m, on_preload_ready, NULL, &waiter) == 0)
+            sup_release(m);
+    }
+}
+
+void sup_set_output_hook(struct sup_manager *mgr, sup_model_output_fn cb, void *arg)
+{
+    mgr->output_cb = cb;
+    mgr->output_arg = arg;
+}
+
+void sup_model_info(const struct sup_model *m, struct sup_model_info *out)
+{
+    uint64_t now = ig_now_ms();
+
+    memset(out, 0, sizeof(*out));
+    out->state = m->state;
+    out->pid = m->proc != NULL ? (int)sup_proc_pid(m->proc) : 0;
+    out->in_flight = m->in_flight;
+    out->waiting = m->n_waiters;
+    out->failures = m->failures;
+    out->is_draining = m->is_draining;
+    out->last_error = m->last_error;
+    out->exit_code = m->exit_status < 0 ? -1
+                     : WIFEXITED(m->exit_status) ? WEXITSTATUS(m->exit_status)
+                                                  : 128 + WTERMSIG(m->exit_status);
+    out->retry_in_ms = m->retry_after_ms > now && !is_running(m) ? m->retry_after_ms - now : 0;
+    out->uptime_ms = m->state == SUP_READY && m->ready_ms != 0 ? now - m->ready_ms : 0;
+    out->idle_ms = m->state == SUP_READY && m->in_flight == 0 && m->last_used_ms != 0
+                       ? now - m->last_used_ms
+                       : 0;
+}
+
+char *sup_model_log_tail(const struct sup_model *m, size_t max_lines)
+{
+    return sup_ring_tail(m->ring, max_lines);
 }
 
 /* Polls during shutdown until every child (cmdStop helpers too) exited, then reports. */
@@ -647,6 +790,7 @@ static int model_init(struct sup_manager *mgr, size_t i)
     m->mgr = mgr;
     m->cfg = c;
     m->group = cfg_model_group(mgr->cfg, c->id);
+    m->exit_status = -1;
     TAILQ_INIT(&m->waiters);
     m->ring = sup_ring_new(RING_BYTES);
     m->health_timer = evtimer_new(mgr->base, health_timer_cb, m);
@@ -675,11 +819,12 @@ struct sup_manager *sup_manager_new(struct event_base *base, struct upstream_poo
     mgr->cfg = cfg;
     mgr->procs = sup_procs_new(base);
     mgr->schedule_ev = event_new(base, -1, 0, schedule_cb, mgr);
+    mgr->backoff_ev = evtimer_new(base, schedule_cb, mgr);
     mgr->stopped_ev = evtimer_new(base, stopped_cb, mgr);
     mgr->n_models = cfg->n_models;
     mgr->models = calloc(cfg->n_models > 0 ? cfg->n_models : 1, sizeof(*mgr->models));
-    if (mgr->procs == NULL || mgr->schedule_ev == NULL || mgr->stopped_ev == NULL ||
-        mgr->models == NULL)
+    if (mgr->procs == NULL || mgr->schedule_ev == NULL || mgr->backoff_ev == NULL ||
+        mgr->stopped_ev == NULL || mgr->models == NULL)
         goto fail;
     for (size_t i = 0; i < mgr->n_models; i++)
         if (model_init(mgr, i) != 0)
@@ -723,6 +868,8 @@ void sup_manager_free(struct sup_manager *mgr)
     sup_procs_free(mgr->procs);
     if (mgr->schedule_ev != NULL)
         event_free(mgr->schedule_ev);
+    if (mgr->backoff_ev != NULL)
+        event_free(mgr->backoff_ev);
     if (mgr->stopped_ev != NULL)
         event_free(mgr->stopped_ev);
     free(mgr->models);

@@ -13,6 +13,8 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct event_base;
 struct upstream_pool;
@@ -28,6 +30,24 @@ enum sup_state { SUP_UNLOADED, SUP_STARTING, SUP_READY, SUP_STOPPING, SUP_FAILED
  * (429, 502, 503) and MESSAGE (borrowed, valid during the callback). */
 typedef void (*sup_ready_fn)(struct sup_model *model, int status, const char *message,
                              int retry_after_s, void *arg);
+
+/* Receives output of a model's process as it arrives (DATA borrowed). */
+typedef void (*sup_model_output_fn)(struct sup_model *model, const char *data, size_t len, void *arg);
+
+/* A snapshot of one model for status pages; strings borrowed until the next event. */
+struct sup_model_info {
+    enum sup_state state;
+    int pid;               /* 0 when no process */
+    int in_flight;         /* requests being served */
+    size_t waiting;        /* requests queued */
+    int failures;          /* consecutive failed starts or crashes */
+    bool is_draining;      /* stopping once its requests end */
+    int exit_code;         /* of the last exit: status, 128+signal, or -1 when none */
+    const char *last_error; /* why it failed, with its last output lines; NULL when fine */
+    uint64_t retry_in_ms;  /* crash back-off left before the next start */
+    uint64_t uptime_ms;    /* time since it became ready (0 unless ready) */
+    uint64_t idle_ms;      /* time since its last request ended (0 unless ready and idle) */
+};
 
 /* Called once when shutdown finished (every child exited). */
 typedef void (*sup_stopped_fn)(void *arg);
@@ -67,8 +87,24 @@ void sup_waiter_cancel(struct sup_waiter *waiter);
 /* Ends a request that acquired MODEL. */
 void sup_release(struct sup_model *model);
 
+/* Stops MODEL (now when idle, else when its requests end); clears a failed state. */
+void sup_unload(struct sup_model *model);
+
 /* Stops every model (idle ones now, busy ones when their requests end). */
 void sup_unload_all(struct sup_manager *mgr);
+
+/* Starts the models of hooks.on_startup.preload in order, as if each got a request. */
+void sup_preload(struct sup_manager *mgr);
+
+/* Sets the hook receiving every model's process output (one hook; NULL removes it). */
+void sup_set_output_hook(struct sup_manager *mgr, sup_model_output_fn cb, void *arg);
+
+/* Fills OUT with a snapshot of MODEL. */
+void sup_model_info(const struct sup_model *model, struct sup_model_info *out);
+
+/* Returns a malloc'd copy of the last MAX_LINES lines MODEL's process wrote (caller frees),
+ * or NULL when out of memory. */
+char *sup_model_log_tail(const struct sup_model *model, size_t max_lines);
 
 /* Fails waiting requests, stops every child (SIGTERM, then SIGKILL after the grace) and
  * calls CB when all have exited. */

@@ -205,7 +205,9 @@ static void test_cfg_llama_swap_style_config_loads(void **state)
     assert_true(is_inactive(cfg, "profiles"));
     assert_true(is_inactive(cfg, "selectors"));
     assert_true(is_inactive(cfg, "routing"));
-    assert_true(is_inactive(cfg, "hooks"));
+    assert_false(is_inactive(cfg, "hooks"));
+    assert_int_equal(cfg->preload.len, 1);
+    assert_string_equal(cfg->preload.items[0], "small-model");
     cfg_free(cfg);
 }
 

@@ -1,0 +1,248 @@
+// Model lifecycle over the API: llama.cpp's router endpoints (/models, /models/load,
+// /models/unload), llama-swap's unload API, /status, crash detection and back-off,
+// /logs and /logs/stream, and /upstream/MODEL/... passthrough.
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import {
+  FAKE,
+  assertErrorShape,
+  attachOutput,
+  deadline,
+  fakeCmd,
+  pidGone,
+  startGateway,
+  suiteScope,
+  waitFor,
+} from './lib/harness.mjs';
+
+const MESSAGES = [{ role: 'user', content: 'hi' }];
+
+/** Opens GET PATH as a live text stream; returns {text(), close(), status}. */
+function openTextStream(port, path) {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const req = http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      res.setEncoding('utf8');
+      res.on('data', (d) => (text += d));
+      res.on('error', () => {});
+      resolve({ status: res.statusCode, headers: res.headers, text: () => text, close: () => req.destroy() });
+    });
+    req.on('error', reject);
+  });
+}
+
+describe('lifecycle API', () => {
+  const scope = suiteScope();
+  let gw;
+
+  before(async () => {
+    gw = await startGateway(scope.t, {
+      models: {
+        alpha: { cmd: fakeCmd('alpha'), aliases: ['a1'] },
+        // Prints a marker line before it serves, so its output shows in the logs.
+        talker: { cmd: `/bin/sh -c "echo talker-says-hello; exec ${FAKE} --port \${PORT} --model talker"` },
+        slow: { cmd: fakeCmd('slow', ['--startup-ms', 300]) },
+        broken: { cmd: fakeCmd('broken', ['--no-such-flag']) },
+        'org/nested': { cmd: fakeCmd('nested') },
+      },
+      extra: {
+        groups: { all: { swap: false, exclusive: false, members: ['alpha', 'talker', 'slow', 'broken', 'org/nested'] } },
+        limits: { queue_timeout_s: 2 },
+      },
+    });
+  });
+  after(scope.cleanup);
+
+  const guarded = (body) => async () => {
+    try {
+      await body();
+    } catch (e) {
+      throw attachOutput(e, gw);
+    }
+  };
+  const routerModel = async (id) => (await gw.request('/models')).json.data.find((m) => m.id === id);
+  const statusModel = async (id) => (await gw.request('/status')).json.models.find((m) => m.id === id);
+
+  test('/models lists every model in the router shape; /models/load waits until it is loaded', guarded(async () => {
+    const list = await gw.request('/models');
+    assert.equal(list.status, 200);
+    assert.equal(list.json.object, 'list');
+    assert.deepEqual(list.json.data.map((m) => m.id).sort(), ['alpha', 'broken', 'org/nested', 'slow', 'talker']);
+    assert.deepEqual((await routerModel('slow')).status, { value: 'unloaded' });
+
+    const loading = gw.request('/models/load', { method: 'POST', body: { model: 'slow' } });
+    await waitFor(async () => (await routerModel('slow')).status.value === 'loading', {
+      timeoutMs: deadline(5000), message: 'slow shows loading',
+    });
+    const r = await loading;
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.json, { success: true, model: 'slow', state: 'ready' });
+    assert.equal((await routerModel('slow')).status.value, 'loaded');
+    const st = await statusModel('slow');
+    assert.equal(st.state, 'ready');
+    assert.ok(st.pid > 0, 'a loaded model has a pid');
+    assert.equal(st.in_flight, 0, 'a load holds no request');
+
+    const un = await gw.request('/models/unload', { method: 'POST', body: { model: 'slow' } });
+    assert.deepEqual(un.json, { success: true, model: 'slow' });
+    await waitFor(async () => (await routerModel('slow')).status.value === 'unloaded', {
+      timeoutMs: deadline(5000), message: 'slow unloaded',
+    });
+    await waitFor(() => pidGone(st.pid), { timeoutMs: deadline(5000), message: 'its process exited' });
+  }));
+
+  test('load and unload errors use the OpenAI error shape', guarded(async () => {
+    assertErrorShape(assert, await gw.request('/models/load', { method: 'POST', body: { model: 'nope' } }), 404);
+    assertErrorShape(assert, await gw.request('/models/load', { method: 'POST', body: {} }), 400);
+    assertErrorShape(assert, await gw.request('/models/load', { method: 'POST', body: '{"model":' }), 400);
+    assertErrorShape(assert, await gw.request('/models/unload', { method: 'POST', body: { model: 'nope' } }), 404);
+    assertErrorShape(assert, await gw.request('/api/models/unload/nope', { method: 'POST' }), 404);
+    assertErrorShape(assert, await gw.request('/models/load', { method: 'GET' }), 405);
+  }));
+
+  test('llama-swap\'s /api/models/unload stops one model by path, or all', guarded(async () => {
+    for (const model of ['alpha', 'a1']) {
+      const r = await gw.request('/models/load', { method: 'POST', body: { model } });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.model, 'alpha', 'an alias loads its model');
+    }
+    assert.equal((await gw.request('/models/load', { method: 'POST', body: { model: 'talker' } })).status, 200);
+    const one = await gw.request('/api/models/unload/alpha', { method: 'POST' });
+    assert.equal(one.status, 200);
+    await waitFor(async () => (await statusModel('alpha')).state === 'unloaded', { timeoutMs: deadline(5000), message: 'alpha unloaded' });
+    assert.equal((await statusModel('talker')).state, 'ready', 'the other model keeps running');
+    const all = await gw.request('/api/models/unload', { method: 'POST' });
+    assert.equal(all.status, 200);
+    await waitFor(async () => (await gw.request('/status')).json.children === 0, { timeoutMs: deadline(5000), message: 'no children' });
+  }));
+
+  test('a crashed model is seen at once, shows failed, and the next request restarts it', guarded(async () => {
+    const client = gw.client();
+    await client.chat.completions.create({ model: 'alpha', messages: MESSAGES, max_tokens: 2 });
+    const { pid } = await statusModel('alpha');
+    process.kill(pid, 'SIGKILL');
+    await waitFor(async () => (await statusModel('alpha')).state === 'failed', { timeoutMs: deadline(3000), message: 'alpha failed' });
+    const failed = await routerModel('alpha');
+    assert.equal(failed.status.failed, true);
+    assert.equal(failed.status.exit_code, 128 + 9, 'killed by signal 9');
+    const res = await client.chat.completions.create({ model: 'alpha', messages: MESSAGES, max_tokens: 2 });
+    assert.equal(res.choices[0].message.role, 'assistant');
+    const st = await statusModel('alpha');
+    assert.equal(st.state, 'ready');
+    assert.notEqual(st.pid, pid);
+  }));
+
+  test('repeated start failures back off: beyond the queue wait the client gets 503 with Retry-After at once', guarded(async () => {
+    const body = { model: 'broken', messages: MESSAGES };
+    const first = await gw.request('/v1/chat/completions', { method: 'POST', body });
+    assertErrorShape(assert, first, 502);
+    const second = await gw.request('/v1/chat/completions', { method: 'POST', body });
+    assertErrorShape(assert, second, 502); // the first retry is immediate
+    const third = await gw.request('/v1/chat/completions', { method: 'POST', body });
+    assertErrorShape(assert, third, 502); // waited out the 1 s back-off within the 2 s queue bound
+    const t0 = Date.now();
+    const fourth = await gw.request('/v1/chat/completions', { method: 'POST', body });
+    const e = assertErrorShape(assert, fourth, 503);
+    assert.ok(Date.now() - t0 < deadline(1000), 'answered without waiting');
+    assert.match(e.message, /failed 3 times in a row; next start in \d+ s; last error: .*no-such-flag/);
+    assert.ok(Number(fourth.headers['retry-after']) >= 1);
+    const st = await statusModel('broken');
+    assert.equal(st.failures, 3);
+    assert.ok(st.retry_in_ms > 0);
+    assert.match(st.last_error, /exited with status 2/);
+    const starts = gw.output().match(/model broken: started pid/g) ?? [];
+    assert.equal(starts.length, 3, 'no start during the back-off');
+
+    // An operator's unload clears the failed state and the back-off.
+    await gw.request('/models/unload', { method: 'POST', body: { model: 'broken' } });
+    const cleared = await statusModel('broken');
+    assert.equal(cleared.state, 'unloaded');
+    assert.equal(cleared.failures, 0);
+    assert.equal(cleared.retry_in_ms, 0);
+  }));
+
+  test('/logs has the gateway\'s lines and model output; /logs/stream/MODEL follows one model live', guarded(async () => {
+    const stream = await openTextStream(gw.port, '/logs/stream/talker?no-history');
+    const all = await openTextStream(gw.port, '/logs/stream');
+    try {
+      assert.equal(stream.status, 200);
+      assert.match(stream.headers['content-type'], /^text\/plain/);
+      await gw.request('/api/models/unload/talker', { method: 'POST' });
+      await waitFor(async () => (await statusModel('talker')).state === 'unloaded', { timeoutMs: deadline(5000), message: 'talker unloaded' });
+      assert.equal((await gw.request('/models/load', { method: 'POST', body: { model: 'talker' } })).status, 200);
+      await waitFor(() => stream.text().includes('talker-says-hello'), { timeoutMs: deadline(5000), message: 'the live line on the model stream' });
+      assert.doesNotMatch(stream.text(), /model talker: started pid/, 'a model stream has only the model\'s output');
+      await waitFor(() => /\[talker\] talker-says-hello/.test(all.text()) && /model talker: started pid/.test(all.text()), {
+        timeoutMs: deadline(5000), message: 'the combined stream has both, model lines prefixed',
+      });
+      const logs = await gw.request('/logs');
+      assert.equal(logs.status, 200);
+      assert.match(logs.text, /\[talker\] talker-says-hello/);
+      assert.match(logs.text, /INFO +model talker: ready in \d+ ms/);
+      const proxyOnly = await gw.request('/logs/stream/proxy', { timeoutMs: 300 }).catch((e) => e);
+      assert.ok(proxyOnly instanceof Error, 'a log stream stays open');
+      assertErrorShape(assert, await gw.request('/logs/stream/no-such-source'), 400);
+    } finally {
+      stream.close();
+      all.close();
+    }
+  }));
+
+  test('/upstream/MODEL/PATH passes any request to the model\'s server, starting it; ids with "/" work', guarded(async () => {
+    await gw.request('/api/models/unload', { method: 'POST' });
+    const health = await gw.request('/upstream/org/nested/health');
+    assert.equal(health.status, 200, health.text);
+    assert.equal((await statusModel('org/nested')).state, 'ready', 'the request started the model');
+    const props = await gw.request('/upstream/a1/v1/chat/completions', { method: 'POST', body: { messages: MESSAGES, max_tokens: 2 } });
+    assert.equal(props.status, 200, props.text);
+    assert.equal(props.json.object, 'chat.completion');
+    assertErrorShape(assert, await gw.request('/upstream/no-such-model/health'), 404);
+    assertErrorShape(assert, await gw.request('/upstream/'), 404);
+  }));
+
+  test('/status reports the server and every model', guarded(async () => {
+    const r = await gw.request('/status');
+    assert.equal(r.status, 200);
+    assert.match(r.json.version, /^\d+\.\d+\.\d+/);
+    assert.ok(r.json.uptime_s >= 0);
+    assert.equal(r.json.models.length, 5);
+    for (const m of r.json.models) {
+      assert.ok(['unloaded', 'starting', 'ready', 'stopping', 'failed'].includes(m.state), m.state);
+      for (const k of ['in_flight', 'waiting', 'failures', 'pid', 'uptime_ms', 'idle_ms', 'retry_in_ms']) assert.equal(typeof m[k], 'number', k);
+    }
+  }));
+});
+
+describe('hooks.on_startup.preload', () => {
+  const scope = suiteScope();
+  after(scope.cleanup);
+
+  test('preloaded models start without a request; under swap rules the last one stays', async () => {
+    const gw = await startGateway(scope.t, {
+      models: {
+        one: { cmd: fakeCmd('one'), aliases: ['first'] },
+        two: { cmd: fakeCmd('two') },
+        three: { cmd: fakeCmd('three') },
+      },
+      extra: {
+        groups: { side: { swap: false, exclusive: false, members: ['one', 'two'] } },
+        hooks: { on_startup: { preload: ['first', 'two', 'three', 'no-such-model'] } },
+      },
+    });
+    try {
+      const state = async () => Object.fromEntries((await gw.request('/status')).json.models.map((m) => [m.id, m.state]));
+      // "three" is in the default (swap, exclusive) group: it is started after one and two and
+      // stops them; that is llama-swap's behaviour for conflicting preloads.
+      await waitFor(async () => (await state()).three === 'ready', { timeoutMs: deadline(10000), message: 'three preloaded' });
+      await waitFor(async () => {
+        const s = await state();
+        return s.one === 'unloaded' && s.two === 'unloaded';
+      }, { timeoutMs: deadline(10000), message: 'the earlier preloads were swapped out' });
+      assert.match(gw.output(), /model one: started pid[\s\S]*model two: started pid[\s\S]*model three: started pid/, 'started in order');
+      assert.match(gw.output(), /preload: unknown model 'no-such-model' is ignored/);
+    } catch (e) {
+      throw attachOutput(e, gw);
+    }
+  });
+});
