@@ -443,7 +443,7 @@ static const struct cfg_field top_fields[] = {
     TOP_FN("ui", top_ui, CFG_F_INACTIVE),
     TOP_FN("performance", top_performance, CFG_F_INACTIVE),
     TOP("globalTTL", CFG_F_INT, global_ttl_s, 0, CFG_MAX_SECONDS, NULL, 0),
-    TOP_CHECK("unloadTimeout", CFG_F_INT, 0, CFG_MAX_SECONDS, CFG_F_INACTIVE),
+    TOP("unloadTimeout", CFG_F_INT, unload_timeout_s, 0, CFG_MAX_SECONDS, NULL, 0),
     TOP_FN("models", top_stash, 0),
     TOP_FN("profiles", top_stash, CFG_F_INACTIVE),
     TOP_FN("selectors", top_stash, CFG_F_INACTIVE),
@@ -483,6 +483,7 @@ static struct cfg *cfg_defaults(const char *name)
     cfg->listen_port = 8080;
     cfg->health_check_timeout_s = 120;
     cfg->start_port = 5800;
+    cfg->unload_timeout_s = 10;
     cfg->limits = (struct cfg_limits){16u << 20, 64u << 10, 600, 60, 64, 0, 10};
     if (cfg->path == NULL || cfg->listen_host == NULL || cfg->log_level == NULL) {
         cfg_free(cfg);

@@ -46,6 +46,7 @@ struct cfg_model {
      * `ttl: -1` or no ttl takes globalTTL (itself 0 = never by default), `ttl: 0` never
      * unloads even when globalTTL is set, ttl < -1 is an error. Never negative here. */
     int ttl_s;
+    int unload_timeout_s; /* unloadTimeout; 0 in the file takes the global value */
     bool unlisted;
     int concurrency_limit; /* 0 = no limit */
     /* ${PORT}: models whose cmd (after macros) uses ${PORT} get startPort, startPort+1, ...
@@ -76,6 +77,7 @@ struct cfg {
     int health_check_timeout_s; /* default 120 */
     char *log_level;            /* "debug" | "info" | "warn" | "error"; default "info" */
     int global_ttl_s;           /* default 0 (never) */
+    int unload_timeout_s;       /* unloadTimeout: SIGTERM→SIGKILL grace; default (and 0) 10 */
     int start_port;             /* default 5800 */
     bool include_aliases_in_list;
     struct cfg_strv api_keys;

@@ -419,7 +419,7 @@ static const struct cfg_field model_fields[] = {
     MODEL_FN("env", field_env, 0),
     MODEL_FN("checkEndpoint", field_check_endpoint, 0),
     {"ttl", CFG_F_INT, offsetof(struct cfg_model, ttl_s), -1, CFG_MAX_SECONDS, NULL, 0},
-    {"unloadTimeout", CFG_F_INT, CFG_NO_STORE, 0, CFG_MAX_SECONDS, NULL, CFG_F_INACTIVE},
+    {"unloadTimeout", CFG_F_INT, offsetof(struct cfg_model, unload_timeout_s), 0, CFG_MAX_SECONDS, NULL, 0},
     {"unlisted", CFG_F_BOOL, offsetof(struct cfg_model, unlisted), 0, 0, NULL, 0},
     MODEL_STR("useModelName", use_model_name),
     MODEL_STR("name", name),
@@ -494,6 +494,8 @@ static void finish_model(struct cfg_ctx *ctx, struct cfg_model *m, struct model_
         ctx->is_oom = true;
     if (m->ttl_s < 0)
         m->ttl_s = ctx->cfg->global_ttl_s;
+    if (m->unload_timeout_s == 0) /* llama-swap: 0 means the global value, itself 0 → 10 */
+        m->unload_timeout_s = ctx->cfg->unload_timeout_s > 0 ? ctx->cfg->unload_timeout_s : 10;
 }
 
 /* Reads model I's fields with its scope. */

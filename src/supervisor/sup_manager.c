@@ -37,7 +37,6 @@
 #define HEALTH_FIRST_MS 20
 #define HEALTH_INTERVAL_MS 100
 #define HEALTH_REQUEST_MS 2000
-#define STOP_GRACE_S 10
 #define ERROR_TAIL_LINES 8
 #define SHUTDOWN_POLL_MS 20
 #define BACKOFF_FIRST_MS 1000u     /* second retry in a row waits this long, then doubles */
@@ -459,10 +458,10 @@ static bool run_cmd_stop(struct sup_model *m)
     return is_started;
 }
 
-/* Stops M: cmdStop or SIGTERM to its group, SIGKILL after the grace period. */
+/* Stops M: cmdStop or SIGTERM to its group, SIGKILL after its unloadTimeout. */
 static void model_stop(struct sup_model *m)
 {
-    struct timeval tv = {STOP_GRACE_S, 0};
+    struct timeval tv = {m->cfg->unload_timeout_s, 0};
 
     cancel_health(m);
     evtimer_del(m->ttl_timer);
@@ -489,7 +488,8 @@ static void kill_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (m->proc != NULL) {
-        ig_warn("model %s: did not stop in %d s, sending SIGKILL", m->cfg->id, STOP_GRACE_S);
+        ig_warn("model %s: did not stop in %d s (unloadTimeout), sending SIGKILL", m->cfg->id,
+                m->cfg->unload_timeout_s);
         sup_proc_signal(m->proc, SIGKILL);
     }
 }

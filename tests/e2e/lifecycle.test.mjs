@@ -45,9 +45,12 @@ describe('lifecycle API', () => {
         slow: { cmd: fakeCmd('slow', ['--startup-ms', 300]) },
         broken: { cmd: fakeCmd('broken', ['--no-such-flag']) },
         'org/nested': { cmd: fakeCmd('nested') },
+        // The server exits on SIGTERM but its shell ignores it and lingers: only the SIGKILL
+        // that follows unloadTimeout ends the model's process.
+        stubborn: { cmd: `/bin/sh -c "trap '' TERM; ${FAKE} --port \${PORT} --model stubborn; sleep 30"`, unloadTimeout: 1 },
       },
       extra: {
-        groups: { all: { swap: false, exclusive: false, members: ['alpha', 'talker', 'slow', 'broken', 'org/nested'] } },
+        groups: { all: { swap: false, exclusive: false, members: ['alpha', 'talker', 'slow', 'broken', 'org/nested', 'stubborn'] } },
         limits: { queue_timeout_s: 2 },
       },
     });
@@ -68,7 +71,7 @@ describe('lifecycle API', () => {
     const list = await gw.request('/models');
     assert.equal(list.status, 200);
     assert.equal(list.json.object, 'list');
-    assert.deepEqual(list.json.data.map((m) => m.id).sort(), ['alpha', 'broken', 'org/nested', 'slow', 'talker']);
+    assert.deepEqual(list.json.data.map((m) => m.id).sort(), ['alpha', 'broken', 'org/nested', 'slow', 'stubborn', 'talker']);
     assert.deepEqual((await routerModel('slow')).status, { value: 'unloaded' });
 
     const loading = gw.request('/models/load', { method: 'POST', body: { model: 'slow' } });
@@ -201,12 +204,24 @@ describe('lifecycle API', () => {
     assertErrorShape(assert, await gw.request('/upstream/'), 404);
   }));
 
+  test('a model that ignores SIGTERM is killed after its unloadTimeout', guarded(async () => {
+    assert.equal((await gw.request('/models/load', { method: 'POST', body: { model: 'stubborn' } })).status, 200);
+    const { pid } = await statusModel('stubborn');
+    const t0 = Date.now();
+    await gw.request('/models/unload', { method: 'POST', body: { model: 'stubborn' } });
+    assert.equal((await statusModel('stubborn')).state, 'stopping');
+    await waitFor(async () => (await statusModel('stubborn')).state === 'unloaded', { timeoutMs: deadline(5000), message: 'stubborn unloaded' });
+    assert.ok(Date.now() - t0 >= 900, `SIGKILL came after the 1 s unloadTimeout, not before (${Date.now() - t0} ms)`);
+    assert.ok(pidGone(pid));
+    assert.match(gw.output(), /model stubborn: did not stop in 1 s \(unloadTimeout\), sending SIGKILL/);
+  }));
+
   test('/status reports the server and every model', guarded(async () => {
     const r = await gw.request('/status');
     assert.equal(r.status, 200);
     assert.match(r.json.version, /^\d+\.\d+\.\d+/);
     assert.ok(r.json.uptime_s >= 0);
-    assert.equal(r.json.models.length, 5);
+    assert.equal(r.json.models.length, 6);
     for (const m of r.json.models) {
       assert.ok(['unloaded', 'starting', 'ready', 'stopping', 'failed'].includes(m.state), m.state);
       for (const k of ['in_flight', 'waiting', 'failures', 'pid', 'uptime_ms', 'idle_ms', 'retry_in_ms']) assert.equal(typeof m[k], 'number', k);

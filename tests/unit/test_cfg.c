@@ -309,7 +309,9 @@ static void test_cfg_records_inactive_keys(void **state)
     assert_true(is_inactive(cfg, "models_dir"));
     assert_true(is_inactive(cfg, "tls"));
     assert_true(is_inactive(cfg, "models.a.sendLoadingState"));
-    assert_true(is_inactive(cfg, "models.a.unloadTimeout"));
+    assert_false(is_inactive(cfg, "models.a.unloadTimeout"));
+    assert_int_equal(cfg->models[0].unload_timeout_s, 5);
+    assert_int_equal(cfg->unload_timeout_s, 10);
     assert_true(is_inactive(cfg, "models.a.capabilities"));
     assert_true(is_inactive(cfg, "models.a.filters.setParamsByID"));
     assert_false(is_inactive(cfg, "models"));

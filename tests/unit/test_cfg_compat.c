@@ -206,6 +206,8 @@ static void test_cfg_llama_swap_style_config_loads(void **state)
     assert_true(is_inactive(cfg, "selectors"));
     assert_true(is_inactive(cfg, "routing"));
     assert_false(is_inactive(cfg, "hooks"));
+    assert_int_equal(cfg_find_model(cfg, "big-model")->unload_timeout_s, 20);
+    assert_int_equal(cfg_find_model(cfg, "small-model")->unload_timeout_s, 10);
     assert_int_equal(cfg->preload.len, 1);
     assert_string_equal(cfg->preload.items[0], "small-model");
     cfg_free(cfg);
