@@ -49,6 +49,7 @@ struct cfg_model {
     int unload_timeout_s; /* unloadTimeout; 0 in the file takes the global value */
     bool unlisted;
     int concurrency_limit; /* 0 = no limit */
+    int priority;          /* routing.scheduler.settings.fifo.priority; higher goes first */
     /* ${PORT}: models whose cmd (after macros) uses ${PORT} get startPort, startPort+1, ...
      * in sorted model-id order; 0 when the cmd does not use it (then proxy is required). */
     int port;

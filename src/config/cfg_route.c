@@ -297,8 +297,9 @@ out:
     free(pairs);
 }
 
-/* Checks routing.scheduler: use fifo; priorities are integers for known models. */
-static bool check_scheduler(struct cfg_ctx *ctx, yaml_node_t *sched)
+/* Reads routing.scheduler: use fifo; priorities are integers for known models (ids or
+ * aliases), stored in each model's `priority`. */
+static void check_scheduler(struct cfg_ctx *ctx, yaml_node_t *sched)
 {
     yaml_node_t *use = cfg_map_get(ctx, sched, "use");
     yaml_node_t *fifo = cfg_map_get(ctx, cfg_map_get(ctx, sched, "settings"), "fifo");
@@ -319,14 +320,18 @@ static bool check_scheduler(struct cfg_ctx *ctx, yaml_node_t *sched)
         yaml_node_t *k = cfg_node(ctx, pairs[i].key);
         long long v;
 
-        (void)cfg_get_int(ctx, cfg_node(ctx, pairs[i].value), "priority", -1000000, 1000000, &v);
-        if (cfg_find_model(ctx->cfg, cfg_key_text(k)) == NULL)
+        const struct cfg_model *m = cfg_find_model(ctx->cfg, cfg_key_text(k));
+
+        if (cfg_get_int(ctx, cfg_node(ctx, pairs[i].value), "priority", -1000000, 1000000, &v) != 0)
+            continue;
+        if (m == NULL)
             cfg_error(ctx, k, "routing.scheduler.settings.fifo.priority: unknown model '%s'",
                       cfg_key_text(k));
+        else if (strcmp(m->id, cfg_key_text(k)) == 0 || cfg_map_get(ctx, prio, m->id) == NULL)
+            ctx->cfg->models[m - ctx->cfg->models].priority = (int)v; /* the id beats an alias */
     }
 out:
     free(pairs);
-    return n > 0;
 }
 
 /* Returns whether a groups node holds at least one group. */
@@ -427,8 +432,7 @@ static void walk_routing(struct cfg_ctx *ctx, yaml_node_t *routing)
         cfg_walk(ctx, sched, use_settings, NULL, NULL);
         cfg_walk(ctx, ssettings, sched_settings, NULL, NULL);
         cfg_walk(ctx, cfg_map_get(ctx, ssettings, "fifo"), fifo, NULL, NULL);
-        if (check_scheduler(ctx, sched))
-            cfg_note_inactive(ctx, NULL, "routing");
+        check_scheduler(ctx, sched);
     }
 }
 

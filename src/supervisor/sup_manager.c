@@ -4,7 +4,8 @@
  * Every state change asks for a scheduling pass, which runs from its own zero-delay event
  * (never from inside a caller), so callbacks never re-enter the manager. A pass:
  *   1. serves waiters of ready models (within concurrencyLimit);
- *   2. picks the "winner": the model whose oldest waiting request is oldest of all;
+ *   2. picks the "winner": the model with the highest routing.scheduler fifo priority, then
+ *      the one whose oldest waiting request is oldest of all;
  *   3. marks running models that cannot run beside the winner as draining: they admit no
  *      new requests, and stop as soon as their in-flight requests are done;
  *   4. starts the winner once nothing conflicting runs.
@@ -506,8 +507,9 @@ static void ttl_timer_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Returns the model whose oldest waiter is the oldest of all that cannot be served now,
- * leaving out models in a crash back-off (the pass runs again when the first one ends). */
+/* Returns the model to start next among those with waiters that cannot be served now: the
+ * highest fifo priority, then the oldest waiting request. Models in a crash back-off are
+ * left out (the pass runs again when the first back-off ends). */
 static struct sup_model *pick_winner(struct sup_manager *mgr)
 {
     struct sup_model *winner = NULL;
@@ -522,8 +524,9 @@ static struct sup_model *pick_winner(struct sup_manager *mgr)
                 next_retry_ms = m->retry_after_ms;
             continue;
         }
-        if (winner == NULL ||
-            TAILQ_FIRST(&m->waiters)->enqueued_ms < TAILQ_FIRST(&winner->waiters)->enqueued_ms)
+        if (winner == NULL || m->cfg->priority > winner->cfg->priority ||
+            (m->cfg->priority == winner->cfg->priority &&
+             TAILQ_FIRST(&m->waiters)->enqueued_ms < TAILQ_FIRST(&winner->waiters)->enqueued_ms))
             winner = m;
     }
     if (next_retry_ms != 0) {

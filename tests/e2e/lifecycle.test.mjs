@@ -261,3 +261,38 @@ describe('hooks.on_startup.preload', () => {
     }
   });
 });
+
+describe('routing.scheduler.settings.fifo.priority', () => {
+  const scope = suiteScope();
+  after(scope.cleanup);
+
+  test('when a swap frees the machine, the waiting model with the higher priority starts first', async () => {
+    const gw = await startGateway(scope.t, {
+      models: {
+        hold: { cmd: fakeCmd('hold', ['--token-us', 20000]) },
+        low: { cmd: fakeCmd('low') },
+        high: { cmd: fakeCmd('high') },
+      },
+      extra: { routing: { scheduler: { use: 'fifo', settings: { fifo: { priority: { high: 10, low: 1 } } } } } },
+    });
+    try {
+      const client = gw.client();
+      const statusOf = async () => Object.fromEntries((await gw.request('/status')).json.models.map((m) => [m.id, m]));
+      // A 2 s stream keeps "hold" busy while the other two queue behind the swap.
+      const holding = client.chat.completions.create({ model: 'hold', messages: MESSAGES, max_tokens: 100, stream: true });
+      const stream = await holding;
+      const drained = (async () => {
+        for await (const _ of stream);
+      })();
+      const low = client.chat.completions.create({ model: 'low', messages: MESSAGES, max_tokens: 2 });
+      await waitFor(async () => (await statusOf()).low.waiting === 1, { timeoutMs: deadline(3000), message: 'low queued' });
+      const high = client.chat.completions.create({ model: 'high', messages: MESSAGES, max_tokens: 2 });
+      await waitFor(async () => (await statusOf()).high.waiting === 1, { timeoutMs: deadline(3000), message: 'high queued' });
+      assert.equal((await statusOf()).hold.in_flight, 1, 'both queued while hold was still busy');
+      await Promise.all([drained, low, high]);
+      assert.match(gw.output(), /model high: started pid[\s\S]*model low: started pid/, 'high started before low, though low asked first');
+    } catch (e) {
+      throw attachOutput(e, gw);
+    }
+  });
+});

@@ -204,7 +204,11 @@ static void test_cfg_llama_swap_style_config_loads(void **state)
     assert_true(is_inactive(cfg, "peers"));
     assert_true(is_inactive(cfg, "profiles"));
     assert_true(is_inactive(cfg, "selectors"));
-    assert_true(is_inactive(cfg, "routing"));
+    assert_false(is_inactive(cfg, "routing")); /* group router and fifo priorities */
+    assert_int_equal(cfg_find_model(cfg, "big-model")->priority, 10);
+    assert_int_equal(cfg_find_model(cfg, "gpt-4o")->priority, 10); /* alias of big-model */
+    assert_int_equal(cfg_find_model(cfg, "small-model")->priority, 0);
+    assert_int_equal(cfg_find_model(cfg, "external")->priority, 0);
     assert_false(is_inactive(cfg, "hooks"));
     assert_int_equal(cfg_find_model(cfg, "big-model")->unload_timeout_s, 20);
     assert_int_equal(cfg_find_model(cfg, "small-model")->unload_timeout_s, 10);
