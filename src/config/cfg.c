@@ -402,6 +402,32 @@ static void limit_size(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value
     cfg_scalar_clear(&s);
 }
 
+/* Field handler: limits.swap_wait_s, seconds (fractions allowed) from 0 to 3600. */
+static void limit_swap_wait(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value,
+                            void *obj)
+{
+    struct cfg_limits *l = obj;
+    struct cfg_scalar s;
+    double v = -1;
+
+    (void)key;
+    if (value->type != YAML_SCALAR_NODE || cfg_read_scalar(ctx, value, &s) != 0) {
+        if (value->type != YAML_SCALAR_NODE)
+            cfg_error(ctx, value, "swap_wait_s: expected seconds");
+        return;
+    }
+    if (s.kind == CFG_INT)
+        v = (double)s.i;
+    else if (s.kind == CFG_FLOAT)
+        v = s.f;
+    if (s.kind != CFG_NULL && !(v >= 0 && v <= 3600))
+        cfg_error(ctx, value, "swap_wait_s: expected seconds between 0 and 3600, got '%s'",
+                  s.text != NULL ? s.text : "?");
+    else if (s.kind != CFG_NULL)
+        l->swap_wait_ms = (int)(v * 1000 + 0.5);
+    cfg_scalar_clear(&s);
+}
+
 #define LIMIT_INT(key, field, min)                                                                 \
     {                                                                                              \
         key, CFG_F_INT, offsetof(struct cfg_limits, field), min, CFG_MAX_SECONDS, NULL, 0          \
@@ -415,6 +441,7 @@ static const struct cfg_field limits_fields[] = {
     {"queue_length", CFG_F_INT, offsetof(struct cfg_limits, queue_length), 0, 1000000, NULL, 0},
     LIMIT_INT("queue_timeout_s", queue_timeout_s, 0),
     LIMIT_INT("shutdown_grace_s", shutdown_grace_s, 0),
+    {"swap_wait_s", CFG_F_FN, CFG_NO_STORE, 0, 0, limit_swap_wait, 0},
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -484,7 +511,7 @@ static struct cfg *cfg_defaults(const char *name)
     cfg->health_check_timeout_s = 120;
     cfg->start_port = 5800;
     cfg->unload_timeout_s = 10;
-    cfg->limits = (struct cfg_limits){16u << 20, 64u << 10, 600, 60, 64, 0, 10};
+    cfg->limits = (struct cfg_limits){16u << 20, 64u << 10, 600, 60, 64, 0, 10, 5000};
     if (cfg->path == NULL || cfg->listen_host == NULL || cfg->log_level == NULL) {
         cfg_free(cfg);
         return NULL;

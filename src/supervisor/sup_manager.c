@@ -7,7 +7,9 @@
  *   2. picks the "winner": the model with the highest routing.scheduler fifo priority, then
  *      the one whose oldest waiting request is oldest of all;
  *   3. marks running models that cannot run beside the winner as draining: they admit no
- *      new requests, and stop as soon as their in-flight requests are done;
+ *      new requests, and stop as soon as their in-flight requests are done. A busy model
+ *      first goes on serving its own traffic for up to limits.swap_wait_s (see
+ *      may_keep_serving), so interleaved requests do not swap per request;
  *   4. starts the winner once nothing conflicting runs.
  * This is llama-swap's behaviour (a swap waits for in-flight requests of the model being
  * replaced) with FIFO fairness between models, so alternating traffic cannot starve one.
@@ -44,6 +46,7 @@
 #define BACKOFF_MAX_MS 60000u
 #define BACKOFF_RESET_MS 60000u    /* ready this long before a crash: not a crash loop */
 #define BACKOFF_MARGIN_MS 500u     /* least time left in the queue after a back-off ends */
+#define ACTIVE_GAP_MS 250u         /* a model idle this long yields to a waiting model at once */
 
 struct sup_waiter {
     struct sup_model *model;
@@ -96,7 +99,8 @@ struct sup_manager {
     struct sup_model *models;
     size_t n_models;
     struct event *schedule_ev;
-    struct event *backoff_ev; /* re-runs the scheduling pass when a back-off ends */
+    struct event *recheck_ev; /* re-runs the pass when a back-off or a swap wait ends */
+    uint64_t recheck_ms;      /* earliest such time found by the running pass; 0 = none */
     sup_model_output_fn output_cb;
     void *output_arg;
     bool is_shutting_down;
@@ -507,21 +511,27 @@ static void ttl_timer_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Asks the running pass to run again at AT_MS (the earliest of all such asks wins). */
+static void recheck_at(struct sup_manager *mgr, uint64_t at_ms)
+{
+    if (mgr->recheck_ms == 0 || at_ms < mgr->recheck_ms)
+        mgr->recheck_ms = at_ms;
+}
+
 /* Returns the model to start next among those with waiters that cannot be served now: the
  * highest fifo priority, then the oldest waiting request. Models in a crash back-off are
  * left out (the pass runs again when the first back-off ends). */
 static struct sup_model *pick_winner(struct sup_manager *mgr)
 {
     struct sup_model *winner = NULL;
-    uint64_t now = ig_now_ms(), next_retry_ms = 0;
+    uint64_t now = ig_now_ms();
 
     for (size_t i = 0; i < mgr->n_models; i++) {
         struct sup_model *m = &mgr->models[i];
         if (TAILQ_EMPTY(&m->waiters) || (m->state == SUP_READY && !m->is_draining))
             continue;
         if (!is_running(m) && m->retry_after_ms > now) {
-            if (next_retry_ms == 0 || m->retry_after_ms < next_retry_ms)
-                next_retry_ms = m->retry_after_ms;
+            recheck_at(mgr, m->retry_after_ms);
             continue;
         }
         if (winner == NULL || m->cfg->priority > winner->cfg->priority ||
@@ -529,12 +539,35 @@ static struct sup_model *pick_winner(struct sup_manager *mgr)
              TAILQ_FIRST(&m->waiters)->enqueued_ms < TAILQ_FIRST(&winner->waiters)->enqueued_ms))
             winner = m;
     }
-    if (next_retry_ms != 0) {
-        struct timeval tv = {(time_t)((next_retry_ms - now) / 1000),
-                             (suseconds_t)((next_retry_ms - now) % 1000 * 1000)};
-        evtimer_add(mgr->backoff_ev, &tv);
-    }
     return winner;
+}
+
+/*
+ * Returns whether running model M, which is in WINNER's way, may go on serving its own
+ * requests for now instead of draining (swap-thrash avoidance). It may while it is active
+ * (requests in flight or queued, or one ended less than ACTIVE_GAP_MS ago) and WINNER's
+ * oldest request has waited less than limits.swap_wait_s. Interleaved traffic for two
+ * models that cannot run together then swaps once per swap_wait_s, not once per request.
+ */
+static bool may_keep_serving(struct sup_model *m, const struct sup_model *winner, uint64_t now)
+{
+    uint64_t wait_ms = (uint64_t)m->mgr->cfg->limits.swap_wait_ms;
+    uint64_t queue_ms = (uint64_t)queue_wait_s(m->mgr) * 1000u;
+    uint64_t bound = TAILQ_FIRST(&winner->waiters)->enqueued_ms +
+                     (wait_ms < queue_ms / 2 ? wait_ms : queue_ms / 2);
+
+    if (m->state != SUP_READY || m->is_unload_requested || now >= bound)
+        return false;
+    if (m->in_flight > 0 || !TAILQ_EMPTY(&m->waiters)) {
+        recheck_at(m->mgr, bound);
+        return true;
+    }
+    if (m->last_used_ms + ACTIVE_GAP_MS > now) {
+        recheck_at(m->mgr, m->last_used_ms + ACTIVE_GAP_MS < bound ? m->last_used_ms + ACTIVE_GAP_MS
+                                                                 : bound);
+        return true;
+    }
+    return false;
 }
 
 /* The scheduling pass described at the top of this file. */
@@ -543,11 +576,13 @@ static void schedule_cb(evutil_socket_t fd, short what, void *arg)
     struct sup_manager *mgr = arg;
     struct sup_model *winner;
     bool is_blocked = false;
+    uint64_t now = ig_now_ms();
     (void)fd;
     (void)what;
 
     if (mgr->is_shutting_down)
         return;
+    mgr->recheck_ms = 0;
     /* Ready models serve their own queue first, so a model that just became ready is
      * never stopped before the requests that started it got their turn. */
     for (size_t i = 0; i < mgr->n_models; i++)
@@ -556,7 +591,11 @@ static void schedule_cb(evutil_socket_t fd, short what, void *arg)
     for (size_t i = 0; i < mgr->n_models; i++) {
         struct sup_model *m = &mgr->models[i];
         bool is_in_way = winner != NULL && is_running(m) && conflicts(winner, m);
-        m->is_draining = m->is_unload_requested || is_in_way;
+        bool was_draining = m->is_draining;
+        m->is_draining = m->is_unload_requested ||
+                         (is_in_way && (was_draining || !may_keep_serving(m, winner, now)));
+        if (m->is_draining && !was_draining && TAILQ_EMPTY(&m->waiters) == false)
+            ig_debug("model %s: draining with %zu request(s) queued", m->cfg->id, m->n_waiters);
         if (m->is_draining &&
             (m->state == SUP_STARTING || (m->state == SUP_READY && m->in_flight == 0)))
             model_stop(m);
@@ -565,6 +604,13 @@ static void schedule_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (winner != NULL && !is_running(winner) && !is_blocked)
         model_start(winner);
+    for (size_t i = 0; i < mgr->n_models; i++)
+        serve_waiters(&mgr->models[i]); /* a model that stopped draining serves its queue */
+    if (mgr->recheck_ms != 0) {
+        uint64_t delay = mgr->recheck_ms > now ? mgr->recheck_ms - now : 0;
+        struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000 * 1000)};
+        evtimer_add(mgr->recheck_ev, &tv);
+    }
 }
 
 /* A waiter's timer: deliver a deferred error, or time out in the queue. */
@@ -663,10 +709,9 @@ void sup_release(struct sup_model *m)
     m->last_used_ms = ig_now_ms();
     if (m->in_flight > 0)
         return;
-    if (m->is_draining || !TAILQ_EMPTY(&m->waiters)) {
-        request_schedule(m->mgr);
+    request_schedule(m->mgr); /* another model may be waiting for this one to idle */
+    if (m->is_draining || !TAILQ_EMPTY(&m->waiters))
         return;
-    }
     int ttl_s = m->cfg->ttl_s < 0 ? m->mgr->cfg->global_ttl_s : m->cfg->ttl_s;
     if (ttl_s > 0 && m->state == SUP_READY && m->proc != NULL) {
         struct timeval tv = {ttl_s, 0};
@@ -822,11 +867,11 @@ struct sup_manager *sup_manager_new(struct event_base *base, struct upstream_poo
     mgr->cfg = cfg;
     mgr->procs = sup_procs_new(base);
     mgr->schedule_ev = event_new(base, -1, 0, schedule_cb, mgr);
-    mgr->backoff_ev = evtimer_new(base, schedule_cb, mgr);
+    mgr->recheck_ev = evtimer_new(base, schedule_cb, mgr);
     mgr->stopped_ev = evtimer_new(base, stopped_cb, mgr);
     mgr->n_models = cfg->n_models;
     mgr->models = calloc(cfg->n_models > 0 ? cfg->n_models : 1, sizeof(*mgr->models));
-    if (mgr->procs == NULL || mgr->schedule_ev == NULL || mgr->backoff_ev == NULL ||
+    if (mgr->procs == NULL || mgr->schedule_ev == NULL || mgr->recheck_ev == NULL ||
         mgr->stopped_ev == NULL || mgr->models == NULL)
         goto fail;
     for (size_t i = 0; i < mgr->n_models; i++)
@@ -871,8 +916,8 @@ void sup_manager_free(struct sup_manager *mgr)
     sup_procs_free(mgr->procs);
     if (mgr->schedule_ev != NULL)
         event_free(mgr->schedule_ev);
-    if (mgr->backoff_ev != NULL)
-        event_free(mgr->backoff_ev);
+    if (mgr->recheck_ev != NULL)
+        event_free(mgr->recheck_ev);
     if (mgr->stopped_ev != NULL)
         event_free(mgr->stopped_ev);
     free(mgr->models);

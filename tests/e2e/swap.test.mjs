@@ -132,3 +132,35 @@ test('a request to a ready model is not held up by another model loading', async
     await loading;
   });
 });
+
+test('interleaved traffic for two models that cannot run together swaps per swap_wait_s, not per request', async (t) => {
+  const SWAP_WAIT_MS = 500;
+  const PER_MODEL = 12; // sequential requests per model, ~100 ms each, both clients at once
+  const models = {
+    alpha: { cmd: fakeCmd('alpha', ['--token-us', 20000]) },
+    beta: { cmd: fakeCmd('beta', ['--token-us', 20000]) },
+  };
+  await withGateway(t, { models, extra: { limits: { swap_wait_s: SWAP_WAIT_MS / 1000 } } }, async (gw) => {
+    const client = gw.client();
+    const waits = [];
+    const t0 = Date.now();
+    const clientLoop = async (model) => {
+      for (let j = 0; j < PER_MODEL; j++) {
+        const start = Date.now();
+        const res = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 });
+        assert.equal(res.choices[0].message.role, 'assistant');
+        waits.push(Date.now() - start);
+      }
+    };
+    await Promise.all([clientLoop('alpha'), clientLoop('beta')]);
+    const wallMs = Date.now() - t0;
+    const starts = (gw.output().match(/model (alpha|beta): started pid/g) ?? []).length;
+    t.diagnostic(`${starts} starts for ${2 * PER_MODEL} interleaved requests in ${wallMs} ms; slowest request ${Math.max(...waits)} ms`);
+    // Per-request swapping would start a model for almost every request (~24 starts).
+    assert.ok(starts <= Math.ceil(wallMs / SWAP_WAIT_MS) + 1, `${starts} starts in ${wallMs} ms is more than one per swap_wait_s`);
+    assert.ok(starts <= PER_MODEL, `${starts} starts: swapping per request`);
+    // No request waits much beyond its bound: swap_wait_s, then the other model's
+    // in-flight request (~100 ms) and one start.
+    assert.ok(Math.max(...waits) < SWAP_WAIT_MS + deadline(1500), `slowest request ${Math.max(...waits)} ms`);
+  });
+});

@@ -39,9 +39,11 @@ static void test_cfg_limits(void **state)
                               "  request_timeout_s: 30\n"
                               "  idle_timeout_s: 5\n"
                               "  queue_length: 0\n"
-                              "  shutdown_grace_s: 0\n");
+                              "  shutdown_grace_s: 0\n"
+                              "  swap_wait_s: 0.25\n");
 
     (void)state;
+    assert_int_equal(cfg->limits.swap_wait_ms, 250);
     assert_int_equal(cfg->limits.max_body_bytes, 32 << 20);
     assert_int_equal(cfg->limits.max_header_bytes, 8192);
     assert_int_equal(cfg->limits.request_timeout_s, 30);
@@ -54,6 +56,7 @@ static void test_cfg_limits(void **state)
     assert_int_equal(cfg->limits.max_body_bytes, 1000000);
     assert_int_equal(cfg->limits.max_header_bytes, 65536);
     assert_int_equal(cfg->limits.queue_timeout_s, 7);
+    assert_int_equal(cfg->limits.swap_wait_ms, 5000);
     cfg_free(cfg);
 }
 
@@ -71,6 +74,10 @@ static void test_cfg_rejects_bad_limits(void **state)
     expect_error(yaml, "config:4:22: request_timeout_s: must be >= 1, got 0");
     expect_error(yaml, "config:5:17: queue_length: must be >= 0, got -1");
     expect_error("limits: 5\n", "config:1:9: expected a mapping, got a scalar");
+    expect_error("limits: {swap_wait_s: -1}\n",
+                 "config:1:23: swap_wait_s: expected seconds between 0 and 3600, got '-1'");
+    expect_error("limits: {swap_wait_s: soon}\n",
+                 "config:1:23: swap_wait_s: expected seconds between 0 and 3600, got 'soon'");
 }
 
 static void test_cfg_rejects_oversized_input(void **state)
