@@ -441,6 +441,7 @@ static const struct cfg_field limits_fields[] = {
     {"queue_length", CFG_F_INT, offsetof(struct cfg_limits, queue_length), 0, 1000000, NULL, 0},
     LIMIT_INT("queue_timeout_s", queue_timeout_s, 0),
     LIMIT_INT("shutdown_grace_s", shutdown_grace_s, 0),
+    LIMIT_INT("watchdog_s", watchdog_s, 0),
     {"swap_wait_s", CFG_F_FN, CFG_NO_STORE, 0, 0, limit_swap_wait, 0},
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
@@ -511,7 +512,7 @@ static struct cfg *cfg_defaults(const char *name)
     cfg->health_check_timeout_s = 120;
     cfg->start_port = 5800;
     cfg->unload_timeout_s = 10;
-    cfg->limits = (struct cfg_limits){16u << 20, 64u << 10, 600, 60, 64, 0, 10, 5000};
+    cfg->limits = (struct cfg_limits){16u << 20, 64u << 10, 600, 60, 64, 0, 10, 120, 5000};
     if (cfg->path == NULL || cfg->listen_host == NULL || cfg->log_level == NULL) {
         cfg_free(cfg);
         return NULL;

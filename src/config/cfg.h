@@ -68,6 +68,8 @@ struct cfg_limits {
     int queue_length;        /* requests waiting per model; default 64 */
     int queue_timeout_s;     /* max wait in the queue; default = healthCheckTimeout */
     int shutdown_grace_s;    /* in-flight grace on SIGTERM; default 10 */
+    int watchdog_s;          /* a stream that stalls this long kills its model; default 120,
+                              * 0 = off */
     int swap_wait_ms;        /* swap_wait_s: how long a busy model may keep serving its own
                               * requests before it yields to a waiting model; default 5 s */
 };

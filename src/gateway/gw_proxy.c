@@ -19,6 +19,7 @@
 #include "sup_manager.h"
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,8 +44,11 @@ struct gw_call {
     int status;
     char content_type[128];
     struct evbuffer *response;
+    struct event *watchdog; /* streams: fires when the upstream stalls (limits.watchdog_s) */
     char url[MAX_URL];
 };
+
+static void on_watchdog(evutil_socket_t fd, short what, void *arg);
 
 /* Frees a call; releases the model if it was acquired. */
 static void call_free(struct gw_call *call)
@@ -53,6 +57,8 @@ static void call_free(struct gw_call *call)
         sup_release(call->model);
     if (call->response != NULL)
         evbuffer_free(call->response);
+    if (call->watchdog != NULL)
+        event_free(call->watchdog);
     free(call->rewritten_body);
     free(call);
 }
@@ -72,13 +78,23 @@ static void on_client_gone(struct http_request *req, void *arg)
     call_free(call);
 }
 
+/* (Re)starts the stall timer of a streaming call. */
+static void watchdog_arm(struct gw_call *call)
+{
+    struct timeval tv = {call->app->cfg->limits.watchdog_s, 0};
+    if (call->watchdog != NULL)
+        evtimer_add(call->watchdog, &tv);
+}
+
 /* The client's socket drained: resume a paused upstream. */
 static void on_client_drained(struct http_request *req, void *arg)
 {
     struct gw_call *call = arg;
     (void)req;
-    if (call->ureq != NULL)
+    if (call->ureq != NULL) {
+        watchdog_arm(call);
         upstream_resume(call->ureq);
+    }
 }
 
 /* Upstream response head: start streaming for SSE, collect otherwise. */
@@ -93,6 +109,9 @@ static void on_up_headers(struct upstream_req *ureq, int status, const char *ct,
     if (ct != NULL && strncasecmp(ct, "text/event-stream", 17) == 0) {
         call->is_streaming = true;
         http_stream_start(call->req, status, call->content_type);
+        if (call->app->cfg->limits.watchdog_s > 0)
+            call->watchdog = evtimer_new(call->app->base, on_watchdog, call);
+        watchdog_arm(call);
     }
 }
 
@@ -101,8 +120,15 @@ static int on_up_data(struct upstream_req *ureq, const char *data, size_t len, v
 {
     struct gw_call *call = arg;
 
-    if (call->is_streaming)
-        return http_stream_write(call->req, data, len);
+    if (call->is_streaming) {
+        if (http_stream_write(call->req, data, len) == 0) {
+            watchdog_arm(call);
+            return 0;
+        }
+        if (call->watchdog != NULL)
+            evtimer_del(call->watchdog); /* paused for the client, not stalled */
+        return 1;
+    }
     if (evbuffer_get_length(call->response) + len > MAX_RESPONSE_BYTES) {
         upstream_cancel(ureq);
         call->ureq = NULL;
@@ -130,6 +156,25 @@ static void stream_fail(struct gw_call *call, const char *message)
     }
     free(body);
     http_stream_end(call->req);
+}
+
+/* The stream made no progress for limits.watchdog_s: the model hangs. Kill it (the next
+ * request restarts it) and end this stream with an error event. */
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_call *call = arg;
+    char text[256];
+    (void)fd;
+    (void)what;
+
+    snprintf(text, sizeof(text), "model %s made no progress for %d s (watchdog); restarting it",
+             sup_model_cfg(call->model)->id, call->app->cfg->limits.watchdog_s);
+    ig_warn("%s", text);
+    upstream_cancel(call->ureq);
+    call->ureq = NULL;
+    sup_model_abort(call->model, text);
+    stream_fail(call, text);
+    call_free(call);
 }
 
 /* Upstream transfer finished. */

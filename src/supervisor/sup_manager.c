@@ -762,6 +762,19 @@ void sup_preload(struct sup_manager *mgr)
     }
 }
 
+void sup_model_abort(struct sup_model *m, const char *reason)
+{
+    if (m->proc == NULL || m->state == SUP_STOPPING)
+        return;
+    set_error(m, reason);
+    count_failure(m);
+    m->has_failed = true;
+    cancel_health(m);
+    evtimer_del(m->ttl_timer);
+    set_state(m, SUP_STOPPING);
+    sup_proc_signal(m->proc, SIGKILL);
+}
+
 void sup_set_output_hook(struct sup_manager *mgr, sup_model_output_fn cb, void *arg)
 {
     mgr->output_cb = cb;

@@ -96,6 +96,10 @@ void sup_unload_all(struct sup_manager *mgr);
 /* Starts the models of hooks.on_startup.preload in order, as if each got a request. */
 void sup_preload(struct sup_manager *mgr);
 
+/* Kills MODEL's process at once (SIGKILL) because it hung: it shows failed with REASON, and
+ * the next request starts it again (crash back-off applies). */
+void sup_model_abort(struct sup_model *model, const char *reason);
+
 /* Sets the hook receiving every model's process output (one hook; NULL removes it). */
 void sup_set_output_hook(struct sup_manager *mgr, sup_model_output_fn cb, void *arg);
 

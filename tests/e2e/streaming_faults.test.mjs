@@ -1,6 +1,7 @@
 // Faults during streaming: upstream crash mid-stream, client abort.
 import assert from 'node:assert/strict';
 import path from 'node:path';
+import http from 'node:http';
 import { test } from 'node:test';
 import OpenAI from 'openai';
 import {
@@ -197,5 +198,59 @@ test('a hung upstream is cut by limits.request_timeout_s: 504, or an error event
       timeoutMs: deadline(5000),
       message: 'a cancel event for each timed-out request',
     });
+  });
+});
+
+test('the watchdog kills a model whose stream stalls; the next request gets a fresh process', async (t) => {
+  const models = { hang: { cmd: fakeCmd('hang', ['--hang-after-tokens', 3]) } };
+  await withGateway(t, { models, extra: { limits: { watchdog_s: 1, request_timeout_s: 60 } } }, async (gw) => {
+    const t0 = Date.now();
+    const s = await rawStream({
+      port: gw.port,
+      path: '/v1/chat/completions',
+      body: { model: 'hang', messages: MESSAGES, max_tokens: 10, stream: true },
+      timeoutMs: deadline(10000),
+    });
+    const elapsed = Date.now() - t0;
+    assert.equal(s.status, 200);
+    assert.ok(elapsed >= 900 && elapsed < deadline(5000), `cut by the 1 s watchdog after ${elapsed} ms`);
+    const last = JSON.parse(s.events.at(-1));
+    assert.match(last.error?.message ?? '', /made no progress for 1 s \(watchdog\)/, s.events.at(-1));
+    const status = (await gw.json('/status')).models.find((m) => m.id === 'hang');
+    assert.equal(status.state, 'failed');
+    assert.match(status.last_error, /watchdog/);
+    const firstPid = gw.children()[0];
+    if (firstPid) await waitFor(() => pidGone(firstPid), { timeoutMs: deadline(3000), message: 'the hung process was killed' });
+    // A request that finishes before the fake's hang point is served by a new process.
+    const res = await gw.client().chat.completions.create({ model: 'hang', messages: MESSAGES, max_tokens: 2 });
+    assert.equal(res.usage.completion_tokens, 2);
+    assert.equal((gw.output().match(/model hang: started pid/g) ?? []).length, 2);
+  });
+});
+
+test('a client that stops reading is not mistaken for a stalled model by the watchdog', async (t) => {
+  const models = { big: { cmd: fakeCmd('big') } };
+  await withGateway(t, { models, extra: { limits: { watchdog_s: 1 } } }, async (gw) => {
+    // ~15 MB of SSE: more than the gateway's 1 MiB high-water mark and the socket buffers,
+    // so the upstream is paused while this client sleeps for 2.5 watchdog periods.
+    const body = JSON.stringify({ model: 'big', messages: MESSAGES, max_tokens: 60000, stream: true });
+    const text = await new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: gw.port, method: 'POST', path: '/v1/chat/completions', agent: false,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+        const parts = [];
+        res.pause();
+        setTimeout(() => {
+          res.on('data', (d) => parts.push(d));
+          res.on('end', () => resolve(Buffer.concat(parts).toString('utf8')));
+          res.resume();
+        }, 2500);
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    assert.ok(text.length > 10e6, `a large stream (${text.length} bytes)`);
+    assert.doesNotMatch(text, /watchdog/);
+    assert.match(text, /data: \[DONE\]\s*$/);
+    assert.equal((gw.output().match(/model big: started pid/g) ?? []).length, 1, 'the model was not restarted');
   });
 });
