@@ -131,6 +131,19 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopbreak(ctx->base);
 }
 
+/* SIGHUP: reload the config file (the running one stays when the new one is invalid). */
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+    struct serve_ctx *ctx = arg;
+    char *cause = NULL;
+    (void)sig;
+    (void)what;
+
+    ig_info("received SIGHUP, reloading the configuration");
+    if (gw_app_reload(ctx->app, NULL, &cause) != 0)
+        free(cause); /* gw_app_reload logged it */
+}
+
 /* Creates the loop. With epoll's changelist, the add/remove/modify churn of curl's socket
  * callbacks within one loop iteration costs one epoll_ctl per socket, not one per change. */
 static struct event_base *new_event_base(void)
@@ -150,7 +163,7 @@ static struct event_base *new_event_base(void)
 static int run(struct cfg *cfg, const char *host, int port)
 {
     struct serve_ctx ctx = {0};
-    struct event *sigterm = NULL, *sigint = NULL;
+    struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
     char *cause = NULL;
     int rc = 1;
 
@@ -166,10 +179,12 @@ static int run(struct cfg *cfg, const char *host, int port)
         goto out;
     sigterm = evsignal_new(ctx.base, SIGTERM, on_signal, &ctx);
     sigint = evsignal_new(ctx.base, SIGINT, on_signal, &ctx);
-    if (sigterm == NULL || sigint == NULL)
+    sighup = evsignal_new(ctx.base, SIGHUP, on_sighup, &ctx);
+    if (sigterm == NULL || sigint == NULL || sighup == NULL)
         goto out;
     evsignal_add(sigterm, NULL);
     evsignal_add(sigint, NULL);
+    evsignal_add(sighup, NULL);
     ig_info("infergate %s listening on http://%s:%d", IG_VERSION, host, gw_app_port(ctx.app));
     event_base_dispatch(ctx.base);
     rc = 0;
@@ -182,6 +197,8 @@ out:
         event_free(sigterm);
     if (sigint != NULL)
         event_free(sigint);
+    if (sighup != NULL)
+        event_free(sighup);
     gw_app_free(ctx.app);
     if (ctx.base != NULL)
         event_base_free(ctx.base);

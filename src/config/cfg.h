@@ -120,4 +120,8 @@ const struct cfg_model *cfg_find_model(const struct cfg *cfg, const char *name);
  * llama-swap's implicit default group (swap, exclusive, not persistent). */
 const struct cfg_group *cfg_model_group(const struct cfg *cfg, const char *model_id);
 
+/* Returns whether A and B run the same process (cmd, cmdStop, proxy, checkEndpoint, env and
+ * port are equal), so a reload may keep it running. */
+bool cfg_model_same_process(const struct cfg_model *a, const struct cfg_model *b);
+
 #endif

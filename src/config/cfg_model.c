@@ -676,3 +676,21 @@ out:
     free(ids);
     free(pairs);
 }
+
+/* Returns whether two optional strings are equal (both NULL counts as equal). */
+static bool same_str(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+bool cfg_model_same_process(const struct cfg_model *a, const struct cfg_model *b)
+{
+    if (!same_str(a->cmd, b->cmd) || !same_str(a->cmd_stop, b->cmd_stop) ||
+        !same_str(a->proxy, b->proxy) || !same_str(a->check_endpoint, b->check_endpoint) ||
+        a->env.len != b->env.len || a->port != b->port)
+        return false;
+    for (size_t i = 0; i < a->env.len; i++)
+        if (strcmp(a->env.items[i], b->env.items[i]) != 0)
+            return false;
+    return true;
+}

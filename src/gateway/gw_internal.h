@@ -22,6 +22,8 @@ struct gw_app {
     struct upstream_pool *pool;
     struct sup_manager *mgr;
     struct gw_logs *logs;
+    struct cfg **old_cfgs; /* replaced by reloads, kept while retiring models use them */
+    size_t n_old_cfgs;
     int64_t started_unix_s;
     uint64_t started_ms;
     /* Graceful shutdown. */
@@ -59,6 +61,9 @@ void gw_models_unload(struct gw_app *app, struct http_request *req);
 
 /* GET /status: version, uptime and every model's state and queue. */
 void gw_models_status(struct gw_app *app, struct http_request *req);
+
+/* POST /admin/reload: reloads the config file; reports what changed or why not. */
+void gw_admin_reload(struct gw_app *app, struct http_request *req);
 
 /* Creates the log hub: hooks the process log and MGR's model output. NULL when out of
  * memory; free with gw_logs_free(). */

@@ -30,7 +30,7 @@ struct log_reader {
     struct gw_logs *logs;
     struct http_request *req;
     enum log_source source;
-    struct sup_model *model; /* SOURCE_MODEL only */
+    char *model_id; /* SOURCE_MODEL only (by id: a reload may replace the model) */
     bool is_paused;
     size_t dropped;
     LIST_ENTRY(log_reader) link;
@@ -62,7 +62,8 @@ static void broadcast(struct gw_logs *logs, enum log_source source, struct sup_m
 
     LIST_FOREACH(r, &logs->readers, link) {
         bool wants = r->source == SOURCE_ALL || r->source == source ||
-                     (r->source == SOURCE_MODEL && r->model == model);
+                     (r->source == SOURCE_MODEL && model != NULL &&
+                      strcmp(r->model_id, sup_model_cfg(model)->id) == 0);
         if (wants)
             reader_send(r, data, len);
     }
@@ -90,7 +91,7 @@ static void on_model_output(struct sup_model *model, const char *data, size_t le
     if (plen < 0 || (size_t)plen >= sizeof(prefix))
         plen = 0;
     LIST_FOREACH(r, &logs->readers, link)
-        if (r->source == SOURCE_MODEL && r->model == model)
+        if (r->source == SOURCE_MODEL && strcmp(r->model_id, sup_model_cfg(model)->id) == 0)
             reader_send(r, data, len);
     while (start < len) {
         const char *nl = memchr(data + start, '\n', len - start);
@@ -135,6 +136,7 @@ static void reader_close(struct log_reader *r)
     http_request_set_cancel_cb(r->req, NULL, NULL);
     http_request_set_drain_cb(r->req, NULL, NULL);
     http_stream_end(r->req);
+    free(r->model_id);
     free(r);
 }
 
@@ -154,6 +156,7 @@ void gw_logs_free(struct gw_logs *logs)
     while (!LIST_EMPTY(&logs->readers)) {
         struct log_reader *r = LIST_FIRST(&logs->readers);
         LIST_REMOVE(r, link);
+        free(r->model_id);
         free(r);
     }
     sup_ring_free(logs->all);
@@ -181,6 +184,7 @@ static void on_reader_gone(struct http_request *req, void *arg)
     struct log_reader *r = arg;
     (void)req;
     LIST_REMOVE(r, link);
+    free(r->model_id);
     free(r);
 }
 
@@ -220,6 +224,7 @@ void gw_logs_stream(struct gw_app *app, struct http_request *req)
     const char *path = http_request_path(req);
     const char *name = path + strlen("/logs/stream");
     struct log_reader *r = calloc(1, sizeof(*r));
+    struct sup_model *model = NULL;
     struct sup_ring *history;
     char *text = NULL;
 
@@ -237,8 +242,14 @@ void gw_logs_stream(struct gw_app *app, struct http_request *req)
         r->source = SOURCE_PROXY;
     } else if (strcmp(name, "upstream") == 0) {
         r->source = SOURCE_UPSTREAM;
-    } else if ((r->model = sup_find(app->mgr, name)) != NULL) {
+    } else if ((model = sup_find(app->mgr, name)) != NULL) {
         r->source = SOURCE_MODEL;
+        r->model_id = strdup(sup_model_cfg(model)->id);
+        if (r->model_id == NULL) {
+            free(r);
+            gw_reply_error(req, 500, "out of memory", "internal_error", 0);
+            return;
+        }
     } else {
         free(r);
         gw_reply_error(req, 400, "invalid logger: use 'proxy', 'upstream' or a model's id",
@@ -252,7 +263,7 @@ void gw_logs_stream(struct gw_app *app, struct http_request *req)
         history = r->source == SOURCE_PROXY      ? app->logs->proxy
                   : r->source == SOURCE_UPSTREAM ? app->logs->upstream
                                                  : app->logs->all;
-        text = r->source == SOURCE_MODEL ? sup_model_log_tail(r->model, HISTORY_LINES)
+        text = r->source == SOURCE_MODEL ? sup_model_log_tail(model, HISTORY_LINES)
                                          : sup_ring_tail(history, HISTORY_LINES);
         if (text != NULL && text[0] != '\0' && http_stream_write(req, text, strlen(text)) == 1)
             r->is_paused = true;

@@ -261,9 +261,9 @@ static void on_model_ready(struct sup_model *model, int status, const char *mess
                            int retry_after_s, void *arg)
 {
     struct gw_call *call = arg;
-    (void)model;
 
     call->waiter = NULL;
+    call->model = model; /* a reload may have moved the request to the model's new version */
     if (status != 0) {
         gw_reply_error(call->req, status, message,
                        status == 429 ? "rate_limit_exceeded" : "model_unavailable",

@@ -89,15 +89,20 @@ struct sup_model {
     int exit_status;           /* raw wait status of the last exit; -1 when none */
     char *health_url;
     char *last_error;
+    int n_helpers;       /* cmdStop processes still running (they write to RING) */
+    bool is_retiring;    /* replaced or removed by a reload: stops, then is freed */
+    TAILQ_ENTRY(sup_model) link;
 };
+
+TAILQ_HEAD(model_list, sup_model);
 
 struct sup_manager {
     struct event_base *base;
     struct upstream_pool *pool;
     const struct cfg *cfg;
     struct sup_procs *procs;
-    struct sup_model *models;
-    size_t n_models;
+    struct model_list all;     /* every model, retiring ones too */
+    struct sup_model **active; /* by index of cfg->models */
     struct event *schedule_ev;
     struct event *recheck_ev; /* re-runs the pass when a back-off or a swap wait ends */
     uint64_t recheck_ms;      /* earliest such time found by the running pass; 0 = none */
@@ -110,6 +115,7 @@ struct sup_manager {
 };
 
 static void model_stop(struct sup_model *m);
+static void model_release(struct sup_model *m);
 
 const char *sup_state_name(enum sup_state state)
 {
@@ -136,6 +142,12 @@ static void request_schedule(struct sup_manager *mgr)
 static bool is_running(const struct sup_model *m)
 {
     return m->state == SUP_STARTING || m->state == SUP_READY || m->state == SUP_STOPPING;
+}
+
+/* Returns whether A and B would use the same process slot: the same id or the same port. */
+static bool same_slot(const struct sup_model *a, const struct sup_model *b)
+{
+    return strcmp(a->cfg->id, b->cfg->id) == 0 || (a->cfg->port > 0 && a->cfg->port == b->cfg->port);
 }
 
 /* Returns whether starting A requires B to stop. */
@@ -442,6 +454,16 @@ static char *substitute_pid(const char *template, int pid)
     return out;
 }
 
+/* A cmdStop process exited. */
+static void helper_exit_cb(struct sup_proc *proc, int status, void *arg)
+{
+    struct sup_model *m = arg;
+    (void)proc;
+    (void)status;
+    m->n_helpers--;
+    request_schedule(m->mgr);
+}
+
 /* Runs cmdStop for M; returns whether it was started. */
 static bool run_cmd_stop(struct sup_model *m)
 {
@@ -451,8 +473,10 @@ static bool run_cmd_stop(struct sup_model *m)
     bool is_started = false;
 
     if (line != NULL && sup_argv_split(line, &argv, &argc, &cause) == 0) {
-        is_started = sup_proc_spawn(m->mgr->procs, argv, NULL, 0, m->ring, NULL, on_output_cb, m,
-                                    &cause) != NULL;
+        is_started = sup_proc_spawn(m->mgr->procs, argv, NULL, 0, m->ring, helper_exit_cb,
+                                    on_output_cb, m, &cause) != NULL;
+        if (is_started)
+            m->n_helpers++;
         sup_argv_free(argv);
     }
     if (!is_started)
@@ -526,8 +550,9 @@ static struct sup_model *pick_winner(struct sup_manager *mgr)
     struct sup_model *winner = NULL;
     uint64_t now = ig_now_ms();
 
-    for (size_t i = 0; i < mgr->n_models; i++) {
-        struct sup_model *m = &mgr->models[i];
+    struct sup_model *m;
+
+    TAILQ_FOREACH(m, &mgr->all, link) {
         if (TAILQ_EMPTY(&m->waiters) || (m->state == SUP_READY && !m->is_draining))
             continue;
         if (!is_running(m) && m->retry_after_ms > now) {
@@ -570,11 +595,26 @@ static bool may_keep_serving(struct sup_model *m, const struct sup_model *winner
     return false;
 }
 
+/* Frees retiring models once nothing refers to them any more. */
+static void sweep_retired(struct sup_manager *mgr)
+{
+    struct sup_model *m, *next;
+
+    for (m = TAILQ_FIRST(&mgr->all); m != NULL; m = next) {
+        next = TAILQ_NEXT(m, link);
+        if (m->is_retiring && m->proc == NULL && m->in_flight == 0 && m->n_helpers == 0 &&
+            TAILQ_EMPTY(&m->waiters) && !is_running(m)) {
+            ig_debug("model %s: retired", m->cfg->id);
+            model_release(m);
+        }
+    }
+}
+
 /* The scheduling pass described at the top of this file. */
 static void schedule_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sup_manager *mgr = arg;
-    struct sup_model *winner;
+    struct sup_model *winner, *m;
     bool is_blocked = false;
     uint64_t now = ig_now_ms();
     (void)fd;
@@ -585,12 +625,12 @@ static void schedule_cb(evutil_socket_t fd, short what, void *arg)
     mgr->recheck_ms = 0;
     /* Ready models serve their own queue first, so a model that just became ready is
      * never stopped before the requests that started it got their turn. */
-    for (size_t i = 0; i < mgr->n_models; i++)
-        serve_waiters(&mgr->models[i]);
+    TAILQ_FOREACH(m, &mgr->all, link)
+        serve_waiters(m);
     winner = pick_winner(mgr);
-    for (size_t i = 0; i < mgr->n_models; i++) {
-        struct sup_model *m = &mgr->models[i];
-        bool is_in_way = winner != NULL && is_running(m) && conflicts(winner, m);
+    TAILQ_FOREACH(m, &mgr->all, link) {
+        bool is_in_way = winner != NULL && is_running(m) &&
+                         (conflicts(winner, m) || (m->is_retiring && same_slot(winner, m)));
         bool was_draining = m->is_draining;
         m->is_draining = m->is_unload_requested ||
                          (is_in_way && (was_draining || !may_keep_serving(m, winner, now)));
@@ -604,8 +644,9 @@ static void schedule_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (winner != NULL && !is_running(winner) && !is_blocked)
         model_start(winner);
-    for (size_t i = 0; i < mgr->n_models; i++)
-        serve_waiters(&mgr->models[i]); /* a model that stopped draining serves its queue */
+    TAILQ_FOREACH(m, &mgr->all, link)
+        serve_waiters(m); /* a model that stopped draining serves its queue */
+    sweep_retired(mgr);
     if (mgr->recheck_ms != 0) {
         uint64_t delay = mgr->recheck_ms > now ? mgr->recheck_ms - now : 0;
         struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000 * 1000)};
@@ -733,8 +774,8 @@ void sup_unload(struct sup_model *m)
 
 void sup_unload_all(struct sup_manager *mgr)
 {
-    for (size_t i = 0; i < mgr->n_models; i++)
-        sup_unload(&mgr->models[i]);
+    for (size_t i = 0; i < mgr->cfg->n_models; i++)
+        sup_unload(mgr->active[i]);
 }
 
 /* A preload got its model (or failed): it holds no request. */
@@ -828,11 +869,12 @@ static void stopped_cb(evutil_socket_t fd, short what, void *arg)
 
 void sup_shutdown(struct sup_manager *mgr, sup_stopped_fn cb, void *arg)
 {
+    struct sup_model *m;
+
     mgr->is_shutting_down = true;
     mgr->stopped_cb = cb;
     mgr->stopped_arg = arg;
-    for (size_t i = 0; i < mgr->n_models; i++) {
-        struct sup_model *m = &mgr->models[i];
+    TAILQ_FOREACH(m, &mgr->all, link) {
         fail_waiters(m, 503, "server is shutting down", 5);
         if (m->proc != NULL)
             model_stop(m);
@@ -840,17 +882,20 @@ void sup_shutdown(struct sup_manager *mgr, sup_stopped_fn cb, void *arg)
     stopped_cb(-1, 0, mgr);
 }
 
-/* Initialises model slot I from the config. */
-static int model_init(struct sup_manager *mgr, size_t i)
+/* Creates the model for config entry C of CFG and links it into MGR; NULL when out of
+ * memory. */
+static struct sup_model *model_new(struct sup_manager *mgr, const struct cfg *cfg,
+                                   const struct cfg_model *c)
 {
-    struct sup_model *m = &mgr->models[i];
-    const struct cfg_model *c = &mgr->cfg->models[i];
+    struct sup_model *m = calloc(1, sizeof(*m));
     const char *endpoint = c->check_endpoint != NULL ? c->check_endpoint : "/health";
     size_t plen = c->proxy != NULL ? strlen(c->proxy) : 0;
 
+    if (m == NULL)
+        return NULL;
     m->mgr = mgr;
     m->cfg = c;
-    m->group = cfg_model_group(mgr->cfg, c->id);
+    m->group = cfg_model_group(cfg, c->id);
     m->exit_status = -1;
     TAILQ_INIT(&m->waiters);
     m->ring = sup_ring_new(RING_BYTES);
@@ -862,10 +907,13 @@ static int model_init(struct sup_manager *mgr, size_t i)
     if (asprintf(&m->health_url, "%.*s%s%s", (int)plen, c->proxy != NULL ? c->proxy : "",
                  endpoint[0] == '/' ? "" : "/", endpoint) < 0)
         m->health_url = NULL;
+    TAILQ_INSERT_TAIL(&mgr->all, m, link);
     if (m->ring == NULL || m->health_timer == NULL || m->kill_timer == NULL ||
-        m->ttl_timer == NULL || m->health_url == NULL)
-        return IG_ENOMEM;
-    return 0;
+        m->ttl_timer == NULL || m->health_url == NULL) {
+        model_release(m);
+        return NULL;
+    }
+    return m;
 }
 
 struct sup_manager *sup_manager_new(struct event_base *base, struct upstream_pool *pool,
@@ -882,13 +930,13 @@ struct sup_manager *sup_manager_new(struct event_base *base, struct upstream_poo
     mgr->schedule_ev = event_new(base, -1, 0, schedule_cb, mgr);
     mgr->recheck_ev = evtimer_new(base, schedule_cb, mgr);
     mgr->stopped_ev = evtimer_new(base, stopped_cb, mgr);
-    mgr->n_models = cfg->n_models;
-    mgr->models = calloc(cfg->n_models > 0 ? cfg->n_models : 1, sizeof(*mgr->models));
+    TAILQ_INIT(&mgr->all);
+    mgr->active = calloc(cfg->n_models > 0 ? cfg->n_models : 1, sizeof(*mgr->active));
     if (mgr->procs == NULL || mgr->schedule_ev == NULL || mgr->recheck_ev == NULL ||
-        mgr->stopped_ev == NULL || mgr->models == NULL)
+        mgr->stopped_ev == NULL || mgr->active == NULL)
         goto fail;
-    for (size_t i = 0; i < mgr->n_models; i++)
-        if (model_init(mgr, i) != 0)
+    for (size_t i = 0; i < cfg->n_models; i++)
+        if ((mgr->active[i] = model_new(mgr, cfg, &cfg->models[i])) == NULL)
             goto fail;
     return mgr;
 fail:
@@ -898,11 +946,10 @@ fail:
     return NULL;
 }
 
-/* Releases a model slot's resources without callbacks. */
+/* Unlinks and frees a model without callbacks. */
 static void model_release(struct sup_model *m)
 {
-    if (m->mgr == NULL)
-        return;
+    TAILQ_REMOVE(&m->mgr->all, m, link);
     if (m->health_req != NULL)
         upstream_cancel(m->health_req);
     while (!TAILQ_EMPTY(&m->waiters))
@@ -918,14 +965,15 @@ static void model_release(struct sup_model *m)
     sup_ring_free(m->ring);
     free(m->health_url);
     free(m->last_error);
+    free(m);
 }
 
 void sup_manager_free(struct sup_manager *mgr)
 {
     if (mgr == NULL)
         return;
-    for (size_t i = 0; mgr->models != NULL && i < mgr->n_models; i++)
-        model_release(&mgr->models[i]);
+    while (!TAILQ_EMPTY(&mgr->all))
+        model_release(TAILQ_FIRST(&mgr->all));
     sup_procs_free(mgr->procs);
     if (mgr->schedule_ev != NULL)
         event_free(mgr->schedule_ev);
@@ -933,8 +981,111 @@ void sup_manager_free(struct sup_manager *mgr)
         event_free(mgr->recheck_ev);
     if (mgr->stopped_ev != NULL)
         event_free(mgr->stopped_ev);
-    free(mgr->models);
+    free(mgr->active);
     free(mgr);
+}
+
+/* Moves every waiter of FROM to the end of TO's queue (a reload replaced FROM by TO). */
+static void move_waiters(struct sup_model *from, struct sup_model *to)
+{
+    while (!TAILQ_EMPTY(&from->waiters)) {
+        struct sup_waiter *w = TAILQ_FIRST(&from->waiters);
+        TAILQ_REMOVE(&from->waiters, w, link);
+        from->n_waiters--;
+        w->model = to;
+        TAILQ_INSERT_TAIL(&to->waiters, w, link);
+        to->n_waiters++;
+    }
+}
+
+/* Marks M as replaced or removed: it admits nothing more and stops once idle. */
+static void retire(struct sup_model *m)
+{
+    m->is_retiring = true;
+    m->is_unload_requested = true;
+    evtimer_del(m->ttl_timer);
+}
+
+/* Returns the model of MGR's current config whose id is exactly ID, or NULL. */
+static struct sup_model *active_by_id(const struct sup_manager *mgr, const char *id)
+{
+    const struct cfg_model *c = cfg_find_model(mgr->cfg, id);
+    return c != NULL && strcmp(c->id, id) == 0 ? mgr->active[c - mgr->cfg->models] : NULL;
+}
+
+int sup_manager_reload(struct sup_manager *mgr, const struct cfg *cfg,
+                       struct sup_reload_summary *summary)
+{
+    struct sup_model **active = calloc(cfg->n_models > 0 ? cfg->n_models : 1, sizeof(*active));
+    struct sup_reload_summary sum = {0};
+
+    if (active == NULL)
+        return IG_ENOMEM;
+    /* First create what is new, so running out of memory changes nothing. */
+    for (size_t i = 0; i < cfg->n_models; i++) {
+        struct sup_model *old = active_by_id(mgr, cfg->models[i].id);
+        if (old != NULL && cfg_model_same_process(old->cfg, &cfg->models[i]))
+            continue;
+        if ((active[i] = model_new(mgr, cfg, &cfg->models[i])) == NULL) {
+            for (size_t j = 0; j < i; j++)
+                if (active[j] != NULL)
+                    model_release(active[j]);
+            free(active);
+            return IG_ENOMEM;
+        }
+        if (old != NULL) {
+            ig_info("model %s: changed by the reload; the new version starts after the old one "
+                    "stops", cfg->models[i].id);
+            sum.changed++;
+        } else {
+            sum.added++;
+        }
+    }
+    for (size_t i = 0; i < cfg->n_models; i++) {
+        if (active[i] != NULL)
+            continue;
+        active[i] = active_by_id(mgr, cfg->models[i].id);
+        active[i]->cfg = &cfg->models[i]; /* ttl, aliases, filters... apply at once */
+        active[i]->group = cfg_model_group(cfg, cfg->models[i].id);
+        sum.kept++;
+    }
+    /* Old models that were not kept retire; their queued requests move to the new version
+     * of the same id, or fail when the id is gone. */
+    for (size_t i = 0; i < mgr->cfg->n_models; i++) {
+        struct sup_model *old = mgr->active[i];
+        const struct cfg_model *c = cfg_find_model(cfg, old->cfg->id);
+        struct sup_model *next =
+            c != NULL && strcmp(c->id, old->cfg->id) == 0 ? active[c - cfg->models] : NULL;
+        if (next == old)
+            continue;
+        retire(old);
+        if (next != NULL) {
+            move_waiters(old, next);
+        } else {
+            ig_info("model %s: removed by the reload; it stops once idle", old->cfg->id);
+            fail_waiters(old, 503, "the model was removed by a configuration reload", 1);
+            sum.removed++;
+        }
+    }
+    free(mgr->active);
+    mgr->active = active;
+    mgr->cfg = cfg;
+    if (summary != NULL)
+        *summary = sum;
+    request_schedule(mgr);
+    return 0;
+}
+
+bool sup_manager_uses_cfg(const struct sup_manager *mgr, const struct cfg *cfg)
+{
+    const struct sup_model *m;
+
+    if (mgr->cfg == cfg)
+        return true;
+    TAILQ_FOREACH(m, &mgr->all, link)
+        if (m->cfg >= cfg->models && m->cfg < cfg->models + cfg->n_models)
+            return true;
+    return false;
 }
 
 struct sup_model *sup_find(struct sup_manager *mgr, const char *name)
@@ -943,7 +1094,7 @@ struct sup_model *sup_find(struct sup_manager *mgr, const char *name)
 
     if (c == NULL)
         return NULL;
-    return &mgr->models[c - mgr->cfg->models];
+    return mgr->active[c - mgr->cfg->models];
 }
 
 const struct cfg_model *sup_model_cfg(const struct sup_model *model)
@@ -959,9 +1110,9 @@ enum sup_state sup_model_state(const struct sup_model *model)
 json_t *sup_running_json(struct sup_manager *mgr)
 {
     json_t *list = json_array();
+    const struct sup_model *m;
 
-    for (size_t i = 0; list != NULL && i < mgr->n_models; i++) {
-        const struct sup_model *m = &mgr->models[i];
+    TAILQ_FOREACH(m, &mgr->all, link) {
         int ttl_s = m->cfg->ttl_s < 0 ? mgr->cfg->global_ttl_s : m->cfg->ttl_s;
         if (!is_running(m))
             continue;
@@ -970,6 +1121,8 @@ json_t *sup_running_json(struct sup_manager *mgr)
                             "state", sup_state_name(m->state), "cmd", m->cfg->cmd, "proxy",
                             m->cfg->proxy, "ttl", ttl_s, "name", m->cfg->name, "description",
                             m->cfg->description, "in_flight", m->in_flight));
+        if (list == NULL)
+            break;
     }
     return list;
 }

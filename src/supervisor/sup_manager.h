@@ -57,6 +57,25 @@ typedef void (*sup_stopped_fn)(void *arg);
 struct sup_manager *sup_manager_new(struct event_base *base, struct upstream_pool *pool,
                                     const struct cfg *cfg, char **cause);
 
+/* What a reload did to the models. */
+struct sup_reload_summary {
+    int kept;    /* same process settings: kept running, new settings apply at once */
+    int changed; /* process settings changed: the old one drains and stops, then restarts */
+    int added;
+    int removed; /* drain and stop; their queued requests get a 503 */
+};
+
+/* Switches MGR to CFG (borrowed; the previous one must stay alive while
+ * sup_manager_uses_cfg() says so). Models are matched by id: unchanged ones keep running
+ * with in-flight requests untouched; changed and removed ones finish their requests and
+ * stop. Returns 0 (SUMMARY filled when not NULL) or IG_ENOMEM with nothing changed. */
+int sup_manager_reload(struct sup_manager *mgr, const struct cfg *cfg,
+                       struct sup_reload_summary *summary) IG_WUR;
+
+/* Returns whether MGR still refers to CFG (current, or a model retired by a reload that has
+ * not stopped yet). */
+bool sup_manager_uses_cfg(const struct sup_manager *mgr, const struct cfg *cfg);
+
 /* Kills every child at once (SIGKILL), reaps them and frees; NULL is a no-op. */
 void sup_manager_free(struct sup_manager *mgr);
 
