@@ -344,15 +344,15 @@ static void top_listen(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value
     free(s);
 }
 
-/* Parses a size: an integer of bytes or "<n><unit>" (B, K/KiB, KB, M/MiB, MB, G/GiB, GB). */
-static int parse_size(const char *text, unsigned long long *out)
+int cfg_parse_size(const char *text, unsigned long long *out)
 {
     static const struct {
         const char *unit;
         unsigned long long mul;
     } units[] = {{"", 1},         {"b", 1},           {"k", 1024},       {"kib", 1024},
                  {"kb", 1000},    {"m", 1024 * 1024}, {"mib", 1u << 20}, {"mb", 1000000},
-                 {"g", 1u << 30}, {"gib", 1u << 30},  {"gb", 1000000000}};
+                 {"g", 1u << 30}, {"gib", 1u << 30},  {"gb", 1000000000},
+                 {"t", 1ull << 40}, {"tib", 1ull << 40}, {"tb", 1000000000000ull}};
     char *end = NULL;
     unsigned long long v;
 
@@ -366,7 +366,7 @@ static int parse_size(const char *text, unsigned long long *out)
         end++;
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
         if (strcasecmp(end, units[i].unit) == 0) {
-            if (v > (1ull << 40) / units[i].mul)
+            if (v > (1ull << 50) / units[i].mul)
                 return -1;
             *out = v * units[i].mul;
             return 0;
@@ -391,7 +391,7 @@ static void limit_size(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value
     }
     if (s.kind == CFG_INT && s.i >= 0)
         v = (unsigned long long)s.i;
-    else if (s.kind == CFG_NULL || (s.kind == CFG_STR && parse_size(s.text, &v) == 0))
+    else if (s.kind == CFG_NULL || (s.kind == CFG_STR && cfg_parse_size(s.text, &v) == 0))
         (void)0;
     else
         cfg_error(ctx, value, "%s: expected a size like 16MiB, got '%s'", k, s.text), v = 0;
@@ -488,10 +488,11 @@ static const struct cfg_field top_fields[] = {
     TOP_FN("upstream", top_upstream, CFG_F_INACTIVE),
     TOP_FN("listen", top_listen, 0),
     TOP_FN("limits", top_stash, 0),
-    TOP_CHECK("models_dir", CFG_F_ANY, 0, 0, CFG_F_INACTIVE),
+    TOP_FN("models_dir", cfg_top_models_dir, 0),
+    TOP_FN("engine", cfg_top_engine, 0),
     TOP_CHECK("auth", CFG_F_ANY, 0, 0, CFG_F_INACTIVE),
     TOP_CHECK("storage", CFG_F_ANY, 0, 0, CFG_F_INACTIVE),
-    TOP_CHECK("budget", CFG_F_ANY, 0, 0, CFG_F_INACTIVE),
+    TOP_FN("budget", cfg_top_budget, 0),
     TOP_CHECK("nats", CFG_F_ANY, 0, 0, CFG_F_INACTIVE),
     TOP_CHECK("cors", CFG_F_ANY, 0, 0, CFG_F_INACTIVE),
     TOP_CHECK("tls", CFG_F_ANY, 0, 0, CFG_F_INACTIVE),
@@ -512,6 +513,8 @@ static struct cfg *cfg_defaults(const char *name)
     cfg->health_check_timeout_s = 120;
     cfg->start_port = 5800;
     cfg->unload_timeout_s = 10;
+    cfg->discovery.ctx_size = 4096;
+    cfg->discovery.parallel = 4;
     cfg->limits = (struct cfg_limits){16u << 20, 64u << 10, 600, 60, 64, 0, 10, 120, 5000};
     if (cfg->path == NULL || cfg->listen_host == NULL || cfg->log_level == NULL) {
         cfg_free(cfg);
@@ -678,6 +681,9 @@ void cfg_free(struct cfg *cfg)
     free(cfg->log_level);
     cfg_strv_clear(&cfg->api_keys);
     cfg_strv_clear(&cfg->preload);
+    cfg_strv_clear(&cfg->discovery.dirs);
+    free(cfg->discovery.engine_bin);
+    free(cfg->discovery.args);
     cfg_strv_clear(&cfg->inactive_keys);
     cfg_strv_clear(&cfg->warnings);
     free(cfg);

@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* A list of owned strings. */
 struct cfg_strv {
@@ -74,6 +75,25 @@ struct cfg_limits {
                               * requests before it yields to a waiting model; default 5 s */
 };
 
+/* `budget:` memory the loaded models may use together; 0 = unlimited. */
+struct cfg_budget {
+    uint64_t ram_bytes;  /* bytes, or a percentage of the detected RAM resolved at load */
+    uint64_t vram_bytes; /* bytes (no GPU detection: a percentage is an error) */
+    int ram_percent;     /* as written (0 when given in bytes) */
+};
+
+/* `models_dir:` and `engine:`: where GGUF files are discovered and how discovered models
+ * are served by infergate-engine. */
+struct cfg_discovery {
+    struct cfg_strv dirs; /* models_dir: one path or a list */
+    char *engine_bin;     /* engine.bin; NULL = infergate-engine beside infergate */
+    int ctx_size;         /* engine.ctx_size, default 4096 (per model, shared by slots) */
+    int parallel;         /* engine.parallel, default 4 */
+    int threads;          /* engine.threads, 0 = the engine's default */
+    int n_gpu_layers;     /* engine.n_gpu_layers, default 0 */
+    char *args;           /* engine.args: extra flags appended, or NULL */
+};
+
 /* The whole configuration. */
 struct cfg {
     char *path;
@@ -91,6 +111,8 @@ struct cfg {
     struct cfg_group *groups;
     size_t n_groups;
     struct cfg_limits limits;
+    struct cfg_budget budget;
+    struct cfg_discovery discovery;
     /* hooks.on_startup.preload: model ids (aliases resolved) started in order at start-up. */
     struct cfg_strv preload;
     /* Keys recognised but whose feature is not active yet, e.g. "peers", "hooks". */

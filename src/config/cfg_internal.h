@@ -134,6 +134,16 @@ void cfg_walk(struct cfg_ctx *ctx, yaml_node_t *map, const struct cfg_field *fie
 void cfg_resolve_plain(const char *text, struct cfg_scalar *out);
 int cfg_format_float(double value, char *buf, size_t size);
 
+/* cfg.c: shared parsers. */
+/* Parses a size: an integer of bytes or "<n><unit>" (B, K/KiB, KB, M/MiB, MB, G/GiB, GB,
+ * T/TiB, TB) up to 1 PiB; returns 0 or -1. */
+int cfg_parse_size(const char *text, unsigned long long *out);
+
+/* cfg_budget.c: models_dir, engine (defaults of discovered models) and budget. */
+void cfg_top_models_dir(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
+void cfg_top_engine(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
+void cfg_top_budget(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
+
 /* cfg_macro.c: macro declarations and expansion. */
 void cfg_macros_parse(struct cfg_ctx *ctx, yaml_node_t *map, struct cfg_macros *out);
 void cfg_macros_clear(struct cfg_macros *m);

@@ -306,7 +306,9 @@ static void test_cfg_records_inactive_keys(void **state)
     assert_false(is_inactive(cfg, "hooks"));
     assert_int_equal(cfg->preload.len, 1);
     assert_string_equal(cfg->preload.items[0], "a");
-    assert_true(is_inactive(cfg, "models_dir"));
+    assert_false(is_inactive(cfg, "models_dir"));
+    assert_int_equal(cfg->discovery.dirs.len, 1);
+    assert_string_equal(cfg->discovery.dirs.items[0], "/models");
     assert_true(is_inactive(cfg, "tls"));
     assert_true(is_inactive(cfg, "models.a.sendLoadingState"));
     assert_false(is_inactive(cfg, "models.a.unloadTimeout"));

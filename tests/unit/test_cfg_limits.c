@@ -60,6 +60,49 @@ static void test_cfg_limits(void **state)
     cfg_free(cfg);
 }
 
+static void test_cfg_budget_and_discovery(void **state)
+{
+    struct cfg *cfg = load_ok("budget: {ram: 24GiB, vram: 80 GB}\n"
+                              "models_dir: [/srv/a, /srv/b]\n"
+                              "engine: {ctx_size: 8192, parallel: 2, threads: 3, "
+                              "n_gpu_layers: 99, bin: /opt/eng, args: --jinja}\n");
+
+    (void)state;
+    assert_int_equal(cfg->budget.ram_bytes, 24ull << 30);
+    assert_int_equal(cfg->budget.vram_bytes, 80000000000ull);
+    assert_int_equal(cfg->budget.ram_percent, 0);
+    assert_int_equal(cfg->discovery.dirs.len, 2);
+    assert_string_equal(cfg->discovery.dirs.items[1], "/srv/b");
+    assert_int_equal(cfg->discovery.ctx_size, 8192);
+    assert_int_equal(cfg->discovery.parallel, 2);
+    assert_int_equal(cfg->discovery.threads, 3);
+    assert_int_equal(cfg->discovery.n_gpu_layers, 99);
+    assert_string_equal(cfg->discovery.engine_bin, "/opt/eng");
+    assert_string_equal(cfg->discovery.args, "--jinja");
+    cfg_free(cfg);
+    cfg = load_ok("budget: {ram: 50%}\nmodels_dir: /srv/m\n");
+    assert_int_equal(cfg->budget.ram_percent, 50);
+    assert_true(cfg->budget.ram_bytes > 0);
+    assert_int_equal(cfg->budget.vram_bytes, 0);
+    assert_int_equal(cfg->discovery.ctx_size, 4096);
+    assert_int_equal(cfg->discovery.parallel, 4);
+    assert_null(cfg->discovery.engine_bin);
+    cfg_free(cfg);
+}
+
+static void test_cfg_rejects_bad_budget(void **state)
+{
+    (void)state;
+    expect_error("budget: {ram: 120%}\n",
+                 "config:1:15: budget.ram: expected a percentage from 1% to 100%, got '120%'");
+    expect_error("budget: {vram: 50%}\n", "config:1:16: budget.vram: cannot use a percentage: "
+                                          "the total is not known here; give a size like 24GiB");
+    expect_error("budget: {ram: lots}\n",
+                 "config:1:15: budget.ram: expected a size like 24GiB or a percentage, got 'lots'");
+    expect_error("budget: 5\n", "config:1:9: budget: expected a mapping, got a scalar");
+    expect_error("engine: {parallel: 0}\n", "config:1:20: engine.parallel: must be >= 1, got 0");
+}
+
 static void test_cfg_rejects_bad_limits(void **state)
 {
     const char *yaml = "limits:\n"
@@ -180,6 +223,8 @@ int main(void)
         cmocka_unit_test(test_cfg_listen_forms),
         cmocka_unit_test(test_cfg_rejects_bad_listen),
         cmocka_unit_test(test_cfg_limits),
+        cmocka_unit_test(test_cfg_budget_and_discovery),
+        cmocka_unit_test(test_cfg_rejects_bad_budget),
         cmocka_unit_test(test_cfg_rejects_bad_limits),
         cmocka_unit_test(test_cfg_rejects_oversized_input),
         cmocka_unit_test(test_cfg_rejects_deep_nesting),
