@@ -8,6 +8,14 @@ int cli_serve(int argc, char **argv);
 /* `infergate check -c FILE`: validates a config; returns 0 when valid, 1 otherwise. */
 int cli_check(int argc, char **argv);
 
+/* `infergate models -c FILE [--json]`: lists the models of a config with capabilities and
+ * estimated memory; returns the exit code. */
+int cli_models(int argc, char **argv);
+
+/* `infergate config generate (--models-dir DIR)... [-c FILE] [--write FILE]`: writes a
+ * llama-swap compatible config for the GGUF files found; returns the exit code. */
+int cli_config(int argc, char **argv);
+
 /* Parses "host:port", "[v6]:port" or ":port" into HOST (HOST_SIZE bytes) and *PORT;
  * returns 0 or -1. */
 int cli_parse_listen(const char *text, char *host, unsigned long host_size, int *port);

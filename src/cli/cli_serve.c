@@ -1,4 +1,5 @@
 /* `infergate serve` and `infergate check`. */
+#include "model_catalog.h"
 #include "cfg.h"
 #include "cli.h"
 #include "gw_app.h"
@@ -81,7 +82,7 @@ struct cfg *cli_load_config(const char *path)
     struct cfg *cfg = NULL;
     char *cause = NULL;
 
-    if (cfg_load(path, &cfg, &cause) != 0) {
+    if (catalog_load(path, &cfg, &cause) != 0) {
         fprintf(stderr, "%s\n", cause != NULL ? cause : "cannot load config");
         free(cause);
         return NULL;

@@ -11,6 +11,9 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: infergate [serve] -c FILE [--listen HOST:PORT]   run the gateway\n"
             "       infergate check -c FILE                        validate a config\n"
+            "       infergate models -c FILE [--json]              list models, capabilities, memory\n"
+            "       infergate config generate --models-dir DIR [--write FILE]\n"
+            "                                                      write a config for GGUF files\n"
             "       infergate version                              print the version\n");
 }
 
@@ -36,6 +39,10 @@ int main(int argc, char **argv)
         rc = cli_serve(argc - 1, argv + 1);
     else if (strcmp(argv[1], "check") == 0)
         rc = cli_check(argc - 1, argv + 1);
+    else if (strcmp(argv[1], "models") == 0)
+        rc = cli_models(argc - 1, argv + 1);
+    else if (strcmp(argv[1], "config") == 0)
+        rc = cli_config(argc - 1, argv + 1);
     else if (argv[1][0] == '-')
         rc = cli_serve(argc, argv);
     else {

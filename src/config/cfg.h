@@ -57,7 +57,13 @@ struct cfg_model {
     struct cfg_strv strip_params; /* filters.stripParams, split on commas, trimmed */
     json_t *set_params;           /* filters.setParams object or NULL; owned */
     json_t *metadata;             /* metadata object or NULL; owned */
-    int line;                     /* line of the model's key in the file */
+    int line;                     /* line of the model's key in the file; 0 when discovered */
+    /* Filled by the model catalog (src/models/model_catalog.c), not read from the file: */
+    bool is_discovered;  /* found in models_dir, served by infergate-engine */
+    char *gguf_path;     /* the model file when known (-m in cmd, or discovered) */
+    unsigned caps;       /* enum gguf_cap bits; 0 when unknown */
+    uint64_t mem_bytes;  /* estimated memory when loaded; 0 when unknown */
+    json_t *details;     /* architecture, parameters, quantisation... or NULL; owned */
 };
 
 /* Server-wide limits (`limits:` section, infergate's own). */
@@ -141,6 +147,14 @@ const struct cfg_model *cfg_find_model(const struct cfg *cfg, const char *name);
 /* Returns the group a model belongs to (borrowed) or NULL: ungrouped models form
  * llama-swap's implicit default group (swap, exclusive, not persistent). */
 const struct cfg_group *cfg_model_group(const struct cfg *cfg, const char *model_id);
+
+/* Adds a copy of TEXT to cfg->warnings; returns 0 or IG_ENOMEM. */
+int cfg_add_warning(struct cfg *cfg, const char *text);
+
+/* Appends a model ID served by CMD (owned copies are made) on the next free port after every
+ * other model's, with the global ttl and unloadTimeout. ${PORT} in CMD is replaced. Returns
+ * the new model (valid until the next append) or NULL when out of memory. */
+struct cfg_model *cfg_append_model(struct cfg *cfg, const char *id, const char *cmd);
 
 /* Returns whether A and B run the same process (cmd, cmdStop, proxy, checkEndpoint, env and
  * port are equal), so a reload may keep it running. */

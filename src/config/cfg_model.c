@@ -42,6 +42,8 @@ void cfg_model_clear(struct cfg_model *m)
     cfg_strv_clear(&m->strip_params);
     json_decref(m->set_params);
     json_decref(m->metadata);
+    free(m->gguf_path);
+    json_decref(m->details);
     memset(m, 0, sizeof(*m));
 }
 
@@ -693,4 +695,65 @@ bool cfg_model_same_process(const struct cfg_model *a, const struct cfg_model *b
         if (strcmp(a->env.items[i], b->env.items[i]) != 0)
             return false;
     return true;
+}
+
+/* Replaces every ${PORT} in TEMPLATE with PORT; caller frees. */
+static char *with_port(const char *template, int port)
+{
+    char text[16];
+    size_t n = 0, cap = strlen(template) + 1;
+    char *out;
+
+    snprintf(text, sizeof(text), "%d", port);
+    for (const char *q = strstr(template, "${PORT}"); q != NULL; q = strstr(q + 7, "${PORT}"))
+        cap += strlen(text);
+    out = malloc(cap);
+    if (out == NULL)
+        return NULL;
+    for (const char *p = template; *p != '\0';) {
+        if (strncmp(p, "${PORT}", 7) == 0) {
+            memcpy(out + n, text, strlen(text));
+            n += strlen(text);
+            p += 7;
+        } else {
+            out[n++] = *p++;
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
+struct cfg_model *cfg_append_model(struct cfg *cfg, const char *id, const char *cmd)
+{
+    struct cfg_model *models = realloc(cfg->models, (cfg->n_models + 1) * sizeof(*models));
+    struct cfg_model *m;
+    int port = cfg->start_port;
+
+    if (models == NULL)
+        return NULL;
+    cfg->models = models;
+    for (size_t i = 0; i < cfg->n_models; i++)
+        if (models[i].port >= port)
+            port = models[i].port + 1;
+    m = &models[cfg->n_models];
+    memset(m, 0, sizeof(*m));
+    m->id = strdup(id);
+    m->cmd = with_port(cmd, port);
+    m->port = port;
+    m->ttl_s = cfg->global_ttl_s;
+    m->unload_timeout_s = cfg->unload_timeout_s > 0 ? cfg->unload_timeout_s : 10;
+    m->check_endpoint = strdup("/health");
+    if (asprintf(&m->proxy, "http://localhost:%d", port) < 0)
+        m->proxy = NULL;
+    if (m->id == NULL || m->cmd == NULL || m->check_endpoint == NULL || m->proxy == NULL) {
+        cfg_model_clear(m);
+        return NULL;
+    }
+    cfg->n_models++;
+    return m;
+}
+
+int cfg_add_warning(struct cfg *cfg, const char *text)
+{
+    return cfg_strv_push(&cfg->warnings, text) == 0 ? 0 : IG_ENOMEM;
 }

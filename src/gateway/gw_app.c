@@ -5,6 +5,7 @@
  * in flight or the grace period (limits.shutdown_grace_s) is over, close what is left,
  * then stop every child through the manager and report back.
  */
+#include "model_catalog.h"
 #include "cfg.h"
 #include "gw_internal.h"
 #include "http_server.h"
@@ -45,6 +46,18 @@ void gw_reply_error(struct http_request *req, int status, const char *message, c
     }
     http_respond(req, status, "application/json", body, strlen(body));
     free(body);
+}
+
+const char *gw_model_error_code(int status)
+{
+    switch (status) {
+    case 429:
+        return "rate_limit_exceeded";
+    case 507:
+        return "model_too_large";
+    default:
+        return "model_unavailable";
+    }
 }
 
 void gw_reply_json(struct http_request *req, int status, json_t *doc)
@@ -232,7 +245,7 @@ int gw_app_reload(struct gw_app *app, struct sup_reload_summary *summary, char *
         *cause = strdup("the server is shutting down");
         return IG_EINVAL;
     }
-    rc = cfg_load(app->cfg->path, &next, cause);
+    rc = catalog_load(app->cfg->path, &next, cause);
     if (rc != 0) {
         ig_error("reload of %s failed; keeping the running configuration:\n%s", app->cfg->path,
                  *cause != NULL ? *cause : ig_strerror(rc));

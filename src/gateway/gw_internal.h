@@ -38,6 +38,9 @@ struct gw_app {
 void gw_reply_error(struct http_request *req, int status, const char *message, const char *code,
                     int retry_after_s);
 
+/* Returns the OpenAI error code for a model manager error STATUS (429, 502, 503, 507). */
+const char *gw_model_error_code(int status);
+
 /* Answers REQ with a JSON document (reference taken). */
 void gw_reply_json(struct http_request *req, int status, json_t *doc);
 

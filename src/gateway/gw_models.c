@@ -3,6 +3,7 @@
  * llama.cpp's router API (/models, /models/load, /models/unload) and /status.
  */
 #include "cfg.h"
+#include "gguf_meta.h"
 #include "gw_internal.h"
 #include "http_server.h"
 #include "ig_json.h"
@@ -14,6 +15,37 @@
 #include <string.h>
 
 #define MAX_JSON_DEPTH 16
+
+/* Returns the capability names of a model (caller owns), or an empty array when unknown. */
+static json_t *caps_json(unsigned caps)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } names[] = {{GGUF_CAP_COMPLETION, "completion"}, {GGUF_CAP_EMBEDDINGS, "embeddings"},
+                 {GGUF_CAP_RERANK, "rerank"},         {GGUF_CAP_REASONING, "reasoning"},
+                 {GGUF_CAP_TOOLS, "tools"},           {GGUF_CAP_VISION, "vision"}};
+    json_t *list = json_array();
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if ((caps & names[i].bit) != 0)
+            json_array_append_new(list, json_string(names[i].name));
+    return list;
+}
+
+/* Adds what the catalog knows about C (capabilities, memory, discovered) to OBJ. */
+static void add_catalog_fields(json_t *obj, const struct cfg_model *c, bool with_details)
+{
+    if (obj == NULL)
+        return;
+    json_object_set_new(obj, "capabilities", caps_json(c->caps));
+    if (c->mem_bytes > 0)
+        json_object_set_new(obj, "memory_bytes", json_integer((json_int_t)c->mem_bytes));
+    if (c->is_discovered)
+        json_object_set_new(obj, "discovered", json_true());
+    if (with_details && c->details != NULL)
+        json_object_set(obj, "details", c->details);
+}
 
 /* Appends one OpenAI model object for ID describing model M. */
 static void append_model(json_t *data, const char *id, struct sup_model *m, int64_t created)
@@ -35,6 +67,7 @@ static void append_model(json_t *data, const char *id, struct sup_model *m, int6
         json_object_set_new(obj, "description", json_string(c->description));
     if (c->metadata != NULL)
         json_object_set(obj, "meta", c->metadata);
+    add_catalog_fields(obj, c, false);
     json_array_append_new(data, obj);
 }
 
@@ -96,15 +129,18 @@ void gw_models_router_list(struct gw_app *app, struct http_request *req)
     for (size_t i = 0; i < app->cfg->n_models; i++) {
         const struct cfg_model *c = &app->cfg->models[i];
         struct sup_model *m = sup_find(app->mgr, c->id);
-        json_t *aliases = json_array();
+        json_t *aliases = json_array(), *obj;
         for (size_t a = 0; a < c->aliases.len; a++)
             json_array_append_new(aliases, json_string(c->aliases.items[a]));
-        json_array_append_new(
-            data, json_pack("{s:s, s:s, s:I, s:s, s:o, s:s, s:o, s:b}", "id", c->id, "object",
-                            "model", "created", (json_int_t)app->started_unix_s, "owned_by",
-                            "infergate", "aliases", aliases, "state",
-                            sup_state_name(sup_model_state(m)), "status", status_json(m),
-                            "unlisted", c->unlisted));
+        obj = json_pack("{s:s, s:s, s:I, s:s, s:o, s:s, s:o, s:b}", "id", c->id, "object",
+                        "model", "created", (json_int_t)app->started_unix_s, "owned_by",
+                        "infergate", "aliases", aliases, "state",
+                        sup_state_name(sup_model_state(m)), "status", status_json(m),
+                        "unlisted", c->unlisted);
+        if (obj != NULL && c->gguf_path != NULL)
+            json_object_set_new(obj, "path", json_string(c->gguf_path));
+        add_catalog_fields(obj, c, true);
+        json_array_append_new(data, obj);
     }
     gw_reply_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
@@ -152,7 +188,7 @@ static void reply_loaded(struct http_request *req, struct sup_model *m, int stat
 {
     if (status != 0) {
         gw_reply_error(req, status, message,
-                       status == 429 ? "rate_limit_exceeded" : "model_unavailable",
+                       gw_model_error_code(status),
                        retry_after_s);
         return;
     }
@@ -247,11 +283,17 @@ void gw_models_status(struct gw_app *app, struct http_request *req)
                         "retry_in_ms", (json_int_t)info.retry_in_ms);
         if (obj != NULL && info.last_error != NULL)
             json_object_set_new(obj, "last_error", json_string(info.last_error));
+        if (obj != NULL)
+            json_object_set_new(obj, "memory_bytes", json_integer((json_int_t)c->mem_bytes));
         json_array_append_new(models, obj);
     }
     gw_reply_json(req, 200,
-                  json_pack("{s:s, s:I, s:I, s:i, s:I, s:o}", "version", IG_VERSION, "uptime_s",
+                  json_pack("{s:s, s:I, s:I, s:i, s:I, s:{s:I, s:i, s:I}, s:o}", "version",
+                            IG_VERSION, "uptime_s",
                             (json_int_t)((ig_now_ms() - app->started_ms) / 1000), "waiting",
                             (json_int_t)waiting, "in_flight", in_flight, "children",
-                            (json_int_t)sup_children_alive(app->mgr), "models", models));
+                            (json_int_t)sup_children_alive(app->mgr), "budget", "ram_bytes",
+                            (json_int_t)app->cfg->budget.ram_bytes, "ram_percent",
+                            app->cfg->budget.ram_percent, "ram_used_bytes",
+                            (json_int_t)sup_ram_in_use(app->mgr), "models", models));
 }

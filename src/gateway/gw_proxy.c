@@ -10,6 +10,7 @@
  * an SSE error event in OpenAI's shape, which SDKs raise as an error.
  */
 #include "cfg.h"
+#include "gguf_meta.h"
 #include "gw_internal.h"
 #include "http_server.h"
 #include "http_upstream.h"
@@ -266,7 +267,7 @@ static void on_model_ready(struct sup_model *model, int status, const char *mess
     call->model = model; /* a reload may have moved the request to the model's new version */
     if (status != 0) {
         gw_reply_error(call->req, status, message,
-                       status == 429 ? "rate_limit_exceeded" : "model_unavailable",
+                       gw_model_error_code(status),
                        retry_after_s);
         call_free(call);
         return;
@@ -296,6 +297,27 @@ static bool apply_filters(const struct cfg_model *mc, json_t *doc)
     return is_changed;
 }
 
+/* Returns whether the model C is known to lack what PATH needs (embeddings, or text
+ * generation), with a message in MSG. Unknown capabilities (no GGUF file read) pass. */
+static bool lacks_capability(const struct cfg_model *c, const char *path, char *msg, size_t size)
+{
+    bool wants_embeddings = strstr(path, "embedding") != NULL;
+    bool wants_text = strstr(path, "completion") != NULL;
+
+    if (c->caps == 0)
+        return false;
+    if (wants_embeddings && (c->caps & GGUF_CAP_EMBEDDINGS) == 0) {
+        snprintf(msg, size, "model %s does not support embeddings (capabilities: text generation)",
+                 c->id);
+        return true;
+    }
+    if (wants_text && (c->caps & GGUF_CAP_COMPLETION) == 0) {
+        snprintf(msg, size, "model %s does not generate text: it is an embedding model", c->id);
+        return true;
+    }
+    return false;
+}
+
 /* Parses the body and finds the model; answers the client itself on failure. */
 static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req)
 {
@@ -321,6 +343,10 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
     if (model == NULL) {
         snprintf(msg, sizeof(msg), "The model `%.200s` does not exist", name);
         gw_reply_error(req, 404, msg, "model_not_found", 0);
+        goto out;
+    }
+    if (lacks_capability(sup_model_cfg(model), http_request_path(req), msg, sizeof(msg))) {
+        gw_reply_error(req, 400, msg, "model_not_supported", 0);
         goto out;
     }
     call = calloc(1, sizeof(*call));

@@ -91,6 +91,7 @@ struct sup_model {
     char *last_error;
     int n_helpers;       /* cmdStop processes still running (they write to RING) */
     bool is_retiring;    /* replaced or removed by a reload: stops, then is freed */
+    bool is_evicted;     /* this pass: must stop so that the winner fits the budget */
     TAILQ_ENTRY(sup_model) link;
 };
 
@@ -116,6 +117,8 @@ struct sup_manager {
 
 static void model_stop(struct sup_model *m);
 static void model_release(struct sup_model *m);
+static uint64_t ram_in_use(const struct sup_manager *mgr);
+static void warn_oversized(const struct sup_manager *mgr);
 
 const char *sup_state_name(enum sup_state state)
 {
@@ -150,16 +153,89 @@ static bool same_slot(const struct sup_model *a, const struct sup_model *b)
     return strcmp(a->cfg->id, b->cfg->id) == 0 || (a->cfg->port > 0 && a->cfg->port == b->cfg->port);
 }
 
-/* Returns whether starting A requires B to stop. */
+/* Returns whether MGR has a memory budget. */
+static bool has_budget(const struct sup_manager *mgr)
+{
+    return mgr->cfg->budget.ram_bytes > 0;
+}
+
+/* Returns whether starting A requires B to stop. Ungrouped models form one implicit group
+ * that swaps (one at a time, as in llama-swap) unless a memory budget is set: then they run
+ * side by side while they fit, and the budget decides what stops. */
 static bool conflicts(const struct sup_model *a, const struct sup_model *b)
 {
+    bool is_implicit_swap = !has_budget(a->mgr);
+
     if (a == b || a->cfg->cmd == NULL || b->cfg->cmd == NULL)
         return false; /* proxy-only models run no process and never swap */
     if (a->group == b->group)
-        return a->group == NULL || a->group->swap;
+        return a->group == NULL ? is_implicit_swap : a->group->swap;
     if (a->group == NULL)
-        return b->group == NULL || !b->group->persistent;
+        return is_implicit_swap && (b->group == NULL || !b->group->persistent);
     return a->group->exclusive && (b->group == NULL || !b->group->persistent);
+}
+
+/* Returns the estimated memory of the models holding it now (stopping ones included). */
+static uint64_t ram_in_use(const struct sup_manager *mgr)
+{
+    const struct sup_model *m;
+    uint64_t sum = 0;
+
+    TAILQ_FOREACH(m, &mgr->all, link)
+        if (is_running(m) && m->proc != NULL)
+            sum += m->cfg->mem_bytes;
+    return sum;
+}
+
+/* Returns the least recently used running model that may be evicted for WINNER, idle ones
+ * before busy ones, or NULL. */
+static struct sup_model *pick_victim(struct sup_manager *mgr, const struct sup_model *winner)
+{
+    struct sup_model *m, *best = NULL;
+
+    TAILQ_FOREACH(m, &mgr->all, link) {
+        bool is_idle = m->in_flight == 0 && TAILQ_EMPTY(&m->waiters);
+        if (m == winner || m->is_evicted || m->is_retiring || m->is_draining ||
+            m->state != SUP_READY || m->proc == NULL || m->cfg->mem_bytes == 0 ||
+            (m->group != NULL && m->group->persistent) || conflicts(winner, m))
+            continue;
+        if (best == NULL) {
+            best = m;
+            continue;
+        }
+        bool is_best_idle = best->in_flight == 0 && TAILQ_EMPTY(&best->waiters);
+        if ((is_idle && !is_best_idle) ||
+            (is_idle == is_best_idle && m->last_used_ms < best->last_used_ms))
+            best = m;
+    }
+    return best;
+}
+
+/* With a budget: marks as evicted the models that must stop for WINNER to fit (memory of
+ * models already stopping or in WINNER's way counts as freed). Returns whether WINNER fits
+ * once they are gone. */
+static bool make_room(struct sup_manager *mgr, struct sup_model *winner)
+{
+    uint64_t budget = mgr->cfg->budget.ram_bytes, used = ram_in_use(mgr), freed = 0;
+    struct sup_model *m;
+
+    TAILQ_FOREACH(m, &mgr->all, link)
+        m->is_evicted = false;
+    if (!has_budget(mgr) || winner == NULL || is_running(winner))
+        return true;
+    TAILQ_FOREACH(m, &mgr->all, link) {
+        if (is_running(m) && m->proc != NULL && m != winner &&
+            (m->state == SUP_STOPPING || m->is_retiring || m->is_draining || conflicts(winner, m)))
+            freed += m->cfg->mem_bytes;
+    }
+    while (used - freed + winner->cfg->mem_bytes > budget) {
+        struct sup_model *victim = pick_victim(mgr, winner);
+        if (victim == NULL)
+            return false;
+        victim->is_evicted = true;
+        freed += victim->cfg->mem_bytes;
+    }
+    return true;
 }
 
 /* Unlinks and frees a waiter without calling it. */
@@ -628,21 +704,31 @@ static void schedule_cb(evutil_socket_t fd, short what, void *arg)
     TAILQ_FOREACH(m, &mgr->all, link)
         serve_waiters(m);
     winner = pick_winner(mgr);
+    if (!make_room(mgr, winner))
+        is_blocked = true; /* what runs cannot make room now: wait (bounded by the queue) */
     TAILQ_FOREACH(m, &mgr->all, link) {
         bool is_in_way = winner != NULL && is_running(m) &&
-                         (conflicts(winner, m) || (m->is_retiring && same_slot(winner, m)));
+                         (conflicts(winner, m) || m->is_evicted ||
+                          (m->is_retiring && same_slot(winner, m)));
         bool was_draining = m->is_draining;
         m->is_draining = m->is_unload_requested ||
                          (is_in_way && (was_draining || !may_keep_serving(m, winner, now)));
-        if (m->is_draining && !was_draining && TAILQ_EMPTY(&m->waiters) == false)
-            ig_debug("model %s: draining with %zu request(s) queued", m->cfg->id, m->n_waiters);
+        if (m->is_draining && !was_draining && m->is_evicted)
+            ig_info("model %s: evicted (least recently used) to make room for %s: it needs "
+                    "%llu MiB, %llu MiB of budget.ram's %llu MiB are in use",
+                    m->cfg->id, winner->cfg->id,
+                    (unsigned long long)(winner->cfg->mem_bytes >> 20),
+                    (unsigned long long)(ram_in_use(mgr) >> 20),
+                    (unsigned long long)(mgr->cfg->budget.ram_bytes >> 20));
         if (m->is_draining &&
             (m->state == SUP_STARTING || (m->state == SUP_READY && m->in_flight == 0)))
             model_stop(m);
         if (is_in_way)
             is_blocked = true;
     }
-    if (winner != NULL && !is_running(winner) && !is_blocked)
+    if (winner != NULL && !is_running(winner) && !is_blocked &&
+        (!has_budget(mgr) ||
+         ram_in_use(mgr) + winner->cfg->mem_bytes <= mgr->cfg->budget.ram_bytes))
         model_start(winner);
     TAILQ_FOREACH(m, &mgr->all, link)
         serve_waiters(m); /* a model that stopped draining serves its queue */
@@ -721,6 +807,15 @@ int sup_acquire(struct sup_model *m, sup_ready_fn cb, void *arg, struct sup_wait
                        1);
     if ((int)m->n_waiters >= cfg->limits.queue_length)
         return enqueue(m, cb, arg, waiter, 503, "too many requests waiting for this model", 1);
+    if (has_budget(m->mgr) && m->cfg->mem_bytes > cfg->budget.ram_bytes) {
+        char text[256];
+        snprintf(text, sizeof(text),
+                 "model %s needs an estimated %llu MiB, more than the whole budget.ram of "
+                 "%llu MiB",
+                 m->cfg->id, (unsigned long long)(m->cfg->mem_bytes >> 20),
+                 (unsigned long long)(cfg->budget.ram_bytes >> 20));
+        return enqueue(m, cb, arg, waiter, 507, text, 0);
+    }
     /* A request waits out a back-off only when the start can begin a while before its own
      * queue deadline; otherwise waiting would end in a time-out anyway. */
     uint64_t now = ig_now_ms(), wait_ms = (uint64_t)queue_wait_s(m->mgr) * 1000u;
@@ -938,6 +1033,7 @@ struct sup_manager *sup_manager_new(struct event_base *base, struct upstream_poo
     for (size_t i = 0; i < cfg->n_models; i++)
         if ((mgr->active[i] = model_new(mgr, cfg, &cfg->models[i])) == NULL)
             goto fail;
+    warn_oversized(mgr);
     return mgr;
 fail:
     if (cause != NULL)
@@ -1070,10 +1166,29 @@ int sup_manager_reload(struct sup_manager *mgr, const struct cfg *cfg,
     free(mgr->active);
     mgr->active = active;
     mgr->cfg = cfg;
+    warn_oversized(mgr);
     if (summary != NULL)
         *summary = sum;
     request_schedule(mgr);
     return 0;
+}
+
+uint64_t sup_ram_in_use(const struct sup_manager *mgr)
+{
+    return ram_in_use(mgr);
+}
+
+/* Warns about models that can never fit the budget. */
+static void warn_oversized(const struct sup_manager *mgr)
+{
+    const struct cfg *cfg = mgr->cfg;
+
+    for (size_t i = 0; has_budget(mgr) && i < cfg->n_models; i++)
+        if (cfg->models[i].mem_bytes > cfg->budget.ram_bytes)
+            ig_warn("model %s needs an estimated %llu MiB, more than budget.ram (%llu MiB): "
+                    "requests for it will get a 507",
+                    cfg->models[i].id, (unsigned long long)(cfg->models[i].mem_bytes >> 20),
+                    (unsigned long long)(cfg->budget.ram_bytes >> 20));
 }
 
 bool sup_manager_uses_cfg(const struct sup_manager *mgr, const struct cfg *cfg)

@@ -137,6 +137,9 @@ void sup_shutdown(struct sup_manager *mgr, sup_stopped_fn cb, void *arg);
  * (caller owns the reference). */
 json_t *sup_running_json(struct sup_manager *mgr);
 
+/* Returns the estimated memory held by running models (stopping ones included). */
+uint64_t sup_ram_in_use(const struct sup_manager *mgr);
+
 /* Returns how many children are alive. */
 size_t sup_children_alive(const struct sup_manager *mgr);
 

@@ -138,3 +138,31 @@ test('serve refuses to start on an invalid config', async (t) => {
   assert.notEqual(r.code, 0, `non-zero exit, stderr:\n${r.stderr}`);
   assert.ok(locations(r.stderr, file).some((l) => l.line === 4), `the error location is printed:\n${r.stderr}`);
 });
+
+test('`config generate` writes a config for a models directory that `check` accepts; `models` lists capabilities and memory', async (t) => {
+  const { makeTinyModel } = await import('./lib/engine.mjs');
+  const { mkdir } = await import('node:fs/promises');
+  const dir = await tempDir(t);
+  await mkdir(path.join(dir, 'm', 'deep'), { recursive: true });
+  await makeTinyModel(path.join(dir, 'm', 'chat.gguf'));
+  await makeTinyModel(path.join(dir, 'm', 'deep', 'embed.gguf'), ['--embedding']);
+  const out = path.join(dir, 'generated.yaml');
+  const gen = await run(['config', 'generate', '--models-dir', path.join(dir, 'm'), '--write', out]);
+  assert.equal(gen.code, 0, gen.stderr);
+  assert.match(gen.stderr, /wrote .*generated\.yaml: 2 model\(s\)/);
+  const check = await run(['check', '-c', out]);
+  assert.equal(check.code, 0, check.stderr);
+  assert.match(check.stdout, /OK, 2 model\(s\)/);
+  const models = await run(['models', '-c', out, '--json']);
+  assert.equal(models.code, 0, models.stderr);
+  const list = JSON.parse(models.stdout);
+  assert.deepEqual(list.map((m) => [m.id, m.capabilities]), [['chat', 'completion'], ['embed', 'embeddings']]);
+  for (const m of list) {
+    assert.ok(m.memory_bytes > 0);
+    assert.match(m.cmd, /infergate-engine' -m '.*\.gguf' --port \d+ -c 4096 -np 4/);
+  }
+  assert.match(list[1].cmd, /--embeddings/);
+  const table = await run(['models', '-c', out]);
+  assert.match(table.stdout, /^ID +SOURCE +ARCH +PARAMS +QUANT +MEMORY +CAPABILITIES$/m);
+  assert.match(table.stdout, /^embed +config +llama +\d+M +F32 +\d+ MiB +embeddings$/m);
+});

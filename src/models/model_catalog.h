@@ -1,0 +1,57 @@
+/*
+ * The model catalog: completes a loaded config with what the files say. Models whose `cmd`
+ * names a GGUF file (-m/--model) get their capabilities, details and memory estimate; every
+ * GGUF found under `models_dir` that the config does not define becomes a model served by
+ * infergate-engine with the `engine:` defaults. Rules in docs/MODELS.md.
+ */
+#ifndef IG_MODEL_CATALOG_H
+#define IG_MODEL_CATALOG_H
+
+#include "ig_error.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct cfg;
+struct cfg_model;
+
+/* Process settings read from a llama-server style command line. */
+struct catalog_args {
+    char *model_path; /* -m/--model, or NULL (owned) */
+    int ctx_size;     /* -c/--ctx-size, 0 when absent */
+    int parallel;     /* -np/--parallel, 0 when absent */
+    int batch_size;   /* -b/--batch-size, 0 when absent */
+    int n_gpu_layers; /* -ngl/--n-gpu-layers/--gpu-layers, 0 when absent (-1: "all"/"auto") */
+    int is_embedding; /* --embedding(s) */
+};
+
+/* Reads CMD's llama-server flags into OUT (release with catalog_args_clear()). Returns 0 or
+ * IG_EINVAL when CMD cannot be split. */
+int catalog_parse_args(const char *cmd, struct catalog_args *out) IG_WUR;
+
+/* Releases what catalog_parse_args() allocated. */
+void catalog_args_clear(struct catalog_args *args);
+
+/*
+ * Completes CFG as described above. Discovered models are served by engine.bin, by default
+ * infergate-engine in the directory of the running executable. Unreadable files and other
+ * problems become cfg->warnings. Returns 0 or IG_ENOMEM.
+ */
+int catalog_apply(struct cfg *cfg) IG_WUR;
+
+/* cfg_load() followed by catalog_apply(): the config as the server runs it. */
+int catalog_load(const char *path, struct cfg **out, char **cause) IG_WUR;
+
+struct model_entry;
+
+/* Returns the cmd (with ${PORT}) serving discovered entry E with CFG's engine settings, run
+ * by BIN unless engine.bin is set; caller frees; NULL when out of memory or too long. */
+char *catalog_engine_cmd(const struct cfg *cfg, const struct model_entry *e, const char *bin);
+
+/* Writes the default engine path (infergate-engine beside this executable) into BUF. */
+void catalog_default_engine(char *buf, size_t size);
+
+/* Returns a malloc'd shell-quoted copy of WORD for a `cmd` line (caller frees), or NULL. */
+char *catalog_quote(const char *word);
+
+#endif
