@@ -9,7 +9,7 @@
 // Tokens are counted from the final chunk's timings.predicted_n (else the SSE chunks);
 // count_mismatch says how many streams sent fewer chunks than tokens; ITL is per chunk. Prints one line:
 //   LOAD label=L streams=N tokens=T ok=.. errors=.. wall_ms=.. agg_tok_s=.. decode_agg_tok_s=..
-//        per_stream_tok_s_p50=.. ttft_p50_ms=.. ttft_p99_ms=.. itl_p50_ms=.. itl_p99_ms=..
+//        per_stream_tok_s_p50=.. ttft_p50_ms=.. ttft_p99_ms=.. itl_p50_ms=.. itl_p99_ms=.. itl_max_ms=..
 //        prompt_n=.. server_prompt_tok_s=.. server_decode_tok_s=..
 // agg_tok_s: all generated tokens / (first request sent -> last stream done).
 // decode_agg_tok_s: tokens after each stream's first / (first first-token -> last done);
@@ -114,7 +114,7 @@ console.log(`LOAD label=${label} streams=${streams} tokens=${tokens} ok=${ok.len
     `decode_agg_tok_s=${f((total - ok.length) / ((last - firstTok) / 1000))} ` +
     `per_stream_tok_s_p50=${f(pct(perStream, 50))} ` +
     `ttft_p50_ms=${f(pct(ttft, 50), 1)} ttft_p99_ms=${f(pct(ttft, 99), 1)} ` +
-    `itl_p50_ms=${f(pct(itl, 50))} itl_p99_ms=${f(pct(itl, 99))} ` +
+    `itl_p50_ms=${f(pct(itl, 50))} itl_p99_ms=${f(pct(itl, 99))} itl_max_ms=${f(pct(itl, 100))} ` +
     `prompt_n=${f(pct(promptN, 50), 0)} server_prompt_tok_s=${f(pct(srvPP, 50))} ` +
     `server_decode_tok_s=${f(pct(srvTG, 50))}`);
 agent.destroy();

@@ -25,7 +25,8 @@
 # BENCH_ENGINE_PP_WORDS (150), BENCH_ENGINE_PROMPT_WORDS (32), BENCH_ENGINE_STREAMS
 # ("1 4 8 16"), BENCH_ENGINE_CTX (per-slot context x 16 slots; 1024), BENCH_ENGINE_PEERS
 # (1; 0 measures infergate-engine alone), BENCH_ENGINE_PROFILE (0; 1 records `perf record -g`
-# of infergate-engine during the 8-stream phase and prints the top symbols).
+# of infergate-engine during the 8-stream phase and prints the top symbols), BENCH_ENGINE_ARGS
+# (extra infergate-engine flags for A/B checks, e.g. "--poll 50").
 #
 # Output: human tables plus greppable lines, as bench/proxy/run.sh:
 #   BENCH <phase> <target> round=N key=value ...   one per measurement
@@ -52,6 +53,7 @@ STREAM_LIST=${BENCH_ENGINE_STREAMS:-1 4 8 16}
 SLOT_CTX=${BENCH_ENGINE_CTX:-1024}
 PEERS=${BENCH_ENGINE_PEERS:-1}
 PROFILE=${BENCH_ENGINE_PROFILE:-0}
+read -r -a ENGINE_ARGS <<<"${BENCH_ENGINE_ARGS:-}"
 NLC_VERSION=3.22.1
 NLC_DIR="$ROOT/.cache/node-llama-cpp"
 MODEL_DIR="$ROOT/.cache/bench-engine"
@@ -176,7 +178,7 @@ echo "== infergate engine benchmark =="
 echo "MACHINE nproc=$(nproc) cpu=\"$CPU\" mem_gib=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo) kernel=$(uname -r) date=$(date -u +%Y-%m-%dT%H:%M:%SZ) loadavg=$(loadavg)"
 echo "MODEL path=$MODEL preset=$MODEL_ARG${MTYPE:+ type=$MTYPE} bytes=$MODEL_BYTES"
 echo "VERSIONS node=$(node --version) llama_server_source=\"$(cut -c1-12 "$ROOT/third_party/llama-server/SOURCE" 2>/dev/null || echo none)\" node_llama_cpp=$NLC_VERSION"
-echo "SETTINGS threads=$THREADS rounds=$ROUNDS tokens=$TOKENS pp_words=$PP_WORDS prompt_words=$PROMPT_WORDS streams=\"$STREAM_LIST\" slots=$MAXS ctx=$CTX peers=$PEERS"
+echo "SETTINGS engine_args=\"${BENCH_ENGINE_ARGS:-}\" threads=$THREADS rounds=$ROUNDS tokens=$TOKENS pp_words=$PP_WORDS prompt_words=$PROMPT_WORDS streams=\"$STREAM_LIST\" slots=$MAXS ctx=$CTX peers=$PEERS"
 echo "note: servers get -t $THREADS -np $MAXS -c $CTX; the load generator (node) shares the same $(nproc) CPU(s)"
 echo
 
@@ -190,7 +192,8 @@ echo
 TARGETS=(engine)
 [[ -n "$LLAMA_SERVER" ]] && TARGETS+=(llama-server)
 declare -A BASE SPID
-pick_port; start_bg engine "$ENGINE" -m "$MODEL" --port "$PORT" -c "$CTX" -np "$MAXS" -t "$THREADS"
+pick_port; start_bg engine "$ENGINE" -m "$MODEL" --port "$PORT" -c "$CTX" -np "$MAXS" -t "$THREADS" \
+    ${ENGINE_ARGS[@]+"${ENGINE_ARGS[@]}"}
 BASE[engine]="http://127.0.0.1:$PORT"; SPID[engine]=$STARTED_PID
 if [[ -n "$LLAMA_SERVER" ]]; then
     pick_port; start_bg llama-server "$LLAMA_SERVER" -m "$MODEL" --port "$PORT" -c "$CTX" -np "$MAXS" \

@@ -6,6 +6,7 @@
 #include "ig_json.h"
 #include "ig_time.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -397,6 +398,29 @@ static bool is_ready(struct engine *e)
     return e->is_ready_seen;
 }
 
+/*
+ * Replies llama-server's 503 "Loading model" error with the load progress (0..1) added as
+ * error.progress, and a Retry-After.
+ */
+static void reply_loading(struct engine *e, struct http_request *req)
+{
+    pthread_mutex_lock(&e->mu);
+    double progress = e->load_progress;
+    pthread_mutex_unlock(&e->mu);
+    json_t *v =
+        json_pack("{s:{s:i,s:s,s:s,s:f}}", "error", "code", 503, "message", "Loading model", "type",
+                  "unavailable_error", "progress", floor(progress * 100.0 + 0.5) / 100.0);
+    char *s = v != NULL ? json_dumps(v, JSON_FLAGS) : NULL;
+    json_decref(v);
+    if (s == NULL) {
+        eng_reply_error(req, 503, "unavailable_error", "Loading model");
+        return;
+    }
+    http_response_add_header(req, "Retry-After", "1");
+    http_respond(req, 503, "application/json; charset=utf-8", s, strlen(s));
+    free(s);
+}
+
 /* Parses the JSON body and dispatches the POST routes. */
 static void handle_post(struct engine *e, struct http_request *req, enum route route)
 {
@@ -435,7 +459,7 @@ void eng_http_handle(struct http_request *req, void *arg)
         return;
     }
     if (!is_ready(e)) {
-        eng_reply_error(req, 503, "unavailable_error", "Loading model");
+        reply_loading(e, req);
         return;
     }
     switch (r->route) {

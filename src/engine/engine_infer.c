@@ -544,7 +544,7 @@ static void *infer_main(void *arg)
     free(inf.slots);
     if (inf.has_batch)
         llama_batch_free(inf.batch);
-    llama_free(inf.ctx);
+    eng_unload(e, inf.ctx);
     return NULL;
 }
 

@@ -51,9 +51,12 @@ struct eng_options {
     int n_threads;
     int n_gpu_layers;
     int n_batch;
+    int poll; /* ggml worker polling level between graphs, 0..100 */
     bool has_embeddings;
     bool has_metrics;
     bool is_verbose;
+    bool is_no_mmap;     /* read the model instead of mapping it */
+    bool is_kv_per_slot; /* --no-kv-unified: one KV buffer per slot */
 };
 
 /* A growable byte buffer; zero-initialised is empty. */
@@ -135,6 +138,7 @@ struct eng_task {
     struct eng_probs probs;  /* every record so far */
     size_t n_probs_sent;     /* records already streamed */
     bool has_started_stream;
+    bool has_asked_pause; /* eng_pause() was called and no eng_resume() since */
 
     /* Under engine.mu. */
     bool is_cancelled;
@@ -175,6 +179,7 @@ struct engine {
     bool is_ready;
     bool is_load_failed;
     bool is_stopping;
+    float load_progress; /* 0..1, from libllama's progress callback */
     char load_cause[512];
     struct eng_task *queue_head;
     struct eng_task *queue_tail;
@@ -192,6 +197,10 @@ struct engine {
     int n_vocab;
     int n_batch;
     const char *model_template; /* the GGUF's chat template, or NULL */
+
+    /* Inference thread only: the CPU backend's worker pool attached to the context. */
+    struct ggml_threadpool *threadpool;
+    void (*threadpool_free)(struct ggml_threadpool *tp);
 
     /* Loop thread only. */
     bool is_ready_seen;
@@ -265,6 +274,9 @@ char *eng_chat_format(const struct engine *e, json_t *messages, const char **cau
  * llama_free()); NULL with e->load_cause set. Inference thread only.
  */
 struct llama_context *eng_load(struct engine *e);
+
+/* Frees CTX (may be NULL), then the worker pool eng_load() gave it; inference thread only. */
+void eng_unload(struct engine *e, struct llama_context *ctx);
 
 /* Starts the inference thread (it loads the model); 0 or -1. */
 int eng_infer_start(struct engine *e) __attribute__((warn_unused_result));

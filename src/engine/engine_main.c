@@ -28,13 +28,18 @@ static const char usage_text[] =
     "  -t, --threads N           CPU threads (default: half the online CPUs)\n"
     "  -ngl, --n-gpu-layers N    layers to offload (accepted; CPU backends only)\n"
     "  -b, --batch-size N        tokens per decode step (default 2048)\n"
+    "  --poll N                  how hard idle CPU workers poll for work, 0-100 (default 0:\n"
+    "                            they sleep)\n"
     "  --embeddings              serve /v1/embeddings (and no completions)\n"
     "  -a, --alias NAME          model name reported in responses\n"
     "  --chat-template NAME      builtin template name for llama_chat_apply_template\n"
     "  -v, --verbose             show libllama's log\n"
     "  --metrics                 serve /metrics (Prometheus text)\n"
-    "  accepted and ignored: --jinja --no-webui --cont-batching --no-mmap --mlock,\n"
-    "  and with a value: -tb -ub --threads-http --pooling -ctk -ctv --timeout\n"
+    "  --no-mmap                 read the model into memory instead of mapping it\n"
+    "  -kvu, --kv-unified        one KV buffer shared by the slots (default)\n"
+    "  -no-kvu, --no-kv-unified  one KV buffer per slot\n"
+    "  accepted and ignored: --jinja --no-webui --cont-batching --mlock,\n"
+    "  and with a value: -tb -ub --threads-http --pooling -ctk -ctv --timeout --poll-batch\n"
     "  -h, --help                this text\n";
 
 /* Parses a decimal int in [MIN, MAX] from S into *OUT; 0 or -1. */
@@ -52,9 +57,10 @@ static int parse_int(const char *s, int min, int max, int *out)
 /* llama-server flags accepted and ignored, so a cmd written for llama-server runs here. */
 static const char *const ignored_with_value[] = {
     "-tb",  "--threads-batch", "-ub",  "--ubatch-size",  "--threads-http", "--pooling",
-    "-ctk", "--cache-type-k",  "-ctv", "--cache-type-v", "--timeout",      NULL};
-static const char *const ignored_switches[] = {"--jinja",   "--no-webui", "--cont-batching",
-                                               "--no-mmap", "--mlock",    NULL};
+    "-ctk", "--cache-type-k",  "-ctv", "--cache-type-v", "--timeout",      "--poll-batch",
+    NULL};
+static const char *const ignored_switches[] = {"--jinja", "--no-webui", "--cont-batching",
+                                               "--mlock", NULL};
 
 /* Returns whether ARG is in the NULL-terminated LIST. */
 static bool in_list(const char *arg, const char *const *list)
@@ -90,6 +96,14 @@ static int parse_args(int argc, char **argv, struct eng_options *o)
             o->has_metrics = true;
             continue;
         }
+        if (is_flag(a, "-kvu", "--kv-unified") || is_flag(a, "-no-kvu", "--no-kv-unified")) {
+            o->is_kv_per_slot = is_flag(a, "-no-kvu", "--no-kv-unified");
+            continue;
+        }
+        if (is_flag(a, "--no-mmap", NULL)) {
+            o->is_no_mmap = true;
+            continue;
+        }
         if (in_list(a, ignored_switches))
             continue;
         if (is_flag(a, "-v", "--verbose")) {
@@ -119,6 +133,8 @@ static int parse_args(int argc, char **argv, struct eng_options *o)
             num = &o->n_threads, min = -1, max = 1024;
         else if (is_flag(a, "-ngl", "--n-gpu-layers") || is_flag(a, "--gpu-layers", NULL))
             num = &o->n_gpu_layers, min = -1;
+        else if (is_flag(a, "--poll", NULL))
+            num = &o->poll, max = 100;
         else if (is_flag(a, "-b", "--batch-size"))
             num = &o->n_batch, min = 1, max = 1 << 20;
         else if (!in_list(a, ignored_with_value)) {
@@ -227,7 +243,9 @@ out:
 
 int main(int argc, char **argv)
 {
-    struct eng_options o = {.host = "127.0.0.1", .port = 8080, .n_parallel = 4, .n_batch = 2048};
+    /* --poll 0 measured best on a shared 2-core machine (docs/BENCHMARKS.md, Engine). */
+    struct eng_options o = {
+        .host = "127.0.0.1", .port = 8080, .n_parallel = 4, .n_batch = 2048, .poll = 0};
     struct engine e = {.opts = &o};
 
     int rc = parse_args(argc, argv, &o);

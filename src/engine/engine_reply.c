@@ -266,7 +266,27 @@ static void on_drain(struct http_request *req, void *arg)
 {
     struct eng_task *task = arg;
     (void)req;
+    task->has_asked_pause = false;
     eng_resume(task->engine, task);
+}
+
+/*
+ * Pauses TASK's slot when a write left its client's buffer over the high-water mark
+ * (IS_SLOW), and resumes it when a later write found it below. The drain callback alone is
+ * not enough: the slot decodes one more step before it sees the pause, and when the client
+ * has read everything by the time that token is written, the write empties the buffer
+ * itself, no writable event is left pending, and the drain callback never comes: the slot
+ * stayed paused until the client went away.
+ */
+static void flow_control(struct eng_task *task, int is_slow)
+{
+    if (is_slow == 1 && !task->has_asked_pause) {
+        task->has_asked_pause = true;
+        eng_pause(task->engine, task);
+    } else if (is_slow == 0 && task->has_asked_pause) {
+        task->has_asked_pause = false;
+        eng_resume(task->engine, task);
+    }
 }
 
 void eng_stream_open(struct eng_task *task)
@@ -351,8 +371,8 @@ static void task_progress(struct eng_task *task, struct eng_text *text, bool is_
         (text->len > 0 || (is_finished && task->finish != ENG_FINISH_ERROR)))
         eng_stream_open(task);
     if (task->req != NULL && text->len > 0) {
-        if (is_sse && stream_delta(task, text->data, text->len) == 1)
-            eng_pause(task->engine, task);
+        if (is_sse)
+            flow_control(task, stream_delta(task, text->data, text->len));
         if (eng_text_append(&task->content, text->data, text->len) != 0) {
             task->finish = ENG_FINISH_ERROR;
             snprintf(task->error, sizeof(task->error), "out of memory");

@@ -8,7 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { deadline, freePort, rawStream, waitFor, withGateway } from './lib/harness.mjs';
-import { ENGINE, SANITIZER, makeTinyModel, runToExit, startEngine, stopAllEngines, stopEngine } from './lib/engine.mjs';
+import {
+  ENGINE, MKGGUF, SANITIZER, makeTinyModel, runToExit, spawnEngine, startEngine, stopAllEngines, stopEngine,
+} from './lib/engine.mjs';
 
 const MESSAGES = [{ role: 'user', content: 'hello world' }];
 
@@ -263,6 +265,44 @@ test('--embeddings serves pooled, L2-normalised vectors', async () => {
     assert.equal(chat.status, 501);
   } finally {
     await stopEngine(eng);
+  }
+});
+
+test('/health answers 503 with the load progress while the model loads, then 200', async () => {
+  // `small` is 109 MB; --no-mmap makes libllama read it tensor by tensor, reporting progress,
+  // which takes long enough here (about a second on 2 cores) to be seen by a tight poll.
+  const small = path.join(dir, 'small.gguf');
+  const mk = await runToExit(MKGGUF, [small, '--preset', 'small']);
+  assert.equal(mk.code, 0, mk.output);
+  const eng = await spawnEngine(small, ['--no-mmap', '-c', '512', '-np', '1', '-t', '1']);
+  try {
+    const loading = [];
+    await waitFor(
+      async () => {
+        if (eng.exited) throw new Error(`engine exited early: ${eng.output()}`);
+        const r = await eng.request('/health', { timeoutMs: 1000 }).catch(() => null);
+        if (r === null) return false; // not listening yet
+        if (r.status === 503) loading.push(r);
+        return r.status === 200 ? r : false;
+      },
+      { timeoutMs: deadline(60000), intervalMs: 2, message: '/health 200 after loading' },
+    ).then((r) => assert.deepEqual(r.json, { status: 'ok' }));
+    assert.ok(loading.length > 0, 'no 503 was seen while the model loaded');
+    let last = 0;
+    for (const r of loading) {
+      assert.equal(r.json.error.code, 503);
+      assert.equal(r.json.error.message, 'Loading model');
+      assert.equal(r.json.error.type, 'unavailable_error');
+      assert.equal(r.headers['retry-after'], '1');
+      const p = r.json.error.progress;
+      assert.equal(typeof p, 'number');
+      assert.ok(p >= last && p <= 1, `progress ${p} after ${last}`);
+      last = p;
+    }
+    assert.equal((await eng.request('/health')).status, 200);
+  } finally {
+    await stopEngine(eng);
+    await fsp.rm(small, { force: true });
   }
 });
 

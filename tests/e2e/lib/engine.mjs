@@ -37,8 +37,8 @@ export async function makeTinyModel(out, extra = []) {
   assert.equal(r.code, 0, `mkgguf: ${r.output}`);
 }
 
-/** Starts an engine on MODEL with extra ARGS and waits for /health 200. */
-export async function startEngine(model, args = []) {
+/** Spawns an engine on MODEL with extra ARGS on a free port without waiting for it. */
+export async function spawnEngine(model, args = []) {
   const port = await freePort();
   const child = spawn(ENGINE, ['-m', model, '--port', String(port), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -52,18 +52,24 @@ export async function startEngine(model, args = []) {
     port,
     child,
     exit,
+    exited: false,
     output: () => Buffer.concat(chunks).toString('utf8'),
     client: () => new OpenAI({ apiKey: 'none', baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0, timeout: deadline(60000) }),
     request: (p, opts = {}) => rawRequest({ port, path: p, ...opts }),
     post: (p, body) => rawRequest({ port, path: p, method: 'POST', body }),
   };
   engines.add(eng);
-  let exited = false;
-  exit.then(() => (exited = true));
+  exit.then(() => (eng.exited = true));
+  return eng;
+}
+
+/** Starts an engine on MODEL with extra ARGS and waits for /health 200. */
+export async function startEngine(model, args = []) {
+  const eng = await spawnEngine(model, args);
   await waitFor(
     async () => {
-      if (exited) throw new Error(`engine exited early: ${eng.output()}`);
-      const r = await rawRequest({ port, path: '/health', timeoutMs: 1000 });
+      if (eng.exited) throw new Error(`engine exited early: ${eng.output()}`);
+      const r = await rawRequest({ port: eng.port, path: '/health', timeoutMs: 1000 });
       return r.status === 200;
     },
     { timeoutMs: deadline(30000), message: 'engine /health == 200' },
