@@ -36,6 +36,7 @@ check-clang: bootstrap
 bench: release
 	@bench/proxy/run.sh
 	@bench/engine/run.sh
+	@IG_BIN_DIR=build node bench/lifecycle/run.mjs
 
 # The demo models: random weights (gibberish text, real compute), written once.
 DEMO_MODELS = build/demo/demo-chat.gguf build/demo/demo-embed.gguf

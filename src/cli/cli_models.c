@@ -19,22 +19,16 @@
 
 #define MAX_DIRS 64
 
-/* Writes CAPS as "completion,embeddings" into BUF. */
+/* Writes CAPS as "completion,embeddings" into BUF ("-" when none is known). */
 static void caps_text(unsigned caps, char *buf, size_t size)
 {
-    static const struct {
-        unsigned bit;
-        const char *name;
-    } names[] = {{GGUF_CAP_COMPLETION, "completion"}, {GGUF_CAP_EMBEDDINGS, "embeddings"},
-                 {GGUF_CAP_RERANK, "rerank"},         {GGUF_CAP_REASONING, "reasoning"},
-                 {GGUF_CAP_TOOLS, "tools"},           {GGUF_CAP_VISION, "vision"}};
-    size_t n = 0;
+    const char *names[8];
+    size_t n = gguf_cap_names(caps, names), used = 0;
 
     buf[0] = '\0';
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if ((caps & names[i].bit) != 0 && n < size)
-            n += (size_t)snprintf(buf + n, size - n, "%s%s", n > 0 ? "," : "", names[i].name);
-    if (buf[0] == '\0')
+    for (size_t i = 0; i < n && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, "%s%s", i > 0 ? "," : "", names[i]);
+    if (n == 0)
         snprintf(buf, size, "-");
 }
 

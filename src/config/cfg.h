@@ -62,7 +62,8 @@ struct cfg_model {
     bool is_discovered;  /* found in models_dir, served by infergate-engine */
     char *gguf_path;     /* the model file when known (-m in cmd, or discovered) */
     unsigned caps;       /* enum gguf_cap bits; 0 when unknown */
-    uint64_t mem_bytes;  /* estimated memory when loaded; 0 when unknown */
+    uint64_t mem_bytes;  /* memory when loaded: `memory:` or the estimate; 0 when unknown */
+    bool is_memory_configured; /* mem_bytes comes from the model's `memory:` key */
     json_t *details;     /* architecture, parameters, quantisation... or NULL; owned */
 };
 

@@ -5,6 +5,7 @@
  * model's scope (file order, which is the order of cfg->models).
  */
 #include "cfg_internal.h"
+#include "ig_text.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -404,6 +405,31 @@ static void field_filters(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *va
     free(prefix);
 }
 
+/* Field handler: memory, the model's memory when loaded (a size), overriding the estimate. */
+static void field_memory(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+{
+    struct cfg_model *m = obj;
+    struct cfg_scalar sc;
+    unsigned long long v = 0;
+
+    (void)key;
+    if (value->type != YAML_SCALAR_NODE || cfg_read_scalar(ctx, value, &sc) != 0) {
+        if (value->type != YAML_SCALAR_NODE)
+            cfg_error(ctx, value, "memory: expected a size like 8GiB");
+        return;
+    }
+    if (sc.kind == CFG_INT && sc.i > 0)
+        v = (unsigned long long)sc.i;
+    else if (sc.kind != CFG_STR || cfg_parse_size(sc.text, &v) != 0 || v == 0)
+        cfg_error(ctx, value, "memory: expected a size like 8GiB, got '%s'",
+                  sc.text != NULL ? sc.text : "?");
+    if (v > 0) {
+        m->mem_bytes = v;
+        m->is_memory_configured = true;
+    }
+    cfg_scalar_clear(&sc);
+}
+
 #define MODEL_STR(key, field)                                                                      \
     {                                                                                              \
         key, CFG_F_STR, offsetof(struct cfg_model, field), 0, 0, NULL, 0                           \
@@ -431,6 +457,7 @@ static const struct cfg_field model_fields[] = {
     MODEL_FN("filters", field_filters, 0),
     MODEL_FN("macros", field_skip, 0),
     MODEL_FN("metadata", field_metadata, 0),
+    MODEL_FN("memory", field_memory, 0),
     {"sendLoadingState", CFG_F_BOOL, CFG_NO_STORE, 0, 0, NULL, CFG_F_INACTIVE},
     MODEL_FN("timeouts", field_timeouts, CFG_F_INACTIVE),
     MODEL_FN("compat", field_compat, CFG_F_INACTIVE),
@@ -697,37 +724,12 @@ bool cfg_model_same_process(const struct cfg_model *a, const struct cfg_model *b
     return true;
 }
 
-/* Replaces every ${PORT} in TEMPLATE with PORT; caller frees. */
-static char *with_port(const char *template, int port)
-{
-    char text[16];
-    size_t n = 0, cap = strlen(template) + 1;
-    char *out;
-
-    snprintf(text, sizeof(text), "%d", port);
-    for (const char *q = strstr(template, "${PORT}"); q != NULL; q = strstr(q + 7, "${PORT}"))
-        cap += strlen(text);
-    out = malloc(cap);
-    if (out == NULL)
-        return NULL;
-    for (const char *p = template; *p != '\0';) {
-        if (strncmp(p, "${PORT}", 7) == 0) {
-            memcpy(out + n, text, strlen(text));
-            n += strlen(text);
-            p += 7;
-        } else {
-            out[n++] = *p++;
-        }
-    }
-    out[n] = '\0';
-    return out;
-}
-
 struct cfg_model *cfg_append_model(struct cfg *cfg, const char *id, const char *cmd)
 {
     struct cfg_model *models = realloc(cfg->models, (cfg->n_models + 1) * sizeof(*models));
     struct cfg_model *m;
     int port = cfg->start_port;
+    char port_text[16];
 
     if (models == NULL)
         return NULL;
@@ -738,7 +740,8 @@ struct cfg_model *cfg_append_model(struct cfg *cfg, const char *id, const char *
     m = &models[cfg->n_models];
     memset(m, 0, sizeof(*m));
     m->id = strdup(id);
-    m->cmd = with_port(cmd, port);
+    snprintf(port_text, sizeof(port_text), "%d", port);
+    m->cmd = ig_replace_all(cmd, "${PORT}", port_text);
     m->port = port;
     m->ttl_s = cfg->global_ttl_s;
     m->unload_timeout_s = cfg->unload_timeout_s > 0 ? cfg->unload_timeout_s : 10;

@@ -212,6 +212,15 @@ static void handle_task(struct engine *e, struct http_request *req, enum route r
         problem = parse_inputs(e, root, task);
         if (problem != NULL)
             goto fail;
+        json_t *format = json_object_get(root, "encoding_format");
+        if (format != NULL && !json_is_null(format)) {
+            const char *f = json_string_value(format);
+            if (f == NULL || (strcmp(f, "float") != 0 && strcmp(f, "base64") != 0)) {
+                problem = "'encoding_format' must be \"float\" or \"base64\"";
+                goto fail;
+            }
+            task->is_base64 = strcmp(f, "base64") == 0;
+        }
     } else {
         task->api = route == ROUTE_CHAT       ? ENG_API_CHAT
                     : route == ROUTE_OAI_CMPL ? ENG_API_OAI_CMPL

@@ -157,6 +157,7 @@ struct eng_task {
     double predicted_ms;
     float *embd; /* embeddings: n_inputs × n_embd, L2-normalised */
     int n_embd_tokens;
+    bool is_base64; /* embeddings: encoding_format "base64" (little-endian float32) */
     char error[160];
     int error_status; /* HTTP status of an error found before any output; 0: 500 */
 

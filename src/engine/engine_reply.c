@@ -2,6 +2,7 @@
 #include "engine_internal.h"
 
 #include "http_server.h"
+#include "ig_base64.h"
 
 #include <event2/event.h>
 #include <stdio.h>
@@ -308,9 +309,19 @@ static json_t *embd_json(const struct eng_task *task, bool is_native)
     int dim = task->engine->n_embd;
     json_t *data = json_array();
     for (int i = 0; i < task->n_inputs; i++) {
-        json_t *vec = json_array();
-        for (int d = 0; d < dim; d++)
-            json_array_append_new(vec, json_real(task->embd[(size_t)i * (size_t)dim + (size_t)d]));
+        const float *v = task->embd + (size_t)i * (size_t)dim;
+        json_t *vec;
+        if (task->is_base64 && !is_native) {
+            char *text = malloc(ig_base64_len((size_t)dim * sizeof(float)) + 1);
+            if (text != NULL)
+                ig_base64_encode(v, (size_t)dim * sizeof(float), text);
+            vec = text != NULL ? json_string(text) : json_null();
+            free(text);
+        } else {
+            vec = json_array();
+            for (int d = 0; d < dim; d++)
+                json_array_append_new(vec, json_real(v[d]));
+        }
         if (is_native)
             json_array_append_new(data, json_pack("{s:i,s:[o]}", "index", i, "embedding", vec));
         else

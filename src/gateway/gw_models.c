@@ -19,17 +19,12 @@
 /* Returns the capability names of a model (caller owns), or an empty array when unknown. */
 static json_t *caps_json(unsigned caps)
 {
-    static const struct {
-        unsigned bit;
-        const char *name;
-    } names[] = {{GGUF_CAP_COMPLETION, "completion"}, {GGUF_CAP_EMBEDDINGS, "embeddings"},
-                 {GGUF_CAP_RERANK, "rerank"},         {GGUF_CAP_REASONING, "reasoning"},
-                 {GGUF_CAP_TOOLS, "tools"},           {GGUF_CAP_VISION, "vision"}};
+    const char *names[8];
+    size_t n = gguf_cap_names(caps, names);
     json_t *list = json_array();
 
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if ((caps & names[i].bit) != 0)
-            json_array_append_new(list, json_string(names[i].name));
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(list, json_string(names[i]));
     return list;
 }
 

@@ -433,6 +433,22 @@ const char *gguf_file_type_name(int64_t file_type)
     return names[file_type];
 }
 
+size_t gguf_cap_names(unsigned caps, const char **names)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } table[] = {{GGUF_CAP_COMPLETION, "completion"}, {GGUF_CAP_EMBEDDINGS, "embeddings"},
+                 {GGUF_CAP_RERANK, "rerank"},         {GGUF_CAP_REASONING, "reasoning"},
+                 {GGUF_CAP_TOOLS, "tools"},           {GGUF_CAP_VISION, "vision"}};
+    size_t n = 0;
+
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+        if ((caps & table[i].bit) != 0)
+            names[n++] = table[i].name;
+    return n;
+}
+
 const char *gguf_value_type_name(int type)
 {
     static const char *const names[] = {"u8",   "i8",  "u16", "i16", "u32", "i32", "f32",

@@ -173,6 +173,11 @@ int gguf_ggml_type_block(uint32_t type, uint32_t *block_elems, uint32_t *block_b
 /* Returns the quantisation name of a general.file_type value ("Q4_K_M"), or NULL. */
 const char *gguf_file_type_name(int64_t file_type);
 
+/* Writes the names of the capability bits in CAPS ("completion", "embeddings", "rerank",
+ * "reasoning", "tools", "vision", in that order) to NAMES (at least 6 entries); returns how
+ * many. */
+size_t gguf_cap_names(unsigned caps, const char **names);
+
 /* Returns the name of a value type ("u32", "str", "arr"), or "?" when unknown. */
 const char *gguf_value_type_name(int type);
 

@@ -168,7 +168,8 @@ static void describe(struct cfg_model *m, const struct gguf_meta *meta, const ch
     /* Served with --embeddings, a model answers embeddings (pooled) and no text. */
     m->caps = args->is_embedding ? (caps & ~(unsigned)GGUF_CAP_COMPLETION) | GGUF_CAP_EMBEDDINGS
                                  : caps;
-    m->mem_bytes = has_est ? est.total_bytes : size_bytes;
+    if (!m->is_memory_configured)
+        m->mem_bytes = has_est ? est.total_bytes : size_bytes;
     json_decref(m->details);
     m->details = details_json(meta, path, size_bytes, has_est ? &est : NULL, mmproj);
     if (m->details != NULL && has_est)

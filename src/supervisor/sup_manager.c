@@ -23,6 +23,7 @@
 #include "cfg.h"
 #include "http_upstream.h"
 #include "ig_log.h"
+#include "ig_text.h"
 #include "ig_time.h"
 #include "sup_argv.h"
 #include "sup_proc.h"
@@ -37,8 +38,8 @@
 #include <sys/wait.h>
 
 #define RING_BYTES (64u << 10)
-#define HEALTH_FIRST_MS 20
-#define HEALTH_INTERVAL_MS 100
+#define HEALTH_FIRST_MS 5
+#define HEALTH_INTERVAL_MS 100 /* the polling interval once a start takes long */
 #define HEALTH_REQUEST_MS 2000
 #define ERROR_TAIL_LINES 8
 #define SHUTDOWN_POLL_MS 20
@@ -314,8 +315,9 @@ static int queue_wait_s(const struct sup_manager *mgr)
 }
 
 /* Counts a failed start or a crash and sets the back-off before the next start: the first
- * retry is immediate, then 1 s, 2 s, 4 s ... up to BACKOFF_MAX_MS. A model that had been
- * ready for BACKOFF_RESET_MS before it crashed starts counting afresh. */
+ * retry is immediate, then 1 s, 2 s, 4 s ... up to BACKOFF_MAX_MS. The count restarts when a
+ * model serves a request, or had been ready for BACKOFF_RESET_MS before it crashed, so only
+ * a model that cannot start or dies before serving anything is held back. */
 static void count_failure(struct sup_model *m)
 {
     uint64_t now = ig_now_ms(), delay = 0;
@@ -407,11 +409,21 @@ static void become_ready(struct sup_model *m)
     request_schedule(m->mgr);
 }
 
+/* Returns the delay before the next health check: 5 ms at first, growing by 1 ms per 20 ms
+ * of start-up to HEALTH_INTERVAL_MS, so a model that loads fast is seen ready within a few
+ * ms (a check costs one local GET) and a slow one is not polled needlessly. */
+static struct timeval health_interval(const struct sup_model *m)
+{
+    uint64_t ms = HEALTH_FIRST_MS + (ig_now_ms() - m->started_ms) / 20;
+    struct timeval tv = {0, (suseconds_t)((ms < HEALTH_INTERVAL_MS ? ms : HEALTH_INTERVAL_MS) * 1000)};
+    return tv;
+}
+
 /* Health check finished: ready on a 200, else poll again until the deadline. */
 static void health_done(struct upstream_req *ureq, int rc, const char *message, void *arg)
 {
     struct sup_model *m = arg;
-    struct timeval tv = {0, HEALTH_INTERVAL_MS * 1000};
+    struct timeval tv = health_interval(m);
     (void)ureq;
     (void)message;
 
@@ -503,33 +515,6 @@ static void model_start(struct sup_model *m)
     evtimer_add(m->health_timer, &tv);
 }
 
-/* Replaces every ${PID} in TEMPLATE with PID; caller frees. */
-static char *substitute_pid(const char *template, int pid)
-{
-    char pid_text[16];
-    size_t n = 0, cap = strlen(template) + 1;
-    const char *p = template;
-    char *out;
-
-    snprintf(pid_text, sizeof(pid_text), "%d", pid);
-    for (const char *q = strstr(p, "${PID}"); q != NULL; q = strstr(q + 6, "${PID}"))
-        cap += strlen(pid_text);
-    out = malloc(cap);
-    if (out == NULL)
-        return NULL;
-    while (*p != '\0') {
-        if (strncmp(p, "${PID}", 6) == 0) {
-            memcpy(out + n, pid_text, strlen(pid_text));
-            n += strlen(pid_text);
-            p += 6;
-        } else {
-            out[n++] = *p++;
-        }
-    }
-    out[n] = '\0';
-    return out;
-}
-
 /* A cmdStop process exited. */
 static void helper_exit_cb(struct sup_proc *proc, int status, void *arg)
 {
@@ -543,7 +528,9 @@ static void helper_exit_cb(struct sup_proc *proc, int status, void *arg)
 /* Runs cmdStop for M; returns whether it was started. */
 static bool run_cmd_stop(struct sup_model *m)
 {
-    char *line = substitute_pid(m->cfg->cmd_stop, (int)sup_proc_pid(m->proc));
+    char pid[16];
+    snprintf(pid, sizeof(pid), "%d", (int)sup_proc_pid(m->proc));
+    char *line = ig_replace_all(m->cfg->cmd_stop, "${PID}", pid);
     char **argv = NULL, *cause = NULL;
     int argc = 0;
     bool is_started = false;
@@ -843,6 +830,8 @@ void sup_release(struct sup_model *m)
 {
     m->in_flight--;
     m->last_used_ms = ig_now_ms();
+    if (m->state == SUP_READY)
+        m->failures = 0; /* it served a request: whatever crashed before was not a loop */
     if (m->in_flight > 0)
         return;
     request_schedule(m->mgr); /* another model may be waiting for this one to idle */

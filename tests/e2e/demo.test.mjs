@@ -32,6 +32,13 @@ test('the README tour works against the demo config', { timeout: deadline(120000
   assert.deepEqual(ids, ['demo-chat', 'demo-embed']);
   assert.ok(models.data.every((m) => m.state === 'unloaded'));
 
+  // curl -s http://127.0.0.1:8080/models: what the GGUF files say
+  const router = Object.fromEntries((await gw.request('/models')).json.data.map((m) => [m.id, m]));
+  assert.deepEqual(router['demo-chat'].capabilities, ['completion']);
+  assert.deepEqual(router['demo-embed'].capabilities, ['embeddings']);
+  assert.ok(router['demo-chat'].memory_bytes > 100e6, 'the small model is over 100 MB');
+  assert.equal(router['demo-chat'].details.architecture, 'llama');
+
   // chat completion by alias, non-streamed and streamed, through the official SDK
   const client = gw.client();
   const chat = await client.chat.completions.create({

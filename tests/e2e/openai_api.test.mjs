@@ -16,7 +16,6 @@ registerOpenAISuite({
   embedDim: 8,
   sampling: (seed) => ({ seed }),
   countTokens: 'chunks',
-  base64Embeddings: true,
   events: (dir, id) => readEvents(path.join(dir, `${id}.events`)),
   async startDirect(t) {
     const port = await freePort();

@@ -30,7 +30,6 @@ registerOpenAISuite({
   embedDim: 128,
   sampling: (seed) => ({ temperature: 0, seed }),
   countTokens: 'logprobs',
-  base64Embeddings: false,
   async startDirect(t) {
     const eng = await startEngine(chatModel, ENGINE_ARGS);
     t.after(() => stopEngine(eng));

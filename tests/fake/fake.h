@@ -121,8 +121,6 @@ void fake_embed(float *out, int dim, uint64_t key);
 /* Appends N bytes at S to B as a quoted, escaped JSON string. */
 void fake_json_str(struct evbuffer *b, const char *s, size_t n);
 
-/* Appends N bytes at P to B in standard base64. */
-void fake_base64(struct evbuffer *b, const unsigned char *p, size_t n);
 
 /* fake_http.c */
 

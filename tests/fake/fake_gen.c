@@ -234,24 +234,3 @@ void fake_json_str(struct evbuffer *b, const char *s, size_t n)
     evbuffer_add(b, s + run, n - run);
     evbuffer_add(b, "\"", 1);
 }
-
-void fake_base64(struct evbuffer *b, const unsigned char *p, size_t n)
-{
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char quad[4];
-
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        size_t left = n - i;
-
-        if (left > 1)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (left > 2)
-            v |= p[i + 2];
-        quad[0] = tab[(v >> 18) & 63];
-        quad[1] = tab[(v >> 12) & 63];
-        quad[2] = left > 1 ? tab[(v >> 6) & 63] : '=';
-        quad[3] = left > 2 ? tab[v & 63] : '=';
-        evbuffer_add(b, quad, 4);
-    }
-}

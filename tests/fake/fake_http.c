@@ -1,5 +1,6 @@
 /* fake-llama-server HTTP side: listener, routing, errors and the non-completion endpoints. */
 #include "fake.h"
+#include "ig_base64.h"
 
 #include "ig_json.h"
 #include "ig_time.h"
@@ -207,9 +208,13 @@ static int handle_props(struct fake_server *srv, struct evhttp_request *req)
 static void write_embedding(struct evbuffer *b, const float *v, int dim, bool is_base64)
 {
     if (is_base64) {
-        evbuffer_add(b, "\"", 1);
-        fake_base64(b, (const unsigned char *)v, (size_t)dim * sizeof(float));
-        evbuffer_add(b, "\"", 1);
+        size_t n = ig_base64_len((size_t)dim * sizeof(float));
+        char *text = malloc(n + 1);
+        if (text == NULL)
+            return;
+        ig_base64_encode(v, (size_t)dim * sizeof(float), text);
+        evbuffer_add_printf(b, "\"%s\"", text);
+        free(text);
         return;
     }
     evbuffer_add(b, "[", 1);

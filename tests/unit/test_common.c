@@ -5,9 +5,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "ig_base64.h"
 #include "ig_errbody.h"
 #include "ig_error.h"
 #include "ig_json.h"
+#include "ig_text.h"
 #include "sup_ring.h"
 
 #include <stdlib.h>
@@ -66,6 +68,34 @@ static void test_json_parse_reports_errors(void **state)
     assert_non_null(strstr(err, "deeper than 64"));
 }
 
+static void test_base64_matches_rfc4648(void **state)
+{
+    static const char *const cases[][2] = {{"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},
+                                           {"foo", "Zm9v"},  {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="},
+                                           {"foobar", "Zm9vYmFy"}};
+    char out[32];
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(ig_base64_len(strlen(cases[i][0])), strlen(cases[i][1]));
+        ig_base64_encode(cases[i][0], strlen(cases[i][0]), out);
+        assert_string_equal(out, cases[i][1]);
+    }
+}
+
+static void test_replace_all(void **state)
+{
+    char *s = ig_replace_all("kill ${PID}; wait ${PID}", "${PID}", "4242");
+    (void)state;
+    assert_string_equal(s, "kill 4242; wait 4242");
+    free(s);
+    s = ig_replace_all("--port ${PORT}${PORT}", "${PORT}", "");
+    assert_string_equal(s, "--port ");
+    free(s);
+    s = ig_replace_all("no token", "${X}", "y");
+    assert_string_equal(s, "no token");
+    free(s);
+}
+
 static void test_ring_keeps_newest_bytes(void **state)
 {
     struct sup_ring *ring = sup_ring_new(16);
@@ -95,6 +125,8 @@ int main(void)
         cmocka_unit_test(test_error_body_has_openai_shape),
         cmocka_unit_test(test_json_depth_cap_skips_strings),
         cmocka_unit_test(test_json_parse_reports_errors),
+        cmocka_unit_test(test_base64_matches_rfc4648),
+        cmocka_unit_test(test_replace_all),
         cmocka_unit_test(test_ring_keeps_newest_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
