@@ -82,7 +82,7 @@ struct cfg *cli_load_config(const char *path)
     struct cfg *cfg = NULL;
     char *cause = NULL;
 
-    if (catalog_load(path, &cfg, &cause) != 0) {
+    if (catalog_load(path, NULL, &cfg, &cause) != 0) {
         fprintf(stderr, "%s\n", cause != NULL ? cause : "cannot load config");
         free(cause);
         return NULL;

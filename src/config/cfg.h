@@ -152,10 +152,11 @@ const struct cfg_group *cfg_model_group(const struct cfg *cfg, const char *model
 /* Adds a copy of TEXT to cfg->warnings; returns 0 or IG_ENOMEM. */
 int cfg_add_warning(struct cfg *cfg, const char *text);
 
-/* Appends a model ID served by CMD (owned copies are made) on the next free port after every
- * other model's, with the global ttl and unloadTimeout. ${PORT} in CMD is replaced. Returns
- * the new model (valid until the next append) or NULL when out of memory. */
-struct cfg_model *cfg_append_model(struct cfg *cfg, const char *id, const char *cmd);
+/* Appends a model ID served by CMD (owned copies are made) on PORT when no model uses it,
+ * else on the next free port after every other model's, with the global ttl and
+ * unloadTimeout. ${PORT} in CMD is replaced. Returns the new model (valid until the next
+ * append) or NULL when out of memory. */
+struct cfg_model *cfg_append_model(struct cfg *cfg, const char *id, const char *cmd, int port);
 
 /* Returns whether A and B run the same process (cmd, cmdStop, proxy, checkEndpoint, env and
  * port are equal), so a reload may keep it running. */

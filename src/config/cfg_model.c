@@ -724,19 +724,25 @@ bool cfg_model_same_process(const struct cfg_model *a, const struct cfg_model *b
     return true;
 }
 
-struct cfg_model *cfg_append_model(struct cfg *cfg, const char *id, const char *cmd)
+struct cfg_model *cfg_append_model(struct cfg *cfg, const char *id, const char *cmd, int port)
 {
     struct cfg_model *models = realloc(cfg->models, (cfg->n_models + 1) * sizeof(*models));
     struct cfg_model *m;
-    int port = cfg->start_port;
+    int next = cfg->start_port;
+    bool is_taken = port <= 0;
     char port_text[16];
 
     if (models == NULL)
         return NULL;
     cfg->models = models;
-    for (size_t i = 0; i < cfg->n_models; i++)
-        if (models[i].port >= port)
-            port = models[i].port + 1;
+    for (size_t i = 0; i < cfg->n_models; i++) {
+        if (models[i].port >= next)
+            next = models[i].port + 1;
+        if (models[i].port == port)
+            is_taken = true;
+    }
+    if (is_taken)
+        port = next;
     m = &models[cfg->n_models];
     memset(m, 0, sizeof(*m));
     m->id = strdup(id);

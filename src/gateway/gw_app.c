@@ -101,6 +101,7 @@ static const struct route routes[] = {
     {"/api/models/unload/", "POST", gw_models_unload},
     {"/status", "GET", gw_models_status},
     {"/admin/reload", "POST", gw_admin_reload},
+    {"/models/rescan", "POST", gw_admin_reload},
     {"/logs", "GET", gw_logs_handle},
     {"/logs/stream", "GET", gw_logs_stream},
     {"/logs/stream/", "GET", gw_logs_stream},
@@ -245,7 +246,7 @@ int gw_app_reload(struct gw_app *app, struct sup_reload_summary *summary, char *
         *cause = strdup("the server is shutting down");
         return IG_EINVAL;
     }
-    rc = catalog_load(app->cfg->path, &next, cause);
+    rc = catalog_load(app->cfg->path, app->cfg, &next, cause);
     if (rc != 0) {
         ig_error("reload of %s failed; keeping the running configuration:\n%s", app->cfg->path,
                  *cause != NULL ? *cause : ig_strerror(rc));

@@ -266,9 +266,40 @@ char *catalog_engine_cmd(const struct cfg *cfg, const struct model_entry *e, con
     return cmd;
 }
 
-/* Appends the models of SCAN that the first N_CONFIGURED models of CFG do not define. */
+/* Returns the port discovered model ID had in PREV, or 0. */
+static int previous_port(const struct cfg *prev, const char *id)
+{
+    for (size_t i = 0; prev != NULL && i < prev->n_models; i++)
+        if (prev->models[i].is_discovered && strcmp(prev->models[i].id, id) == 0)
+            return prev->models[i].port;
+    return 0;
+}
+
+/* Returns the port for discovered entry E: the one it had in PREV, or one past every port
+ * in use in CFG and every port that another entry of SCAN had in PREV (0: let CFG pick). */
+static int port_for(const struct cfg *cfg, const struct model_scan_result *scan,
+                    const struct cfg *prev, const struct model_entry *e)
+{
+    int port = previous_port(prev, e->id), next = cfg->start_port;
+
+    if (port > 0 || prev == NULL)
+        return port;
+    for (size_t i = 0; i < cfg->n_models; i++)
+        if (cfg->models[i].port >= next)
+            next = cfg->models[i].port + 1;
+    for (size_t i = 0; i < scan->n_entries; i++) {
+        int p = previous_port(prev, scan->entries[i].id);
+        if (p >= next)
+            next = p + 1;
+    }
+    return next;
+}
+
+/* Appends the models of SCAN that the first N_CONFIGURED models of CFG do not define, on the
+ * ports they had in PREV when still free (so a rescan does not restart them). */
 static int add_discovered(struct cfg *cfg, size_t n_configured,
-                          const struct model_scan_result *scan, const char *bin)
+                          const struct model_scan_result *scan, const char *bin,
+                          const struct cfg *prev)
 {
     for (size_t i = 0; i < scan->n_entries; i++) {
         const struct model_entry *e = &scan->entries[i];
@@ -283,7 +314,7 @@ static int add_discovered(struct cfg *cfg, size_t n_configured,
         if (is_configured(cfg, n_configured, e->id, e->path))
             continue;
         cmd = catalog_engine_cmd(cfg, e, bin);
-        m = cmd != NULL ? cfg_append_model(cfg, e->id, cmd) : NULL;
+        m = cmd != NULL ? cfg_append_model(cfg, e->id, cmd, port_for(cfg, scan, prev, e)) : NULL;
         free(cmd);
         if (m == NULL)
             return IG_ENOMEM;
@@ -314,7 +345,7 @@ void catalog_default_engine(char *buf, size_t size)
     snprintf(buf, size, "%s/infergate-engine", exe);
 }
 
-int catalog_apply(struct cfg *cfg)
+int catalog_apply(struct cfg *cfg, const struct cfg *prev)
 {
     size_t n_configured = cfg->n_models;
     struct model_scan_result *scan = NULL;
@@ -335,18 +366,18 @@ int catalog_apply(struct cfg *cfg)
     for (size_t i = 0; i < scan->n_warnings; i++)
         warn(cfg, "models_dir: %s%s", scan->warnings[i], "");
     catalog_default_engine(engine_bin, sizeof(engine_bin));
-    rc = add_discovered(cfg, n_configured, scan, engine_bin);
+    rc = add_discovered(cfg, n_configured, scan, engine_bin, prev);
     model_scan_free(scan);
     return rc;
 }
 
-int catalog_load(const char *path, struct cfg **out, char **cause)
+int catalog_load(const char *path, const struct cfg *prev, struct cfg **out, char **cause)
 {
     int rc = cfg_load(path, out, cause);
 
     if (rc != 0)
         return rc;
-    rc = catalog_apply(*out);
+    rc = catalog_apply(*out, prev);
     if (rc != 0) {
         cfg_free(*out);
         *out = NULL;

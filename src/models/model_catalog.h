@@ -34,13 +34,15 @@ void catalog_args_clear(struct catalog_args *args);
 
 /*
  * Completes CFG as described above. Discovered models are served by engine.bin, by default
- * infergate-engine in the directory of the running executable. Unreadable files and other
- * problems become cfg->warnings. Returns 0 or IG_ENOMEM.
+ * infergate-engine in the directory of the running executable; a model discovered before
+ * (in PREV, the running config, or NULL) keeps its port when it is still free. Unreadable
+ * files and other problems become cfg->warnings. Returns 0 or IG_ENOMEM.
  */
-int catalog_apply(struct cfg *cfg) IG_WUR;
+int catalog_apply(struct cfg *cfg, const struct cfg *prev) IG_WUR;
 
 /* cfg_load() followed by catalog_apply(): the config as the server runs it. */
-int catalog_load(const char *path, struct cfg **out, char **cause) IG_WUR;
+int catalog_load(const char *path, const struct cfg *prev, struct cfg **out,
+                 char **cause) IG_WUR;
 
 struct model_entry;
 

@@ -50,6 +50,16 @@ test('models_dir: every GGUF becomes a model with its capabilities; the budget e
     assert.equal(byId['chat-a'].path, path.join(dir, 'chat-a.gguf'));
     for (const m of list) assert.ok(m.memory_bytes > 0, `${m.id} has an estimate`);
 
+    // A file added later appears after POST /models/rescan; the others keep their ports
+    // (and so their processes), though the new id sorts before them.
+    await makeTinyModel(path.join(dir, 'aaa.gguf'), ['--seed', '3']);
+    const rescan = await gw.request('/models/rescan', { method: 'POST' });
+    assert.equal(rescan.status, 200, rescan.text);
+    assert.deepEqual(rescan.json.models, { kept: 3, changed: 0, added: 1, removed: 0 });
+    assert.ok((await gw.json('/v1/models')).data.some((m) => m.id === 'aaa'));
+    await fsp.rm(path.join(dir, 'aaa.gguf'));
+    assert.deepEqual((await gw.request('/models/rescan', { method: 'POST' })).json.models, { kept: 3, changed: 0, added: 0, removed: 1 });
+
     // A request that needs a missing capability is a 400 that says so.
     const e1 = assertErrorShape(assert, await gw.request('/v1/embeddings', { method: 'POST', body: { model: 'chat-a', input: 'x' } }), 400);
     assert.match(e1.message, /does not support embeddings/);
