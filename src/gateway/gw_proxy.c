@@ -41,6 +41,7 @@ struct gw_call {
     size_t body_len;
     const char *upstream_path; /* /upstream/MODEL/PATH: PATH (in the request's path) */
     bool has_model;      /* acquired: sup_release() owed */
+    bool has_retried;    /* sent again once after its model died under it */
     bool is_streaming;   /* response headers sent as a stream */
     int status;
     char content_type[128];
@@ -178,6 +179,8 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     call_free(call);
 }
 
+static void dispatch_call(struct gw_call *call);
+
 /* Upstream transfer finished. */
 static void on_up_done(struct upstream_req *ureq, int rc, const char *message, void *arg)
 {
@@ -186,6 +189,20 @@ static void on_up_done(struct upstream_req *ureq, int rc, const char *message, v
     (void)ureq;
 
     call->ureq = NULL;
+    if (rc != 0 && !call->is_streaming && !call->has_retried &&
+        !sup_model_check_alive(call->model)) {
+        /* The model died under this request before the client got a byte (a crash, or the
+         * window before SIGCHLD). Send it again: the model restarts for it. */
+        ig_info("model %s died during a request; sending it again",
+                sup_model_cfg(call->model)->id);
+        call->has_retried = true;
+        call->has_model = false;
+        sup_release(call->model);
+        evbuffer_drain(call->response, evbuffer_get_length(call->response));
+        call->status = 0;
+        dispatch_call(call);
+        return;
+    }
     if (rc == 0) {
         if (call->is_streaming)
             http_stream_end(call->req);
@@ -248,7 +265,8 @@ static void start_upstream(struct gw_call *call)
     spec.body_len = call->body_len;
     spec.timeout_ms = (long)call->app->cfg->limits.request_timeout_s * 1000;
     spec.connect_timeout_ms = 5000;
-    call->response = evbuffer_new();
+    if (call->response == NULL)
+        call->response = evbuffer_new();
     call->ureq = call->response != NULL ? upstream_start(call->app->pool, &spec, &callbacks, call)
                                         : NULL;
     if (call->ureq == NULL) {

@@ -887,6 +887,14 @@ void sup_preload(struct sup_manager *mgr)
     }
 }
 
+bool sup_model_check_alive(struct sup_model *m)
+{
+    if (m->proc == NULL)
+        return m->cfg->cmd == NULL && m->state == SUP_READY; /* proxy-only */
+    sup_procs_reap(m->mgr->procs);
+    return m->proc != NULL;
+}
+
 void sup_model_abort(struct sup_model *m, const char *reason)
 {
     if (m->proc == NULL || m->state == SUP_STOPPING)

@@ -115,6 +115,10 @@ void sup_unload_all(struct sup_manager *mgr);
 /* Starts the models of hooks.on_startup.preload in order, as if each got a request. */
 void sup_preload(struct sup_manager *mgr);
 
+/* Reaps MODEL's process now if it exited (as SIGCHLD would, a moment later) and returns
+ * whether it still runs. The proxy asks when its upstream refused or dropped a request. */
+bool sup_model_check_alive(struct sup_model *model);
+
 /* Kills MODEL's process at once (SIGKILL) because it hung: it shows failed with REASON, and
  * the next request starts it again (crash back-off applies). */
 void sup_model_abort(struct sup_model *model, const char *reason);

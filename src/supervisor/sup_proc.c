@@ -99,13 +99,17 @@ static void proc_free(struct sup_proc *proc)
     free(proc);
 }
 
-/* SIGCHLD: poll every child we own; rescan after each exit since callbacks may spawn. */
+/* SIGCHLD: reap now. */
 static void sigchld_cb(evutil_socket_t sig, short what, void *arg)
 {
-    struct sup_procs *procs = arg;
-    bool has_reaped;
     (void)sig;
     (void)what;
+    sup_procs_reap(arg);
+}
+
+void sup_procs_reap(struct sup_procs *procs)
+{
+    bool has_reaped;
 
     do {
         has_reaped = false;

@@ -30,6 +30,10 @@ void sup_procs_free(struct sup_procs *procs);
 /* Returns how many children are alive (not yet reaped). */
 size_t sup_procs_alive(const struct sup_procs *procs);
 
+/* Reaps every child that exited, running its exit callback, without waiting for SIGCHLD;
+ * callbacks may spawn (every exit rescans). */
+void sup_procs_reap(struct sup_procs *procs);
+
 /*
  * Starts ARGV (argv[0] looked up in PATH) with the extra environment ENV ("K=V" list of
  * N_ENV, may be NULL), output appended to RING (borrowed; may be NULL) and passed to

@@ -254,3 +254,18 @@ test('a client that stops reading is not mistaken for a stalled model by the wat
     assert.equal((gw.output().match(/model big: started pid/g) ?? []).length, 1, 'the model was not restarted');
   });
 });
+
+test('a non-streamed request whose model dies before answering is sent once more, then fails', async (t) => {
+  await withGateway(t, { models: { crashy: { cmd: fakeCmd('crashy', ['--crash-after-tokens', 5]) } } }, async (gw) => {
+    const r = await gw.request('/v1/chat/completions', { method: 'POST', body: { model: 'crashy', messages: MESSAGES, max_tokens: 16 } });
+    assert.equal(r.status, 502, r.text);
+    assert.equal(r.json?.error?.code, 'upstream_error');
+    await waitFor(() => (gw.output().match(/model crashy: started pid/g) ?? []).length === 2, {
+      timeoutMs: deadline(5000), message: 'two starts',
+    });
+    assert.equal((gw.output().match(/model crashy died during a request; sending it again/g) ?? []).length, 1, 'one retry, not a loop');
+    // A request the model can finish is served by the restarted process.
+    const ok = await gw.client().chat.completions.create({ model: 'crashy', messages: MESSAGES, max_tokens: 3 });
+    assert.equal(ok.usage.completion_tokens, 3);
+  });
+});
