@@ -141,7 +141,7 @@ async function swapOverhead(dir) {
     console.log(`BENCH swap direct run=${i} load_ms=${loads.at(-1).toFixed(1)} warm_ttft_ms=${warm.at(-1).toFixed(1)}`);
   }
   const gwPort = await freePort();
-  const startPort = await freePort();
+  const startPort = 20000 + Math.floor(Math.random() * 12000); // below the ephemeral ports
   const cfg = path.join(dir, 'swap.yaml');
   fs.writeFileSync(cfg, `startPort: ${startPort}\nmodels:\n  tiny:\n    cmd: ${path.join(BIN, 'infergate-engine')} -m ${model} --port \${PORT} ${engineArgs.join(' ')}\n`);
   const gw = start(path.join(BIN, 'infergate'), ['serve', '-c', cfg, '--listen', `127.0.0.1:${gwPort}`]);
@@ -182,7 +182,7 @@ async function loadHot(port, model) {
 async function hotDuringLoads(dir) {
   const fake = path.join(BIN, 'fake-llama-server');
   const gwPort = await freePort();
-  const startPort = await freePort();
+  const startPort = 20000 + Math.floor(Math.random() * 12000);
   const cfg = path.join(dir, 'hot.yaml');
   fs.writeFileSync(cfg, [
     `startPort: ${startPort}`,

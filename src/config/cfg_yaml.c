@@ -258,6 +258,8 @@ static void dedupe_slots(struct cfg_ctx *ctx, struct slot *slots, size_t n)
 {
     size_t first = 0;
 
+    if (n < 2)
+        return; /* nothing to dedupe (and SLOTS may be NULL for an empty mapping) */
     qsort(slots, n, sizeof(*slots), slot_order);
     for (size_t i = 1; i < n; i++) {
         if (strcmp(slots[i].key, slots[first].key) != 0) {

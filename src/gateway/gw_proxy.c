@@ -29,6 +29,7 @@
 #define MAX_JSON_DEPTH 64
 #define MAX_RESPONSE_BYTES (64u << 20)
 #define MAX_URL 2048
+#define DEATH_RECHECK_MS 50 /* how long a dropped request waits to see its model die */
 
 struct gw_call {
     struct gw_app *app;
@@ -47,6 +48,8 @@ struct gw_call {
     char content_type[128];
     struct evbuffer *response;
     struct event *watchdog; /* streams: fires when the upstream stalls (limits.watchdog_s) */
+    struct event *recheck;  /* a failed request: is its model dead after all? */
+    char failure[256];      /* the upstream failure, kept for the recheck */
     char url[MAX_URL];
 };
 
@@ -61,6 +64,8 @@ static void call_free(struct gw_call *call)
         evbuffer_free(call->response);
     if (call->watchdog != NULL)
         event_free(call->watchdog);
+    if (call->recheck != NULL)
+        event_free(call->recheck);
     free(call->rewritten_body);
     free(call);
 }
@@ -181,43 +186,79 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 
 static void dispatch_call(struct gw_call *call);
 
-/* Upstream transfer finished. */
+/* Sends CALL again after its model died under it; the model restarts for it. */
+static void retry_call(struct gw_call *call)
+{
+    ig_info("model %s died during a request; sending it again", sup_model_cfg(call->model)->id);
+    call->has_retried = true;
+    call->has_model = false;
+    sup_release(call->model);
+    evbuffer_drain(call->response, evbuffer_get_length(call->response));
+    call->status = 0;
+    dispatch_call(call);
+}
+
+/* Answers CALL with its upstream's failure RC/MESSAGE and frees it. */
+static void fail_call(struct gw_call *call, int rc, const char *message)
+{
+    char text[512];
+
+    snprintf(text, sizeof(text), "upstream of model %s failed: %s",
+             sup_model_cfg(call->model)->id, message != NULL ? message : "unknown error");
+    ig_warn("%s", text);
+    if (call->is_streaming)
+        stream_fail(call, text);
+    else
+        gw_reply_error(call->req, rc == IG_ETIMEDOUT ? 504 : 502, text, "upstream_error", 0);
+    call_free(call);
+}
+
+/* A moment after the upstream dropped the request with its process still alive: a killed
+ * process closes its sockets before it can be reaped, so look again. */
+static void on_recheck(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_call *call = arg;
+    (void)fd;
+    (void)what;
+
+    if (!sup_model_check_alive(call->model))
+        retry_call(call);
+    else
+        fail_call(call, IG_EIO, call->failure);
+}
+
+/* Upstream transfer finished. A request that failed before the client got a byte (no
+ * stream started), not by a time-out, is sent once more if its model died under it. */
 static void on_up_done(struct upstream_req *ureq, int rc, const char *message, void *arg)
 {
     struct gw_call *call = arg;
-    char text[512];
+    struct timeval tv = {0, DEATH_RECHECK_MS * 1000};
     (void)ureq;
 
     call->ureq = NULL;
-    if (rc != 0 && !call->is_streaming && !call->has_retried &&
-        !sup_model_check_alive(call->model)) {
-        /* The model died under this request before the client got a byte (a crash, or the
-         * window before SIGCHLD). Send it again: the model restarts for it. */
-        ig_info("model %s died during a request; sending it again",
-                sup_model_cfg(call->model)->id);
-        call->has_retried = true;
-        call->has_model = false;
-        sup_release(call->model);
-        evbuffer_drain(call->response, evbuffer_get_length(call->response));
-        call->status = 0;
-        dispatch_call(call);
-        return;
-    }
     if (rc == 0) {
         if (call->is_streaming)
             http_stream_end(call->req);
         else
             http_respond_buffer(call->req, call->status, call->content_type, call->response);
-    } else {
-        snprintf(text, sizeof(text), "upstream of model %s failed: %s",
-                 sup_model_cfg(call->model)->id, message != NULL ? message : "unknown error");
-        ig_warn("%s", text);
-        if (call->is_streaming)
-            stream_fail(call, text);
-        else
-            gw_reply_error(call->req, rc == IG_ETIMEDOUT ? 504 : 502, text, "upstream_error", 0);
+        call_free(call);
+        return;
     }
-    call_free(call);
+    if (call->is_streaming || call->has_retried || rc == IG_ETIMEDOUT) {
+        fail_call(call, rc, message);
+        return;
+    }
+    if (!sup_model_check_alive(call->model)) {
+        retry_call(call);
+        return;
+    }
+    snprintf(call->failure, sizeof(call->failure), "%s", message != NULL ? message : "unknown error");
+    call->recheck = evtimer_new(call->app->base, on_recheck, call);
+    if (call->recheck == NULL) {
+        fail_call(call, rc, message);
+        return;
+    }
+    evtimer_add(call->recheck, &tv);
 }
 
 /* Sends the request to the model's upstream. */

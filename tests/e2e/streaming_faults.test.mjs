@@ -216,8 +216,11 @@ test('the watchdog kills a model whose stream stalls; the next request gets a fr
     assert.ok(elapsed >= 900 && elapsed < deadline(5000), `cut by the 1 s watchdog after ${elapsed} ms`);
     const last = JSON.parse(s.events.at(-1));
     assert.match(last.error?.message ?? '', /made no progress for 1 s \(watchdog\)/, s.events.at(-1));
-    const status = (await gw.json('/status')).models.find((m) => m.id === 'hang');
-    assert.equal(status.state, 'failed');
+    let status;
+    await waitFor(async () => {
+      status = (await gw.json('/status')).models.find((m) => m.id === 'hang');
+      return status.state === 'failed'; // "stopping" until the SIGKILLed process is reaped
+    }, { timeoutMs: deadline(3000), message: 'hang shows failed' });
     assert.match(status.last_error, /watchdog/);
     const firstPid = gw.children()[0];
     if (firstPid) await waitFor(() => pidGone(firstPid), { timeoutMs: deadline(3000), message: 'the hung process was killed' });

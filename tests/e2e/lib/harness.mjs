@@ -78,10 +78,14 @@ function portBindable(port) {
   });
 }
 
-/** A random startPort in 20000..39999 whose next COUNT ports are currently free. */
+/**
+ * A random startPort in 20000..32000 whose next COUNT ports are currently free. The range
+ * stays below Linux's ephemeral ports (32768+), which outgoing connections of other tests
+ * running at the same time take at random and would make a model's port busy.
+ */
 export async function randomStartPort(count = 4) {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20000 + Math.floor(Math.random() * 19900);
+    const base = 20000 + Math.floor(Math.random() * (12000 - count));
     let ok = true;
     for (let i = 0; i < count && ok; i++) ok = await portBindable(base + i);
     if (ok) return base;
