@@ -1,5 +1,6 @@
 /* Model loading for the inference thread: backends, the GGUF file, the context. */
 #include "engine_internal.h"
+#include "model_catalog.h"
 
 #include <ggml-backend.h>
 #include <ggml-cpu.h>
@@ -100,6 +101,21 @@ void eng_unload(struct engine *e, struct llama_context *ctx)
     e->threadpool = NULL;
 }
 
+/* Writes why libllama could not load PATH into CAUSE: our own GGUF reader's diagnosis when
+ * the file is malformed, else what the file declares that libllama refused. */
+static void describe_load_failure(const char *path, char *cause, size_t size)
+{
+    char what[256];
+
+    if (catalog_describe_file(path, what, sizeof(what)) != 0)
+        snprintf(cause, size, "cannot load model %s: %s", path, what);
+    else
+        snprintf(cause, size,
+                 "cannot load model %s: libllama refused it (%s; an unsupported architecture "
+                 "or missing tensors; --verbose shows libllama's reason)",
+                 path, what);
+}
+
 struct llama_context *eng_load(struct engine *e)
 {
     const struct eng_options *o = e->opts;
@@ -117,10 +133,7 @@ struct llama_context *eng_load(struct engine *e)
     mp.progress_callback_user_data = e;
     e->model = llama_model_load_from_file(o->model_path, mp);
     if (e->model == NULL) {
-        snprintf(e->load_cause, sizeof(e->load_cause),
-                 "cannot load model %s: not a valid GGUF model (corrupt, truncated or "
-                 "unsupported architecture)",
-                 o->model_path);
+        describe_load_failure(o->model_path, e->load_cause, sizeof(e->load_cause));
         goto out;
     }
     int n_train = llama_model_n_ctx_train(e->model);

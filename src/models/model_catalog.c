@@ -385,3 +385,20 @@ int catalog_load(const char *path, const struct cfg *prev, struct cfg **out, cha
     }
     return rc;
 }
+
+int catalog_describe_file(const char *path, char *out, size_t size)
+{
+    struct gguf_meta meta;
+    char *why = NULL;
+    int rc = gguf_meta_read(path, &meta, &why);
+
+    if (rc != 0) {
+        snprintf(out, size, "%s", why != NULL ? why : "unreadable");
+        free(why);
+        return rc;
+    }
+    snprintf(out, size, "architecture '%s', %zu tensors",
+             meta.architecture != NULL ? meta.architecture : "?", meta.n_tensors);
+    gguf_meta_free(&meta);
+    return 0;
+}

@@ -53,6 +53,11 @@ char *catalog_engine_cmd(const struct cfg *cfg, const struct model_entry *e, con
 /* Writes the default engine path (infergate-engine beside this executable) into BUF. */
 void catalog_default_engine(char *buf, size_t size);
 
+/* Reads the GGUF file at PATH and writes a short description into OUT ("architecture
+ * 'llama', 291 tensors") and returns 0, or writes why it is not a readable GGUF model and
+ * returns an IG_E* code. */
+int catalog_describe_file(const char *path, char *out, size_t size) IG_WUR;
+
 /* Returns a malloc'd shell-quoted copy of WORD for a `cmd` line (caller frees), or NULL. */
 char *catalog_quote(const char *word);
 

@@ -306,15 +306,24 @@ test('/health answers 503 with the load progress while the model loads, then 200
   }
 });
 
-test('missing, non-GGUF and truncated models exit non-zero with one clear line', async () => {
+test('missing, non-GGUF, truncated and wrong-architecture models exit non-zero with one clear line', async () => {
   const text = path.join(dir, 'text.gguf');
   const truncated = path.join(dir, 'truncated.gguf');
   await fsp.writeFile(text, 'this is not a model\n');
   await fsp.writeFile(truncated, (await fsp.readFile(tinyPath)).subarray(0, 1000));
+  // A valid GGUF whose general.architecture names no architecture libllama knows.
+  const wrongArch = path.join(dir, 'wrongarch.gguf');
+  const bytes = Buffer.from(await fsp.readFile(tinyPath));
+  const key = bytes.indexOf('general.architecture');
+  const value = key + 'general.architecture'.length + 4 /* type */ + 8 /* length */;
+  assert.equal(bytes.subarray(value, value + 5).toString(), 'llama');
+  bytes.write('bogus', value);
+  await fsp.writeFile(wrongArch, bytes);
   const cases = [
     [path.join(dir, 'absent.gguf'), /cannot open model .*absent\.gguf/],
     [text, /cannot load model .*text\.gguf: not a GGUF file/],
     [truncated, /cannot load model .*truncated\.gguf/],
+    [wrongArch, /cannot load model .*wrongarch\.gguf: libllama refused it \(architecture 'bogus'/],
   ];
   for (const [file, pattern] of cases) {
     const port = await freePort();
