@@ -477,7 +477,7 @@ static const struct cfg_field top_fields[] = {
     TOP_FN("selectors", top_stash, CFG_F_INACTIVE),
     TOP_FN("routing", top_stash, 0),
     TOP_FN("groups", top_stash, 0),
-    TOP_FN("matrix", top_stash, CFG_F_INACTIVE),
+    TOP_FN("matrix", top_stash, 0),
     TOP_FN("macros", top_stash, 0),
     TOP("startPort", CFG_F_INT, start_port, 1, 65535, NULL, 0),
     TOP_FN("hooks", top_hooks, 0),
@@ -681,6 +681,7 @@ void cfg_free(struct cfg *cfg)
     free(cfg->log_level);
     cfg_strv_clear(&cfg->api_keys);
     cfg_strv_clear(&cfg->preload);
+    cfg_matrix_clear(&cfg->matrix);
     cfg_strv_clear(&cfg->discovery.dirs);
     free(cfg->discovery.engine_bin);
     free(cfg->discovery.args);

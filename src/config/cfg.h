@@ -82,6 +82,22 @@ struct cfg_limits {
                               * requests before it yields to a waiting model; default 5 s */
 };
 
+/* One combination of models that may run together (indices into cfg->models, sorted). */
+struct cfg_model_set {
+    size_t *models;
+    size_t n;
+};
+
+/* llama-swap's matrix router (`routing.router.use: matrix`, or the legacy top-level
+ * `matrix`): every concrete set its `sets` expressions allow, and the cost of evicting each
+ * model (`evict_costs`, default 1). A model in no set runs alone. */
+struct cfg_matrix {
+    bool is_active;
+    struct cfg_model_set *sets;
+    size_t n_sets;
+    int *evict_costs; /* by model index */
+};
+
 /* `budget:` memory the loaded models may use together; 0 = unlimited. */
 struct cfg_budget {
     uint64_t ram_bytes;  /* bytes, or a percentage of the detected RAM resolved at load */
@@ -118,6 +134,7 @@ struct cfg {
     struct cfg_group *groups;
     size_t n_groups;
     struct cfg_limits limits;
+    struct cfg_matrix matrix;
     struct cfg_budget budget;
     struct cfg_discovery discovery;
     /* hooks.on_startup.preload: model ids (aliases resolved) started in order at start-up. */
@@ -157,6 +174,9 @@ int cfg_add_warning(struct cfg *cfg, const char *text);
  * unloadTimeout. ${PORT} in CMD is replaced. Returns the new model (valid until the next
  * append) or NULL when out of memory. */
 struct cfg_model *cfg_append_model(struct cfg *cfg, const char *id, const char *cmd, int port);
+
+/* Returns whether SET contains model index MODEL. */
+bool cfg_matrix_set_has(const struct cfg_model_set *set, size_t model);
 
 /* Returns whether A and B run the same process (cmd, cmdStop, proxy, checkEndpoint, env and
  * port are equal), so a reload may keep it running. */

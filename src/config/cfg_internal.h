@@ -139,6 +139,10 @@ int cfg_format_float(double value, char *buf, size_t size);
  * T/TiB, TB) up to 1 PiB; returns 0 or -1. */
 int cfg_parse_size(const char *text, unsigned long long *out);
 
+/* cfg_matrix.c: expands a validated matrix block into cfg->matrix; frees it. */
+void cfg_matrix_build(struct cfg_ctx *ctx, yaml_node_t *matrix);
+void cfg_matrix_clear(struct cfg_matrix *m);
+
 /* cfg_budget.c: models_dir, engine (defaults of discovered models) and budget. */
 void cfg_top_models_dir(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
 void cfg_top_engine(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);

@@ -1,6 +1,6 @@
 /*
  * Sections that refer to models, checked after `models:` is read: groups (active), and the
- * accepted-not-active llama-swap features routing/matrix, peers, profiles, selectors and
+ * accepted-not-active llama-swap features peers, profiles, selectors and
  * hooks, validated with llama-swap's rules so a config that llama-swap rejects is rejected.
  */
 #include "cfg_internal.h"
@@ -386,14 +386,15 @@ static void check_routing(struct cfg_ctx *ctx)
                       "routing.router.settings.matrix is not set");
             goto out;
         }
-        if (matrix != NULL)
-            cfg_note_inactive(ctx, NULL, "routing");
     }
     if (matrix != NULL && !cfg_is_null(matrix) && has_groups(groups)) {
         cfg_error(ctx, matrix, "config cannot use both 'groups' and 'matrix'");
     } else if (matrix != NULL && !cfg_is_null(matrix)) {
+        size_t n_errors = ctx->errors.len;
         check_matrix(ctx, matrix);
         check_unused_groups(ctx, groups);
+        if (ctx->errors.len == n_errors)
+            cfg_matrix_build(ctx, matrix);
     } else {
         parse_groups(ctx, groups);
     }

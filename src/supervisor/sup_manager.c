@@ -107,6 +107,8 @@ struct sup_manager {
     struct sup_model **active; /* by index of cfg->models */
     struct event *schedule_ev;
     struct event *recheck_ev; /* re-runs the pass when a back-off or a swap wait ends */
+    const struct sup_model *matrix_winner;      /* the model matrix_set was chosen for */
+    const struct cfg_model_set *matrix_set;     /* its set (NULL: it runs alone) */
     uint64_t recheck_ms;      /* earliest such time found by the running pass; 0 = none */
     sup_model_output_fn output_cb;
     void *output_arg;
@@ -160,6 +162,58 @@ static bool has_budget(const struct sup_manager *mgr)
     return mgr->cfg->budget.ram_bytes > 0;
 }
 
+/* Returns M's index in its manager's current config, or -1 (retiring, of an older one). */
+static long model_index(const struct sup_model *m)
+{
+    const struct cfg *cfg = m->mgr->cfg;
+    return m->cfg >= cfg->models && m->cfg < cfg->models + cfg->n_models
+               ? (long)(m->cfg - cfg->models)
+               : -1;
+}
+
+/* llama-swap's matrix solver: among the sets that contain WINNER, the one whose running
+ * models outside it cost least to evict (evict_costs, default 1), the first on ties; NULL
+ * when no set contains it (it then runs alone). */
+static const struct cfg_model_set *matrix_choose(struct sup_manager *mgr,
+                                                 const struct sup_model *winner)
+{
+    const struct cfg_matrix *mx = &mgr->cfg->matrix;
+    const struct cfg_model_set *best = NULL;
+    long best_cost = 0, w = model_index(winner);
+    const struct sup_model *m;
+
+    for (size_t i = 0; w >= 0 && i < mx->n_sets; i++) {
+        const struct cfg_model_set *set = &mx->sets[i];
+        long cost = 0;
+        if (!cfg_matrix_set_has(set, (size_t)w))
+            continue;
+        TAILQ_FOREACH(m, &mgr->all, link) {
+            long k = model_index(m);
+            if (m != winner && is_running(m) && m->cfg->cmd != NULL &&
+                (k < 0 || !cfg_matrix_set_has(set, (size_t)k)))
+                cost += k >= 0 ? mx->evict_costs[k] : 0;
+        }
+        if (best == NULL || cost < best_cost) {
+            best = set;
+            best_cost = cost;
+        }
+    }
+    return best;
+}
+
+/* Returns whether starting A requires B to stop under the matrix router. */
+static bool matrix_conflicts(const struct sup_model *a, const struct sup_model *b)
+{
+    struct sup_manager *mgr = a->mgr;
+    long k = model_index(b);
+
+    if (mgr->matrix_winner != a) {
+        mgr->matrix_set = matrix_choose(mgr, a);
+        mgr->matrix_winner = a;
+    }
+    return mgr->matrix_set == NULL || k < 0 || !cfg_matrix_set_has(mgr->matrix_set, (size_t)k);
+}
+
 /* Returns whether starting A requires B to stop. Ungrouped models form one implicit group
  * that swaps (one at a time, as in llama-swap) unless a memory budget is set: then they run
  * side by side while they fit, and the budget decides what stops. */
@@ -169,6 +223,8 @@ static bool conflicts(const struct sup_model *a, const struct sup_model *b)
 
     if (a == b || a->cfg->cmd == NULL || b->cfg->cmd == NULL)
         return false; /* proxy-only models run no process and never swap */
+    if (a->mgr->cfg->matrix.is_active)
+        return matrix_conflicts(a, b);
     if (a->group == b->group)
         return a->group == NULL ? is_implicit_swap : a->group->swap;
     if (a->group == NULL)
@@ -691,6 +747,7 @@ static void schedule_cb(evutil_socket_t fd, short what, void *arg)
     TAILQ_FOREACH(m, &mgr->all, link)
         serve_waiters(m);
     winner = pick_winner(mgr);
+    mgr->matrix_winner = NULL; /* the running set changed: choose the matrix set afresh */
     if (!make_room(mgr, winner))
         is_blocked = true; /* what runs cannot make room now: wait (bounded by the queue) */
     TAILQ_FOREACH(m, &mgr->all, link) {

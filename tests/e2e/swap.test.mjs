@@ -164,3 +164,39 @@ test('interleaved traffic for two models that cannot run together swaps per swap
     assert.ok(Math.max(...waits) < SWAP_WAIT_MS + deadline(1500), `slowest request ${Math.max(...waits)} ms`);
   });
 });
+
+test('the matrix router keeps an allowed set running and evicts the cheapest models outside it', async (t) => {
+  const models = {};
+  for (const id of ['gemma', 'qwen', 'tts', 'solo']) models[id] = { cmd: fakeCmd(id) };
+  const extra = {
+    routing: {
+      router: {
+        use: 'matrix',
+        settings: {
+          matrix: {
+            vars: { g: 'gemma', q: 'qwen' },
+            evict_costs: { tts: 50 },
+            sets: { llms: 'g | q', voice: '(+llms) & tts' },
+          },
+        },
+      },
+    },
+  };
+  await withGateway(t, { models, extra }, async (gw) => {
+    const client = gw.client();
+    const ask = (model) => client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
+    const ready = async () => (await gw.json('/running')).running.filter((m) => m.state === 'ready').map((m) => m.model).sort();
+    await ask('tts');
+    await ask('gemma');
+    assert.deepEqual(await ready(), ['gemma', 'tts'], 'gemma & tts is an allowed set');
+    // qwen: the sets holding it are [qwen] (evicts gemma and tts: cost 51) and [qwen, tts]
+    // (evicts gemma: cost 1); the solver keeps the costly tts.
+    await ask('qwen');
+    await waitFor(async () => JSON.stringify(await ready()) === JSON.stringify(['qwen', 'tts']), { timeoutMs: deadline(5000), message: 'qwen & tts' });
+    // A model in no set runs alone.
+    await ask('solo');
+    await waitFor(async () => JSON.stringify(await ready()) === JSON.stringify(['solo']), { timeoutMs: deadline(5000), message: 'solo alone' });
+    await ask('tts');
+    await waitFor(async () => JSON.stringify(await ready()) === JSON.stringify(['tts']), { timeoutMs: deadline(5000), message: 'tts after solo' });
+  });
+});

@@ -474,9 +474,46 @@ static void test_cfg_matrix(void **state)
                               "    voice: \"(+llms) & tts\"\n");
 
     (void)state;
-    assert_true(is_inactive(cfg, "matrix"));
+    assert_false(is_inactive(cfg, "matrix"));
     assert_int_equal(cfg->n_groups, 0);
+    /* Models sort by id: gemma 0, qwen 1, tts 2. llms → [g] [q]; voice → [g,tts] [q,tts]. */
+    assert_true(cfg->matrix.is_active);
+    assert_int_equal(cfg->matrix.n_sets, 4);
+    assert_int_equal(cfg->matrix.sets[0].n, 1);
+    assert_int_equal(cfg->matrix.sets[1].n, 1);
+    assert_int_equal(cfg->matrix.sets[2].n, 2);
+    assert_int_equal(cfg->matrix.sets[3].n, 2);
+    size_t gemma = (size_t)(cfg_find_model(cfg, "gemma") - cfg->models);
+    size_t qwen = (size_t)(cfg_find_model(cfg, "qwen") - cfg->models);
+    size_t tts = (size_t)(cfg_find_model(cfg, "tts") - cfg->models);
+    assert_true(cfg_matrix_set_has(&cfg->matrix.sets[0], gemma));
+    assert_true(cfg_matrix_set_has(&cfg->matrix.sets[1], qwen));
+    assert_true(cfg_matrix_set_has(&cfg->matrix.sets[2], gemma) &&
+                cfg_matrix_set_has(&cfg->matrix.sets[2], tts));
+    assert_true(cfg_matrix_set_has(&cfg->matrix.sets[3], qwen) &&
+                cfg_matrix_set_has(&cfg->matrix.sets[3], tts));
+    assert_int_equal(cfg->matrix.evict_costs[tts], 50);
+    assert_int_equal(cfg->matrix.evict_costs[gemma], 1);
     cfg_free(cfg);
+    /* Precedence: & binds tighter than |; a circular +reference is an error. */
+    cfg = load_ok("models:\n"
+                  "  a: {cmd: 's --port ${PORT}'}\n"
+                  "  b: {cmd: 's --port ${PORT}'}\n"
+                  "  c: {cmd: 's --port ${PORT}'}\n"
+                  "matrix:\n"
+                  "  sets:\n"
+                  "    s: \"a | b & c\"\n");
+    assert_int_equal(cfg->matrix.n_sets, 2);
+    assert_int_equal(cfg->matrix.sets[0].n, 1);
+    assert_int_equal(cfg->matrix.sets[1].n, 2);
+    cfg_free(cfg);
+    expect_error("models:\n"
+                 "  a: {cmd: 's --port ${PORT}'}\n"
+                 "matrix:\n"
+                 "  sets:\n"
+                 "    s1: \"a & +s2\"\n"
+                 "    s2: \"+s1\"\n",
+                 "config:5:9: matrix: set reference '+s2' is circular");
     expect_error("models:\n"
                  "  a: {cmd: 's --port ${PORT}'}\n"
                  "matrix:\n"
