@@ -473,7 +473,7 @@ static const struct cfg_field top_fields[] = {
     TOP("globalTTL", CFG_F_INT, global_ttl_s, 0, CFG_MAX_SECONDS, NULL, 0),
     TOP("unloadTimeout", CFG_F_INT, unload_timeout_s, 0, CFG_MAX_SECONDS, NULL, 0),
     TOP_FN("models", top_stash, 0),
-    TOP_FN("profiles", top_stash, CFG_F_INACTIVE),
+    TOP_FN("profiles", top_stash, 0),
     TOP_FN("selectors", top_stash, CFG_F_INACTIVE),
     TOP_FN("routing", top_stash, 0),
     TOP_FN("groups", top_stash, 0),
@@ -682,6 +682,13 @@ void cfg_free(struct cfg *cfg)
     cfg_strv_clear(&cfg->api_keys);
     cfg_strv_clear(&cfg->preload);
     cfg_matrix_clear(&cfg->matrix);
+    for (size_t i = 0; i < cfg->n_profiles; i++) {
+        free(cfg->profiles[i].id);
+        free(cfg->profiles[i].description);
+        cfg_strv_clear(&cfg->profiles[i].pins);
+        cfg_strv_clear(&cfg->profiles[i].targets);
+    }
+    free(cfg->profiles);
     cfg_strv_clear(&cfg->discovery.dirs);
     free(cfg->discovery.engine_bin);
     free(cfg->discovery.args);
@@ -691,6 +698,14 @@ void cfg_free(struct cfg *cfg)
 }
 
 /* Finds a model by id, then by alias; borrowed pointer or NULL. */
+const struct cfg_profile *cfg_find_profile(const struct cfg *cfg, const char *id)
+{
+    for (size_t i = 0; i < cfg->n_profiles; i++)
+        if (strcmp(cfg->profiles[i].id, id) == 0)
+            return &cfg->profiles[i];
+    return NULL;
+}
+
 const struct cfg_model *cfg_find_model(const struct cfg *cfg, const char *name)
 {
     for (size_t i = 0; i < cfg->n_models; i++)

@@ -82,6 +82,15 @@ struct cfg_limits {
                               * requests before it yields to a waiting model; default 5 s */
 };
 
+/* A profile: model names pinned to targets while the profile is active (switched at run
+ * time through PUT /api/profiles/active; none is active at start-up and after a reload). */
+struct cfg_profile {
+    char *id;
+    char *description;     /* or NULL */
+    struct cfg_strv pins;    /* requested model names */
+    struct cfg_strv targets; /* what each pin resolves to; "" disables that name (404) */
+};
+
 /* One combination of models that may run together (indices into cfg->models, sorted). */
 struct cfg_model_set {
     size_t *models;
@@ -135,6 +144,8 @@ struct cfg {
     size_t n_groups;
     struct cfg_limits limits;
     struct cfg_matrix matrix;
+    struct cfg_profile *profiles; /* in file order */
+    size_t n_profiles;
     struct cfg_budget budget;
     struct cfg_discovery discovery;
     /* hooks.on_startup.preload: model ids (aliases resolved) started in order at start-up. */
@@ -174,6 +185,9 @@ int cfg_add_warning(struct cfg *cfg, const char *text);
  * unloadTimeout. ${PORT} in CMD is replaced. Returns the new model (valid until the next
  * append) or NULL when out of memory. */
 struct cfg_model *cfg_append_model(struct cfg *cfg, const char *id, const char *cmd, int port);
+
+/* Returns the profile ID (borrowed) or NULL. */
+const struct cfg_profile *cfg_find_profile(const struct cfg *cfg, const char *id);
 
 /* Returns whether SET contains model index MODEL. */
 bool cfg_matrix_set_has(const struct cfg_model_set *set, size_t model);

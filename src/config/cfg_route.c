@@ -613,9 +613,24 @@ static void check_profile(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *va
         {NULL, 0, 0, 0, 0, NULL, 0}};
     const char *id = cfg_key_text(key);
     yaml_node_t *pins = cfg_map_get(ctx, value, "pins");
+    yaml_node_t *desc = cfg_map_get(ctx, value, "description");
     yaml_node_pair_t *pairs = NULL;
+    struct cfg_profile *prof, *grown;
     size_t n = 0;
 
+    grown = realloc(ctx->cfg->profiles, (ctx->cfg->n_profiles + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        ctx->is_oom = true;
+        return;
+    }
+    ctx->cfg->profiles = grown;
+    prof = &grown[ctx->cfg->n_profiles++];
+    memset(prof, 0, sizeof(*prof));
+    prof->id = strdup(id);
+    if (prof->id == NULL)
+        ctx->is_oom = true;
+    if (desc != NULL && !cfg_is_null(desc))
+        (void)cfg_get_str(ctx, desc, "description", &prof->description);
     if (value->type != YAML_MAPPING_NODE) {
         cfg_error(ctx, value,
                   "profile '%s' must be a mapping with description and pins; the "
@@ -634,10 +649,15 @@ static void check_profile(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *va
 
         if (cfg_key_text(k)[0] == '\0')
             cfg_error(ctx, k, "profiles.%s.pins: pin names cannot be empty", id);
-        if (cfg_get_str(ctx, v, "pin", &target) == 0 && target[0] != '\0' &&
-            !cfg_resolves(ctx, target) && !cfg_strv_has(&ctx->selector_ids, target))
+        if (cfg_is_null(v))
+            target = strdup(""); /* a null pin disables the name */
+        else if (cfg_get_str(ctx, v, "pin", &target) == 0 && target[0] != '\0' &&
+                 !cfg_resolves(ctx, target) && !cfg_strv_has(&ctx->selector_ids, target))
             cfg_error(ctx, v, "profiles.%s.pins.%s references unknown model '%s'", id,
                       cfg_key_text(k), target);
+        if (target != NULL && (cfg_strv_push(&prof->pins, cfg_key_text(k)) != 0 ||
+                               cfg_strv_push(&prof->targets, target) != 0))
+            ctx->is_oom = true;
         free(target);
     }
     free(pairs);

@@ -102,6 +102,8 @@ static const struct route routes[] = {
     {"/status", "GET", gw_models_status},
     {"/admin/reload", "POST", gw_admin_reload},
     {"/models/rescan", "POST", gw_admin_reload},
+    {"/api/profiles", "GET", gw_profiles_list},
+    {"/api/profiles/active", "PUT", gw_profiles_activate},
     {"/logs", "GET", gw_logs_handle},
     {"/logs/stream", "GET", gw_logs_stream},
     {"/logs/stream/", "GET", gw_logs_stream},
@@ -266,6 +268,8 @@ int gw_app_reload(struct gw_app *app, struct sup_reload_summary *summary, char *
     warn_restart_only(app->cfg, next);
     app->old_cfgs[app->n_old_cfgs++] = app->cfg;
     app->cfg = next;
+    free(app->active_profile); /* as in llama-swap, a reload selects no profile */
+    app->active_profile = NULL;
     if (next->log_level != NULL && ig_log_parse_level(next->log_level, &level) == 0)
         ig_log_set_level(level);
     free_unused_cfgs(app);
@@ -351,6 +355,7 @@ void gw_app_free(struct gw_app *app)
     for (size_t i = 0; i < app->n_old_cfgs; i++)
         cfg_free(app->old_cfgs[i]);
     free(app->old_cfgs);
+    free(app->active_profile);
     cfg_free(app->cfg);
     free(app);
 }

@@ -22,6 +22,7 @@ struct gw_app {
     struct upstream_pool *pool;
     struct sup_manager *mgr;
     struct gw_logs *logs;
+    char *active_profile;  /* name of the active profile, or NULL */
     struct cfg **old_cfgs; /* replaced by reloads, kept while retiring models use them */
     size_t n_old_cfgs;
     int64_t started_unix_s;
@@ -67,6 +68,20 @@ void gw_models_status(struct gw_app *app, struct http_request *req);
 
 /* POST /admin/reload: reloads the config file; reports what changed or why not. */
 void gw_admin_reload(struct gw_app *app, struct http_request *req);
+
+/* Returns what NAME is pinned to by the active profile ("" when the pin disables it), or
+ * NULL when no active pin names it. */
+const char *gw_profile_pin(const struct gw_app *app, const char *name);
+
+/* Like gw_profile_pin() for the longest pin that PATH starts with (whole segments); sets
+ * *LEN to that pin's length (0 when none). */
+const char *gw_profile_pin_prefix(const struct gw_app *app, const char *path, size_t *len);
+
+/* GET /api/profiles: {"active": name|null, "profiles": [{id, description, pins}]}. */
+void gw_profiles_list(struct gw_app *app, struct http_request *req);
+
+/* PUT /api/profiles/active {"name": NAME|null}: switches the active profile. */
+void gw_profiles_activate(struct gw_app *app, struct http_request *req);
 
 /* Creates the log hub: hooks the process log and MGR's model output. NULL when out of
  * memory; free with gw_logs_free(). */

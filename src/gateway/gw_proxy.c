@@ -385,8 +385,9 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
     char err[256], msg[512];
     json_t *doc = ig_json_parse(body, len, MAX_JSON_DEPTH, err, sizeof(err));
     struct gw_call *call = NULL;
-    const char *name;
+    const char *name, *pin;
     struct sup_model *model;
+    bool is_pinned = false;
 
     if (doc == NULL || !json_is_object(doc)) {
         gw_reply_error(req, 400, doc == NULL ? err : "request body must be a JSON object",
@@ -397,6 +398,18 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
     if (name == NULL || name[0] == '\0') {
         gw_reply_error(req, 400, "you must provide a model parameter", "missing_model", 0);
         goto out;
+    }
+    pin = gw_profile_pin(app, name);
+    if (pin != NULL && pin[0] == '\0') {
+        snprintf(msg, sizeof(msg), "The model `%.200s` is disabled by profile %s", name,
+                 app->active_profile);
+        gw_reply_error(req, 404, msg, "model_not_found", 0);
+        goto out;
+    }
+    if (pin != NULL) { /* the profile's pin replaces the requested model, as in llama-swap */
+        json_object_set_new(doc, "model", json_string(pin));
+        is_pinned = true;
+        name = pin;
     }
     model = sup_find(app->mgr, name);
     if (model == NULL) {
@@ -418,7 +431,7 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
     call->model = model;
     call->body = body;
     call->body_len = len;
-    if (apply_filters(sup_model_cfg(model), doc)) {
+    if (apply_filters(sup_model_cfg(model), doc) || is_pinned) {
         call->rewritten_body = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(16));
         if (call->rewritten_body != NULL) {
             call->body = call->rewritten_body;
@@ -481,10 +494,15 @@ static struct sup_model *model_in_path(struct gw_app *app, const char *name_path
 
 void gw_proxy_upstream(struct gw_app *app, struct http_request *req)
 {
-    const char *rest = "";
-    struct sup_model *model = model_in_path(app, http_request_path(req) + strlen("/upstream/"), &rest);
+    const char *path = http_request_path(req) + strlen("/upstream/"), *rest = "";
+    size_t pin_len = 0;
+    const char *pin = gw_profile_pin_prefix(app, path, &pin_len);
+    struct sup_model *model = pin != NULL ? (pin[0] != '\0' ? sup_find(app->mgr, pin) : NULL)
+                                          : model_in_path(app, path, &rest);
     struct gw_call *call;
 
+    if (pin != NULL)
+        rest = path + pin_len;
     if (model == NULL) {
         gw_reply_error(req, 404, "no model matches the path after /upstream/", "model_not_found", 0);
         return;

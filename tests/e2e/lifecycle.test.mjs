@@ -296,3 +296,59 @@ describe('routing.scheduler.settings.fifo.priority', () => {
     }
   });
 });
+
+describe('profiles', () => {
+  const scope = suiteScope();
+  after(scope.cleanup);
+
+  test('pins switch at run time through /api/profiles/active; a null pin disables a name; a reload selects none', async () => {
+    const gw = await startGateway(scope.t, {
+      models: { alpha: { cmd: fakeCmd('alpha') }, beta: { cmd: fakeCmd('beta') } },
+      extra: {
+        groups: { all: { swap: false, exclusive: false, members: ['alpha', 'beta'] } },
+        profiles: {
+          coding: { description: 'code on alpha', pins: { code: 'alpha', images: null } },
+          writing: { pins: { code: 'beta' } },
+        },
+      },
+    });
+    try {
+      const ask = (model) => gw.request('/v1/chat/completions', { method: 'POST', body: { model, messages: MESSAGES, max_tokens: 2 } });
+      const put = (body) => gw.request('/api/profiles/active', { method: 'PUT', body });
+      const running = async () => (await gw.json('/running')).running.map((m) => m.model).sort();
+      const list = await gw.json('/api/profiles');
+      assert.deepEqual(list, {
+        active: null,
+        profiles: [
+          { id: 'coding', description: 'code on alpha', pins: { code: 'alpha', images: '' } },
+          { id: 'writing', description: '', pins: { code: 'beta' } },
+        ],
+      });
+      assertErrorShape(assert, await ask('code'), 404); // no profile: "code" is no model
+
+      assert.deepEqual((await put({ name: 'coding' })).json, { active: 'coding' });
+      assert.equal((await ask('code')).status, 200);
+      assert.deepEqual(await running(), ['alpha'], 'coding pins code to alpha');
+      const off = assertErrorShape(assert, await ask('images'), 404);
+      assert.match(off.message, /disabled by profile coding/);
+
+      assert.deepEqual((await put({ name: 'writing' })).json, { active: 'writing' });
+      const up = await gw.request('/upstream/code/health');
+      assert.equal(up.status, 200);
+      assert.deepEqual(await running(), ['alpha', 'beta'], 'writing pins code to beta (also on /upstream)');
+
+      assertErrorShape(assert, await put({ name: 'nope' }), 404);
+      assertErrorShape(assert, await put({}), 400);
+      assertErrorShape(assert, await put({ name: 5 }), 400);
+      assert.equal((await gw.json('/api/profiles')).active, 'writing', 'a bad request changes nothing');
+      assert.deepEqual((await put({ name: null })).json, { active: null });
+      assertErrorShape(assert, await ask('code'), 404);
+
+      await put({ name: 'coding' });
+      assert.equal((await gw.request('/admin/reload', { method: 'POST' })).status, 200);
+      assert.equal((await gw.json('/api/profiles')).active, null, 'a reload selects no profile');
+    } catch (e) {
+      throw attachOutput(e, gw);
+    }
+  });
+});

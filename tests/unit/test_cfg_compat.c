@@ -202,7 +202,14 @@ static void test_cfg_llama_swap_style_config_loads(void **state)
     assert_int_equal(cfg->n_groups, 3);
     assert_true(cfg_model_group(cfg, "external")->persistent);
     assert_true(is_inactive(cfg, "peers"));
-    assert_true(is_inactive(cfg, "profiles"));
+    assert_false(is_inactive(cfg, "profiles"));
+    const struct cfg_profile *writing = cfg_find_profile(cfg, "writing");
+    assert_non_null(writing);
+    assert_string_equal(writing->description, "Writing-focused routing");
+    assert_int_equal(writing->pins.len, 3);
+    assert_string_equal(writing->pins.items[0], "llm-write");
+    assert_string_equal(writing->targets.items[0], "big-model");
+    assert_string_equal(writing->targets.items[2], ""); /* images: ~ disables the name */
     assert_true(is_inactive(cfg, "selectors"));
     assert_false(is_inactive(cfg, "routing")); /* group router and fifo priorities */
     assert_int_equal(cfg_find_model(cfg, "big-model")->priority, 10);
