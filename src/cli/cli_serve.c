@@ -136,13 +136,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 static void on_sighup(evutil_socket_t sig, short what, void *arg)
 {
     struct serve_ctx *ctx = arg;
-    char *cause = NULL;
     (void)sig;
     (void)what;
 
     ig_info("received SIGHUP, reloading the configuration");
-    if (gw_app_reload(ctx->app, NULL, &cause) != 0)
-        free(cause); /* gw_app_reload logged it */
+    gw_app_request_reload(ctx->app);
 }
 
 /* Creates the loop. With epoll's changelist, the add/remove/modify churn of curl's socket

@@ -5,7 +5,6 @@
  * in flight or the grace period (limits.shutdown_grace_s) is over, close what is left,
  * then stop every child through the manager and report back.
  */
-#include "model_catalog.h"
 #include "cfg.h"
 #include "gw_internal.h"
 #include "http_server.h"
@@ -194,6 +193,13 @@ struct gw_app *gw_app_new(struct event_base *base, struct cfg *cfg, char **cause
         gw_app_free(app);
         return NULL;
     }
+    app->reloader = gw_reloader_new(app);
+    if (app->reloader == NULL) {
+        if (cause != NULL)
+            *cause = strdup("out of memory");
+        gw_app_free(app);
+        return NULL;
+    }
     sup_preload(app->mgr);
     return app;
 }
@@ -206,94 +212,6 @@ int gw_app_listen(struct gw_app *app, const char *host, int port, char **cause)
 int gw_app_port(const struct gw_app *app)
 {
     return http_server_port(app->server);
-}
-
-/* Frees replaced configs that no model refers to any more. */
-static void free_unused_cfgs(struct gw_app *app)
-{
-    size_t kept = 0;
-
-    for (size_t i = 0; i < app->n_old_cfgs; i++) {
-        if (app->mgr != NULL && sup_manager_uses_cfg(app->mgr, app->old_cfgs[i]))
-            app->old_cfgs[kept++] = app->old_cfgs[i];
-        else
-            cfg_free(app->old_cfgs[i]);
-    }
-    app->n_old_cfgs = kept;
-}
-
-/* Warns about settings a reload cannot change on a running server. */
-static void warn_restart_only(const struct cfg *old, const struct cfg *next)
-{
-    if (strcmp(old->listen_host, next->listen_host) != 0 || old->listen_port != next->listen_port)
-        ig_warn("reload: a changed listen address applies after a restart");
-    if (old->limits.max_body_bytes != next->limits.max_body_bytes ||
-        old->limits.max_header_bytes != next->limits.max_header_bytes ||
-        old->limits.idle_timeout_s != next->limits.idle_timeout_s)
-        ig_warn("reload: changed max_body_bytes, max_header_bytes or idle_timeout_s apply after "
-                "a restart");
-}
-
-int gw_app_reload(struct gw_app *app, struct sup_reload_summary *summary, char **cause)
-{
-    struct cfg *next = NULL, **grown;
-    struct sup_reload_summary local;
-    enum ig_log_level level;
-    int rc;
-
-    if (summary == NULL)
-        summary = &local;
-
-    if (app->is_stopping) {
-        *cause = strdup("the server is shutting down");
-        return IG_EINVAL;
-    }
-    rc = catalog_load(app->cfg->path, app->cfg, &next, cause);
-    if (rc != 0) {
-        ig_error("reload of %s failed; keeping the running configuration:\n%s", app->cfg->path,
-                 *cause != NULL ? *cause : ig_strerror(rc));
-        return rc;
-    }
-    for (size_t i = 0; i < next->warnings.len; i++)
-        ig_warn("%s", next->warnings.items[i]);
-    grown = realloc(app->old_cfgs, (app->n_old_cfgs + 1) * sizeof(*grown));
-    if (grown == NULL || (rc = sup_manager_reload(app->mgr, next, summary)) != 0) {
-        if (grown != NULL)
-            app->old_cfgs = grown;
-        cfg_free(next);
-        *cause = strdup("out of memory");
-        return IG_ENOMEM;
-    }
-    app->old_cfgs = grown;
-    warn_restart_only(app->cfg, next);
-    app->old_cfgs[app->n_old_cfgs++] = app->cfg;
-    app->cfg = next;
-    free(app->active_profile); /* as in llama-swap, a reload selects no profile */
-    app->active_profile = NULL;
-    if (next->log_level != NULL && ig_log_parse_level(next->log_level, &level) == 0)
-        ig_log_set_level(level);
-    free_unused_cfgs(app);
-    ig_info("reloaded %s: %d model(s) kept, %d changed, %d added, %d removed", next->path,
-                summary->kept, summary->changed, summary->added, summary->removed);
-    return 0;
-}
-
-void gw_admin_reload(struct gw_app *app, struct http_request *req)
-{
-    struct sup_reload_summary sum;
-    char *cause = NULL;
-    int rc = gw_app_reload(app, &sum, &cause);
-
-    if (rc != 0) {
-        gw_reply_error(req, rc == IG_ENOMEM ? 500 : 400,
-                       cause != NULL ? cause : ig_strerror(rc), "invalid_config", 0);
-        free(cause);
-        return;
-    }
-    gw_reply_json(req, 200,
-                  json_pack("{s:b, s:{s:i, s:i, s:i, s:i}}", "success", 1, "models", "kept",
-                            sum.kept, "changed", sum.changed, "added", sum.added, "removed",
-                            sum.removed));
 }
 
 /* All children exited: report. */
@@ -347,6 +265,7 @@ void gw_app_free(struct gw_app *app)
     if (app == NULL)
         return;
     http_server_free(app->server);
+    gw_reloader_free(app->reloader);
     gw_logs_free(app->logs);
     sup_manager_free(app->mgr);
     upstream_pool_free(app->pool);

@@ -24,13 +24,11 @@ int gw_app_listen(struct gw_app *app, const char *host, int port, char **cause) 
 /* Returns the bound port. */
 int gw_app_port(const struct gw_app *app);
 
-struct sup_reload_summary;
-
-/* Reloads the config file: validates it first (on failure the running config stays and
- * *CAUSE, caller frees, says why), then switches models as sup_manager_reload() does.
- * Settings that only apply at start-up (listen, body/header caps, idle timeout) are kept
- * with a warning. Returns 0 (SUMMARY filled when not NULL) or an IG_E* code. */
-int gw_app_reload(struct gw_app *app, struct sup_reload_summary *summary, char **cause) IG_WUR;
+/* Reloads the config file in the background (SIGHUP): it is read and validated on a
+ * worker thread first (on failure the running config stays and the errors are logged),
+ * then models switch as sup_manager_reload() does. Settings that only apply at start-up
+ * (listen, body/header caps, idle timeout) are kept with a warning. */
+void gw_app_request_reload(struct gw_app *app);
 
 /* Graceful shutdown: stop accepting, let in-flight requests finish within the configured
  * grace, stop every child, then call CB. */

@@ -14,6 +14,7 @@ struct http_server;
 struct upstream_pool;
 struct sup_manager;
 struct gw_logs;
+struct gw_reloader;
 
 struct gw_app {
     struct event_base *base;
@@ -23,6 +24,7 @@ struct gw_app {
     struct sup_manager *mgr;
     struct gw_logs *logs;
     char *active_profile;  /* name of the active profile, or NULL */
+    struct gw_reloader *reloader;
     struct cfg **old_cfgs; /* replaced by reloads, kept while retiring models use them */
     size_t n_old_cfgs;
     int64_t started_unix_s;
@@ -66,8 +68,19 @@ void gw_models_unload(struct gw_app *app, struct http_request *req);
 /* GET /status: version, uptime and every model's state and queue. */
 void gw_models_status(struct gw_app *app, struct http_request *req);
 
-/* POST /admin/reload: reloads the config file; reports what changed or why not. */
+/* POST /admin/reload, /models/rescan: reloads the config file (models_dir rescanned);
+ * answers when done with what changed or why not. */
 void gw_admin_reload(struct gw_app *app, struct http_request *req);
+
+/* Creates the reloader of APP (a pipe and an event); NULL when out of resources. */
+struct gw_reloader *gw_reloader_new(struct gw_app *app);
+
+/* Waits for a reload thread still running, then frees; NULL is a no-op. */
+void gw_reloader_free(struct gw_reloader *r);
+
+/* Starts a reload, or asks for another one after the running one; REQ (or NULL) gets the
+ * outcome. */
+void gw_reload_request(struct gw_app *app, struct http_request *req);
 
 /* Returns what NAME is pinned to by the active profile ("" when the pin disables it), or
  * NULL when no active pin names it. */

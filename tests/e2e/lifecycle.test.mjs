@@ -352,3 +352,44 @@ describe('profiles', () => {
     }
   });
 });
+
+describe('ttl', () => {
+  const scope = suiteScope();
+  after(scope.cleanup);
+
+  test('idle models unload after their ttl (or globalTTL), never while busy; ttl: 0 never unloads', async () => {
+    const gw = await startGateway(scope.t, {
+      models: {
+        short: { cmd: fakeCmd('short', ['--token-us', 20000]), ttl: 1 },
+        global: { cmd: fakeCmd('global') }, // no ttl: globalTTL applies
+        forever: { cmd: fakeCmd('forever'), ttl: 0 },
+      },
+      extra: {
+        globalTTL: 1,
+        groups: { all: { swap: false, exclusive: false, members: ['short', 'global', 'forever'] } },
+      },
+    });
+    try {
+      const client = gw.client();
+      const state = async () => Object.fromEntries((await gw.json('/status')).models.map((m) => [m.id, m.state]));
+      // A 2 s stream on "short" outlives its 1 s ttl: the ttl counts from the end of it.
+      const stream = await client.chat.completions.create({ model: 'short', messages: MESSAGES, max_tokens: 100, stream: true });
+      let n = 0;
+      for await (const c of stream) if (c.choices[0]?.delta?.content) n++;
+      assert.equal(n, 100, 'the stream was not cut by the ttl');
+      const ended = Date.now();
+      await client.chat.completions.create({ model: 'global', messages: MESSAGES, max_tokens: 2 });
+      await client.chat.completions.create({ model: 'forever', messages: MESSAGES, max_tokens: 2 });
+      assert.equal((await state()).short, 'ready');
+      await waitFor(async () => {
+        const s = await state();
+        return s.short === 'unloaded' && s.global === 'unloaded';
+      }, { timeoutMs: deadline(5000), message: 'short and global unloaded' });
+      assert.ok(Date.now() - ended >= 900, 'not before the ttl');
+      assert.equal((await state()).forever, 'ready', 'ttl: 0 overrides globalTTL');
+      assert.match(gw.output(), /model short: idle for its ttl, unloading/);
+    } catch (e) {
+      throw attachOutput(e, gw);
+    }
+  });
+});

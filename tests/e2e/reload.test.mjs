@@ -136,3 +136,19 @@ test('requests under load during reloads that change a model all succeed', async
     assert.equal(emb.data[0].embedding.length, 11, 'beta runs the last reload\'s command');
   });
 });
+
+test('reloads asked at the same time are all answered; one asked during a reload gets the next one', async (t) => {
+  const models = { alpha: { cmd: fakeCmd('alpha') } };
+  await withGateway(t, { models }, async (gw) => {
+    await rewrite(gw, { alpha: models.alpha, beta: { cmd: fakeCmd('beta') } });
+    const answers = await Promise.all(Array.from({ length: 6 }, () => gw.request('/admin/reload', { method: 'POST' })));
+    for (const r of answers) assert.equal(r.status, 200, r.text);
+    const added = answers.reduce((n, r) => n + r.json.models.added, 0);
+    assert.equal(added, 1, 'beta was added by exactly one of the reloads');
+    assert.ok(answers.every((r) => r.json.models.removed === 0));
+    process.kill(gw.pid, 'SIGHUP');
+    const r = await gw.request('/models/rescan', { method: 'POST' });
+    assert.equal(r.status, 200);
+    assert.deepEqual((await gw.json('/v1/models')).data.map((m) => m.id).sort(), ['alpha', 'beta']);
+  });
+});
