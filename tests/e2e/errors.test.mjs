@@ -9,6 +9,7 @@ import { ENGINE } from './lib/engine.mjs';
 import {
   assertErrorShape,
   attachOutput,
+  guardWith,
   deadline,
   fakeCmd,
   procStat,
@@ -43,14 +44,7 @@ describe('errors', () => {
   });
   after(scope.cleanup);
 
-  /** Runs BODY and attaches the gateway's output to any failure. */
-  const guarded = (body) => async () => {
-    try {
-      await body();
-    } catch (e) {
-      throw attachOutput(e, gw);
-    }
-  };
+  const guarded = guardWith(() => gw); // failures carry the gateway's output
 
   /** Asserts PROMISE rejects with an SDK APIError of class CLS and STATUS; returns it. */
   async function sdkRejects(promise, cls, status) {

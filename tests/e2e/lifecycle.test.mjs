@@ -8,6 +8,7 @@ import {
   FAKE,
   assertErrorShape,
   attachOutput,
+  guardWith,
   deadline,
   fakeCmd,
   pidGone,
@@ -57,13 +58,7 @@ describe('lifecycle API', () => {
   });
   after(scope.cleanup);
 
-  const guarded = (body) => async () => {
-    try {
-      await body();
-    } catch (e) {
-      throw attachOutput(e, gw);
-    }
-  };
+  const guarded = guardWith(() => gw); // failures carry the gateway's output
   const routerModel = async (id) => (await gw.request('/models')).json.data.find((m) => m.id === id);
   const statusModel = async (id) => (await gw.request('/status')).json.models.find((m) => m.id === id);
 

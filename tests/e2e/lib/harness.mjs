@@ -395,6 +395,20 @@ export function attachOutput(e, gw, maxChars = 6000) {
   return e;
 }
 
+/**
+ * For a describe() sharing one gateway: wraps a test body so that a failure carries the
+ * output of the gateway GETGW() returns. Use: const guarded = guardWith(() => gw).
+ */
+export function guardWith(getGw) {
+  return (body) => async () => {
+    try {
+      await body();
+    } catch (e) {
+      throw attachOutput(e, getGw());
+    }
+  };
+}
+
 // ------------------------------------------------------------------ HTTP --
 
 /**
