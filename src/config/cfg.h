@@ -104,7 +104,9 @@ struct cfg_matrix {
     bool is_active;
     struct cfg_model_set *sets;
     size_t n_sets;
-    int *evict_costs; /* by model index */
+    int *evict_costs; /* by model index, for the N_COSTS models of the file (models found in
+                       * models_dir later are in no set and cost 1) */
+    size_t n_costs;
 };
 
 /* `budget:` memory the loaded models may use together; 0 = unlimited. */

@@ -11,11 +11,13 @@
  */
 #include "cfg_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_SETS 4096   /* concrete sets per expression and in all */
-#define MAX_REF_DEPTH 16 /* +ref nesting; deeper means a cycle */
+#define MAX_REF_DEPTH 16 /* +ref nesting */
+#define MAX_WORK 200000  /* factors parsed per expression, +ref inlining included */
 
 /* A list of concrete sets being built. */
 struct set_list {
@@ -23,16 +25,69 @@ struct set_list {
     size_t n;
 };
 
+/* NAME → TEXT pairs read from the YAML once (expansion never touches the document again). */
+struct named {
+    char **names;
+    char **texts;
+    size_t n;
+};
+
 struct parser {
     struct cfg_ctx *ctx;
     yaml_node_t *node; /* for error positions */
-    yaml_node_t *vars, *sets;
+    const struct named *vars, *sets;
     const char *p;
     int ref_depth;
+    char refs[MAX_REF_DEPTH][256]; /* the +refs being expanded, to find cycles */
+    long work;
     bool is_bad;
 };
 
 static bool parse_expr(struct parser *ps, struct set_list *out);
+
+/* Returns NAME's text in L, or NULL. */
+static const char *lookup(const struct named *l, const char *name)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->names[i], name) == 0)
+            return l->texts[i];
+    return NULL;
+}
+
+/* Reads the string values of mapping MAP into L (entries that are no strings are skipped:
+ * the validation reported them). Returns false when out of memory. */
+static bool read_named(struct cfg_ctx *ctx, yaml_node_t *map, const char *what, struct named *l)
+{
+    yaml_node_pair_t *pairs = NULL;
+    size_t n = 0;
+
+    if (map == NULL || map->type != YAML_MAPPING_NODE)
+        return true;
+    if (cfg_map_pairs(ctx, map, &pairs, &n) != 0)
+        return false;
+    l->names = calloc(n > 0 ? n : 1, sizeof(*l->names));
+    l->texts = calloc(n > 0 ? n : 1, sizeof(*l->texts));
+    for (size_t i = 0; l->names != NULL && l->texts != NULL && i < n; i++) {
+        char *text = NULL;
+        if (cfg_get_str(ctx, cfg_node(ctx, pairs[i].value), what, &text) != 0)
+            continue;
+        l->names[l->n] = strdup(cfg_key_text(cfg_node(ctx, pairs[i].key)));
+        l->texts[l->n++] = text;
+    }
+    free(pairs);
+    return l->names != NULL && l->texts != NULL;
+}
+
+/* Frees what read_named() read. */
+static void named_clear(struct named *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->names[i]);
+        free(l->texts[i]);
+    }
+    free(l->names);
+    free(l->texts);
+}
 
 /* Frees the sets of L. */
 static void list_clear(struct set_list *l)
@@ -111,6 +166,12 @@ static bool parse_factor(struct parser *ps, struct set_list *out)
     size_t n = 0;
     bool is_ref;
 
+    if (++ps->work > MAX_WORK) {
+        if (!ps->is_bad)
+            cfg_error(ps->ctx, ps->node, "matrix: set expression too complex to expand");
+        ps->is_bad = true;
+        return false;
+    }
     ps->p += strspn(ps->p, " \t\n");
     if (*ps->p == '(') {
         ps->p++;
@@ -132,33 +193,29 @@ static bool parse_factor(struct parser *ps, struct set_list *out)
     name[n] = '\0';
     ps->p += n;
     if (is_ref) {
-        yaml_node_t *ref = cfg_map_get(ps->ctx, ps->sets, name);
-        char *text = NULL;
-        const char *saved = ps->p;
-        bool ok;
-        if (ref == NULL || ps->ref_depth >= MAX_REF_DEPTH ||
-            cfg_get_str(ps->ctx, ref, "matrix set", &text) != 0) {
-            if (ref != NULL && ps->ref_depth >= MAX_REF_DEPTH && !ps->is_bad)
+        const char *text = lookup(ps->sets, name), *saved = ps->p;
+        bool ok, is_cycle = false;
+        for (int i = 0; i < ps->ref_depth; i++)
+            is_cycle = is_cycle || strcmp(ps->refs[i], name) == 0;
+        if (text == NULL || is_cycle || ps->ref_depth >= MAX_REF_DEPTH) {
+            if (!ps->is_bad && is_cycle)
                 cfg_error(ps->ctx, ps->node, "matrix: set reference '+%s' is circular", name);
-            ps->is_bad = true; /* reported */
-            free(text);
+            else if (!ps->is_bad && text != NULL)
+                cfg_error(ps->ctx, ps->node, "matrix: set references nest more than %d deep",
+                          MAX_REF_DEPTH);
+            ps->is_bad = true; /* reported (an unknown set was reported by the validation) */
             return false;
         }
+        snprintf(ps->refs[ps->ref_depth], sizeof(ps->refs[0]), "%s", name);
         ps->ref_depth++;
         ps->p = text;
         ok = parse_expr(ps, out) && ps->p[strspn(ps->p, " \t\n")] == '\0';
         ps->ref_depth--;
         ps->p = saved;
-        free(text);
         return ok;
     }
-    yaml_node_t *var = cfg_map_get(ps->ctx, ps->vars, name);
-    char *target = NULL;
-    const struct cfg_model *m;
-    if (var != NULL && cfg_get_str(ps->ctx, var, "matrix.vars", &target) != 0)
-        return false;
-    m = cfg_find_model(ps->ctx->cfg, target != NULL ? target : name);
-    free(target);
+    const char *target = lookup(ps->vars, name);
+    const struct cfg_model *m = cfg_find_model(ps->ctx->cfg, target != NULL ? target : name);
     if (m == NULL)
         return false;
     size_t index = (size_t)(m - ps->ctx->cfg->models);
@@ -234,33 +291,35 @@ void cfg_matrix_build(struct cfg_ctx *ctx, yaml_node_t *matrix)
 {
     struct cfg_matrix *m = &ctx->cfg->matrix;
     yaml_node_t *sets = cfg_map_get(ctx, matrix, "sets");
-    yaml_node_pair_t *pairs = NULL;
+    struct named vars = {0}, texts = {0};
     struct set_list all = {0};
-    size_t n = 0;
 
     m->evict_costs = calloc(ctx->cfg->n_models > 0 ? ctx->cfg->n_models : 1, sizeof(int));
-    if (m->evict_costs == NULL || cfg_map_pairs(ctx, sets, &pairs, &n) != 0) {
+    m->n_costs = ctx->cfg->n_models;
+    if (m->evict_costs == NULL ||
+        !read_named(ctx, cfg_map_get(ctx, matrix, "vars"), "matrix.vars", &vars) ||
+        !read_named(ctx, sets, "matrix set", &texts)) {
         ctx->is_oom = true;
         goto out;
     }
     read_costs(ctx, matrix, m);
-    for (size_t i = 0; i < n; i++) {
-        yaml_node_t *value = cfg_node(ctx, pairs[i].value);
-        struct parser ps = {ctx, value, cfg_map_get(ctx, matrix, "vars"), sets, NULL, 0, false};
-        char *text = NULL;
-        if (cfg_get_str(ctx, value, "matrix set", &text) != 0)
-            continue;
-        ps.p = text;
+    for (size_t i = 0; i < texts.n; i++) {
+        yaml_node_t *value = cfg_map_get(ctx, sets, texts.names[i]);
+        struct parser ps = {.ctx = ctx, .node = value, .vars = &vars, .sets = &texts};
+
+        snprintf(ps.refs[0], sizeof(ps.refs[0]), "%s", texts.names[i]); /* naming itself */
+        ps.ref_depth = 1;
+        ps.p = texts.texts[i];
         if ((!parse_expr(&ps, &all) || ps.p[strspn(ps.p, " \t\n")] != '\0') && !ps.is_bad)
             cfg_error(ctx, value, "matrix: set '%s' cannot be expanded (at most %d sets)",
-                      cfg_key_text(cfg_node(ctx, pairs[i].key)), MAX_SETS);
-        free(text);
+                      texts.names[i], MAX_SETS);
     }
     m->sets = all.items;
     m->n_sets = all.n;
     m->is_active = true;
 out:
-    free(pairs);
+    named_clear(&vars);
+    named_clear(&texts);
 }
 
 void cfg_matrix_clear(struct cfg_matrix *m)

@@ -37,6 +37,7 @@ struct log_reader {
 };
 
 struct gw_logs {
+    struct sup_manager *mgr; /* whose output hook this is */
     struct sup_ring *all;
     struct sup_ring *proxy;
     struct sup_ring *upstream;
@@ -120,6 +121,7 @@ struct gw_logs *gw_logs_new(struct sup_manager *mgr)
     logs->proxy = sup_ring_new(HISTORY_BYTES);
     logs->upstream = sup_ring_new(HISTORY_BYTES);
     LIST_INIT(&logs->readers);
+    logs->mgr = mgr;
     if (logs->all == NULL || logs->proxy == NULL || logs->upstream == NULL) {
         gw_logs_free(logs);
         return NULL;
@@ -153,6 +155,8 @@ void gw_logs_free(struct gw_logs *logs)
     if (logs == NULL)
         return;
     ig_log_set_hook(NULL, NULL);
+    if (logs->mgr != NULL)
+        sup_set_output_hook(logs->mgr, NULL, NULL);
     while (!LIST_EMPTY(&logs->readers)) {
         struct log_reader *r = LIST_FIRST(&logs->readers);
         LIST_REMOVE(r, link);
@@ -228,8 +232,11 @@ void gw_logs_stream(struct gw_app *app, struct http_request *req)
     struct sup_ring *history;
     char *text = NULL;
 
-    if (r == NULL) {
-        gw_reply_error(req, 500, "out of memory", "internal_error", 0);
+    if (r == NULL || app->is_stopping) {
+        free(r);
+        gw_reply_error(req, r == NULL ? 500 : 503,
+                       r == NULL ? "out of memory" : "the server is shutting down",
+                       r == NULL ? "internal_error" : "model_unavailable", 0);
         return;
     }
     if (*name == '/')

@@ -186,13 +186,23 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 
 static void dispatch_call(struct gw_call *call);
 
-/* Sends CALL again after its model died under it; the model restarts for it. */
+/* Sends CALL again after its model died under it; the model restarts for it. The model is
+ * looked up again by id: a reload may have replaced or removed it meanwhile. */
 static void retry_call(struct gw_call *call)
 {
+    struct sup_model *next = sup_find(call->app->mgr, sup_model_cfg(call->model)->id);
+
     ig_info("model %s died during a request; sending it again", sup_model_cfg(call->model)->id);
     call->has_retried = true;
     call->has_model = false;
     sup_release(call->model);
+    if (next == NULL) {
+        gw_reply_error(call->req, 503, "the model was removed by a configuration reload",
+                       "model_unavailable", 1);
+        call_free(call);
+        return;
+    }
+    call->model = next;
     evbuffer_drain(call->response, evbuffer_get_length(call->response));
     call->status = 0;
     dispatch_call(call);

@@ -111,7 +111,9 @@ static void *worker(void *arg)
     return NULL;
 }
 
-/* Starts a worker for the current config's file. */
+static void finish(struct gw_reloader *r, int rc, struct cfg *next, char *cause);
+
+/* Starts a worker for the current config's file; a failure to start is answered at once. */
 static void start(struct gw_reloader *r)
 {
     r->path = r->app->cfg->path;
@@ -120,13 +122,8 @@ static void start(struct gw_reloader *r)
     r->cause = NULL;
     r->rc = 0;
     r->is_running = pthread_create(&r->thread, NULL, worker, r) == 0;
-    if (!r->is_running) {
-        char byte = 1;
-        r->rc = IG_ENOMEM;
-        r->cause = strdup("cannot start the reload thread");
-        if (write(r->pipe_fds[1], &byte, 1) < 0)
-            ig_error("reload: cannot wake the event loop");
-    }
+    if (!r->is_running)
+        finish(r, IG_ENOMEM, NULL, strdup("cannot start the reload thread"));
 }
 
 /* The waiter's client went away. */
@@ -143,7 +140,9 @@ static void answer(struct waiter *w, int rc, const char *cause,
                    const struct sup_reload_summary *sum)
 {
     http_request_set_cancel_cb(w->req, NULL, NULL);
-    if (rc != 0)
+    if (rc == IG_ECANCELED)
+        gw_reply_error(w->req, 503, "the server is shutting down", "model_unavailable", 0);
+    else if (rc != 0)
         gw_reply_error(w->req, rc == IG_ENOMEM ? 500 : 400,
                        cause != NULL ? cause : ig_strerror(rc), "invalid_config", 0);
     else
@@ -153,51 +152,56 @@ static void answer(struct waiter *w, int rc, const char *cause,
                                 "removed", sum->removed));
 }
 
-/* The worker finished: apply, answer its waiters, start the next reload if asked. */
-static void on_done(evutil_socket_t fd, short what, void *arg)
+/* A reload ended with RC and NEXT (taken) or CAUSE (taken): apply, answer its waiters (all
+ * of them when shutting down), and start the next reload if one was asked meanwhile. */
+static void finish(struct gw_reloader *r, int rc, struct cfg *next, char *cause)
 {
-    struct gw_reloader *r = arg;
     struct sup_reload_summary sum = {0};
     struct waiter *w, *next_w;
-    char byte;
-    int rc = r->rc;
-    (void)what;
+    bool is_stopping = r->app->is_stopping;
 
-    if (fd >= 0 && read(fd, &byte, 1) < 0)
-        return;
-    if (r->is_running)
-        pthread_join(r->thread, NULL);
-    r->is_running = false;
-    if (rc == 0 && r->app->is_stopping) {
-        cfg_free(r->next);
-        rc = IG_EINVAL;
-        free(r->cause);
-        r->cause = strdup("the server is shutting down");
+    if (rc == 0 && is_stopping) {
+        cfg_free(next);
+        rc = IG_ECANCELED;
     } else if (rc == 0) {
-        rc = apply(r->app, r->next, &sum);
+        rc = apply(r->app, next, &sum);
         if (rc != 0)
-            r->cause = strdup("out of memory");
+            cause = strdup("out of memory");
     } else {
         ig_error("reload of %s failed; keeping the running configuration:\n%s", r->path,
-                 r->cause != NULL ? r->cause : ig_strerror(rc));
+                 cause != NULL ? cause : ig_strerror(rc));
     }
-    r->next = NULL;
     for (w = TAILQ_FIRST(&r->waiters); w != NULL; w = next_w) {
         next_w = TAILQ_NEXT(w, link);
-        if (w->is_next) {
+        if (w->is_next && !is_stopping) {
             w->is_next = false;
             continue;
         }
         TAILQ_REMOVE(&r->waiters, w, link);
-        answer(w, rc, r->cause, &sum);
+        answer(w, w->is_next ? IG_ECANCELED : rc, cause, &sum);
         free(w);
     }
-    free(r->cause);
-    r->cause = NULL;
-    if (r->is_again && !r->app->is_stopping) {
+    free(cause);
+    if (r->is_again && !is_stopping) {
         r->is_again = false;
         start(r);
     }
+}
+
+/* The worker woke the loop: join it and finish. */
+static void on_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_reloader *r = arg;
+    char byte;
+    (void)what;
+
+    if (read(fd, &byte, 1) != 1 || !r->is_running)
+        return;
+    pthread_join(r->thread, NULL);
+    r->is_running = false;
+    finish(r, r->rc, r->next, r->cause); /* read after the join: no race with the worker */
+    r->next = NULL;
+    r->cause = NULL;
 }
 
 struct gw_reloader *gw_reloader_new(struct gw_app *app)
@@ -247,7 +251,7 @@ void gw_reload_request(struct gw_app *app, struct http_request *req)
 
     if (app->is_stopping) {
         if (req != NULL)
-            gw_reply_error(req, 503, "the server is shutting down", "invalid_config", 0);
+            gw_reply_error(req, 503, "the server is shutting down", "model_unavailable", 0);
         return;
     }
     if (req != NULL) {

@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,33 +234,48 @@ static bool is_configured(const struct cfg *cfg, size_t n_configured, const char
     return false;
 }
 
+/* Appends FMT to BUF (SIZE bytes) at *N; returns false once the text does not fit. */
+static bool append(char *buf, size_t size, size_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static bool append(char *buf, size_t size, size_t *n, const char *fmt, ...)
+{
+    va_list ap;
+    int k;
+
+    if (*n >= size)
+        return false;
+    va_start(ap, fmt);
+    k = vsnprintf(buf + *n, size - *n, fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= size - *n)
+        return false;
+    *n += (size_t)k;
+    return true;
+}
+
 char *catalog_engine_cmd(const struct cfg *cfg, const struct model_entry *e, const char *bin)
 {
     const struct cfg_discovery *d = &cfg->discovery;
     char *qbin = catalog_quote(d->engine_bin != NULL ? d->engine_bin : bin);
     char *qpath = catalog_quote(e->path);
     char *cmd = malloc(CMD_MAX);
-    int n;
+    size_t n = 0;
+    bool ok = qbin != NULL && qpath != NULL && cmd != NULL;
 
-    if (qbin == NULL || qpath == NULL || cmd == NULL) {
-        free(qbin);
-        free(qpath);
-        free(cmd);
-        return NULL;
-    }
-    n = snprintf(cmd, CMD_MAX, "%s -m %s --port ${PORT} -c %d -np %d", qbin, qpath, d->ctx_size,
-                 d->parallel);
-    if (d->threads > 0)
-        n += snprintf(cmd + n, CMD_MAX - (size_t)n, " -t %d", d->threads);
-    if (d->n_gpu_layers > 0)
-        n += snprintf(cmd + n, CMD_MAX - (size_t)n, " -ngl %d", d->n_gpu_layers);
-    if ((e->caps & GGUF_CAP_EMBEDDINGS) != 0 && (e->caps & GGUF_CAP_COMPLETION) == 0)
-        n += snprintf(cmd + n, CMD_MAX - (size_t)n, " --embeddings");
-    if (d->args != NULL)
-        n += snprintf(cmd + n, CMD_MAX - (size_t)n, " %s", d->args);
+    ok = ok && append(cmd, CMD_MAX, &n, "%s -m %s --port ${PORT} -c %d -np %d", qbin, qpath,
+                      d->ctx_size, d->parallel);
+    if (ok && d->threads > 0)
+        ok = append(cmd, CMD_MAX, &n, " -t %d", d->threads);
+    if (ok && d->n_gpu_layers > 0)
+        ok = append(cmd, CMD_MAX, &n, " -ngl %d", d->n_gpu_layers);
+    if (ok && (e->caps & GGUF_CAP_EMBEDDINGS) != 0 && (e->caps & GGUF_CAP_COMPLETION) == 0)
+        ok = append(cmd, CMD_MAX, &n, " --embeddings");
+    if (ok && d->args != NULL)
+        ok = append(cmd, CMD_MAX, &n, " %s", d->args);
     free(qbin);
     free(qpath);
-    if (n >= CMD_MAX) {
+    if (!ok) {
         free(cmd);
         return NULL;
     }
@@ -314,7 +330,12 @@ static int add_discovered(struct cfg *cfg, size_t n_configured,
         if (is_configured(cfg, n_configured, e->id, e->path))
             continue;
         cmd = catalog_engine_cmd(cfg, e, bin);
-        m = cmd != NULL ? cfg_append_model(cfg, e->id, cmd, port_for(cfg, scan, prev, e)) : NULL;
+        if (cmd == NULL) {
+            warn(cfg, "models_dir: %s skipped: its command line would exceed %s bytes", e->path,
+                 "8192");
+            continue;
+        }
+        m = cfg_append_model(cfg, e->id, cmd, port_for(cfg, scan, prev, e));
         free(cmd);
         if (m == NULL)
             return IG_ENOMEM;

@@ -70,8 +70,9 @@ struct sup_model {
     enum sup_state state;
     struct sup_proc *proc;
     struct sup_ring *ring;
-    struct waiter_list waiters;
-    size_t n_waiters;
+    struct waiter_list waiters; /* requests waiting for the model */
+    struct waiter_list errors;  /* answers known at once, delivered on the next turn */
+    size_t n_waiters;           /* of WAITERS only */
     int in_flight;
     bool is_draining;
     bool is_unload_requested;
@@ -191,7 +192,7 @@ static const struct cfg_model_set *matrix_choose(struct sup_manager *mgr,
             long k = model_index(m);
             if (m != winner && is_running(m) && m->cfg->cmd != NULL &&
                 (k < 0 || !cfg_matrix_set_has(set, (size_t)k)))
-                cost += k >= 0 ? mx->evict_costs[k] : 0;
+                cost += k < 0 ? 0 : (size_t)k < mx->n_costs ? mx->evict_costs[k] : 1;
         }
         if (best == NULL || cost < best_cost) {
             best = set;
@@ -287,8 +288,13 @@ static bool make_room(struct sup_manager *mgr, struct sup_model *winner)
     }
     while (used - freed + winner->cfg->mem_bytes > budget) {
         struct sup_model *victim = pick_victim(mgr, winner);
-        if (victim == NULL)
+        if (victim == NULL) {
+            /* Not enough even with every candidate gone (persistent models hold the rest):
+             * evict nothing, the request waits. */
+            TAILQ_FOREACH(m, &mgr->all, link)
+                m->is_evicted = false;
             return false;
+        }
         victim->is_evicted = true;
         freed += victim->cfg->mem_bytes;
     }
@@ -298,8 +304,12 @@ static bool make_room(struct sup_manager *mgr, struct sup_model *winner)
 /* Unlinks and frees a waiter without calling it. */
 static void waiter_free(struct sup_waiter *w)
 {
-    TAILQ_REMOVE(&w->model->waiters, w, link);
-    w->model->n_waiters--;
+    if (w->fail_status != 0) {
+        TAILQ_REMOVE(&w->model->errors, w, link);
+    } else {
+        TAILQ_REMOVE(&w->model->waiters, w, link);
+        w->model->n_waiters--;
+    }
     event_free(w->timer);
     free(w->fail_message);
     free(w);
@@ -678,6 +688,8 @@ static struct sup_model *pick_winner(struct sup_manager *mgr)
             recheck_at(mgr, m->retry_after_ms);
             continue;
         }
+        if (has_budget(mgr) && m->cfg->mem_bytes > mgr->cfg->budget.ram_bytes)
+            continue; /* can never fit: its requests got a 507 */
         if (winner == NULL || m->cfg->priority > winner->cfg->priority ||
             (m->cfg->priority == winner->cfg->priority &&
              TAILQ_FIRST(&m->waiters)->enqueued_ms < TAILQ_FIRST(&winner->waiters)->enqueued_ms))
@@ -722,7 +734,7 @@ static void sweep_retired(struct sup_manager *mgr)
     for (m = TAILQ_FIRST(&mgr->all); m != NULL; m = next) {
         next = TAILQ_NEXT(m, link);
         if (m->is_retiring && m->proc == NULL && m->in_flight == 0 && m->n_helpers == 0 &&
-            TAILQ_EMPTY(&m->waiters) && !is_running(m)) {
+            TAILQ_EMPTY(&m->waiters) && TAILQ_EMPTY(&m->errors) && !is_running(m)) {
             ig_debug("model %s: retired", m->cfg->id);
             model_release(m);
         }
@@ -825,8 +837,12 @@ static int enqueue(struct sup_model *m, sup_ready_fn cb, void *arg, struct sup_w
     w->fail_status = fail_status;
     w->retry_after_s = retry_s;
     w->fail_message = fail_message != NULL ? strdup(fail_message) : NULL;
-    TAILQ_INSERT_TAIL(&m->waiters, w, link);
-    m->n_waiters++;
+    if (fail_status != 0) {
+        TAILQ_INSERT_TAIL(&m->errors, w, link);
+    } else {
+        TAILQ_INSERT_TAIL(&m->waiters, w, link);
+        m->n_waiters++;
+    }
     evtimer_add(w->timer, &tv);
     *out = w;
     if (fail_status == 0)
@@ -840,6 +856,9 @@ int sup_acquire(struct sup_model *m, sup_ready_fn cb, void *arg, struct sup_wait
 
     if (m->mgr->is_shutting_down)
         return enqueue(m, cb, arg, waiter, 503, "server is shutting down", 5);
+    if (m->is_retiring)
+        return enqueue(m, cb, arg, waiter, 503, "the model was replaced by a configuration reload",
+                       1);
     m->is_unload_requested = false;
     if (admits(m) && TAILQ_EMPTY(&m->waiters)) {
         m->in_flight++;
@@ -1047,6 +1066,7 @@ static struct sup_model *model_new(struct sup_manager *mgr, const struct cfg *cf
     m->group = cfg_model_group(cfg, c->id);
     m->exit_status = -1;
     TAILQ_INIT(&m->waiters);
+    TAILQ_INIT(&m->errors);
     m->ring = sup_ring_new(RING_BYTES);
     m->health_timer = evtimer_new(mgr->base, health_timer_cb, m);
     m->kill_timer = evtimer_new(mgr->base, kill_timer_cb, m);
@@ -1104,6 +1124,8 @@ static void model_release(struct sup_model *m)
         upstream_cancel(m->health_req);
     while (!TAILQ_EMPTY(&m->waiters))
         waiter_free(TAILQ_FIRST(&m->waiters));
+    while (!TAILQ_EMPTY(&m->errors))
+        waiter_free(TAILQ_FIRST(&m->errors));
     if (m->proc != NULL)
         sup_proc_detach(m->proc);
     if (m->health_timer != NULL)
@@ -1122,6 +1144,7 @@ void sup_manager_free(struct sup_manager *mgr)
 {
     if (mgr == NULL)
         return;
+    sup_procs_detach_all(mgr->procs); /* cmdStop helpers point at their models too */
     while (!TAILQ_EMPTY(&mgr->all))
         model_release(TAILQ_FIRST(&mgr->all));
     sup_procs_free(mgr->procs);

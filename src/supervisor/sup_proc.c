@@ -278,6 +278,12 @@ void sup_proc_detach(struct sup_proc *proc)
     proc->ring = NULL;
 }
 
+void sup_procs_detach_all(struct sup_procs *procs)
+{
+    for (struct sup_proc *proc = procs != NULL ? procs->list : NULL; proc != NULL; proc = proc->next)
+        sup_proc_detach(proc);
+}
+
 pid_t sup_proc_pid(const struct sup_proc *proc)
 {
     return proc->pid;

@@ -30,6 +30,10 @@ void sup_procs_free(struct sup_procs *procs);
 /* Returns how many children are alive (not yet reaped). */
 size_t sup_procs_alive(const struct sup_procs *procs);
 
+/* Detaches every child (no callback, no output kept from now on), e.g. before freeing
+ * what their callbacks point to. */
+void sup_procs_detach_all(struct sup_procs *procs);
+
 /* Reaps every child that exited, running its exit callback, without waiting for SIGCHLD;
  * callbacks may spawn (every exit rescans). */
 void sup_procs_reap(struct sup_procs *procs);

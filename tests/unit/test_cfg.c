@@ -513,7 +513,20 @@ static void test_cfg_matrix(void **state)
                  "  sets:\n"
                  "    s1: \"a & +s2\"\n"
                  "    s2: \"+s1\"\n",
-                 "config:5:9: matrix: set reference '+s2' is circular");
+                 "config:5:9: matrix: set reference '+s1' is circular");
+    /* Fan-out through +refs is bounded: 8^6 inlined factors is refused, not ground through. */
+    expect_error("models:\n"
+                 "  a: {cmd: 's --port ${PORT}'}\n"
+                 "matrix:\n"
+                 "  sets:\n"
+                 "    s0: \"a\"\n"
+                 "    s1: \"+s0&+s0&+s0&+s0&+s0&+s0&+s0&+s0\"\n"
+                 "    s2: \"+s1&+s1&+s1&+s1&+s1&+s1&+s1&+s1\"\n"
+                 "    s3: \"+s2&+s2&+s2&+s2&+s2&+s2&+s2&+s2\"\n"
+                 "    s4: \"+s3&+s3&+s3&+s3&+s3&+s3&+s3&+s3\"\n"
+                 "    s5: \"+s4&+s4&+s4&+s4&+s4&+s4&+s4&+s4\"\n"
+                 "    s6: \"+s5&+s5&+s5&+s5&+s5&+s5&+s5&+s5\"\n",
+                 "config:11:9: matrix: set expression too complex to expand");
     expect_error("models:\n"
                  "  a: {cmd: 's --port ${PORT}'}\n"
                  "matrix:\n"
