@@ -58,6 +58,12 @@ static void free_unused_cfgs(struct gw_app *app)
     app->n_old_cfgs = kept;
 }
 
+/* The manager freed a retired model: free the configs nothing uses any more. */
+static void on_model_retired(void *arg)
+{
+    free_unused_cfgs(arg);
+}
+
 /* Warns about settings a reload cannot change on a running server. */
 static void warn_restart_only(const struct cfg *old, const struct cfg *next)
 {
@@ -212,6 +218,7 @@ struct gw_reloader *gw_reloader_new(struct gw_app *app)
         return NULL;
     r->app = app;
     TAILQ_INIT(&r->waiters);
+    sup_set_retired_hook(app->mgr, on_model_retired, app);
     r->pipe_fds[0] = r->pipe_fds[1] = -1;
     if (pipe2(r->pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0 ||
         (r->done_ev = event_new(app->base, r->pipe_fds[0], EV_READ | EV_PERSIST, on_done, r)) ==
@@ -227,6 +234,8 @@ void gw_reloader_free(struct gw_reloader *r)
 {
     if (r == NULL)
         return;
+    if (r->app->mgr != NULL)
+        sup_set_retired_hook(r->app->mgr, NULL, NULL);
     if (r->is_running) {
         pthread_join(r->thread, NULL); /* it only reads files; it ends by itself */
         cfg_free(r->next);

@@ -113,6 +113,8 @@ struct sup_manager {
     uint64_t recheck_ms;      /* earliest such time found by the running pass; 0 = none */
     sup_model_output_fn output_cb;
     void *output_arg;
+    sup_retired_fn retired_cb; /* a retired model was freed: older configs may be unused */
+    void *retired_arg;
     bool is_shutting_down;
     sup_stopped_fn stopped_cb;
     void *stopped_arg;
@@ -737,6 +739,8 @@ static void sweep_retired(struct sup_manager *mgr)
             TAILQ_EMPTY(&m->waiters) && TAILQ_EMPTY(&m->errors) && !is_running(m)) {
             ig_debug("model %s: retired", m->cfg->id);
             model_release(m);
+            if (mgr->retired_cb != NULL)
+                mgr->retired_cb(mgr->retired_arg);
         }
     }
 }
@@ -982,6 +986,12 @@ void sup_model_abort(struct sup_model *m, const char *reason)
     evtimer_del(m->ttl_timer);
     set_state(m, SUP_STOPPING);
     sup_proc_signal(m->proc, SIGKILL);
+}
+
+void sup_set_retired_hook(struct sup_manager *mgr, sup_retired_fn cb, void *arg)
+{
+    mgr->retired_cb = cb;
+    mgr->retired_arg = arg;
 }
 
 void sup_set_output_hook(struct sup_manager *mgr, sup_model_output_fn cb, void *arg)

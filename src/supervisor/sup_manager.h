@@ -123,6 +123,12 @@ bool sup_model_check_alive(struct sup_model *model);
  * the next request starts it again (crash back-off applies). */
 void sup_model_abort(struct sup_model *model, const char *reason);
 
+/* Called after a model retired by a reload was freed (its config may now be unused). */
+typedef void (*sup_retired_fn)(void *arg);
+
+/* Sets the one retired-model hook (NULL removes it). */
+void sup_set_retired_hook(struct sup_manager *mgr, sup_retired_fn cb, void *arg);
+
 /* Sets the hook receiving every model's process output (one hook; NULL removes it). */
 void sup_set_output_hook(struct sup_manager *mgr, sup_model_output_fn cb, void *arg);
 
