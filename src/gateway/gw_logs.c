@@ -15,6 +15,7 @@
 #include "sup_manager.h"
 #include "sup_ring.h"
 
+#include <event2/buffer.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #define HISTORY_BYTES (256u << 10)
 #define HISTORY_LINES 4000
 #define PREFIX_MAX 160
+#define SSE_LINE_MAX (16u << 10)
 
 enum log_source { SOURCE_ALL, SOURCE_PROXY, SOURCE_UPSTREAM, SOURCE_MODEL };
 
@@ -32,6 +34,8 @@ struct log_reader {
     enum log_source source;
     char *model_id; /* SOURCE_MODEL only (by id: a reload may replace the model) */
     bool is_paused;
+    bool is_sse;          /* Accept: text/event-stream: one "data:" event per line */
+    struct evbuffer *line; /* SSE: the current line until its newline */
     size_t dropped;
     LIST_ENTRY(log_reader) link;
 };
@@ -44,6 +48,47 @@ struct gw_logs {
     LIST_HEAD(, log_reader) readers;
 };
 
+/* Frees a reader (already unlinked). */
+static void reader_free(struct log_reader *r)
+{
+    if (r->line != NULL)
+        evbuffer_free(r->line);
+    free(r->model_id);
+    free(r);
+}
+
+/* Writes DATA to the reader's socket; notes when it is full. */
+static void reader_write(struct log_reader *r, const char *data, size_t len)
+{
+    if (http_stream_write(r->req, data, len) == 1)
+        r->is_paused = true;
+}
+
+/* SSE readers: sends every complete line gathered so far as one event (a line longer than
+ * SSE_LINE_MAX is sent in pieces). */
+static void reader_send_events(struct log_reader *r)
+{
+    struct evbuffer_ptr nl;
+
+    for (;;) {
+        size_t have = evbuffer_get_length(r->line), n;
+        nl = evbuffer_search(r->line, "\n", 1, NULL);
+        if (nl.pos < 0 && have < SSE_LINE_MAX)
+            return;
+        n = nl.pos >= 0 ? (size_t)nl.pos : have;
+        char *text = malloc(n + 9);
+        if (text == NULL)
+            return;
+        memcpy(text, "data: ", 6);
+        evbuffer_remove(r->line, text + 6, n);
+        if (nl.pos >= 0)
+            evbuffer_drain(r->line, 1);
+        memcpy(text + 6 + n, "\n\n", 2);
+        reader_write(r, text, n + 8);
+        free(text);
+    }
+}
+
 /* Sends DATA to one reader, or counts it as dropped while the reader's socket is full. */
 static void reader_send(struct log_reader *r, const char *data, size_t len)
 {
@@ -51,8 +96,12 @@ static void reader_send(struct log_reader *r, const char *data, size_t len)
         r->dropped += len;
         return;
     }
-    if (http_stream_write(r->req, data, len) == 1)
-        r->is_paused = true;
+    if (!r->is_sse) {
+        reader_write(r, data, len);
+        return;
+    }
+    evbuffer_add(r->line, data, len);
+    reader_send_events(r);
 }
 
 /* Sends DATA from SOURCE (MODEL for model output) to every reader that follows it. */
@@ -138,8 +187,7 @@ static void reader_close(struct log_reader *r)
     http_request_set_cancel_cb(r->req, NULL, NULL);
     http_request_set_drain_cb(r->req, NULL, NULL);
     http_stream_end(r->req);
-    free(r->model_id);
-    free(r);
+    reader_free(r);
 }
 
 void gw_logs_close_readers(struct gw_logs *logs)
@@ -160,8 +208,7 @@ void gw_logs_free(struct gw_logs *logs)
     while (!LIST_EMPTY(&logs->readers)) {
         struct log_reader *r = LIST_FIRST(&logs->readers);
         LIST_REMOVE(r, link);
-        free(r->model_id);
-        free(r);
+        reader_free(r);
     }
     sup_ring_free(logs->all);
     sup_ring_free(logs->proxy);
@@ -188,8 +235,7 @@ static void on_reader_gone(struct http_request *req, void *arg)
     struct log_reader *r = arg;
     (void)req;
     LIST_REMOVE(r, link);
-    free(r->model_id);
-    free(r);
+    reader_free(r);
 }
 
 /* The reader's socket drained: say what was dropped and go on. */
@@ -265,15 +311,24 @@ void gw_logs_stream(struct gw_app *app, struct http_request *req)
     }
     http_response_add_header(req, "X-Content-Type-Options", "nosniff");
     http_response_add_header(req, "X-Accel-Buffering", "no");
-    http_stream_start(req, 200, "text/plain; charset=utf-8");
+    const char *accept = http_request_header(req, "accept");
+    r->is_sse = accept != NULL && strstr(accept, "text/event-stream") != NULL;
+    if (r->is_sse && (r->line = evbuffer_new()) == NULL) {
+        reader_free(r);
+        gw_reply_error(req, 500, "out of memory", "internal_error", 0);
+        return;
+    }
+    if (r->is_sse)
+        http_response_add_header(req, "Cache-Control", "no-cache");
+    http_stream_start(req, 200, r->is_sse ? "text/event-stream" : "text/plain; charset=utf-8");
     if (!has_query_flag(http_request_query(req), "no-history")) {
         history = r->source == SOURCE_PROXY      ? app->logs->proxy
                   : r->source == SOURCE_UPSTREAM ? app->logs->upstream
                                                  : app->logs->all;
         text = r->source == SOURCE_MODEL ? sup_model_log_tail(model, HISTORY_LINES)
                                          : sup_ring_tail(history, HISTORY_LINES);
-        if (text != NULL && text[0] != '\0' && http_stream_write(req, text, strlen(text)) == 1)
-            r->is_paused = true;
+        if (text != NULL && text[0] != '\0')
+            reader_send(r, text, strlen(text));
         free(text);
     }
     LIST_INSERT_HEAD(&app->logs->readers, r, link);

@@ -20,10 +20,10 @@ import {
 const MESSAGES = [{ role: 'user', content: 'hi' }];
 
 /** Opens GET PATH as a live text stream; returns {text(), close(), status}. */
-function openTextStream(port, path) {
+function openTextStream(port, path, headers = {}) {
   return new Promise((resolve, reject) => {
     let text = '';
-    const req = http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent: false, headers }, (res) => {
       res.setEncoding('utf8');
       res.on('data', (d) => (text += d));
       res.on('error', () => {});
@@ -174,6 +174,18 @@ describe('lifecycle API', () => {
       await waitFor(() => /\[talker\] talker-says-hello/.test(all.text()) && /model talker: started pid/.test(all.text()), {
         timeoutMs: deadline(5000), message: 'the combined stream has both, model lines prefixed',
       });
+      // With Accept: text/event-stream the same lines come as SSE events, one per line.
+      const sse = await openTextStream(gw.port, '/logs/stream/upstream', { accept: 'text/event-stream' });
+      try {
+        assert.match(sse.headers['content-type'], /^text\/event-stream/);
+        await waitFor(() => /^data: \[talker\] talker-says-hello\n\n/m.test(sse.text()), {
+          timeoutMs: deadline(5000), message: 'the history as SSE events',
+        });
+        const events = sse.text().split('\n\n').slice(0, -1); // the last piece may be partial
+        assert.ok(events.length > 0 && events.every((e) => e.startsWith('data: ') && !e.slice(6).includes('\n')), 'one line per event');
+      } finally {
+        sse.close();
+      }
       const logs = await gw.request('/logs');
       assert.equal(logs.status, 200);
       assert.match(logs.text, /\[talker\] talker-says-hello/);
