@@ -1,0 +1,98 @@
+/* Read-only views of the manager (snapshots, lists) and its hooks. */
+#include "sup_internal.h"
+#include "cfg.h"
+#include "ig_time.h"
+#include "sup_proc.h"
+#include "sup_ring.h"
+
+#include <string.h>
+#include <sys/wait.h>
+
+void sup_set_retired_hook(struct sup_manager *mgr, sup_retired_fn cb, void *arg)
+{
+    mgr->retired_cb = cb;
+    mgr->retired_arg = arg;
+}
+
+void sup_set_output_hook(struct sup_manager *mgr, sup_model_output_fn cb, void *arg)
+{
+    mgr->output_cb = cb;
+    mgr->output_arg = arg;
+}
+
+void sup_model_info(const struct sup_model *m, struct sup_model_info *out)
+{
+    uint64_t now = ig_now_ms();
+
+    memset(out, 0, sizeof(*out));
+    out->state = m->state;
+    out->pid = m->proc != NULL ? (int)sup_proc_pid(m->proc) : 0;
+    out->in_flight = m->in_flight;
+    out->waiting = m->n_waiters;
+    out->failures = m->failures;
+    out->is_draining = m->is_draining;
+    out->last_error = m->last_error;
+    out->exit_code = m->exit_status < 0 ? -1
+                     : WIFEXITED(m->exit_status) ? WEXITSTATUS(m->exit_status)
+                                                  : 128 + WTERMSIG(m->exit_status);
+    out->retry_in_ms = m->retry_after_ms > now && !sup_is_running(m) ? m->retry_after_ms - now : 0;
+    out->uptime_ms = m->state == SUP_READY && m->ready_ms != 0 ? now - m->ready_ms : 0;
+    out->idle_ms = m->state == SUP_READY && m->in_flight == 0 && m->last_used_ms != 0
+                       ? now - m->last_used_ms
+                       : 0;
+}
+
+char *sup_model_log_tail(const struct sup_model *m, size_t max_lines)
+{
+    return sup_ring_tail(m->ring, max_lines);
+}
+
+struct sup_model *sup_find(struct sup_manager *mgr, const char *name)
+{
+    const struct cfg_model *c = cfg_find_model(mgr->cfg, name);
+
+    if (c == NULL)
+        return NULL;
+    return mgr->active[c - mgr->cfg->models];
+}
+
+const struct cfg_model *sup_model_cfg(const struct sup_model *model)
+{
+    return model->cfg;
+}
+
+enum sup_state sup_model_state(const struct sup_model *model)
+{
+    return model->state;
+}
+
+json_t *sup_running_json(struct sup_manager *mgr)
+{
+    json_t *list = json_array();
+    const struct sup_model *m;
+
+    TAILQ_FOREACH(m, &mgr->all, link) {
+        int ttl_s = m->cfg->ttl_s < 0 ? mgr->cfg->global_ttl_s : m->cfg->ttl_s;
+        if (!sup_is_running(m))
+            continue;
+        json_array_append_new(
+            list, json_pack("{s:s, s:s, s:s?, s:s?, s:i, s:s?, s:s?, s:i}", "model", m->cfg->id,
+                            "state", sup_state_name(m->state), "cmd", m->cfg->cmd, "proxy",
+                            m->cfg->proxy, "ttl", ttl_s, "name", m->cfg->name, "description",
+                            m->cfg->description, "in_flight", m->in_flight));
+        if (list == NULL)
+            break;
+    }
+    return list;
+}
+
+size_t sup_children_alive(const struct sup_manager *mgr)
+{
+    return sup_procs_alive(mgr->procs);
+}
+
+const char *sup_state_name(enum sup_state state)
+{
+    static const char *const names[] = {"unloaded", "starting", "ready", "stopping", "failed"};
+    return names[state];
+}
