@@ -1,5 +1,6 @@
 /* GGUF metadata reader: header, key/value pairs and tensor infos, bounds-checked. */
 #include "gguf_meta.h"
+#include "gguf_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,21 +27,6 @@
  * tensor info is name length (8) + 1 name byte + n_dims (4) + type (4) + offset (8). */
 #define GGUF_MIN_KV_BYTES 14u
 #define GGUF_MIN_TENSOR_BYTES 25u
-
-/* One stored key/value pair. Strings are copied; arrays keep type, length and, for integer
- * arrays, their largest element. */
-struct gguf_kv {
-    char *key;
-    uint32_t type;
-    uint32_t elem_type; /* arrays only */
-    uint64_t n;         /* arrays only */
-    int has_number;     /* the numeric fields below are valid */
-    int is_negative;    /* the value (or some array element) is negative */
-    uint64_t u;
-    int64_t i;
-    double f;
-    char *str;
-};
 
 /* The input: either LEN bytes in memory or a file descriptor read through a window. */
 struct gguf_reader {
@@ -245,8 +231,7 @@ static size_t scalar_size(uint32_t type)
     }
 }
 
-/* Returns whether TYPE is an integer (or bool) value type. */
-static int is_integer(uint32_t type)
+int gguf_is_integer_type(uint32_t type)
 {
     return scalar_size(type) != 0 && type != GGUF_TYPE_FLOAT32 && type != GGUF_TYPE_FLOAT64;
 }
@@ -324,7 +309,7 @@ static int rd_array(struct gguf_reader *r, struct gguf_kv *kv)
         return fail(r, IG_EPROTO, "key '%s': array of %llu elements exceeds the %llu bytes left",
                     kv->key, (unsigned long long)n, (unsigned long long)left(r));
     }
-    if (!is_integer(elem) || n > GGUF_MAX_SCANNED_ARRAY || n == 0) {
+    if (!gguf_is_integer_type(elem) || n > GGUF_MAX_SCANNED_ARRAY || n == 0) {
         return skip(r, n * esize, "array data");
     }
     /* Integer arrays: keep the largest element, so per-layer values read as one number. */
@@ -380,96 +365,6 @@ static int rd_kv(struct gguf_reader *r, struct gguf_kv *kv, uint64_t index)
     return 0;
 }
 
-/* ggml type traits: name, elements per block, bytes per block (ggml.c type_traits). Removed
- * types have a zero block size and are rejected like unknown ones. */
-static const struct {
-    const char *name;
-    uint32_t block_elems;
-    uint32_t block_bytes;
-} ggml_types[GGUF_GGML_TYPE_COUNT] = {
-    [0] = {"F32", 1, 4},         [1] = {"F16", 1, 2},         [2] = {"Q4_0", 32, 18},
-    [3] = {"Q4_1", 32, 20},      [6] = {"Q5_0", 32, 22},      [7] = {"Q5_1", 32, 24},
-    [8] = {"Q8_0", 32, 34},      [9] = {"Q8_1", 32, 36},      [10] = {"Q2_K", 256, 84},
-    [11] = {"Q3_K", 256, 110},   [12] = {"Q4_K", 256, 144},   [13] = {"Q5_K", 256, 176},
-    [14] = {"Q6_K", 256, 210},   [15] = {"Q8_K", 256, 292},   [16] = {"IQ2_XXS", 256, 66},
-    [17] = {"IQ2_XS", 256, 74},  [18] = {"IQ3_XXS", 256, 98}, [19] = {"IQ1_S", 256, 50},
-    [20] = {"IQ4_NL", 32, 18},   [21] = {"IQ3_S", 256, 110},  [22] = {"IQ2_S", 256, 82},
-    [23] = {"IQ4_XS", 256, 136}, [24] = {"I8", 1, 1},         [25] = {"I16", 1, 2},
-    [26] = {"I32", 1, 4},        [27] = {"I64", 1, 8},        [28] = {"F64", 1, 8},
-    [29] = {"IQ1_M", 256, 56},   [30] = {"BF16", 1, 2},       [34] = {"TQ1_0", 256, 54},
-    [35] = {"TQ2_0", 256, 66},   [39] = {"MXFP4", 32, 17},    [40] = {"NVFP4", 64, 36},
-    [41] = {"Q1_0", 128, 18},    [42] = {"Q2_0", 64, 18},
-};
-
-const char *gguf_ggml_type_name(uint32_t type)
-{
-    return type < GGUF_GGML_TYPE_COUNT ? ggml_types[type].name : NULL;
-}
-
-int gguf_ggml_type_block(uint32_t type, uint32_t *block_elems, uint32_t *block_bytes)
-{
-    if (type >= GGUF_GGML_TYPE_COUNT || ggml_types[type].block_elems == 0) {
-        return IG_EINVAL;
-    }
-    *block_elems = ggml_types[type].block_elems;
-    *block_bytes = ggml_types[type].block_bytes;
-    return 0;
-}
-
-const char *gguf_file_type_name(int64_t file_type)
-{
-    /* llama.h enum llama_ftype; gaps are removed types. */
-    static const char *const names[] = {
-        "F32",    "F16",    "Q4_0",    "Q4_1",      NULL,     NULL,      NULL,
-        "Q8_0",   "Q5_0",   "Q5_1",    "Q2_K",      "Q3_K_S", "Q3_K_M",  "Q3_K_L",
-        "Q4_K_S", "Q4_K_M", "Q5_K_S",  "Q5_K_M",    "Q6_K",   "IQ2_XXS", "IQ2_XS",
-        "Q2_K_S", "IQ3_XS", "IQ3_XXS", "IQ1_S",     "IQ4_NL", "IQ3_S",   "IQ3_M",
-        "IQ2_S",  "IQ2_M",  "IQ4_XS",  "IQ1_M",     "BF16",   NULL,      NULL,
-        NULL,     "TQ1_0",  "TQ2_0",   "MXFP4_MOE", "NVFP4",  "Q1_0",    "Q2_0",
-    };
-    if (file_type < 0 || (uint64_t)file_type >= sizeof(names) / sizeof(names[0])) {
-        return NULL;
-    }
-    return names[file_type];
-}
-
-size_t gguf_cap_names(unsigned caps, const char **names)
-{
-    static const struct {
-        unsigned bit;
-        const char *name;
-    } table[] = {{GGUF_CAP_COMPLETION, "completion"}, {GGUF_CAP_EMBEDDINGS, "embeddings"},
-                 {GGUF_CAP_RERANK, "rerank"},         {GGUF_CAP_REASONING, "reasoning"},
-                 {GGUF_CAP_TOOLS, "tools"},           {GGUF_CAP_VISION, "vision"}};
-    size_t n = 0;
-
-    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
-        if ((caps & table[i].bit) != 0)
-            names[n++] = table[i].name;
-    return n;
-}
-
-const char *gguf_value_type_name(int type)
-{
-    static const char *const names[] = {"u8",   "i8",  "u16", "i16", "u32", "i32", "f32",
-                                        "bool", "str", "arr", "u64", "i64", "f64"};
-    if (type < 0 || (size_t)type >= sizeof(names) / sizeof(names[0])) {
-        return "?";
-    }
-    return names[type];
-}
-
-/* Returns the pair named KEY, or NULL. */
-static const struct gguf_kv *find_kv(const struct gguf_meta *m, const char *key)
-{
-    for (size_t i = 0; i < m->n_kv; i++) {
-        if (strcmp(m->kv[i].key, key) == 0) {
-            return &m->kv[i];
-        }
-    }
-    return NULL;
-}
-
 /* Multiplies A by B into *OUT unless the product exceeds INT64_MAX (ggml's limit). */
 static int mul_ok(uint64_t a, uint64_t b, uint64_t *out)
 {
@@ -521,7 +416,7 @@ static int rd_tensor(struct gguf_reader *r, struct gguf_tensor_info *t, uint64_t
         return fail(r, IG_EPROTO,
                     "tensor '%s': row of %llu elements is not a multiple of the %s "
                     "block size %u",
-                    t->name, (unsigned long long)t->ne[0], ggml_types[t->type].name, block_elems);
+                    t->name, (unsigned long long)t->ne[0], gguf_ggml_type_name(t->type), block_elems);
     }
     /* Bytes as ggml computes them: row bytes times the other dimensions. */
     uint64_t n_bytes = t->ne[0] / block_elems;
@@ -531,20 +426,6 @@ static int rd_tensor(struct gguf_reader *r, struct gguf_tensor_info *t, uint64_t
     }
     t->n_elements = n_elements;
     t->n_bytes = n_bytes;
-    return 0;
-}
-
-/* Returns whether ARCH names an encoder-only (embedding) architecture of llama.cpp. */
-static int is_encoder_arch(const char *arch)
-{
-    static const char *const encoders[] = {"bert",         "nomic-bert",   "nomic-bert-moe",
-                                           "jina-bert-v2", "jina-bert-v3", "modern-bert",
-                                           "neo-bert",     "t5encoder",    "clip"};
-    for (size_t i = 0; arch != NULL && i < sizeof(encoders) / sizeof(encoders[0]); i++) {
-        if (strcmp(arch, encoders[i]) == 0) {
-            return 1;
-        }
-    }
     return 0;
 }
 
@@ -560,82 +441,6 @@ static void arch_u64(const struct gguf_meta *m, const char *suffix, uint64_t *ou
     if (gguf_meta_get_u64(m, key, &v) == 0) {
         *out = v;
     }
-}
-
-/* Rebuilds dominant_type and type_mix from type_bytes. */
-static void compute_type_mix(struct gguf_meta *m)
-{
-    uint32_t order[GGUF_GGML_TYPE_COUNT];
-    size_t n = 0;
-    uint64_t total = 0;
-    for (uint32_t t = 0; t < GGUF_GGML_TYPE_COUNT; t++) {
-        if (m->type_bytes[t] > 0) {
-            order[n++] = t;
-            total += m->type_bytes[t];
-        }
-    }
-    /* Insertion sort by bytes, largest first; ties by type number. */
-    for (size_t i = 1; i < n; i++) {
-        uint32_t t = order[i];
-        size_t j = i;
-        while (j > 0 && m->type_bytes[order[j - 1]] < m->type_bytes[t]) {
-            order[j] = order[j - 1];
-            j--;
-        }
-        order[j] = t;
-    }
-    m->dominant_type = n > 0 ? ggml_types[order[0]].name : "";
-    m->type_mix[0] = '\0';
-    size_t used = 0;
-    for (size_t i = 0; i < n && i < 4; i++) {
-        unsigned pct = (unsigned)((m->type_bytes[order[i]] * 100.0) / (double)total + 0.5);
-        char part[32];
-        if (pct == 0) {
-            snprintf(part, sizeof(part), "%s%s (<1%%)", i ? ", " : "", ggml_types[order[i]].name);
-        } else {
-            snprintf(part, sizeof(part), "%s%s (%u%%)", i ? ", " : "", ggml_types[order[i]].name,
-                     pct);
-        }
-        size_t len = strlen(part);
-        if (used + len + 1 > sizeof(m->type_mix)) {
-            break;
-        }
-        memcpy(m->type_mix + used, part, len + 1);
-        used += len;
-    }
-    if (n > 4 && used + 6 <= sizeof(m->type_mix)) {
-        memcpy(m->type_mix + used, ", ...", 6);
-    }
-}
-
-/* Derives the capability bits from architecture, pooling, tensors and chat template. */
-static void compute_caps(struct gguf_meta *m)
-{
-    unsigned caps = 0;
-    int is_encoder = is_encoder_arch(m->architecture);
-    int has_pooling = m->pooling_type > 0;
-    if (m->architecture != NULL && strcmp(m->architecture, "clip") != 0 &&
-        (has_pooling || is_encoder)) {
-        caps |= GGUF_CAP_EMBEDDINGS;
-    }
-    if (m->pooling_type == 4) { /* LLAMA_POOLING_TYPE_RANK */
-        caps |= GGUF_CAP_RERANK;
-    }
-    if (m->architecture != NULL && !is_encoder && !has_pooling &&
-        (m->has_output_tensor || m->has_token_embd)) {
-        caps |= GGUF_CAP_COMPLETION;
-    }
-    const char *tpl = m->chat_template;
-    if (tpl != NULL) {
-        if (strstr(tpl, "<think>") != NULL || strstr(tpl, "thinking") != NULL ||
-            strstr(tpl, "reasoning_content") != NULL) {
-            caps |= GGUF_CAP_REASONING;
-        }
-        if (strstr(tpl, "tools") != NULL || strstr(tpl, "tool_calls") != NULL) {
-            caps |= GGUF_CAP_TOOLS;
-        }
-    }
-    m->caps = caps;
 }
 
 /* Copies the string value of KEY into *OUT (a new string), when present and a string. */
@@ -697,8 +502,8 @@ static int extract(struct gguf_reader *r, struct gguf_meta *m)
     }
     m->has_output_tensor = gguf_meta_tensor(m, "output.weight") != NULL;
     m->has_token_embd = gguf_meta_tensor(m, "token_embd.weight") != NULL;
-    compute_type_mix(m);
-    compute_caps(m);
+    gguf_compute_type_mix(m);
+    gguf_compute_caps(m);
     return 0;
 }
 
@@ -969,89 +774,7 @@ void gguf_meta_add_part(struct gguf_meta *meta, const struct gguf_meta *part)
     }
     meta->has_output_tensor |= part->has_output_tensor;
     meta->has_token_embd |= part->has_token_embd;
-    compute_type_mix(meta);
-    compute_caps(meta);
+    gguf_compute_type_mix(meta);
+    gguf_compute_caps(meta);
 }
 
-int gguf_meta_get_u64(const struct gguf_meta *meta, const char *key, uint64_t *out)
-{
-    const struct gguf_kv *kv = find_kv(meta, key);
-    if (kv == NULL) {
-        return IG_ENOENT;
-    }
-    int is_int = is_integer(kv->type) || (kv->type == GGUF_TYPE_ARRAY && is_integer(kv->elem_type));
-    if (!is_int || !kv->has_number || kv->is_negative) {
-        return IG_EINVAL;
-    }
-    *out = kv->u;
-    return 0;
-}
-
-int gguf_meta_get_i64(const struct gguf_meta *meta, const char *key, int64_t *out)
-{
-    const struct gguf_kv *kv = find_kv(meta, key);
-    if (kv == NULL) {
-        return IG_ENOENT;
-    }
-    int is_int = is_integer(kv->type) || (kv->type == GGUF_TYPE_ARRAY && is_integer(kv->elem_type));
-    if (!is_int || !kv->has_number) {
-        return IG_EINVAL;
-    }
-    *out = kv->i;
-    return 0;
-}
-
-int gguf_meta_get_f64(const struct gguf_meta *meta, const char *key, double *out)
-{
-    const struct gguf_kv *kv = find_kv(meta, key);
-    if (kv == NULL) {
-        return IG_ENOENT;
-    }
-    if (kv->type == GGUF_TYPE_ARRAY || !kv->has_number) {
-        return IG_EINVAL;
-    }
-    *out = kv->f;
-    return 0;
-}
-
-const char *gguf_meta_get_str(const struct gguf_meta *meta, const char *key)
-{
-    const struct gguf_kv *kv = find_kv(meta, key);
-    return kv != NULL && kv->type == GGUF_TYPE_STRING ? kv->str : NULL;
-}
-
-int gguf_meta_get_array(const struct gguf_meta *meta, const char *key,
-                        enum gguf_value_type *elem_type, uint64_t *n)
-{
-    const struct gguf_kv *kv = find_kv(meta, key);
-    if (kv == NULL) {
-        return IG_ENOENT;
-    }
-    if (kv->type != GGUF_TYPE_ARRAY) {
-        return IG_EINVAL;
-    }
-    *elem_type = (enum gguf_value_type)kv->elem_type;
-    *n = kv->n;
-    return 0;
-}
-
-int gguf_meta_key_type(const struct gguf_meta *meta, const char *key)
-{
-    const struct gguf_kv *kv = find_kv(meta, key);
-    return kv != NULL ? (int)kv->type : -1;
-}
-
-const char *gguf_meta_key_at(const struct gguf_meta *meta, size_t i)
-{
-    return i < meta->n_kv ? meta->kv[i].key : NULL;
-}
-
-const struct gguf_tensor_info *gguf_meta_tensor(const struct gguf_meta *meta, const char *name)
-{
-    for (size_t i = 0; i < meta->n_tensors; i++) {
-        if (strcmp(meta->tensors[i].name, name) == 0) {
-            return &meta->tensors[i];
-        }
-    }
-    return NULL;
-}
