@@ -60,7 +60,9 @@ MODEL_DIR="$ROOT/.cache/bench-engine"
 
 ENGINE="$BIN_DIR/infergate-engine"
 MKGGUF="$BIN_DIR/mkgguf"
-die() { echo "bench/engine: $*" >&2; exit 1; }
+BENCH_NAME=bench/engine
+# shellcheck source=../lib.sh
+source "$ROOT/bench/lib.sh"  # die, cleanup on exit, start_bg, stop_pid, pick_port, wait_http
 for tool in node npm curl awk cc; do
     command -v "$tool" >/dev/null || die "'$tool' is not installed"
 done
@@ -72,68 +74,6 @@ for s in $STREAM_LIST; do (( s > MAXS )) && MAXS=$s; done
 CTX=$(( SLOT_CTX * MAXS ))
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/infergate-bench-engine.XXXXXX")
-PIDS=()
-cleanup() {
-    local rc=$? pid deadline
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    deadline=$(( $(date +%s) + 5 ))
-    for pid in "${PIDS[@]}"; do
-        while kill -0 "$pid" 2>/dev/null && (( $(date +%s) < deadline )); do sleep 0.05; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-start_bg() {
-    local name=$1
-    shift
-    "$@" >"$TMP/$name.log" 2>&1 &
-    STARTED_PID=$!
-    PIDS+=("$STARTED_PID")
-}
-stop_pid() {
-    local pid=$1 deadline
-    kill -TERM "$pid" 2>/dev/null || return 0
-    deadline=$(( $(date +%s) + 5 ))
-    while kill -0 "$pid" 2>/dev/null && (( $(date +%s) < deadline )); do sleep 0.05; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-USED_PORTS=" "
-pick_port() {
-    local p
-    for _ in $(seq 500); do
-        p=$(( 20000 + RANDOM % 10000 ))
-        [[ "$USED_PORTS" == *" $p "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            USED_PORTS+="$p "; PORT=$p; return 0
-        fi
-    done
-    die "no free port found"
-}
-wait_http() {
-    local name=$1 url=$2 pid=$3 deadline_s=$4 end code
-    end=$(( $(date +%s) + deadline_s ))
-    while (( $(date +%s) < end )); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "bench/engine: $name exited before it was ready; its log:" >&2
-            tail -n 30 "$TMP/$name.log" >&2; exit 1
-        fi
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)
-        [[ "$code" == 200 ]] && return 0
-        sleep 0.1
-    done
-    echo "bench/engine: $name not ready at $url after ${deadline_s}s; its log:" >&2
-    tail -n 30 "$TMP/$name.log" >&2; exit 1
-}
-calc() { awk "BEGIN { printf \"%.${2:-3}f\", $1 }"; }
-kv() { sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p" <<<" $2" | head -n 1; }
-loadavg() { cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/'; }
 median() { tr ' ' '\n' | grep -v '^$' | grep -v nan | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 met() { awk "BEGIN { exit !($1) }" 2>/dev/null && echo MET || echo NOT_MET; }
 T_START=$(date +%s)

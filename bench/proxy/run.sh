@@ -56,7 +56,9 @@ LUA="$HERE/post.lua"
 PATH_CC=/v1/chat/completions
 TARGETS=(direct nginx infergate)
 
-die() { echo "bench: $*" >&2; exit 1; }
+BENCH_NAME=bench
+# shellcheck source=../lib.sh
+source "$ROOT/bench/lib.sh"  # die, cleanup on exit, start_bg, stop_pid, pick_port, wait_http
 
 for tool in wrk node curl awk; do
     command -v "$tool" >/dev/null || die "'$tool' is not installed (apt-get install $tool)"
@@ -69,74 +71,6 @@ NGINX=$(command -v nginx || true)
 (( ROUNDS >= 1 )) || die "BENCH_ROUNDS must be at least 1"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/infergate-bench.XXXXXX")
-PIDS=()
-
-# Stops every process this script started, by PID (nginx workers via their parent's PID).
-cleanup() {
-    local rc=$? pid deadline kids=()
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do
-        kill -0 "$pid" 2>/dev/null || continue
-        mapfile -t -O "${#kids[@]}" kids < <(pgrep -P "$pid" 2>/dev/null || true)
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    deadline=$(( $(date +%s) + 5 ))
-    for pid in "${PIDS[@]}"; do
-        while kill -0 "$pid" 2>/dev/null && (( $(date +%s) < deadline )); do sleep 0.05; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    for pid in "${kids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    rm -rf "$TMP"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Starts "$@" in the background with output to $TMP/NAME.log; sets STARTED_PID.
-start_bg() {
-    local name=$1
-    shift
-    "$@" >"$TMP/$name.log" 2>&1 &
-    STARTED_PID=$!
-    PIDS+=("$STARTED_PID")
-}
-
-# Picks a free TCP port below the ephemeral range (so wrk's client sockets cannot take it);
-# sets PORT.
-USED_PORTS=" "
-pick_port() {
-    local p
-    for _ in $(seq 500); do
-        p=$(( 20000 + RANDOM % 10000 ))
-        [[ "$USED_PORTS" == *" $p "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            USED_PORTS+="$p "
-            PORT=$p
-            return 0
-        fi
-    done
-    die "no free port found"
-}
-
-# Polls URL until it answers 200, the process PID dies or DEADLINE_S passes.
-wait_http() {
-    local name=$1 url=$2 pid=$3 deadline_s=$4 end code
-    end=$(( $(date +%s%N) + deadline_s * 1000000000 ))
-    while (( $(date +%s%N) < end )); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "bench: $name exited before it was ready; its log:" >&2
-            tail -n 30 "$TMP/$name.log" >&2
-            exit 1
-        fi
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)
-        [[ "$code" == 200 ]] && return 0
-        sleep 0.02
-    done
-    echo "bench: $name not ready at $url after ${deadline_s}s; its log:" >&2
-    tail -n 30 "$TMP/$name.log" >&2
-    exit 1
-}
 
 # Checks that one POST through BASE answers 200 with a completion.
 check_path() {
@@ -153,11 +87,8 @@ check_path() {
     fi
 }
 
-calc() { awk "BEGIN { printf \"%.${2:-3}f\", $1 }"; }
-kv() { sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p" <<<" $2" | head -n 1; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
-loadavg() { cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/'; }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 CLK_TCK=$(getconf CLK_TCK)
 # CPU time (user+system, clock ticks) of the PIDs given.

@@ -1,0 +1,89 @@
+# Shared by the benchmark scripts (sourced): process and port helpers, small number tools.
+# The caller sets BENCH_NAME (prefix of messages) and TMP (a directory removed on exit)
+# before sourcing this file. Every process is started with start_bg and stopped by PID.
+
+PIDS=()
+
+die() { echo "$BENCH_NAME: $*" >&2; exit 1; }
+
+# Stops every process this script started, by PID (and their direct children, e.g. nginx
+# workers), then removes $TMP.
+cleanup() {
+    local rc=$? pid deadline kids=()
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do
+        kill -0 "$pid" 2>/dev/null || continue
+        mapfile -t -O "${#kids[@]}" kids < <(pgrep -P "$pid" 2>/dev/null || true)
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    deadline=$(( $(date +%s) + 5 ))
+    for pid in "${PIDS[@]}"; do
+        while kill -0 "$pid" 2>/dev/null && (( $(date +%s) < deadline )); do sleep 0.05; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    for pid in "${kids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Starts "$@" in the background with output to $TMP/NAME.log; sets STARTED_PID.
+start_bg() {
+    local name=$1
+    shift
+    "$@" >"$TMP/$name.log" 2>&1 &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+}
+
+# Stops one process started by start_bg: SIGTERM, SIGKILL after 5 s, reaped.
+stop_pid() {
+    local pid=$1 deadline
+    kill -TERM "$pid" 2>/dev/null || return 0
+    deadline=$(( $(date +%s) + 5 ))
+    while kill -0 "$pid" 2>/dev/null && (( $(date +%s) < deadline )); do sleep 0.05; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# Picks a free TCP port below the ephemeral range (so client sockets cannot take it);
+# sets PORT.
+USED_PORTS=" "
+pick_port() {
+    local p
+    for _ in $(seq 500); do
+        p=$(( 20000 + RANDOM % 10000 ))
+        [[ "$USED_PORTS" == *" $p "* ]] && continue
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            USED_PORTS+="$p "
+            PORT=$p
+            return 0
+        fi
+    done
+    die "no free port found"
+}
+
+# Polls URL until it answers 200, the process PID dies or DEADLINE_S passes.
+wait_http() {
+    local name=$1 url=$2 pid=$3 deadline_s=$4 end code
+    end=$(( $(date +%s%N) + deadline_s * 1000000000 ))
+    while (( $(date +%s%N) < end )); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "$BENCH_NAME: $name exited before it was ready; its log:" >&2
+            tail -n 30 "$TMP/$name.log" >&2
+            exit 1
+        fi
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)
+        [[ "$code" == 200 ]] && return 0
+        sleep 0.02
+    done
+    echo "$BENCH_NAME: $name not ready at $url after ${deadline_s}s; its log:" >&2
+    tail -n 30 "$TMP/$name.log" >&2
+    exit 1
+}
+
+calc() { awk "BEGIN { printf \"%.${2:-3}f\", $1 }"; }
+kv() { sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p" <<<" $2" | head -n 1; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/'; }
