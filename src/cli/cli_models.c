@@ -49,7 +49,7 @@ static void print_row(const struct cfg_model *m)
     json_t *d = m->details;
     const char *arch = json_string_value(json_object_get(d, "architecture"));
     const char *quant = json_string_value(json_object_get(d, "quantization"));
-    char caps[96], params[32], mem[32];
+    char caps[96], params[32], mem[32], vram[32];
 
     caps_text(m->caps, caps, sizeof(caps));
     params_text((long long)json_integer_value(json_object_get(d, "parameters")), params,
@@ -58,8 +58,13 @@ static void print_row(const struct cfg_model *m)
         snprintf(mem, sizeof(mem), "%.0f MiB", (double)m->mem_bytes / (1 << 20));
     else
         snprintf(mem, sizeof(mem), "-");
-    printf("%-28s %-10s %-8s %7s %-8s %10s  %s\n", m->id, m->is_discovered ? "discovered" : "config",
-           arch != NULL ? arch : "-", params, quant != NULL ? quant : "-", mem, caps);
+    if (m->vram_bytes > 0)
+        snprintf(vram, sizeof(vram), "%.0f MiB", (double)m->vram_bytes / (1 << 20));
+    else
+        snprintf(vram, sizeof(vram), "-");
+    printf("%-28s %-10s %-8s %7s %-8s %10s %10s  %s\n", m->id,
+           m->is_discovered ? "discovered" : "config", arch != NULL ? arch : "-", params,
+           quant != NULL ? quant : "-", mem, vram, caps);
 }
 
 /* Prints CFG's models as JSON (the catalog fields of /models). */
@@ -71,9 +76,10 @@ static void print_json(const struct cfg *cfg)
         const struct cfg_model *m = &cfg->models[i];
         char caps[96];
         caps_text(m->caps, caps, sizeof(caps));
-        json_t *obj = json_pack("{s:s, s:b, s:s?, s:I, s:s, s:s?}", "id", m->id, "discovered",
-                                m->is_discovered, "path", m->gguf_path, "memory_bytes",
-                                (json_int_t)m->mem_bytes, "capabilities", caps, "cmd", m->cmd);
+        json_t *obj = json_pack("{s:s, s:b, s:s?, s:I, s:I, s:s, s:s?}", "id", m->id,
+                                "discovered", m->is_discovered, "path", m->gguf_path,
+                                "memory_bytes", (json_int_t)m->mem_bytes, "vram_bytes",
+                                (json_int_t)m->vram_bytes, "capabilities", caps, "cmd", m->cmd);
         if (obj != NULL && m->details != NULL)
             json_object_set(obj, "details", m->details);
         json_array_append_new(list, obj);
@@ -109,8 +115,8 @@ int cli_models(int argc, char **argv)
     if (is_json) {
         print_json(cfg);
     } else {
-        printf("%-28s %-10s %-8s %7s %-8s %10s  %s\n", "ID", "SOURCE", "ARCH", "PARAMS", "QUANT",
-               "MEMORY", "CAPABILITIES");
+        printf("%-28s %-10s %-8s %7s %-8s %10s %10s  %s\n", "ID", "SOURCE", "ARCH", "PARAMS",
+               "QUANT", "MEMORY", "VRAM", "CAPABILITIES");
         for (size_t i = 0; i < cfg->n_models; i++)
             print_row(&cfg->models[i]);
     }

@@ -64,6 +64,8 @@ struct cfg_model {
     unsigned caps;       /* enum gguf_cap bits; 0 when unknown */
     uint64_t mem_bytes;  /* memory when loaded: `memory:` or the estimate; 0 when unknown */
     bool is_memory_configured; /* mem_bytes comes from the model's `memory:` key */
+    uint64_t vram_bytes;       /* GPU memory when loaded: `vram:` or the estimate; 0: none */
+    bool is_vram_configured;   /* vram_bytes comes from the model's `vram:` key */
     json_t *details;     /* architecture, parameters, quantisation... or NULL; owned */
 };
 
@@ -112,8 +114,9 @@ struct cfg_matrix {
 /* `budget:` memory the loaded models may use together; 0 = unlimited. */
 struct cfg_budget {
     uint64_t ram_bytes;  /* bytes, or a percentage of the detected RAM resolved at load */
-    uint64_t vram_bytes; /* bytes (no GPU detection: a percentage is an error) */
+    uint64_t vram_bytes; /* bytes, or a percentage of the GPUs' memory resolved at load */
     int ram_percent;     /* as written (0 when given in bytes) */
+    int vram_percent;    /* as written (0 when given in bytes) */
 };
 
 /* `models_dir:` and `engine:`: where GGUF files are discovered and how discovered models

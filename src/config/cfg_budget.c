@@ -3,6 +3,7 @@
  * `engine` (how discovered models are served) and `budget` (memory for loaded models).
  */
 #include "cfg_internal.h"
+#include "ig_sysmem.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,25 +12,15 @@
 #define MAX_CTX_SIZE (16 * 1024 * 1024)
 #define MAX_PARALLEL 256
 
-/* Returns the memory this process may use: MemTotal, or a smaller cgroup v2 limit. */
-static uint64_t detect_ram_bytes(void)
+/* Detectors of the totals a percentage refers to (run only when one is written). */
+static uint64_t detect_ram(void)
 {
-    unsigned long long kib = 0, limit = 0;
-    char line[256];
-    FILE *f = fopen("/proc/meminfo", "r");
+    return ig_ram_total_bytes();
+}
 
-    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-        if (sscanf(line, "MemTotal: %llu kB", &kib) == 1)
-            break;
-    if (f != NULL)
-        fclose(f);
-    f = fopen("/sys/fs/cgroup/memory.max", "r");
-    if (f != NULL && fgets(line, sizeof(line), f) != NULL && sscanf(line, "%llu", &limit) == 1 &&
-        limit > 0 && limit < kib * 1024)
-        kib = limit / 1024;
-    if (f != NULL)
-        fclose(f);
-    return (uint64_t)kib * 1024;
+static uint64_t detect_vram(void)
+{
+    return ig_vram_total_bytes(NULL);
 }
 
 void cfg_top_models_dir(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
@@ -107,16 +98,17 @@ void cfg_top_engine(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, v
     engine_int(ctx, value, "n_gpu_layers", 0, 100000, &d->n_gpu_layers);
 }
 
-/* Reads one budget amount: bytes ("24GiB", 123456) or a percentage ("80%") of DETECTED
- * (0 when nothing was detected). Sets *BYTES and *PERCENT. */
+/* Reads one budget amount: bytes ("24GiB", 123456) or a percentage ("80%") of what DETECT
+ * finds (0: nothing). Sets *BYTES and *PERCENT. */
 static void budget_amount(struct cfg_ctx *ctx, yaml_node_t *map, const char *name,
-                          uint64_t detected, uint64_t *bytes, int *percent)
+                          uint64_t (*detect)(void), uint64_t *bytes, int *percent)
 {
     yaml_node_t *node = cfg_map_get(ctx, map, name);
     struct cfg_scalar s;
     unsigned long long v = 0;
     char *end = NULL;
     double pct;
+    uint64_t detected;
 
     if (node == NULL || cfg_is_null(node))
         return;
@@ -132,9 +124,10 @@ static void budget_amount(struct cfg_ctx *ctx, yaml_node_t *map, const char *nam
         if (end == s.text || strcmp(end, "%") != 0 || !(pct > 0 && pct <= 100))
             cfg_error(ctx, node, "budget.%s: expected a percentage from 1%% to 100%%, got '%s'",
                       name, s.text);
-        else if (detected == 0)
-            cfg_error(ctx, node, "budget.%s: cannot use a percentage: the total is not known "
-                      "here; give a size like 24GiB", name);
+        else if ((detected = detect()) == 0)
+            cfg_error(ctx, node, "budget.%s: cannot use a percentage: %s; give a size like 24GiB",
+                      name, detect == detect_vram ? "no GPU found (nvidia-smi, /sys/class/drm)"
+                                                  : "the total is not known here");
         else {
             *bytes = (uint64_t)((double)detected * pct / 100.0);
             *percent = (int)(pct + 0.5);
@@ -154,13 +147,12 @@ void cfg_top_budget(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, v
                                               {"vram", CFG_F_ANY, CFG_NO_STORE, 0, 0, NULL, 0},
                                               {NULL, 0, 0, 0, 0, NULL, 0}};
     struct cfg_budget *b = &ctx->cfg->budget;
-    int vram_percent = 0;
     (void)key;
     (void)obj;
 
     if (!cfg_expect(ctx, value, YAML_MAPPING_NODE, "budget"))
         return;
     cfg_walk(ctx, value, fields, NULL, NULL);
-    budget_amount(ctx, value, "ram", detect_ram_bytes(), &b->ram_bytes, &b->ram_percent);
-    budget_amount(ctx, value, "vram", 0, &b->vram_bytes, &vram_percent);
+    budget_amount(ctx, value, "ram", detect_ram, &b->ram_bytes, &b->ram_percent);
+    budget_amount(ctx, value, "vram", detect_vram, &b->vram_bytes, &b->vram_percent);
 }

@@ -405,29 +405,46 @@ static void field_filters(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *va
     free(prefix);
 }
 
-/* Field handler: memory, the model's memory when loaded (a size), overriding the estimate. */
-static void field_memory(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+/* Reads VALUE, a size for model key NAME, into *OUT; returns whether it is one. */
+static bool read_model_size(struct cfg_ctx *ctx, yaml_node_t *value, const char *name,
+                            uint64_t *out)
 {
-    struct cfg_model *m = obj;
     struct cfg_scalar sc;
     unsigned long long v = 0;
 
-    (void)key;
     if (value->type != YAML_SCALAR_NODE || cfg_read_scalar(ctx, value, &sc) != 0) {
         if (value->type != YAML_SCALAR_NODE)
-            cfg_error(ctx, value, "memory: expected a size like 8GiB");
-        return;
+            cfg_error(ctx, value, "%s: expected a size like 8GiB", name);
+        return false;
     }
     if (sc.kind == CFG_INT && sc.i > 0)
         v = (unsigned long long)sc.i;
     else if (sc.kind != CFG_STR || cfg_parse_size(sc.text, &v) != 0 || v == 0)
-        cfg_error(ctx, value, "memory: expected a size like 8GiB, got '%s'",
+        cfg_error(ctx, value, "%s: expected a size like 8GiB, got '%s'", name,
                   sc.text != NULL ? sc.text : "?");
-    if (v > 0) {
-        m->mem_bytes = v;
-        m->is_memory_configured = true;
-    }
     cfg_scalar_clear(&sc);
+    *out = v;
+    return v > 0;
+}
+
+/* Field handler: memory, the model's RAM when loaded (a size), overriding the estimate. */
+static void field_memory(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+{
+    struct cfg_model *m = obj;
+    (void)key;
+
+    if (read_model_size(ctx, value, "memory", &m->mem_bytes))
+        m->is_memory_configured = true;
+}
+
+/* Field handler: vram, the model's GPU memory when loaded (a size), overriding the estimate. */
+static void field_vram(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+{
+    struct cfg_model *m = obj;
+    (void)key;
+
+    if (read_model_size(ctx, value, "vram", &m->vram_bytes))
+        m->is_vram_configured = true;
 }
 
 #define MODEL_STR(key, field)                                                                      \
@@ -458,6 +475,7 @@ static const struct cfg_field model_fields[] = {
     MODEL_FN("macros", field_skip, 0),
     MODEL_FN("metadata", field_metadata, 0),
     MODEL_FN("memory", field_memory, 0),
+    MODEL_FN("vram", field_vram, 0),
     {"sendLoadingState", CFG_F_BOOL, CFG_NO_STORE, 0, 0, NULL, CFG_F_INACTIVE},
     MODEL_FN("timeouts", field_timeouts, CFG_F_INACTIVE),
     MODEL_FN("compat", field_compat, CFG_F_INACTIVE),

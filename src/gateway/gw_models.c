@@ -36,6 +36,8 @@ static void add_catalog_fields(json_t *obj, const struct cfg_model *c, bool with
     json_object_set_new(obj, "capabilities", caps_json(c->caps));
     if (c->mem_bytes > 0)
         json_object_set_new(obj, "memory_bytes", json_integer((json_int_t)c->mem_bytes));
+    if (c->vram_bytes > 0)
+        json_object_set_new(obj, "vram_bytes", json_integer((json_int_t)c->vram_bytes));
     if (c->is_discovered)
         json_object_set_new(obj, "discovered", json_true());
     if (with_details && c->details != NULL)
@@ -278,17 +280,22 @@ void gw_models_status(struct gw_app *app, struct http_request *req)
                         "retry_in_ms", (json_int_t)info.retry_in_ms);
         if (obj != NULL && info.last_error != NULL)
             json_object_set_new(obj, "last_error", json_string(info.last_error));
-        if (obj != NULL)
+        if (obj != NULL) {
             json_object_set_new(obj, "memory_bytes", json_integer((json_int_t)c->mem_bytes));
+            json_object_set_new(obj, "vram_bytes", json_integer((json_int_t)c->vram_bytes));
+        }
         json_array_append_new(models, obj);
     }
-    gw_reply_json(req, 200,
-                  json_pack("{s:s, s:I, s:I, s:i, s:I, s:{s:I, s:i, s:I}, s:o}", "version",
-                            IG_VERSION, "uptime_s",
-                            (json_int_t)((ig_now_ms() - app->started_ms) / 1000), "waiting",
-                            (json_int_t)waiting, "in_flight", in_flight, "children",
-                            (json_int_t)sup_children_alive(app->mgr), "budget", "ram_bytes",
-                            (json_int_t)app->cfg->budget.ram_bytes, "ram_percent",
-                            app->cfg->budget.ram_percent, "ram_used_bytes",
-                            (json_int_t)sup_ram_in_use(app->mgr), "models", models));
+    const struct cfg_budget *b = &app->cfg->budget;
+    uint64_t ram_used, vram_used;
+    sup_budget_in_use(app->mgr, &ram_used, &vram_used);
+    gw_reply_json(
+        req, 200,
+        json_pack("{s:s, s:I, s:I, s:i, s:I, s:{s:I, s:i, s:I, s:I, s:i, s:I}, s:o}", "version",
+                  IG_VERSION, "uptime_s", (json_int_t)((ig_now_ms() - app->started_ms) / 1000),
+                  "waiting", (json_int_t)waiting, "in_flight", in_flight, "children",
+                  (json_int_t)sup_children_alive(app->mgr), "budget", "ram_bytes",
+                  (json_int_t)b->ram_bytes, "ram_percent", b->ram_percent, "ram_used_bytes",
+                  (json_int_t)ram_used, "vram_bytes", (json_int_t)b->vram_bytes, "vram_percent",
+                  b->vram_percent, "vram_used_bytes", (json_int_t)vram_used, "models", models));
 }

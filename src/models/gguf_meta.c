@@ -765,8 +765,21 @@ void gguf_meta_free(struct gguf_meta *meta)
     memset(meta, 0, sizeof(*meta));
 }
 
-void gguf_meta_add_part(struct gguf_meta *meta, const struct gguf_meta *part)
+int gguf_meta_add_part(struct gguf_meta *meta, struct gguf_meta *part)
 {
+    if (part->n_tensors > 0) {
+        struct gguf_tensor_info *t =
+            realloc(meta->tensors, (meta->n_tensors + part->n_tensors) * sizeof(*t));
+        if (t == NULL) {
+            return IG_ENOMEM;
+        }
+        memcpy(t + meta->n_tensors, part->tensors, part->n_tensors * sizeof(*t));
+        meta->tensors = t;
+        meta->n_tensors += part->n_tensors;
+        free(part->tensors);
+        part->tensors = NULL;
+        part->n_tensors = 0;
+    }
     meta->n_params += part->n_params;
     meta->weight_bytes += part->weight_bytes;
     for (uint32_t t = 0; t < GGUF_GGML_TYPE_COUNT; t++) {
@@ -776,5 +789,5 @@ void gguf_meta_add_part(struct gguf_meta *meta, const struct gguf_meta *part)
     meta->has_token_embd |= part->has_token_embd;
     gguf_compute_type_mix(meta);
     gguf_compute_caps(meta);
+    return 0;
 }
-

@@ -127,10 +127,12 @@ int gguf_meta_read_mem(const void *data, size_t len, struct gguf_meta *out, char
 void gguf_meta_free(struct gguf_meta *meta);
 
 /*
- * Folds the tensors of another part of a split model into META (the first part): adds
- * parameter, byte and per-type counts and recomputes the type mix. PART is borrowed.
+ * Folds the tensors of another part of a split model into META (the first part): moves
+ * PART's tensor infos over (their offsets stay relative to PART's file), adds parameter, byte
+ * and per-type counts and recomputes the type mix. PART must still be freed. Returns 0 or
+ * IG_ENOMEM (META unchanged).
  */
-void gguf_meta_add_part(struct gguf_meta *meta, const struct gguf_meta *part);
+int gguf_meta_add_part(struct gguf_meta *meta, struct gguf_meta *part) IG_WUR;
 
 /*
  * Reads KEY as an unsigned integer (any integer or bool type; for an integer array, its

@@ -34,6 +34,13 @@ static int to_int(const char *v)
     return end != v && *end == '\0' && n >= 0 && n <= INT_MAX ? (int)n : 0;
 }
 
+/* Returns whether V is a negative integer (llama-server's -ngl -1 "auto", -2 "all"). */
+static bool is_negative(const char *v)
+{
+    char *end = NULL;
+    return strtol(v, &end, 10) < 0 && end != v && *end == '\0';
+}
+
 int catalog_parse_args(const char *cmd, struct catalog_args *out)
 {
     static const char *const model[] = {"-m", "--model", NULL};
@@ -42,6 +49,7 @@ int catalog_parse_args(const char *cmd, struct catalog_args *out)
     static const char *const batch[] = {"-b", "--batch-size", NULL};
     static const char *const ngl[] = {"-ngl", "--n-gpu-layers", "--gpu-layers", NULL};
     static const char *const emb[] = {"--embedding", "--embeddings", NULL};
+    static const char *const nkvo[] = {"-nkvo", "--no-kv-offload", NULL};
     char **argv = NULL, *cause = NULL, name[64];
     int argc = 0;
 
@@ -66,6 +74,10 @@ int catalog_parse_args(const char *cmd, struct catalog_args *out)
             out->is_embedding = 1;
             continue;
         }
+        if (is_flag(a, nkvo)) {
+            out->is_kv_on_cpu = 1;
+            continue;
+        }
         if (v == NULL)
             continue;
         if (is_flag(a, model)) {
@@ -78,7 +90,9 @@ int catalog_parse_args(const char *cmd, struct catalog_args *out)
         } else if (is_flag(a, batch)) {
             out->batch_size = to_int(v);
         } else if (is_flag(a, ngl)) {
-            out->n_gpu_layers = strcmp(v, "all") == 0 || strcmp(v, "auto") == 0 ? -1 : to_int(v);
+            out->has_n_gpu_layers = 1;
+            out->n_gpu_layers =
+                strcmp(v, "all") == 0 || strcmp(v, "auto") == 0 || is_negative(v) ? -1 : to_int(v);
         } else {
             continue;
         }
@@ -147,6 +161,14 @@ static json_t *details_json(const struct gguf_meta *meta, const char *path, uint
                       (json_int_t)est->kv_bytes, "compute_bytes",
                       (json_int_t)(est->compute_bytes + est->vocab_bytes + est->overhead_bytes),
                       "ctx_size", (json_int_t)est->n_ctx, "parallel", 0));
+    if (est != NULL && est->vram_bytes > 0)
+        json_object_set_new(
+            d, "vram",
+            json_pack("{s:I, s:I, s:I, s:I, s:i}", "total_bytes", (json_int_t)est->vram_bytes,
+                      "weights_bytes", (json_int_t)est->vram_weights_bytes, "kv_bytes",
+                      (json_int_t)est->vram_kv_bytes, "compute_bytes",
+                      (json_int_t)(est->vram_compute_bytes + MODEL_MEM_GPU_OVERHEAD_BYTES),
+                      "gpu_layers", (int)est->n_gpu_layers));
     return d;
 }
 
@@ -163,6 +185,8 @@ static void describe(struct cfg_model *m, const struct gguf_meta *meta, const ch
     p.n_parallel = args->parallel > 0 ? (uint32_t)args->parallel : 0;
     p.n_batch = args->batch_size > 0 ? (uint32_t)args->batch_size : 0;
     p.is_embedding = args->is_embedding;
+    p.n_gpu_layers = args->n_gpu_layers;
+    p.is_kv_on_cpu = args->is_kv_on_cpu;
     has_est = model_mem_estimate(meta, &p, &est) == 0;
     free(m->gguf_path);
     m->gguf_path = strdup(path);
@@ -171,6 +195,8 @@ static void describe(struct cfg_model *m, const struct gguf_meta *meta, const ch
                                  : caps;
     if (!m->is_memory_configured)
         m->mem_bytes = has_est ? est.total_bytes : size_bytes;
+    if (!m->is_vram_configured)
+        m->vram_bytes = has_est ? est.vram_bytes : 0;
     json_decref(m->details);
     m->details = details_json(meta, path, size_bytes, has_est ? &est : NULL, mmproj);
     if (m->details != NULL && has_est)
@@ -208,6 +234,10 @@ static void describe_configured(struct cfg *cfg, struct cfg_model *m)
     if (gguf_meta_read(args.model_path, &meta, &cause) == 0) {
         describe(m, &meta, args.model_path, meta.file_bytes, meta.caps, &args, NULL);
         gguf_meta_free(&meta);
+        if (cfg->budget.vram_bytes > 0 && !args.has_n_gpu_layers && !m->is_vram_configured)
+            warn(cfg, "model %s: budget.vram is set but its cmd has no -ngl, so it counts as "
+                      "using no GPU memory (a GPU build of llama-server offloads every layer "
+                      "by default): write -ngl N or vram: SIZE%s", m->id, "");
     } else {
         warn(cfg, "model %s: %s", m->id, cause != NULL ? cause : "cannot read its GGUF file");
     }

@@ -21,8 +21,10 @@ struct catalog_args {
     int ctx_size;     /* -c/--ctx-size, 0 when absent */
     int parallel;     /* -np/--parallel, 0 when absent */
     int batch_size;   /* -b/--batch-size, 0 when absent */
-    int n_gpu_layers; /* -ngl/--n-gpu-layers/--gpu-layers, 0 when absent (-1: "all"/"auto") */
+    int n_gpu_layers; /* -ngl/--n-gpu-layers/--gpu-layers, 0 when absent (-1: all, auto, < 0) */
     int is_embedding; /* --embedding(s) */
+    int is_kv_on_cpu; /* -nkvo/--no-kv-offload */
+    int has_n_gpu_layers; /* -ngl was given */
 };
 
 /* Reads CMD's llama-server flags into OUT (release with catalog_args_clear()). Returns 0 or

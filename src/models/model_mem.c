@@ -1,6 +1,7 @@
 /* Memory estimate for an infergate-engine process serving one GGUF model. */
 #include "model_mem.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define MEM_DEFAULT_CTX 4096u
@@ -36,6 +37,65 @@ static int has_no_kv_cache(const char *arch)
     return 0;
 }
 
+/* Returns the layer of the tensor NAME in libllama's placement: its block for "blk.N.",
+ * N_LAYER for the output layer (output, output_norm), -1 for the input layer and the rest,
+ * which stay in RAM. */
+static long tensor_layer(const char *name, uint64_t n_layer)
+{
+    if (strncmp(name, "blk.", 4) == 0) {
+        char *end = NULL;
+        unsigned long long il = strtoull(name + 4, &end, 10);
+        return end != name + 4 && *end == '.' && il < n_layer ? (long)il : -1;
+    }
+    if (strncmp(name, "output.", 7) == 0 || strncmp(name, "output_norm.", 12) == 0) {
+        return (long)n_layer;
+    }
+    return -1;
+}
+
+/*
+ * Moves what P->n_gpu_layers offloads from OUT's RAM terms to its VRAM terms, placing layers
+ * as libllama does: the output layer counts as layer N_LAYER, and the last NGL of the
+ * N_LAYER + 1 layers go to the GPUs (the input layer, token_embd, never does). Offloaded
+ * blocks take their KV cache along unless P->is_kv_on_cpu. The GPU compute buffer is sized
+ * like the CPU one, which stays (the host still runs the input layer and the sampling).
+ */
+static void split_for_gpu(const struct gguf_meta *meta, const struct model_mem_params *p,
+                          struct model_mem_estimate *out)
+{
+    uint64_t n_layer = meta->block_count > UINT32_MAX ? UINT32_MAX : meta->block_count, moved = 0;
+    uint64_t ngl = p->n_gpu_layers < 0 || (uint64_t)p->n_gpu_layers > n_layer + 1
+                       ? n_layer + 1
+                       : (uint64_t)p->n_gpu_layers;
+    uint64_t first_gpu = n_layer + 1 - ngl, gpu_blocks = ngl > 0 ? ngl - 1 : 0;
+
+    if (ngl == 0) {
+        return;
+    }
+    for (size_t i = 0; i < meta->n_tensors; i++) {
+        long il = tensor_layer(meta->tensors[i].name, n_layer);
+        if (il >= 0 && (uint64_t)il >= first_gpu) {
+            moved = add_sat(moved, meta->tensors[i].n_bytes);
+        }
+    }
+    out->vram_weights_bytes = moved;
+    out->weights_bytes -= moved < out->weights_bytes ? moved : out->weights_bytes;
+    /* Tied embeddings: the output layer uses a GPU copy of token_embd, which stays in RAM. */
+    const struct gguf_tensor_info *embd = gguf_meta_tensor(meta, "token_embd.weight");
+    if (!meta->has_output_tensor && embd != NULL) {
+        out->vram_weights_bytes = add_sat(out->vram_weights_bytes, embd->n_bytes);
+    }
+    if (!p->is_kv_on_cpu) {
+        out->vram_kv_bytes = out->kv_bytes / n_layer * gpu_blocks;
+        out->kv_bytes -= out->vram_kv_bytes;
+    }
+    out->vram_compute_bytes = out->compute_bytes;
+    out->vram_bytes = add_sat(add_sat(add_sat(out->vram_weights_bytes, out->vram_kv_bytes),
+                                      out->vram_compute_bytes),
+                              MODEL_MEM_GPU_OVERHEAD_BYTES);
+    out->n_gpu_layers = (uint32_t)ngl;
+}
+
 /*
  * The terms follow what libllama allocates and what a CPU engine actually touches (measured
  * RSS, docs/MODELS.md):
@@ -49,7 +109,8 @@ static int has_no_kv_cache(const char *arch)
  *    stream's cells, and the outputs (logits for one token per slot, or the embeddings of
  *    every token of the micro-batch);
  *  - vocab: token and merge tables on the heap, MODEL_MEM_VOCAB_ENTRY_BYTES per token;
- *  - overhead: MODEL_MEM_OVERHEAD_BYTES.
+ *  - overhead: MODEL_MEM_OVERHEAD_BYTES;
+ *  - with -ngl, split_for_gpu() moves the offloaded part to the VRAM terms.
  */
 int model_mem_estimate(const struct gguf_meta *meta, const struct model_mem_params *params,
                        struct model_mem_estimate *out)
@@ -97,6 +158,7 @@ int model_mem_estimate(const struct gguf_meta *meta, const struct model_mem_para
     out->compute_bytes = compute;
     out->vocab_bytes = mul_sat(meta->vocab_size, MODEL_MEM_VOCAB_ENTRY_BYTES);
     out->overhead_bytes = MODEL_MEM_OVERHEAD_BYTES;
+    split_for_gpu(meta, p, out);
     out->total_bytes =
         add_sat(add_sat(add_sat(add_sat(out->weights_bytes, out->kv_bytes), out->compute_bytes),
                         out->vocab_bytes),

@@ -368,7 +368,8 @@ static void read_other_parts(struct scan_ctx *c, struct model_entry *e, struct s
             set_error(c, e, strdup(buf));
             break;
         }
-        gguf_meta_add_part(&e->meta, &part);
+        if (gguf_meta_add_part(&e->meta, &part) != 0)
+            set_error(c, e, strdup("out of memory"));
         gguf_meta_free(&part);
     }
 }

@@ -122,14 +122,22 @@ void sup_become_ready(struct sup_model *m);
 void sup_health_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 /* sup_place.c */
-/* Returns whether MGR has a memory budget. */
+/* Returns whether MGR has a memory budget (RAM, VRAM or both). */
 bool sup_has_budget(const struct sup_manager *mgr);
 /* Returns whether A and B would use the same process slot: the same id or the same port. */
 bool sup_same_slot(const struct sup_model *a, const struct sup_model *b);
 /* Returns whether starting A requires B to stop (groups, or the matrix router). */
 bool sup_conflicts(const struct sup_model *a, const struct sup_model *b);
+/* Estimated memory held, by budget dimension. */
+struct sup_usage {
+    uint64_t ram, vram;
+};
 /* Returns the estimated memory of the models holding it now (stopping ones included). */
-uint64_t sup_ram_used(const struct sup_manager *mgr);
+struct sup_usage sup_usage(const struct sup_manager *mgr);
+/* Returns the budget ("ram" or "vram") that model C exceeds on its own, or NULL. */
+const char *sup_exceeds_budget(const struct sup_manager *mgr, const struct cfg_model *c);
+/* Returns whether WINNER fits beside the models holding memory now (true without budget). */
+bool sup_fits_now(const struct sup_manager *mgr, const struct sup_model *winner);
 /* With a budget: marks the models that must stop for WINNER to fit (is_evicted); returns
  * whether WINNER fits once they are gone (nothing is marked when it cannot). */
 bool sup_make_room(struct sup_manager *mgr, struct sup_model *winner);

@@ -357,7 +357,7 @@ static struct sup_model *pick_winner(struct sup_manager *mgr)
             recheck_at(mgr, m->retry_after_ms);
             continue;
         }
-        if (sup_has_budget(mgr) && m->cfg->mem_bytes > mgr->cfg->budget.ram_bytes)
+        if (sup_exceeds_budget(mgr, m->cfg) != NULL)
             continue; /* can never fit: its requests got a 507 */
         if (winner == NULL || m->cfg->priority > winner->cfg->priority ||
             (m->cfg->priority == winner->cfg->priority &&
@@ -412,6 +412,21 @@ static void sweep_retired(struct sup_manager *mgr)
     }
 }
 
+/* Logs that M is evicted to make room for WINNER, with the figures. */
+static void log_eviction(const struct sup_model *m, const struct sup_model *winner)
+{
+    const struct cfg_budget *b = &m->mgr->cfg->budget;
+    struct sup_usage used = sup_usage(m->mgr);
+
+    ig_info("model %s: evicted (least recently used) to make room for %s: it needs %llu MiB "
+            "of RAM and %llu MiB of VRAM; in use: %llu of %llu MiB RAM, %llu of %llu MiB VRAM "
+            "(0: no budget)",
+            m->cfg->id, winner->cfg->id, (unsigned long long)(winner->cfg->mem_bytes >> 20),
+            (unsigned long long)(winner->cfg->vram_bytes >> 20),
+            (unsigned long long)(used.ram >> 20), (unsigned long long)(b->ram_bytes >> 20),
+            (unsigned long long)(used.vram >> 20), (unsigned long long)(b->vram_bytes >> 20));
+}
+
 /* The scheduling pass described at the top of this file. */
 static void schedule_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -441,21 +456,14 @@ static void schedule_cb(evutil_socket_t fd, short what, void *arg)
         m->is_draining = m->is_unload_requested ||
                          (is_in_way && (was_draining || !may_keep_serving(m, winner, now)));
         if (m->is_draining && !was_draining && m->is_evicted)
-            ig_info("model %s: evicted (least recently used) to make room for %s: it needs "
-                    "%llu MiB, %llu MiB of budget.ram's %llu MiB are in use",
-                    m->cfg->id, winner->cfg->id,
-                    (unsigned long long)(winner->cfg->mem_bytes >> 20),
-                    (unsigned long long)(sup_ram_used(mgr) >> 20),
-                    (unsigned long long)(mgr->cfg->budget.ram_bytes >> 20));
+            log_eviction(m, winner);
         if (m->is_draining &&
             (m->state == SUP_STARTING || (m->state == SUP_READY && m->in_flight == 0)))
             model_stop(m);
         if (is_in_way)
             is_blocked = true;
     }
-    if (winner != NULL && !sup_is_running(winner) && !is_blocked &&
-        (!sup_has_budget(mgr) ||
-         sup_ram_used(mgr) + winner->cfg->mem_bytes <= mgr->cfg->budget.ram_bytes))
+    if (winner != NULL && !sup_is_running(winner) && !is_blocked && sup_fits_now(mgr, winner))
         model_start(winner);
     TAILQ_FOREACH(m, &mgr->all, link)
         serve_waiters(m); /* a model that stopped draining serves its queue */
@@ -541,13 +549,18 @@ int sup_acquire(struct sup_model *m, sup_ready_fn cb, void *arg, struct sup_wait
                        1);
     if ((int)m->n_waiters >= cfg->limits.queue_length)
         return enqueue(m, cb, arg, waiter, 503, "too many requests waiting for this model", 1);
-    if (sup_has_budget(m->mgr) && m->cfg->mem_bytes > cfg->budget.ram_bytes) {
-        char text[256];
+    const char *over = sup_exceeds_budget(m->mgr, m->cfg);
+    if (over != NULL) {
+        bool is_ram = strcmp(over, "ram") == 0;
+        char text[320];
         snprintf(text, sizeof(text),
-                 "model %s needs an estimated %llu MiB, more than the whole budget.ram of "
+                 "model %s needs an estimated %llu MiB of %s, more than the whole budget.%s of "
                  "%llu MiB",
-                 m->cfg->id, (unsigned long long)(m->cfg->mem_bytes >> 20),
-                 (unsigned long long)(cfg->budget.ram_bytes >> 20));
+                 m->cfg->id,
+                 (unsigned long long)((is_ram ? m->cfg->mem_bytes : m->cfg->vram_bytes) >> 20),
+                 is_ram ? "RAM" : "GPU memory", over,
+                 (unsigned long long)((is_ram ? cfg->budget.ram_bytes : cfg->budget.vram_bytes) >>
+                                      20));
         return enqueue(m, cb, arg, waiter, 507, text, 0);
     }
     /* A request waits out a back-off only when the start can begin a while before its own

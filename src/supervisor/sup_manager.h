@@ -147,8 +147,8 @@ void sup_shutdown(struct sup_manager *mgr, sup_stopped_fn cb, void *arg);
  * (caller owns the reference). */
 json_t *sup_running_json(struct sup_manager *mgr);
 
-/* Returns the estimated memory held by running models (stopping ones included). */
-uint64_t sup_ram_in_use(const struct sup_manager *mgr);
+/* Sets the estimated RAM and VRAM held by running models (stopping ones included). */
+void sup_budget_in_use(const struct sup_manager *mgr, uint64_t *ram_bytes, uint64_t *vram_bytes);
 
 /* Returns how many children are alive. */
 size_t sup_children_alive(const struct sup_manager *mgr);

@@ -18,10 +18,22 @@ bool sup_same_slot(const struct sup_model *a, const struct sup_model *b)
     return strcmp(a->cfg->id, b->cfg->id) == 0 || (a->cfg->port > 0 && a->cfg->port == b->cfg->port);
 }
 
-/* Returns whether MGR has a memory budget. */
+/* Returns whether MGR has a memory budget (RAM, VRAM or both). */
 bool sup_has_budget(const struct sup_manager *mgr)
 {
-    return mgr->cfg->budget.ram_bytes > 0;
+    return mgr->cfg->budget.ram_bytes > 0 || mgr->cfg->budget.vram_bytes > 0;
+}
+
+/* Returns the budget ("ram" or "vram") that model C exceeds on its own, or NULL. */
+const char *sup_exceeds_budget(const struct sup_manager *mgr, const struct cfg_model *c)
+{
+    const struct cfg_budget *b = &mgr->cfg->budget;
+
+    if (b->ram_bytes > 0 && c->mem_bytes > b->ram_bytes)
+        return "ram";
+    if (b->vram_bytes > 0 && c->vram_bytes > b->vram_bytes)
+        return "vram";
+    return NULL;
 }
 
 /* Returns M's index in its manager's current config, or -1 (retiring, of an older one). */
@@ -95,27 +107,47 @@ bool sup_conflicts(const struct sup_model *a, const struct sup_model *b)
 }
 
 /* Returns the estimated memory of the models holding it now (stopping ones included). */
-uint64_t sup_ram_used(const struct sup_manager *mgr)
+struct sup_usage sup_usage(const struct sup_manager *mgr)
 {
     const struct sup_model *m;
-    uint64_t sum = 0;
+    struct sup_usage u = {0, 0};
 
     TAILQ_FOREACH(m, &mgr->all, link)
-        if (sup_is_running(m) && m->proc != NULL)
-            sum += m->cfg->mem_bytes;
-    return sum;
+        if (sup_is_running(m) && m->proc != NULL) {
+            u.ram += m->cfg->mem_bytes;
+            u.vram += m->cfg->vram_bytes;
+        }
+    return u;
 }
 
-/* Returns the least recently used running model that may be evicted for WINNER, idle ones
- * before busy ones, or NULL. */
-static struct sup_model *pick_victim(struct sup_manager *mgr, const struct sup_model *winner)
+/* Returns whether USED plus model C stays within MGR's budget. */
+static bool fits(const struct sup_manager *mgr, struct sup_usage used, const struct cfg_model *c)
+{
+    const struct cfg_budget *b = &mgr->cfg->budget;
+
+    return (b->ram_bytes == 0 || used.ram + c->mem_bytes <= b->ram_bytes) &&
+           (b->vram_bytes == 0 || used.vram + c->vram_bytes <= b->vram_bytes);
+}
+
+/* Returns whether WINNER fits beside the models holding memory now. */
+bool sup_fits_now(const struct sup_manager *mgr, const struct sup_model *winner)
+{
+    return !sup_has_budget(mgr) || fits(mgr, sup_usage(mgr), winner->cfg);
+}
+
+/* Returns the least recently used running model that may be evicted for WINNER and frees
+ * some of what is short (RAM when NEED_RAM, VRAM when NEED_VRAM), idle ones before busy
+ * ones, or NULL. */
+static struct sup_model *pick_victim(struct sup_manager *mgr, const struct sup_model *winner,
+                                     bool need_ram, bool need_vram)
 {
     struct sup_model *m, *best = NULL;
 
     TAILQ_FOREACH(m, &mgr->all, link) {
         bool is_idle = m->in_flight == 0 && TAILQ_EMPTY(&m->waiters);
+        bool frees = (need_ram && m->cfg->mem_bytes > 0) || (need_vram && m->cfg->vram_bytes > 0);
         if (m == winner || m->is_evicted || m->is_retiring || m->is_draining ||
-            m->state != SUP_READY || m->proc == NULL || m->cfg->mem_bytes == 0 ||
+            m->state != SUP_READY || m->proc == NULL || !frees ||
             (m->group != NULL && m->group->persistent) || sup_conflicts(winner, m))
             continue;
         if (best == NULL) {
@@ -130,12 +162,13 @@ static struct sup_model *pick_victim(struct sup_manager *mgr, const struct sup_m
     return best;
 }
 
-/* With a budget: marks as evicted the models that must stop for WINNER to fit (memory of
- * models already stopping or in WINNER's way counts as freed). Returns whether WINNER fits
- * once they are gone. */
+/* With a budget: marks as evicted the models that must stop for WINNER to fit in RAM and
+ * VRAM (memory of models already stopping or in WINNER's way counts as freed). Returns
+ * whether WINNER fits once they are gone. */
 bool sup_make_room(struct sup_manager *mgr, struct sup_model *winner)
 {
-    uint64_t budget = mgr->cfg->budget.ram_bytes, used = sup_ram_used(mgr), freed = 0;
+    const struct cfg_budget *b = &mgr->cfg->budget;
+    struct sup_usage left = sup_usage(mgr);
     struct sup_model *m;
 
     TAILQ_FOREACH(m, &mgr->all, link)
@@ -144,11 +177,15 @@ bool sup_make_room(struct sup_manager *mgr, struct sup_model *winner)
         return true;
     TAILQ_FOREACH(m, &mgr->all, link) {
         if (sup_is_running(m) && m->proc != NULL && m != winner &&
-            (m->state == SUP_STOPPING || m->is_retiring || m->is_draining || sup_conflicts(winner, m)))
-            freed += m->cfg->mem_bytes;
+            (m->state == SUP_STOPPING || m->is_retiring || m->is_draining || sup_conflicts(winner, m))) {
+            left.ram -= m->cfg->mem_bytes;
+            left.vram -= m->cfg->vram_bytes;
+        }
     }
-    while (used - freed + winner->cfg->mem_bytes > budget) {
-        struct sup_model *victim = pick_victim(mgr, winner);
+    while (!fits(mgr, left, winner->cfg)) {
+        bool need_ram = b->ram_bytes > 0 && left.ram + winner->cfg->mem_bytes > b->ram_bytes;
+        bool need_vram = b->vram_bytes > 0 && left.vram + winner->cfg->vram_bytes > b->vram_bytes;
+        struct sup_model *victim = pick_victim(mgr, winner, need_ram, need_vram);
         if (victim == NULL) {
             /* Not enough even with every candidate gone (persistent models hold the rest):
              * evict nothing, the request waits. */
@@ -157,14 +194,18 @@ bool sup_make_room(struct sup_manager *mgr, struct sup_model *winner)
             return false;
         }
         victim->is_evicted = true;
-        freed += victim->cfg->mem_bytes;
+        left.ram -= victim->cfg->mem_bytes;
+        left.vram -= victim->cfg->vram_bytes;
     }
     return true;
 }
 
-uint64_t sup_ram_in_use(const struct sup_manager *mgr)
+void sup_budget_in_use(const struct sup_manager *mgr, uint64_t *ram_bytes, uint64_t *vram_bytes)
 {
-    return sup_ram_used(mgr);
+    struct sup_usage u = sup_usage(mgr);
+
+    *ram_bytes = u.ram;
+    *vram_bytes = u.vram;
 }
 
 /* Warns about models that can never fit the budget. */
@@ -172,10 +213,15 @@ void sup_warn_oversized(const struct sup_manager *mgr)
 {
     const struct cfg *cfg = mgr->cfg;
 
-    for (size_t i = 0; sup_has_budget(mgr) && i < cfg->n_models; i++)
-        if (cfg->models[i].mem_bytes > cfg->budget.ram_bytes)
-            ig_warn("model %s needs an estimated %llu MiB, more than budget.ram (%llu MiB): "
+    for (size_t i = 0; i < cfg->n_models; i++) {
+        const struct cfg_model *c = &cfg->models[i];
+        const char *which = sup_exceeds_budget(mgr, c);
+        bool is_ram = which != NULL && strcmp(which, "ram") == 0;
+        if (which != NULL)
+            ig_warn("model %s needs an estimated %llu MiB of %s, more than budget.%s (%llu MiB): "
                     "requests for it will get a 507",
-                    cfg->models[i].id, (unsigned long long)(cfg->models[i].mem_bytes >> 20),
-                    (unsigned long long)(cfg->budget.ram_bytes >> 20));
+                    c->id, (unsigned long long)((is_ram ? c->mem_bytes : c->vram_bytes) >> 20),
+                    is_ram ? "RAM" : "GPU memory", which,
+                    (unsigned long long)((is_ram ? cfg->budget.ram_bytes : cfg->budget.vram_bytes) >> 20));
+    }
 }

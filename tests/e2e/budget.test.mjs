@@ -1,8 +1,12 @@
-// The memory budget under load (models declare `memory:`, so fake-llama-server stands in for
-// real engines), and crash recovery under load: 100 kill -9 of a serving model.
+// The memory budget under load (models declare `memory:` or `vram:`, so fake-llama-server
+// stands in for real engines), the VRAM estimate from -ngl, and crash recovery under load:
+// 100 kill -9 of a serving model.
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
+import { makeTinyModel } from './lib/engine.mjs';
 import { deadline, fakeCmd, pidGone, procStat, waitFor, withGateway } from './lib/harness.mjs';
 
 const MESSAGES = [{ role: 'user', content: 'hi' }];
@@ -140,5 +144,64 @@ test('100 kill -9 of a serving model under load: no zombie, no orphan, every lat
     }
     assert.deepEqual(orphans, [], 'no process of this model outside the gateway');
     assert.ok((gw.output().match(/model victim: started pid/g) ?? []).length >= 101);
+  });
+});
+
+test('budget.vram: a percentage of what nvidia-smi reports; models placed by their vram; too large gets a 507', async (t) => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ig-vram-'));
+  t.after(() => fsp.rm(dir, { recursive: true, force: true }));
+  // A stand-in for the driver's tool: two lines, one per GPU, in MiB.
+  await fsp.writeFile(path.join(dir, 'nvidia-smi'), '#!/bin/sh\necho 10240\necho 10240\n', { mode: 0o755 });
+  const models = { huge: { cmd: fakeCmd('huge'), vram: '16GiB' } };
+  for (const id of ['a', 'b', 'c']) models[id] = { cmd: fakeCmd(id), vram: '6GiB' };
+  const env = { PATH: `${dir}:${process.env.PATH}` };
+  await withGateway(t, { models, extra: { budget: { vram: '60%' } }, env }, async (gw) => {
+    const client = gw.client();
+    const ask = (model) => client.chat.completions.create({ model, messages: MESSAGES, max_tokens: 2 });
+    const budget = (await statusOf(gw)).budget;
+    assert.equal(budget.vram_bytes, Math.floor(20 * GIB * 0.6));
+    assert.equal(budget.vram_percent, 60);
+    assert.equal(budget.ram_bytes, 0);
+    await ask('a');
+    await ask('b');
+    let st = await stateOf(gw);
+    assert.deepEqual([st.a.state, st.b.state], ['ready', 'ready'], 'two models of 6 GiB fit in 12 GiB');
+    assert.equal(st.a.vram_bytes, 6 * GIB);
+    assert.equal((await statusOf(gw)).budget.vram_used_bytes, 12 * GIB);
+    await ask('c'); // a is the least recently used
+    st = await stateOf(gw);
+    assert.deepEqual([st.a.state, st.b.state, st.c.state], ['unloaded', 'ready', 'ready']);
+    await assert.rejects(ask('huge'), (e) => {
+      assert.equal(e.status, 507);
+      assert.match(e.message, /huge needs an estimated 16384 MiB of GPU memory, more than the whole budget\.vram of 12288 MiB/);
+      return true;
+    });
+    assert.match(gw.output(), /model huge needs an estimated 16384 MiB of GPU memory, more than budget\.vram/);
+    st = await stateOf(gw);
+    assert.deepEqual([st.b.state, st.c.state], ['ready', 'ready'], 'the refused model evicted nothing');
+  });
+});
+
+test('the vram estimate follows -ngl: offloaded layers move from RAM to VRAM', async (t) => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ig-vram-'));
+  t.after(() => fsp.rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'tiny.gguf');
+  await makeTinyModel(file);
+  const models = {
+    gpu: { cmd: fakeCmd(file, ['-ngl', 99]) },
+    half: { cmd: fakeCmd(file, ['-ngl', 2]) },
+    cpu: { cmd: fakeCmd(file) },
+  };
+  await withGateway(t, { models, extra: { budget: { vram: '8GiB' } } }, async (gw) => {
+    const byId = Object.fromEntries((await gw.json('/models')).data.map((m) => [m.id, m]));
+    const layers = byId.gpu.details.layers;
+    assert.equal(byId.gpu.details.vram.gpu_layers, layers + 1, 'every block and the output layer');
+    assert.equal(byId.half.details.vram.gpu_layers, 2);
+    assert.ok(byId.gpu.vram_bytes > byId.half.vram_bytes, 'more layers, more VRAM');
+    assert.ok(byId.gpu.vram_bytes > 384 * 2 ** 20, 'the GPU context overhead counts');
+    assert.ok(byId.gpu.memory_bytes < byId.cpu.memory_bytes, 'offloaded weights and KV leave RAM');
+    assert.equal(byId.cpu.vram_bytes, undefined, 'no -ngl: no VRAM');
+    assert.match(gw.output(), /model cpu: budget\.vram is set but its cmd has no -ngl/);
+    assert.doesNotMatch(gw.output(), /model gpu: budget\.vram is set/);
   });
 });

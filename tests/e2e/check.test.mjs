@@ -163,6 +163,6 @@ test('`config generate` writes a config for a models directory that `check` acce
   }
   assert.match(list[1].cmd, /--embeddings/);
   const table = await run(['models', '-c', out]);
-  assert.match(table.stdout, /^ID +SOURCE +ARCH +PARAMS +QUANT +MEMORY +CAPABILITIES$/m);
-  assert.match(table.stdout, /^embed +config +llama +\d+M +F32 +\d+ MiB +embeddings$/m);
+  assert.match(table.stdout, /^ID +SOURCE +ARCH +PARAMS +QUANT +MEMORY +VRAM +CAPABILITIES$/m);
+  assert.match(table.stdout, /^embed +config +llama +\d+M +F32 +\d+ MiB +- +embeddings$/m);
 });

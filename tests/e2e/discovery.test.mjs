@@ -94,9 +94,9 @@ test('models_dir: every GGUF becomes a model with its capabilities; the budget e
     await reloadWith(gw, { ...extra, budget: { ram: Math.floor(mem['chat-a'] / 2) } });
     const r = await gw.request('/v1/chat/completions', { method: 'POST', body: { model: 'chat-a', messages: MESSAGES } });
     const e3 = assertErrorShape(assert, r, 507);
-    assert.match(e3.message, /needs an estimated \d+ MiB, more than the whole budget\.ram/);
+    assert.match(e3.message, /needs an estimated \d+ MiB of RAM, more than the whole budget\.ram/);
     assert.equal(r.json.error.code, 'model_too_large');
-    await waitFor(() => /model chat-a needs an estimated \d+ MiB, more than budget\.ram/.test(gw.output()), {
+    await waitFor(() => /model chat-a needs an estimated \d+ MiB of RAM, more than budget\.ram/.test(gw.output()), {
       timeoutMs: deadline(3000), message: 'the warning',
     });
   });

@@ -1,5 +1,6 @@
 /* Unit tests for src/config: listen, limits and the caps on hostile input. */
 #include "cfg_test_util.h"
+#include "ig_sysmem.h"
 
 static void test_cfg_listen_forms(void **state)
 {
@@ -95,12 +96,31 @@ static void test_cfg_rejects_bad_budget(void **state)
     (void)state;
     expect_error("budget: {ram: 120%}\n",
                  "config:1:15: budget.ram: expected a percentage from 1% to 100%, got '120%'");
-    expect_error("budget: {vram: 50%}\n", "config:1:16: budget.vram: cannot use a percentage: "
-                                          "the total is not known here; give a size like 24GiB");
+    if (ig_vram_total_bytes(NULL) == 0) /* this machine has no GPU */
+        expect_error("budget: {vram: 50%}\n",
+                     "config:1:16: budget.vram: cannot use a percentage: no GPU found "
+                     "(nvidia-smi, /sys/class/drm); give a size like 24GiB");
     expect_error("budget: {ram: lots}\n",
                  "config:1:15: budget.ram: expected a size like 24GiB or a percentage, got 'lots'");
     expect_error("budget: 5\n", "config:1:9: budget: expected a mapping, got a scalar");
     expect_error("engine: {parallel: 0}\n", "config:1:20: engine.parallel: must be >= 1, got 0");
+    expect_error("models:\n  a:\n    cmd: x ${PORT}\n    vram: 0\n",
+                 "config:4:11: vram: expected a size like 8GiB, got '0'");
+}
+
+static void test_cfg_model_vram_and_memory(void **state)
+{
+    struct cfg *cfg = load_ok("models:\n  a: {proxy: 'http://127.0.0.1:9', cmd: x, memory: 2GiB, vram: 6GiB}\n"
+                              "  b: {proxy: 'http://127.0.0.1:9', cmd: y}\n");
+
+    (void)state;
+    assert_int_equal(cfg->models[0].mem_bytes, 2ull << 30);
+    assert_true(cfg->models[0].is_memory_configured);
+    assert_int_equal(cfg->models[0].vram_bytes, 6ull << 30);
+    assert_true(cfg->models[0].is_vram_configured);
+    assert_int_equal(cfg->models[1].vram_bytes, 0);
+    assert_false(cfg->models[1].is_vram_configured);
+    cfg_free(cfg);
 }
 
 static void test_cfg_rejects_bad_limits(void **state)
@@ -225,6 +245,7 @@ int main(void)
         cmocka_unit_test(test_cfg_limits),
         cmocka_unit_test(test_cfg_budget_and_discovery),
         cmocka_unit_test(test_cfg_rejects_bad_budget),
+        cmocka_unit_test(test_cfg_model_vram_and_memory),
         cmocka_unit_test(test_cfg_rejects_bad_limits),
         cmocka_unit_test(test_cfg_rejects_oversized_input),
         cmocka_unit_test(test_cfg_rejects_deep_nesting),

@@ -9,11 +9,15 @@
 #include "ig_errbody.h"
 #include "ig_error.h"
 #include "ig_json.h"
+#include "ig_sysmem.h"
 #include "ig_text.h"
 #include "sup_ring.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void test_error_table_has_messages(void **state)
 {
@@ -96,6 +100,56 @@ static void test_replace_all(void **state)
     free(s);
 }
 
+/* Writes TEXT to DIR/NAME with MODE. */
+static void write_file(const char *dir, const char *name, const char *text, mode_t mode)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+static void test_sysmem_detects_gpus(void **state)
+{
+    char root[] = "/tmp/ig-sysmem-XXXXXX", dir[600], *old_path = NULL;
+    (void)state;
+    assert_non_null(mkdtemp(root));
+    /* Two DRM cards with VRAM, a connector entry and a card without the file. */
+    const char *dirs[] = {"drm", "drm/card0", "drm/card0/device", "drm/card1", "drm/card1/device",
+                          "drm/card0-HDMI-A-1", "drm/card2", "bin"};
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        snprintf(dir, sizeof(dir), "%s/%s", root, dirs[i]);
+        assert_int_equal(mkdir(dir, 0700), 0);
+    }
+    snprintf(dir, sizeof(dir), "%s/drm", root);
+    write_file(dir, "card0/device/mem_info_vram_total", "1073741824\n", 0600);
+    write_file(dir, "card1/device/mem_info_vram_total", "2147483648\n", 0600);
+    write_file(dir, "card0-HDMI-A-1/mem_info_vram_total", "99\n", 0600);
+    /* nvidia-smi as the driver prints it: MiB per GPU, one line each. */
+    old_path = strdup(getenv("PATH") != NULL ? getenv("PATH") : "/usr/bin:/bin");
+    snprintf(dir, sizeof(dir), "%s/bin:/usr/bin:/bin", root);
+    setenv("PATH", dir, 1);
+    snprintf(dir, sizeof(dir), "%s/bin", root);
+    write_file(dir, "nvidia-smi", "#!/bin/sh\necho 81559\necho 81559\n", 0700);
+    snprintf(dir, sizeof(dir), "%s/drm", root);
+    assert_int_equal(ig_vram_total_bytes(dir), (2ull * 81559 << 20) + (3ull << 30));
+    /* A failing nvidia-smi (no driver) counts nothing. */
+    snprintf(dir, sizeof(dir), "%s/bin", root);
+    write_file(dir, "nvidia-smi", "#!/bin/sh\necho 'NVIDIA-SMI has failed'\nexit 9\n", 0700);
+    snprintf(dir, sizeof(dir), "%s/drm", root);
+    assert_int_equal(ig_vram_total_bytes(dir), 3ull << 30);
+    snprintf(dir, sizeof(dir), "%s/none", root);
+    assert_int_equal(ig_vram_total_bytes(dir), 0);
+    setenv("PATH", old_path, 1);
+    free(old_path);
+    assert_true(ig_ram_total_bytes() > (64ull << 20));
+    snprintf(dir, sizeof(dir), "rm -rf '%s'", root);
+    assert_int_equal(system(dir), 0);
+}
+
 static void test_ring_keeps_newest_bytes(void **state)
 {
     struct sup_ring *ring = sup_ring_new(16);
@@ -128,6 +182,7 @@ int main(void)
         cmocka_unit_test(test_base64_matches_rfc4648),
         cmocka_unit_test(test_replace_all),
         cmocka_unit_test(test_ring_keeps_newest_bytes),
+        cmocka_unit_test(test_sysmem_detects_gpus),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

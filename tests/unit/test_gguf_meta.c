@@ -311,7 +311,11 @@ static void test_gguf_add_part_merges_tensor_totals(void **state)
     read_ok(&buf, &part);
     assert_null(part.architecture);
     assert_int_equal(part.split_no, 1);
-    gguf_meta_add_part(&first, &part);
+    size_t n_first = first.n_tensors, n_part = part.n_tensors;
+    assert_int_equal(gguf_meta_add_part(&first, &part), 0);
+    assert_int_equal(first.n_tensors, n_first + n_part);
+    assert_int_equal(part.n_tensors, 0);
+    assert_non_null(gguf_meta_tensor(&first, first.tensors[n_first].name));
     assert_int_equal(first.n_params, 6208 + 1024 + 64);
     assert_int_equal(first.weight_bytes, 6784 + 1088 + 256);
     assert_int_equal(first.type_bytes[0], 512);
@@ -651,6 +655,66 @@ static void test_model_mem_estimate_formula(void **state)
     free(buf.d);
 }
 
+static void test_model_mem_splits_offloaded_layers_to_vram(void **state)
+{
+    struct tw_buf buf = {0};
+    struct gguf_meta m;
+    struct model_mem_estimate cpu, est;
+    struct model_mem_params p = {.n_ctx = 4096, .n_parallel = 4};
+    struct tw_model tied = tw_default_model;
+    (void)state;
+    /* Layers: token_embd 1088 bytes (input, never offloaded); blk.0 256 + 4352; blk.1 none;
+     * output 1088 (the output layer, offloaded first). */
+    tw_model_file(&buf, &tw_default_model);
+    read_ok(&buf, &m);
+    assert_int_equal(model_mem_estimate(&m, &p, &cpu), 0);
+    assert_int_equal(cpu.vram_bytes, 0);
+    assert_int_equal(cpu.n_gpu_layers, 0);
+    /* -ngl 1: the output layer only; no block, so no KV on the GPU. */
+    p.n_gpu_layers = 1;
+    assert_int_equal(model_mem_estimate(&m, &p, &est), 0);
+    assert_int_equal(est.vram_weights_bytes, 1088);
+    assert_int_equal(est.vram_kv_bytes, 0);
+    assert_int_equal(est.weights_bytes, cpu.weights_bytes - 1088);
+    assert_int_equal(est.vram_bytes, 1088 + est.compute_bytes + MODEL_MEM_GPU_OVERHEAD_BYTES);
+    assert_int_equal(est.total_bytes, cpu.total_bytes - 1088);
+    /* -ngl 2: the output layer and blk.1 (empty here) with half of the KV cache. */
+    p.n_gpu_layers = 2;
+    assert_int_equal(model_mem_estimate(&m, &p, &est), 0);
+    assert_int_equal(est.vram_weights_bytes, 1088);
+    assert_int_equal(est.vram_kv_bytes, cpu.kv_bytes / 2);
+    assert_int_equal(est.kv_bytes, cpu.kv_bytes / 2);
+    /* All (-1, or more than there are): every block and its KV; token_embd stays. */
+    p.n_gpu_layers = -1;
+    assert_int_equal(model_mem_estimate(&m, &p, &est), 0);
+    assert_int_equal(est.n_gpu_layers, 3);
+    assert_int_equal(est.vram_weights_bytes, 256 + 4352 + 1088);
+    assert_int_equal(est.weights_bytes, cpu.weights_bytes - (256 + 4352 + 1088));
+    assert_int_equal(est.vram_kv_bytes, cpu.kv_bytes);
+    assert_int_equal(est.kv_bytes, 0);
+    p.n_gpu_layers = 99;
+    struct model_mem_estimate all;
+    assert_int_equal(model_mem_estimate(&m, &p, &all), 0);
+    assert_int_equal(all.vram_bytes, est.vram_bytes);
+    /* --no-kv-offload: the KV cache stays in RAM. */
+    p.is_kv_on_cpu = 1;
+    assert_int_equal(model_mem_estimate(&m, &p, &est), 0);
+    assert_int_equal(est.vram_kv_bytes, 0);
+    assert_int_equal(est.kv_bytes, cpu.kv_bytes);
+    gguf_meta_free(&m);
+    /* Tied embeddings: the output layer is a GPU copy of token_embd, which stays in RAM. */
+    tied.has_output = 0;
+    tw_model_file(&buf, &tied);
+    read_ok(&buf, &m);
+    p.is_kv_on_cpu = 0;
+    p.n_gpu_layers = 1;
+    assert_int_equal(model_mem_estimate(&m, &p, &est), 0);
+    assert_int_equal(est.vram_weights_bytes, 1088);
+    assert_int_equal(est.weights_bytes, buf.len);
+    gguf_meta_free(&m);
+    free(buf.d);
+}
+
 /* Finds mkgguf in a build directory of the repository, or returns NULL. */
 static const char *find_mkgguf(void)
 {
@@ -722,6 +786,7 @@ int main(void)
         cmocka_unit_test(test_gguf_rejects_bad_tensors),
         cmocka_unit_test(test_gguf_survives_random_corruption),
         cmocka_unit_test(test_model_mem_estimate_formula),
+        cmocka_unit_test(test_model_mem_splits_offloaded_layers_to_vram),
         cmocka_unit_test(test_gguf_reads_mkgguf_output),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

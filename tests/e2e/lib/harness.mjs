@@ -250,9 +250,10 @@ async function killProc(child, graceMs) {
  *   models:   { id: { cmd, aliases, unlisted, ... } }
  *   extra:    top-level keys merged into the config (limits, groups, ...)
  *   yamlText: use this YAML verbatim instead
+ *   env:      extra environment variables for the gateway
  * Registers cleanup with t.after: the gateway and every child it was seen to have are killed.
  */
-export async function startGateway(t, { models = {}, extra = {}, yamlText, healthTimeoutMs = deadline(15000) } = {}) {
+export async function startGateway(t, { models = {}, extra = {}, yamlText, env = {}, healthTimeoutMs = deadline(15000) } = {}) {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ig-e2e-'));
   const port = await freePort();
   const startPort = await randomStartPort(Math.max(4, Object.keys(models).length + 2));
@@ -262,7 +263,7 @@ export async function startGateway(t, { models = {}, extra = {}, yamlText, healt
 
   const child = spawn(INFERGATE, ['serve', '-c', configPath, '--listen', `127.0.0.1:${port}`], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ASAN_OPTIONS: process.env.ASAN_OPTIONS ?? 'detect_leaks=1:abort_on_error=0' },
+    env: { ...process.env, ASAN_OPTIONS: process.env.ASAN_OPTIONS ?? 'detect_leaks=1:abort_on_error=0', ...env },
   });
   live.add(child);
   const chunks = [];
