@@ -1,8 +1,12 @@
 // Model lifecycle over the API: llama.cpp's router endpoints (/models, /models/load,
 // /models/unload), llama-swap's unload API, /status, crash detection and back-off,
-// /logs and /logs/stream, and /upstream/MODEL/... passthrough.
+// /logs and /logs/stream, /upstream/MODEL/... passthrough, preload, priority, profiles, ttl
+// and cmdStop.
 import assert from 'node:assert/strict';
+import fsp from 'node:fs/promises';
 import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   FAKE,
@@ -398,5 +402,45 @@ describe('ttl', () => {
     } catch (e) {
       throw attachOutput(e, gw);
     }
+  });
+});
+
+describe('cmdStop', () => {
+  const scope = suiteScope();
+  let gw;
+  let dir;
+
+  before(async () => {
+    dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ig-cmdstop-'));
+    gw = await startGateway(scope.t, {
+      models: {
+        // As with `docker stop`: the stop command ends the server by other means than our signal.
+        polite: { cmd: fakeCmd('polite'), cmdStop: `/bin/sh -c "echo stopped \${PID} > ${dir}/stop.txt; kill -TERM \${PID}"` },
+        missing: { cmd: fakeCmd('missing'), cmdStop: `${dir}/no-such-stop-command` },
+      },
+      extra: { groups: { g: { swap: false, exclusive: false, members: ['polite', 'missing'] } } },
+    });
+  });
+  after(async () => {
+    await scope.cleanup();
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+  const statusModel = async (id) => (await gw.json('/status')).models.find((m) => m.id === id);
+
+  test('unloading runs cmdStop with ${PID}; a cmdStop that cannot start falls back to SIGTERM', async () => {
+    for (const id of ['polite', 'missing']) {
+      assert.equal((await gw.request('/models/load', { method: 'POST', body: { model: id } })).status, 200);
+    }
+    const polite = (await statusModel('polite')).pid;
+    const missing = (await statusModel('missing')).pid;
+    await gw.request('/models/unload', { method: 'POST', body: { model: 'polite' } });
+    await waitFor(async () => (await statusModel('polite')).state === 'unloaded', { timeoutMs: deadline(5000), message: 'polite unloaded' });
+    assert.equal((await fsp.readFile(path.join(dir, 'stop.txt'), 'utf8')).trim(), `stopped ${polite}`);
+    assert.ok(pidGone(polite));
+    await gw.request('/models/unload', { method: 'POST', body: { model: 'missing' } });
+    await waitFor(async () => (await statusModel('missing')).state === 'unloaded', { timeoutMs: deadline(5000), message: 'missing unloaded' });
+    assert.ok(pidGone(missing));
+    assert.match(gw.output(), /model missing: cmdStop failed \(.*no-such-stop-command.*\); sending SIGTERM/);
+    assert.doesNotMatch(gw.output(), /SIGKILL/);
   });
 });
