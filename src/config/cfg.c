@@ -490,8 +490,8 @@ static const struct cfg_field top_fields[] = {
     TOP_FN("limits", top_stash, 0),
     TOP_FN("models_dir", cfg_top_models_dir, 0),
     TOP_FN("engine", cfg_top_engine, 0),
-    TOP_CHECK("auth", CFG_F_ANY, 0, 0, CFG_F_INACTIVE),
-    TOP_CHECK("storage", CFG_F_ANY, 0, 0, CFG_F_INACTIVE),
+    TOP_FN("auth", cfg_top_auth, 0),
+    TOP_FN("storage", cfg_top_storage, 0),
     TOP_FN("budget", cfg_top_budget, 0),
     TOP_CHECK("nats", CFG_F_ANY, 0, 0, CFG_F_INACTIVE),
     TOP_CHECK("cors", CFG_F_ANY, 0, 0, CFG_F_INACTIVE),
@@ -680,6 +680,9 @@ void cfg_free(struct cfg *cfg)
     free(cfg->listen_host);
     free(cfg->log_level);
     cfg_strv_clear(&cfg->api_keys);
+    cfg_auth_clear(&cfg->auth);
+    free(cfg->auth.admin_token);
+    free(cfg->storage.path);
     cfg_strv_clear(&cfg->preload);
     cfg_matrix_clear(&cfg->matrix);
     for (size_t i = 0; i < cfg->n_profiles; i++) {

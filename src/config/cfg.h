@@ -41,6 +41,10 @@ struct cfg_model {
     char *proxy;    /* upstream base URL, default http://localhost:${PORT} */
     char *check_endpoint; /* default "/health"; "none" disables the check */
     char *use_model_name; /* model name sent upstream instead of the id */
+    /* apiKey: a secret sent upstream as "Authorization: Bearer KEY" (and x-api-key), NULL
+     * when absent or empty. Never printed, logged or returned by any API. */
+    char *api_key;
+    char *ca_file; /* caFile: PEM CAs trusted for an https proxy instead of the system's */
     struct cfg_strv aliases;
     struct cfg_strv env; /* "KEY=VALUE" entries */
     /* Seconds idle before unload, 0 = never. llama-swap semantics, resolved at load time:
@@ -119,6 +123,34 @@ struct cfg_budget {
     int vram_percent;    /* as written (0 when given in bytes) */
 };
 
+/* One API key of `auth.keys` (hot-reloaded with the config; keys made with `infergate keys`
+ * live in the database instead). Limits of 0 are unlimited. */
+struct cfg_auth_key {
+    char *name;
+    char *key;              /* the secret, env references resolved */
+    struct cfg_strv models; /* allow-list of model ids; empty: every model */
+    int rpm;                /* requests per minute */
+    int tpm;                /* tokens (prompt + completion) per minute */
+    int concurrency;        /* requests in flight */
+    int max_tokens;         /* cap on a request's max_tokens */
+    uint64_t budget_tokens; /* tokens in all */
+    int64_t expires_at;     /* unix seconds; 0: never */
+};
+
+/* `auth:` who may call the API. */
+struct cfg_auth {
+    bool is_enabled;     /* auth.enabled as written */
+    bool is_enabled_set; /* auth.enabled was written; if not, auth is on iff a key is configured */
+    char *admin_token; /* for /admin/... and every key's data; NULL: admin API disabled */
+    struct cfg_auth_key *keys;
+    size_t n_keys;
+};
+
+/* `storage:` the SQLite database (keys, usage, audit, request log). */
+struct cfg_storage {
+    char *path; /* NULL: infergate.db in the state directory */
+};
+
 /* `models_dir:` and `engine:`: where GGUF files are discovered and how discovered models
  * are served by infergate-engine. */
 struct cfg_discovery {
@@ -143,6 +175,8 @@ struct cfg {
     int start_port;             /* default 5800 */
     bool include_aliases_in_list;
     struct cfg_strv api_keys;
+    struct cfg_auth auth;
+    struct cfg_storage storage;
     struct cfg_model *models;
     size_t n_models;
     struct cfg_group *groups;
@@ -200,5 +234,8 @@ bool cfg_matrix_set_has(const struct cfg_model_set *set, size_t model);
 /* Returns whether A and B run the same process (cmd, cmdStop, proxy, checkEndpoint, env and
  * port are equal), so a reload may keep it running. */
 bool cfg_model_same_process(const struct cfg_model *a, const struct cfg_model *b);
+
+/* Returns whether requests must carry an API key (auth.enabled, or keys configured). */
+bool cfg_auth_is_on(const struct cfg *cfg);
 
 #endif

@@ -147,6 +147,11 @@ void cfg_matrix_clear(struct cfg_matrix *m);
 void cfg_top_models_dir(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
 void cfg_top_engine(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
 void cfg_top_budget(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
+/* cfg_auth.c: the `auth` and `storage` sections. */
+void cfg_top_auth(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
+void cfg_top_storage(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
+/* Releases AUTH's keys (not the admin token). */
+void cfg_auth_clear(struct cfg_auth *auth);
 
 /* cfg_macro.c: macro declarations and expansion. */
 void cfg_macros_parse(struct cfg_ctx *ctx, yaml_node_t *map, struct cfg_macros *out);

@@ -22,11 +22,12 @@
 #define STOP_POLL_MS 50
 
 /* A route: exact path (or a prefix when it ends in '/'), allowed method ("*": any),
- * handler. */
+ * handler, and who may call it. */
 struct route {
     const char *path;
     const char *method;
     void (*handler)(struct gw_app *app, struct http_request *req);
+    enum gw_access access;
 };
 
 void gw_reply_error(struct http_request *req, int status, const char *message, const char *code,
@@ -87,38 +88,41 @@ static void handle_unload(struct gw_app *app, struct http_request *req)
 }
 
 static const struct route routes[] = {
-    {"/healthz", "GET", handle_healthz},
-    {"/health", "GET", handle_healthz},
-    {"/v1/models", "GET", gw_models_list},
-    {"/running", "GET", gw_models_running},
-    {"/unload", "GET", handle_unload},
-    {"/unload", "POST", handle_unload},
-    {"/models", "GET", gw_models_router_list},
-    {"/models/load", "POST", gw_models_load},
-    {"/models/unload", "POST", gw_models_unload},
-    {"/api/models/unload", "POST", gw_models_unload},
-    {"/api/models/unload/", "POST", gw_models_unload},
-    {"/status", "GET", gw_models_status},
-    {"/admin/reload", "POST", gw_admin_reload},
-    {"/models/rescan", "POST", gw_admin_reload},
-    {"/api/profiles", "GET", gw_profiles_list},
-    {"/api/profiles/active", "PUT", gw_profiles_activate},
-    {"/logs", "GET", gw_logs_handle},
-    {"/logs/stream", "GET", gw_logs_stream},
-    {"/logs/stream/", "GET", gw_logs_stream},
-    {"/upstream/", "*", gw_proxy_upstream},
-    {"/v1/chat/completions", "POST", gw_proxy_handle},
-    {"/v1/completions", "POST", gw_proxy_handle},
-    {"/v1/embeddings", "POST", gw_proxy_handle},
-    {"/v1/rerank", "POST", gw_proxy_handle},
-    {"/v1/reranking", "POST", gw_proxy_handle},
-    {"/rerank", "POST", gw_proxy_handle},
-    {"/reranking", "POST", gw_proxy_handle},
-    {"/completion", "POST", gw_proxy_handle},
-    {"/completions", "POST", gw_proxy_handle},
-    {"/infill", "POST", gw_proxy_handle},
-    {"/embedding", "POST", gw_proxy_handle},
-    {"/embeddings", "POST", gw_proxy_handle},
+    {"/healthz", "GET", handle_healthz, GW_PUBLIC},
+    {"/health", "GET", handle_healthz, GW_PUBLIC},
+    {"/v1/models", "GET", gw_models_list, GW_KEY},
+    {"/running", "GET", gw_models_running, GW_KEY},
+    {"/unload", "GET", handle_unload, GW_ADMIN},
+    {"/unload", "POST", handle_unload, GW_ADMIN},
+    {"/models", "GET", gw_models_router_list, GW_KEY},
+    {"/models/load", "POST", gw_models_load, GW_ADMIN},
+    {"/models/unload", "POST", gw_models_unload, GW_ADMIN},
+    {"/api/models/unload", "POST", gw_models_unload, GW_ADMIN},
+    {"/api/models/unload/", "POST", gw_models_unload, GW_ADMIN},
+    {"/status", "GET", gw_models_status, GW_KEY},
+    {"/v1/usage", "GET", gw_usage, GW_KEY},
+    {"/admin/keys", "*", gw_admin_keys, GW_ADMIN},
+    {"/admin/keys/", "*", gw_admin_keys, GW_ADMIN},
+    {"/admin/reload", "POST", gw_admin_reload, GW_ADMIN},
+    {"/models/rescan", "POST", gw_admin_reload, GW_ADMIN},
+    {"/api/profiles", "GET", gw_profiles_list, GW_KEY},
+    {"/api/profiles/active", "PUT", gw_profiles_activate, GW_ADMIN},
+    {"/logs", "GET", gw_logs_handle, GW_ADMIN},
+    {"/logs/stream", "GET", gw_logs_stream, GW_ADMIN},
+    {"/logs/stream/", "GET", gw_logs_stream, GW_ADMIN},
+    {"/upstream/", "*", gw_proxy_upstream, GW_ADMIN},
+    {"/v1/chat/completions", "POST", gw_proxy_handle, GW_KEY},
+    {"/v1/completions", "POST", gw_proxy_handle, GW_KEY},
+    {"/v1/embeddings", "POST", gw_proxy_handle, GW_KEY},
+    {"/v1/rerank", "POST", gw_proxy_handle, GW_KEY},
+    {"/v1/reranking", "POST", gw_proxy_handle, GW_KEY},
+    {"/rerank", "POST", gw_proxy_handle, GW_KEY},
+    {"/reranking", "POST", gw_proxy_handle, GW_KEY},
+    {"/completion", "POST", gw_proxy_handle, GW_KEY},
+    {"/completions", "POST", gw_proxy_handle, GW_KEY},
+    {"/infill", "POST", gw_proxy_handle, GW_KEY},
+    {"/embedding", "POST", gw_proxy_handle, GW_KEY},
+    {"/embeddings", "POST", gw_proxy_handle, GW_KEY},
 };
 
 /* Dispatches one request by path and method. */
@@ -139,7 +143,10 @@ static void route_request(struct http_request *req, void *arg)
         is_known_path = true;
         if (strcmp(routes[i].method, "*") == 0 || strcmp(routes[i].method, method) == 0 ||
             (strcmp(method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0)) {
-            routes[i].handler(app, req);
+            if (gw_auth_check(app, req, routes[i].access)) {
+                routes[i].handler(app, req);
+                gw_auth_end_route(app);
+            }
             return;
         }
         n = strlen(allow);
@@ -178,6 +185,10 @@ struct gw_app *gw_app_new(struct event_base *base, struct cfg *cfg, char **cause
     if (app->server == NULL || app->pool == NULL) {
         if (cause != NULL)
             *cause = strdup("out of memory");
+        gw_app_free(app);
+        return NULL;
+    }
+    if (gw_auth_open(app, cause) != 0) {
         gw_app_free(app);
         return NULL;
     }
@@ -268,6 +279,7 @@ void gw_app_free(struct gw_app *app)
     gw_reloader_free(app->reloader);
     gw_logs_free(app->logs);
     sup_manager_free(app->mgr);
+    gw_auth_close(app);
     upstream_pool_free(app->pool);
     if (app->stop_timer != NULL)
         event_free(app->stop_timer);

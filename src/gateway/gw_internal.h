@@ -2,6 +2,7 @@
 #ifndef IG_GW_INTERNAL_H
 #define IG_GW_INTERNAL_H
 
+#include "auth.h"
 #include "gw_app.h"
 
 #include <jansson.h>
@@ -15,6 +16,14 @@ struct upstream_pool;
 struct sup_manager;
 struct gw_logs;
 struct gw_reloader;
+struct store;
+
+/* Who may call a route. */
+enum gw_access {
+    GW_PUBLIC, /* anyone */
+    GW_KEY,    /* any valid key or the admin token (anyone when auth is off) */
+    GW_ADMIN,  /* the admin token (anyone when auth is off) */
+};
 
 struct gw_app {
     struct event_base *base;
@@ -25,6 +34,9 @@ struct gw_app {
     struct gw_logs *logs;
     char *active_profile;  /* name of the active profile, or NULL */
     struct gw_reloader *reloader;
+    struct store *store;
+    struct auth *auth;
+    struct auth_caller caller; /* of the request being routed, until a handler takes it */
     struct cfg **old_cfgs; /* replaced by reloads, kept while retiring models use them */
     size_t n_old_cfgs;
     int64_t started_unix_s;
@@ -114,5 +126,27 @@ void gw_logs_stream(struct gw_app *app, struct http_request *req);
 
 /* ANY /upstream/MODEL/PATH: passes the request to MODEL's server unchanged (starting it). */
 void gw_proxy_upstream(struct gw_app *app, struct http_request *req);
+
+/* Opens the database (storage.path or the default) and the key table; 0 or IG_EIO (*CAUSE). */
+int gw_auth_open(struct gw_app *app, char **cause) IG_WUR;
+
+/* Flushes usage and closes the key table and the database. */
+void gw_auth_close(struct gw_app *app);
+
+/* Identifies REQ's caller into app->caller and checks LEVEL; answers 401/403 and returns
+ * false when refused. */
+bool gw_auth_check(struct gw_app *app, struct http_request *req, enum gw_access level);
+
+/* Moves app->caller (the routed request's) to OUT, for a handler that outlives the route. */
+void gw_auth_take_caller(struct gw_app *app, struct auth_caller *out);
+
+/* Releases app->caller when the handler did not take it. */
+void gw_auth_end_route(struct gw_app *app);
+
+/* GET/POST /admin/keys, DELETE/PATCH /admin/keys/NAME. */
+void gw_admin_keys(struct gw_app *app, struct http_request *req);
+
+/* GET /v1/usage?from&to&group_by&key: usage rows of the caller's key (any key for admin). */
+void gw_usage(struct gw_app *app, struct http_request *req);
 
 #endif

@@ -75,8 +75,8 @@ void gw_models_list(struct gw_app *app, struct http_request *req)
     for (size_t i = 0; i < app->cfg->n_models; i++) {
         const struct cfg_model *c = &app->cfg->models[i];
         struct sup_model *m = sup_find(app->mgr, c->id);
-        if (c->unlisted)
-            continue;
+        if (c->unlisted || !auth_allows_model(&app->caller, c->id))
+            continue; /* a key with an allow-list sees its models only */
         append_model(data, c->id, m, app->started_unix_s);
         for (size_t a = 0; app->cfg->include_aliases_in_list && a < c->aliases.len; a++)
             append_model(data, c->aliases.items[a], m, app->started_unix_s);

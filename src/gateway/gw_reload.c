@@ -93,6 +93,7 @@ static int apply(struct gw_app *app, struct cfg *next, struct sup_reload_summary
     warn_restart_only(app->cfg, next);
     app->old_cfgs[app->n_old_cfgs++] = app->cfg;
     app->cfg = next;
+    auth_set_config(app->auth, next); /* keys, apiKeys, admin token */
     free(app->active_profile); /* as in llama-swap, a reload selects no profile */
     app->active_profile = NULL;
     if (next->log_level != NULL && ig_log_parse_level(next->log_level, &level) == 0)

@@ -14,6 +14,12 @@ import path from 'node:path';
 import OpenAI from 'openai';
 
 export const BIN_DIR = path.resolve(process.env.IG_BIN_DIR || 'build');
+// Every infergate this test process starts keeps its database in a directory of its own,
+// never in the user's ~/.local/state (startGateway gives each gateway its own).
+if (!process.env.INFERGATE_STATE_DIR) {
+  process.env.INFERGATE_STATE_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'ig-state-'));
+  process.on('exit', () => fs.rmSync(process.env.INFERGATE_STATE_DIR, { recursive: true, force: true }));
+}
 export const SANITIZE = ['1', 'true', 'on', 'yes'].includes(String(process.env.IG_SANITIZE).toLowerCase());
 export const SLOW = SANITIZE ? 3 : 1;
 export const INFERGATE = path.join(BIN_DIR, 'infergate');
@@ -263,7 +269,12 @@ export async function startGateway(t, { models = {}, extra = {}, yamlText, env =
 
   const child = spawn(INFERGATE, ['serve', '-c', configPath, '--listen', `127.0.0.1:${port}`], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ASAN_OPTIONS: process.env.ASAN_OPTIONS ?? 'detect_leaks=1:abort_on_error=0', ...env },
+    env: {
+      ...process.env,
+      ASAN_OPTIONS: process.env.ASAN_OPTIONS ?? 'detect_leaks=1:abort_on_error=0',
+      INFERGATE_STATE_DIR: dir, // the database and secret of this gateway only
+      ...env,
+    },
   });
   live.add(child);
   const chunks = [];
