@@ -57,3 +57,32 @@ run: release $(DEMO_MODELS)
 
 clean:
 	@rm -rf build
+
+# libFuzzer harnesses (docs/FUZZING.md): built with clang in build/fuzz, each run for
+# FUZZ_SECONDS from the seeds in tests/fuzz/corpus/NAME (read only). New inputs go to
+# build/fuzz/corpus/NAME, crashes to build/fuzz/crashes/; fails when a harness crashed.
+FUZZ_SECONDS ?= 60
+FUZZ_HARNESSES ?= config gguf http_request request_json sse
+
+.PHONY: fuzz
+fuzz: bootstrap
+	@$(CMAKE) -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+	  -DIG_FUZZ=ON >/dev/null
+	@$(CMAKE) --build build/fuzz -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_HARNESSES))
+	@mkdir -p build/fuzz/crashes
+	@failed=; for h in $(FUZZ_HARNESSES); do \
+	  mkdir -p build/fuzz/corpus/$$h; \
+	  dict=; [ -f tests/fuzz/dict/$$h.dict ] && dict=-dict=tests/fuzz/dict/$$h.dict; \
+	  echo "fuzz_$$h: $(FUZZ_SECONDS) s (log: build/fuzz/fuzz_$$h.log)"; \
+	  if ! build/fuzz/fuzz_$$h build/fuzz/corpus/$$h tests/fuzz/corpus/$$h $$dict \
+	      -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=4096 \
+	      -artifact_prefix=build/fuzz/crashes/$$h- -print_final_stats=1 \
+	      >build/fuzz/fuzz_$$h.log 2>&1; then \
+	    failed="$$failed $$h"; tail -n 40 build/fuzz/fuzz_$$h.log; \
+	  fi; \
+	  grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' build/fuzz/fuzz_$$h.log \
+	    | sed 's/^/  /'; \
+	done; \
+	if [ -n "$$failed" ]; then \
+	  echo "fuzz: crashes in:$$failed; inputs in build/fuzz/crashes/ (docs/FUZZING.md)"; exit 1; \
+	fi

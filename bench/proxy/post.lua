@@ -4,6 +4,11 @@ wrk.method = "POST"
 wrk.path = "/v1/chat/completions"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"model":"bench","messages":[{"role":"user","content":"hi"}],"max_tokens":8}'
+-- The tenants phase runs with BENCH_KEY set: every request carries the key.
+local key = os.getenv("BENCH_KEY")
+if key ~= nil and key ~= "" then
+    wrk.headers["Authorization"] = "Bearer " .. key
+end
 
 done = function(summary, latency, requests)
     local secs = summary.duration / 1e6

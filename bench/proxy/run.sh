@@ -107,6 +107,8 @@ pick_port; SLOW_PORT=$PORT
 pick_port; NGX_PORT=$PORT
 pick_port; NGX_SLOW_PORT=$PORT
 pick_port; IG_PORT=$PORT
+pick_port; IG_AUTH_PORT=$PORT
+BENCH_KEY="sk-bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 
 # EVENT_PRECISE_TIMER: libevent otherwise times its timers with CLOCK_MONOTONIC_COARSE,
 # whose one-jiffy steps (4 ms here) would stretch the fake's token pacing.
@@ -154,13 +156,26 @@ models:
     proxy: http://127.0.0.1:$SLOW_PORT
     checkEndpoint: /health
 EOF
-start_bg infergate "$IG" serve -c "$TMP/infergate.yaml" --listen "127.0.0.1:$IG_PORT"
+start_bg infergate env INFERGATE_STATE_DIR="$TMP/state" "$IG" serve -c "$TMP/infergate.yaml" \
+    --listen "127.0.0.1:$IG_PORT"
 IG_PID=$STARTED_PID
+# The same gateway with tenants on: every request authenticated (HMAC + lookup), admitted
+# against limits (set high enough never to refuse) and metered into the usage table.
+{ cat "$TMP/infergate.yaml"; cat <<EOF
+auth:
+  keys:
+    - {name: bench, key: $BENCH_KEY, rpm: 100000000, tpm: 2000000000, concurrency: 1000000}
+EOF
+} >"$TMP/infergate-auth.yaml"
+start_bg infergate-auth env INFERGATE_STATE_DIR="$TMP/state-auth" "$IG" serve \
+    -c "$TMP/infergate-auth.yaml" --listen "127.0.0.1:$IG_AUTH_PORT"
+IG_AUTH_PID=$STARTED_PID
 
 wait_http fake "http://127.0.0.1:$FAST_PORT/health" "$FAST_PID" 10
 wait_http fake-stream "http://127.0.0.1:$SLOW_PORT/health" "$SLOW_PID" 10
 wait_http nginx "http://127.0.0.1:$NGX_PORT/health" "$NGX_PID" 10
 wait_http infergate "http://127.0.0.1:$IG_PORT/healthz" "$IG_PID" 10
+wait_http infergate-auth "http://127.0.0.1:$IG_AUTH_PORT/healthz" "$IG_AUTH_PID" 10
 IDLE_RSS=$(rss_kib "$IG_PID")
 
 # `env` execs the fakes, so the PIDs are theirs; nginx's work happens in its worker.
@@ -255,6 +270,22 @@ medians "$P1" rps p50 p99 cpu
 echo "PAIRED $P1 rps_ratio_infergate_vs_nginx_per_round=\"${PAIRED% }\" median=$(median <<<"$PAIRED")"
 echo
 
+# ---- 1b. tenants: auth + limits + usage on vs off --------------------------------------
+P1B=tenants_c$CONNS
+BASE[infergate_auth]="http://127.0.0.1:$IG_AUTH_PORT"
+CPU_PIDS[infergate_auth]="$IG_AUTH_PID"
+echo "-- tenants: the same load on infergate with auth, limits and usage metering on (a key, all" \
+     "limits set) vs off, alternating, x $ROUNDS rounds"
+TPAIRED=""
+for round in $(seq "$ROUNDS"); do
+    run_wrk "$P1B" infergate "$round" "$THREADS" "$CONNS" "$RUN_S"
+    off=$W_RPS
+    BENCH_KEY=$BENCH_KEY run_wrk "$P1B" infergate_auth "$round" "$THREADS" "$CONNS" "$RUN_S"
+    TPAIRED+="$(calc "$W_RPS / $off") "
+done
+echo "PAIRED $P1B rps_ratio_auth_on_vs_off_per_round=\"${TPAIRED% }\" median=$(median <<<"$TPAIRED")"
+echo
+
 # ---- 2. non-streaming latency, one connection ------------------------------------------
 P2=nonstream_c1
 echo "-- non-streaming latency: wrk -t1 -c1 -d${LAT_S}s x $ROUNDS rounds (one connection, one request at a time)"
@@ -337,6 +368,9 @@ echo "RESULT added_ttfb_p50_ms=$(d "$P3/infergate/ttfb_p50_ms" "$P3/direct/ttfb_
 echo "RESULT idle_rss_kib=$IDLE_RSS startup_p50_ms=$STARTUP_MS (spawn+exit of 'infergate version': $EXEC_MS ms)"
 met() { awk "BEGIN { exit !($1) }" && echo MET || echo NOT_MET; }
 echo "TARGET rps_vs_nginx value=$ratio_ngx goal=>=0.90 $(met "$ratio_ngx >= 0.9")"
+ratio_auth=$(median <<<"$TPAIRED")
+echo "RESULT rps_ratio_auth_on_vs_off=$ratio_auth (c$CONNS; cpu us/request on: $(median <<<"${VALS[$P1B/infergate_auth/cpu]}"), off: $(median <<<"${VALS[$P1B/infergate/cpu]}"))"
+echo "TARGET auth_on_vs_off value=$ratio_auth goal=>=0.95 $(met "$ratio_auth >= 0.95")"
 echo "TARGET added_p50_ms_c1 value=$add50_c1 goal=<=0.20 $(met "$add50_c1 <= 0.2")"
 if (( ERRORS > 0 )); then
     echo "bench: $ERRORS measurement(s) had request errors; see the BENCH lines above" >&2

@@ -273,20 +273,24 @@ static int totals_job(sqlite3 *db, void *arg)
     return rc;
 }
 
+void auth_set_db_keys(struct auth *a, struct auth_key_spec *specs, size_t n)
+{
+    specs_free(a->db_specs, a->n_db);
+    a->db_specs = specs;
+    a->n_db = n;
+    rebuild(a);
+}
+
 /* The keys were read (on the loop). */
 static void load_done(int rc, void *arg)
 {
     struct key_load *kl = arg;
     struct auth *a = kl->a;
 
-    if (rc == 0) {
-        specs_free(a->db_specs, a->n_db);
-        a->db_specs = kl->specs;
-        a->n_db = kl->n;
-        rebuild(a);
-    } else {
+    if (rc == 0)
+        auth_set_db_keys(a, kl->specs, kl->n);
+    else
         ig_error("auth: cannot read the keys from the database: %s", ig_strerror(rc));
-    }
     free(kl);
     a->is_reload_running = false;
     if (a->is_reload_wanted) {
@@ -630,6 +634,11 @@ int auth_admit(struct auth *a, struct auth_caller *caller, const char *model, lo
     }
     add_usage(a, s->name, model, 1, &refused);
     return IG_EBUSY;
+}
+
+long auth_max_tokens(const struct auth_caller *caller)
+{
+    return caller->state != NULL ? (long)caller->state->max_tokens : 0;
 }
 
 void auth_finish(struct auth *a, struct auth_caller *caller, const char *model,

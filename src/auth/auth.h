@@ -13,6 +13,7 @@
 #define IG_AUTH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ig_error.h"
@@ -60,8 +61,12 @@ int auth_start(struct auth *a, struct event_base *base) IG_WUR;
 /* Applies a reloaded config's keys, apiKeys, admin token and auth switch (CFG borrowed). */
 void auth_set_config(struct auth *a, const struct cfg *cfg);
 
-/* Re-reads the database's keys (after a change through the admin API). */
+/* Re-reads the database's keys (in a store job). */
 void auth_reload_keys(struct auth *a);
+
+struct auth_key_spec;
+/* Replaces the database keys with the N SPECS just read (taken; from auth_db_load()). */
+void auth_set_db_keys(struct auth *a, struct auth_key_spec *specs, size_t n);
 
 /* Returns whether requests need a key. */
 bool auth_is_on(const struct auth *a);
@@ -88,6 +93,9 @@ bool auth_allows_model(const struct auth_caller *caller, const char *model);
 int auth_admit(struct auth *a, struct auth_caller *caller, const char *model, long max_tokens,
                struct auth_refusal *r) IG_WUR;
 
+/* Returns CALLER's cap on max_tokens, 0 when none. */
+long auth_max_tokens(const struct auth_caller *caller);
+
 /* Ends CALLER's admitted request for MODEL with U: tokens per minute, budget, usage rows. */
 void auth_finish(struct auth *a, struct auth_caller *caller, const char *model,
                  const struct auth_usage *u);
@@ -95,7 +103,6 @@ void auth_finish(struct auth *a, struct auth_caller *caller, const char *model,
 /* Releases CALLER's hold on its key (after auth_finish(), or when not admitted). */
 void auth_caller_release(struct auth *a, struct auth_caller *caller);
 
-struct auth_key_spec;
 /* Makes a new key for SPEC with the server secret (see auth_key_make()). */
 int auth_make_key(struct auth *a, struct auth_key_spec *spec, char *key) IG_WUR;
 

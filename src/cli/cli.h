@@ -16,6 +16,9 @@ int cli_models(int argc, char **argv);
  * llama-swap compatible config for the GGUF files found; returns the exit code. */
 int cli_config(int argc, char **argv);
 
+/* `infergate keys create|list|revoke|update`: API keys in the database. */
+int cli_keys(int argc, char **argv);
+
 /* Parses "host:port", "[v6]:port" or ":port" into HOST (HOST_SIZE bytes) and *PORT;
  * returns 0 or -1. */
 int cli_parse_listen(const char *text, char *host, unsigned long host_size, int *port);

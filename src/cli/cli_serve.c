@@ -3,6 +3,8 @@
 #include "cfg.h"
 #include "cli.h"
 #include "gw_app.h"
+#include "http_front.h"
+#include "http_tls.h"
 #include "ig_log.h"
 
 #include <event2/event.h>
@@ -51,9 +53,10 @@ int cli_parse_listen(const char *text, char *host, unsigned long host_size, int 
     return 0;
 }
 
-/* Finds "-c FILE", "--config FILE" or "--config=FILE"; also --listen. Returns -1 on a bad
- * argument. */
-static int parse_args(int argc, char **argv, const char **config, const char **listen)
+/* Finds "-c FILE", "--config FILE" or "--config=FILE"; also --listen and (serve only,
+ * INSECURE non-NULL) --insecure-no-auth. Returns -1 on a bad argument. */
+static int parse_args(int argc, char **argv, const char **config, const char **listen,
+                      bool *insecure)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -65,6 +68,8 @@ static int parse_args(int argc, char **argv, const char **config, const char **l
             *listen = argv[++i];
         else if (strncmp(a, "--listen=", 9) == 0 && listen != NULL)
             *listen = a + 9;
+        else if (strcmp(a, "--insecure-no-auth") == 0 && insecure != NULL)
+            *insecure = true;
         else {
             fprintf(stderr, "infergate: unknown or incomplete argument '%s'\n", a);
             return -1;
@@ -92,16 +97,45 @@ struct cfg *cli_load_config(const char *path)
     return cfg;
 }
 
+/* Loads CFG's certificate once to check it (the key matches, nothing is encrypted), printing
+ * why not; returns 0 or -1 (infergate-net). */
+static int check_tls(const struct cfg *cfg)
+{
+    char *cause = NULL;
+    struct http_tls *tls;
+
+    if (cfg->tls.cert_path == NULL)
+        return 0;
+    tls = http_tls_new(cfg->tls.cert_path, cfg->tls.key_path,
+                       cfg->tls.min_version == 13 ? HTTP_TLS_1_3 : HTTP_TLS_1_2, &cause);
+    if (tls == NULL) {
+        fprintf(stderr, "%s: %s\n", cfg->path, cause != NULL ? cause : "tls: cannot load");
+        free(cause);
+        return -1;
+    }
+    http_tls_free(tls);
+    return 0;
+}
+
 int cli_check(int argc, char **argv)
 {
     const char *config = NULL;
     struct cfg *cfg;
+    char *cause = NULL;
 
-    if (parse_args(argc, argv, &config, NULL) != 0)
+    if (parse_args(argc, argv, &config, NULL, NULL) != 0)
         return 1;
     cfg = cli_load_config(config);
     if (cfg == NULL)
         return 1;
+    if (check_tls(cfg) != 0) {
+        cfg_free(cfg);
+        return 1;
+    }
+    if (http_front_check_exposure(cfg->listen_host, cfg->listen_port, cfg, false, &cause) != 0) {
+        fprintf(stderr, "warning: %s\n", cause != NULL ? cause : "listen is not loopback");
+        free(cause);
+    }
     for (size_t i = 0; i < cfg->inactive_keys.len; i++)
         fprintf(stderr, "accepted, not active yet: %s\n", cfg->inactive_keys.items[i]);
     printf("%s: OK, %zu model(s)\n", config, cfg->n_models);
@@ -165,6 +199,7 @@ static int run(struct cfg *cfg, const char *host, int port)
     struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
     char *cause = NULL;
     int rc = 1;
+    bool cfg_tls_on = cfg->tls.cert_path != NULL; /* cfg belongs to the app once it exists */
 
     ctx.base = new_event_base();
     if (ctx.base == NULL) {
@@ -184,7 +219,9 @@ static int run(struct cfg *cfg, const char *host, int port)
     evsignal_add(sigterm, NULL);
     evsignal_add(sigint, NULL);
     evsignal_add(sighup, NULL);
-    ig_info("infergate %s listening on http://%s:%d", IG_VERSION, host, gw_app_port(ctx.app));
+    ig_info("infergate %s listening on %s://%s%s%s:%d", IG_VERSION,
+            cfg_tls_on ? "https" : "http", strchr(host, ':') != NULL ? "[" : "", host,
+            strchr(host, ':') != NULL ? "]" : "", gw_app_port(ctx.app));
     event_base_dispatch(ctx.base);
     rc = 0;
 out:
@@ -211,8 +248,10 @@ int cli_serve(int argc, char **argv)
     int port = 0;
     enum ig_log_level level = IG_LOG_INFO;
     struct cfg *cfg;
+    bool is_insecure = false;
+    char *cause = NULL;
 
-    if (parse_args(argc, argv, &config, &listen) != 0)
+    if (parse_args(argc, argv, &config, &listen, &is_insecure) != 0)
         return 2;
     cfg = cli_load_config(config);
     if (cfg == NULL)
@@ -227,6 +266,19 @@ int cli_serve(int argc, char **argv)
         fprintf(stderr, "infergate: invalid --listen '%s' (want HOST:PORT)\n", listen);
         cfg_free(cfg);
         return 2;
+    }
+    /* infergate-net: no listening beyond loopback without auth unless told so; a certificate
+     * that cannot be used fails before any model starts. */
+    cfg->is_insecure_no_auth = is_insecure;
+    if (http_front_check_exposure(host, port, cfg, is_insecure, &cause) != 0) {
+        fprintf(stderr, "infergate: %s\n", cause != NULL ? cause : "refusing to listen");
+        free(cause);
+        cfg_free(cfg);
+        return 1;
+    }
+    if (check_tls(cfg) != 0) {
+        cfg_free(cfg);
+        return 1;
     }
     signal(SIGPIPE, SIG_IGN);
     return run(cfg, host, port);

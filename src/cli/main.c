@@ -14,6 +14,8 @@ static void usage(FILE *out)
             "       infergate models -c FILE [--json]              list models, capabilities, memory\n"
             "       infergate config generate --models-dir DIR [--write FILE]\n"
             "                                                      write a config for GGUF files\n"
+            "       infergate keys create|list|revoke|update -c FILE ...\n"
+            "                                                      manage API keys (see docs/TENANTS.md)\n"
             "       infergate version                              print the version\n");
 }
 
@@ -43,6 +45,8 @@ int main(int argc, char **argv)
         rc = cli_models(argc - 1, argv + 1);
     else if (strcmp(argv[1], "config") == 0)
         rc = cli_config(argc - 1, argv + 1);
+    else if (strcmp(argv[1], "keys") == 0)
+        rc = cli_keys(argc - 1, argv + 1);
     else if (argv[1][0] == '-')
         rc = cli_serve(argc, argv);
     else {

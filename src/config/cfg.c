@@ -375,12 +375,15 @@ int cfg_parse_size(const char *text, unsigned long long *out)
     return -1;
 }
 
-/* Field handler: a byte size in limits (stored as size_t at the field's offset). */
+/* Field handler: a byte size in limits: max_body_bytes (1 KiB - 1 GiB), max_header_bytes
+ * (1 KiB - 16 MiB) or max_url_bytes (256 B - 1 MiB). */
 static void limit_size(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
 {
     const char *k = cfg_key_text(key);
     bool is_body = strcmp(k, "max_body_bytes") == 0;
-    unsigned long long min = 1024, max = is_body ? 1ull << 30 : 16ull << 20, v = 0;
+    bool is_url = strcmp(k, "max_url_bytes") == 0;
+    unsigned long long min = is_url ? 256 : 1024, v = 0;
+    unsigned long long max = is_body ? 1ull << 30 : is_url ? 1ull << 20 : 16ull << 20;
     struct cfg_scalar s;
     struct cfg_limits *l = obj;
 
@@ -398,7 +401,8 @@ static void limit_size(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value
     if (s.kind != CFG_NULL && v != 0 && (v < min || v > max))
         cfg_error(ctx, value, "%s: must be between %llu and %llu bytes", k, min, max);
     else if (v != 0)
-        *(is_body ? &l->max_body_bytes : &l->max_header_bytes) = (size_t)v;
+        *(is_body ? &l->max_body_bytes : is_url ? &l->max_url_bytes : &l->max_header_bytes) =
+            (size_t)v;
     cfg_scalar_clear(&s);
 }
 
@@ -443,6 +447,15 @@ static const struct cfg_field limits_fields[] = {
     LIMIT_INT("shutdown_grace_s", shutdown_grace_s, 0),
     LIMIT_INT("watchdog_s", watchdog_s, 0),
     {"swap_wait_s", CFG_F_FN, CFG_NO_STORE, 0, 0, limit_swap_wait, 0},
+    /* Front server (infergate-net). */
+    {"max_connections", CFG_F_INT, offsetof(struct cfg_limits, max_connections), 1, 1000000,
+     NULL, 0},
+    {"max_connections_per_ip", CFG_F_INT, offsetof(struct cfg_limits, max_connections_per_ip), 0,
+     1000000, NULL, 0},
+    {"max_url_bytes", CFG_F_FN, CFG_NO_STORE, 0, 0, limit_size, 0},
+    {"header_timeout_s", CFG_F_INT, offsetof(struct cfg_limits, header_timeout_s), 1, 3600, NULL,
+     0},
+    LIMIT_INT("read_timeout_s", read_timeout_s, 1),
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -494,8 +507,8 @@ static const struct cfg_field top_fields[] = {
     TOP_FN("storage", cfg_top_storage, 0),
     TOP_FN("budget", cfg_top_budget, 0),
     TOP_CHECK("nats", CFG_F_ANY, 0, 0, CFG_F_INACTIVE),
-    TOP_CHECK("cors", CFG_F_ANY, 0, 0, CFG_F_INACTIVE),
-    TOP_CHECK("tls", CFG_F_ANY, 0, 0, CFG_F_INACTIVE),
+    TOP_FN("cors", cfg_top_cors, 0),
+    TOP_FN("tls", cfg_top_tls, 0),
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -515,7 +528,20 @@ static struct cfg *cfg_defaults(const char *name)
     cfg->unload_timeout_s = 10;
     cfg->discovery.ctx_size = 4096;
     cfg->discovery.parallel = 4;
-    cfg->limits = (struct cfg_limits){16u << 20, 64u << 10, 600, 60, 64, 0, 10, 120, 5000};
+    cfg->limits = (struct cfg_limits){.max_body_bytes = 16u << 20,
+                                      .max_header_bytes = 64u << 10,
+                                      .request_timeout_s = 600,
+                                      .idle_timeout_s = 60,
+                                      .queue_length = 64,
+                                      .shutdown_grace_s = 10,
+                                      .watchdog_s = 120,
+                                      .swap_wait_ms = 5000,
+                                      .max_connections = 4096,
+                                      .max_connections_per_ip = 512,
+                                      .max_url_bytes = 8u << 10,
+                                      .header_timeout_s = 10,
+                                      .read_timeout_s = 60};
+    cfg_net_defaults(cfg);
     if (cfg->path == NULL || cfg->listen_host == NULL || cfg->log_level == NULL) {
         cfg_free(cfg);
         return NULL;
@@ -684,6 +710,7 @@ void cfg_free(struct cfg *cfg)
     free(cfg->auth.admin_token);
     free(cfg->storage.path);
     cfg_strv_clear(&cfg->preload);
+    cfg_net_clear(cfg);
     cfg_matrix_clear(&cfg->matrix);
     for (size_t i = 0; i < cfg->n_profiles; i++) {
         free(cfg->profiles[i].id);

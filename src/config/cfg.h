@@ -86,6 +86,30 @@ struct cfg_limits {
                               * 0 = off */
     int swap_wait_ms;        /* swap_wait_s: how long a busy model may keep serving its own
                               * requests before it yields to a waiting model; default 5 s */
+    /* Front server (infergate-net): connection caps, URL cap and request deadlines. */
+    int max_connections;        /* open at once; default 4096 */
+    int max_connections_per_ip; /* open at once per client address; default 512, 0 = no cap */
+    size_t max_url_bytes;       /* request target; default 8 KiB (414 beyond) */
+    int header_timeout_s;       /* a request head must arrive within; default 10 (408) */
+    int read_timeout_s;         /* a whole request (head + body) within; default 60 (408) */
+};
+
+/* `tls:` the main listener speaks HTTPS only, with this certificate (reloaded on SIGHUP). */
+struct cfg_tls {
+    char *cert_path; /* PEM certificate chain, leaf first; NULL: plain HTTP */
+    char *key_path;  /* PEM private key, unencrypted */
+    int min_version; /* lowest TLS version: 12 (1.2, default) or 13 (1.3) */
+};
+
+/* `cors:` which browser origins may call the API (llama-swap's default: any). */
+struct cfg_cors {
+    bool is_enabled;         /* default true; `cors: false` turns CORS handling off */
+    bool is_any_origin;      /* origins: "*" (default) */
+    struct cfg_strv origins; /* otherwise the allowed origins: "https://app.example.com",
+                              * a "*." first label for any subdomain, or "null" */
+    struct cfg_strv headers; /* Access-Control-Allow-Headers; empty: echo the requested ones */
+    int max_age_s;           /* preflight cache; default 86400 */
+    bool allow_credentials;  /* credentials: default false */
 };
 
 /* A profile: model names pinned to targets while the profile is active (switched at run
@@ -182,6 +206,11 @@ struct cfg {
     struct cfg_group *groups;
     size_t n_groups;
     struct cfg_limits limits;
+    struct cfg_tls tls;   /* infergate-net */
+    struct cfg_cors cors; /* infergate-net */
+    /* serve --insecure-no-auth (the command line, never the file): listening beyond loopback
+     * without authentication is allowed (infergate-net). */
+    bool is_insecure_no_auth;
     struct cfg_matrix matrix;
     struct cfg_profile *profiles; /* in file order */
     size_t n_profiles;

@@ -38,6 +38,7 @@ void cfg_top_models_dir(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *valu
             return;
         }
     } else if (cfg_get_strv(ctx, value, "models_dir", &dirs) != 0) {
+        cfg_strv_clear(&dirs); /* the entries read before the bad one */
         return;
     }
     for (size_t i = 0; i < dirs.len; i++)

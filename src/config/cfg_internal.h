@@ -173,4 +173,12 @@ void cfg_routes_check(struct cfg_ctx *ctx);
 bool cfg_resolves(const struct cfg_ctx *ctx, const char *name);
 void cfg_group_clear(struct cfg_group *g);
 
+/* cfg_net.c: the front server's `tls` and `cors` sections (infergate-net). */
+void cfg_top_tls(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
+void cfg_top_cors(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
+/* Sets the defaults of `tls` and `cors`. */
+void cfg_net_defaults(struct cfg *cfg);
+/* Releases the `tls` and `cors` sections. */
+void cfg_net_clear(struct cfg *cfg);
+
 #endif

@@ -7,9 +7,13 @@
 #include "cfg_internal.h"
 #include "ig_text.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#define MAX_API_KEY_BYTES 4096
 
 /* Per-model loading state. */
 struct model_work {
@@ -38,6 +42,10 @@ void cfg_model_clear(struct cfg_model *m)
     free(m->proxy);
     free(m->check_endpoint);
     free(m->use_model_name);
+    if (m->api_key != NULL)
+        explicit_bzero(m->api_key, strlen(m->api_key));
+    free(m->api_key);
+    free(m->ca_file);
     cfg_strv_clear(&m->aliases);
     cfg_strv_clear(&m->env);
     cfg_strv_clear(&m->strip_params);
@@ -191,6 +199,84 @@ static void field_check_endpoint(struct cfg_ctx *ctx, yaml_node_t *key, yaml_nod
     }
     free(m->check_endpoint);
     m->check_endpoint = s;
+}
+
+/*
+ * Field handler: apiKey, a provider's secret. Read as written (${env.X} and macros
+ * expanded, never converted to a number), so a key of digits stays as it is. Errors name
+ * the key's position, never its text: config errors are printed and returned by
+ * /admin/reload. Empty means no key, as for llama-swap's peers.
+ */
+static void field_api_key(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+{
+    struct cfg_model *m = obj;
+    struct cfg_scalar s = {0};
+
+    (void)key;
+    if (cfg_is_null(value))
+        return;
+    if (value->type != YAML_SCALAR_NODE) {
+        cfg_error(ctx, value, "apiKey: expected a string");
+        return;
+    }
+    if (value->data.scalar.length > CFG_MAX_STRING_BYTES ||
+        strlen((const char *)value->data.scalar.value) != value->data.scalar.length) {
+        cfg_error(ctx, value, "apiKey: longer than %u bytes or contains a NUL character",
+                  MAX_API_KEY_BYTES);
+        return;
+    }
+    s.kind = CFG_STR;
+    s.text = strdup((const char *)value->data.scalar.value);
+    if (s.text == NULL) {
+        ctx->is_oom = true;
+        return;
+    }
+    if (cfg_env_substitute(ctx, value, &s.text) != 0 || cfg_expand(ctx, value, &s) != 0)
+        goto out;
+    if (strlen(s.text) > MAX_API_KEY_BYTES) {
+        cfg_error(ctx, value, "apiKey: longer than %u bytes", MAX_API_KEY_BYTES);
+        goto out;
+    }
+    for (size_t i = 0; s.text[i] != '\0'; i++) {
+        unsigned char c = (unsigned char)s.text[i];
+        if (c <= ' ' || c >= 0x7f) {
+            cfg_error(ctx, value,
+                      "apiKey: character %zu is a space, a control character or not ASCII", i + 1);
+            goto out;
+        }
+    }
+    if (m->api_key != NULL)
+        explicit_bzero(m->api_key, strlen(m->api_key));
+    free(m->api_key);
+    m->api_key = s.text[0] != '\0' ? s.text : NULL;
+    if (m->api_key != NULL)
+        s.text = NULL;
+out:
+    if (s.text != NULL)
+        explicit_bzero(s.text, strlen(s.text));
+    cfg_scalar_clear(&s);
+}
+
+/* Field handler: caFile, a PEM file of CA certificates; it must be readable at load. */
+static void field_ca_file(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+{
+    struct cfg_model *m = obj;
+    char *s = NULL;
+
+    (void)key;
+    if (cfg_get_str(ctx, value, "caFile", &s) != 0)
+        return;
+    if (s[0] == '\0') {
+        free(s);
+        return;
+    }
+    if (access(s, R_OK) != 0) {
+        cfg_error(ctx, value, "caFile: cannot read '%s': %s", s, strerror(errno));
+        free(s);
+        return;
+    }
+    free(m->ca_file);
+    m->ca_file = s;
 }
 
 /* Orders strings for qsort. */
@@ -467,6 +553,8 @@ static const struct cfg_field model_fields[] = {
     {"unloadTimeout", CFG_F_INT, offsetof(struct cfg_model, unload_timeout_s), 0, CFG_MAX_SECONDS, NULL, 0},
     {"unlisted", CFG_F_BOOL, offsetof(struct cfg_model, unlisted), 0, 0, NULL, 0},
     MODEL_STR("useModelName", use_model_name),
+    MODEL_FN("apiKey", field_api_key, 0),
+    MODEL_FN("caFile", field_ca_file, 0),
     MODEL_STR("name", name),
     MODEL_STR("description", description),
     {"concurrencyLimit", CFG_F_INT, offsetof(struct cfg_model, concurrency_limit), 0, 1000000, NULL,
@@ -537,6 +625,9 @@ static void finish_model(struct cfg_ctx *ctx, struct cfg_model *m, struct model_
         cfg_error(ctx, cfg_map_get(ctx, w->map, "proxy"),
                   "proxy: must be an http:// or https:// URL, got '%s'", m->proxy);
     }
+    if (m->ca_file != NULL && m->proxy != NULL && strncmp(m->proxy, "https://", 8) != 0)
+        cfg_warn(ctx, cfg_map_get(ctx, w->map, "caFile"),
+                 "model '%s': caFile is only used with an https:// proxy", m->id);
     if (m->check_endpoint == NULL && (m->check_endpoint = strdup("/health")) == NULL)
         ctx->is_oom = true;
     if (m->ttl_s < 0)

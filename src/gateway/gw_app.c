@@ -7,6 +7,7 @@
  */
 #include "cfg.h"
 #include "gw_internal.h"
+#include "http_front.h"
 #include "http_server.h"
 #include "http_upstream.h"
 #include "ig_errbody.h"
@@ -217,7 +218,7 @@ struct gw_app *gw_app_new(struct event_base *base, struct cfg *cfg, char **cause
 
 int gw_app_listen(struct gw_app *app, const char *host, int port, char **cause)
 {
-    return http_server_listen(app->server, host, port, cause);
+    return http_front_listen(app->server, app->cfg, host, port, cause); /* tls, cors, limits */
 }
 
 int gw_app_port(const struct gw_app *app)

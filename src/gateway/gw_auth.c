@@ -34,7 +34,7 @@ int gw_auth_open(struct gw_app *app, char **cause)
         snprintf(path, sizeof(path), "%s", app->cfg->storage.path);
     else
         store_default_path(path, sizeof(path));
-    if (store_open(path, &app->store, cause) != 0)
+    if (store_open(path, true, &app->store, cause) != 0)
         return IG_EIO;
     app->auth = auth_new(app->store, app->cfg, cause);
     if (app->auth == NULL)
@@ -114,6 +114,8 @@ struct key_call {
     struct auth_key_spec spec;
     char key[AUTH_KEY_CHARS + 1];
     json_t *changes; /* PATCH body; list result for GET */
+    struct auth_key_spec *keys; /* every key after the change, read in the same transaction */
+    size_t n_keys;
     char *cause;
     int action; /* 0 create, 1 revoke, 2 update, 3 list */
 };
@@ -151,6 +153,8 @@ static int key_job(sqlite3 *db, void *arg)
     }
     if (rc == 0)
         rc = auth_db_audit(db, kc->actor, actions[kc->action], kc->name, detail, kc->client);
+    if (rc == 0)
+        rc = auth_db_load(db, &kc->keys, &kc->n_keys);
     free(detail);
     return rc;
 }
@@ -160,8 +164,10 @@ static void key_done(int rc, void *arg)
     struct key_call *kc = arg;
     struct http_request *req = kc->req;
 
-    if (kc->action != 3 && rc == 0)
-        auth_reload_keys(kc->app->auth); /* revocation takes effect with the next request */
+    if (kc->action != 3 && rc == 0) { /* in force before the answer: for the next request */
+        auth_set_db_keys(kc->app->auth, kc->keys, kc->n_keys);
+        kc->keys = NULL;
+    }
     if (req != NULL) {
         http_request_set_cancel_cb(req, NULL, NULL);
         if (rc == IG_ENOENT)
@@ -183,6 +189,9 @@ static void key_done(int rc, void *arg)
             gw_reply_json(req, 200, json_pack("{s:s, s:b}", "name", kc->name, "success", 1));
     }
     OPENSSL_cleanse(kc->key, sizeof(kc->key));
+    for (size_t i = 0; kc->keys != NULL && i < kc->n_keys; i++)
+        json_decref(kc->keys[i].models);
+    free(kc->keys);
     json_decref(kc->spec.models);
     json_decref(kc->changes);
     free(kc->cause);

@@ -8,15 +8,22 @@
  * sent with a Content-Length. A client that goes away cancels the upstream transfer (or
  * its place in the queue). An upstream that fails mid-stream ends the client's stream with
  * an SSE error event in OpenAI's shape, which SDKs raise as an error.
+ *
+ * Credentials: of the client's headers only Content-Type and Accept go upstream, so the
+ * client's Authorization, x-api-key or api-key never reach a model, whether infergate's
+ * auth is on or not (llama-swap forwards every header). A model's apiKey is handed to the
+ * upstream client, which sends it and scrubs it from the response (http_upstream.h).
  */
 #include "cfg.h"
 #include "gguf_meta.h"
 #include "gw_internal.h"
+#include "gw_meter.h"
 #include "http_server.h"
 #include "http_upstream.h"
 #include "ig_errbody.h"
 #include "ig_json.h"
 #include "ig_log.h"
+#include "ig_time.h"
 #include "sup_manager.h"
 
 #include <event2/buffer.h>
@@ -51,13 +58,35 @@ struct gw_call {
     struct event *recheck;  /* a failed request: is its model dead after all? */
     char failure[256];      /* the upstream failure, kept for the recheck */
     char url[MAX_URL];
+    /* Tenancy: the caller's key (admitted against its limits) and the response's tokens. */
+    struct auth_caller caller;
+    struct gw_meter meter;
+    bool is_metered;
+    bool is_success; /* the upstream answered < 400 and the client got it all */
+    uint64_t started_ms;
 };
 
 static void on_watchdog(evutil_socket_t fd, short what, void *arg);
 
+/* Reports the call's usage to its key (tokens metered from the response). */
+static void call_account(struct gw_call *call)
+{
+    struct auth_usage u = {0, 0, 0, !call->is_success};
+
+    if (!call->is_metered)
+        return;
+    call->is_metered = false;
+    gw_meter_finish(&call->meter, &u.prompt_tokens, &u.completion_tokens);
+    u.latency_ms = ig_now_ms() - call->started_ms;
+    auth_finish(call->app->auth, &call->caller, sup_model_cfg(call->model)->id, &u);
+}
+
 /* Frees a call; releases the model if it was acquired. */
 static void call_free(struct gw_call *call)
 {
+    call_account(call);
+    auth_caller_release(call->app->auth, &call->caller);
+    gw_meter_clear(&call->meter);
     if (call->has_model)
         sup_release(call->model);
     if (call->response != NULL)
@@ -128,6 +157,8 @@ static int on_up_data(struct upstream_req *ureq, const char *data, size_t len, v
     struct gw_call *call = arg;
 
     if (call->is_streaming) {
+        if (call->is_metered)
+            gw_meter_feed(&call->meter, data, len);
         if (http_stream_write(call->req, data, len) == 0) {
             watchdog_arm(call);
             return 0;
@@ -247,6 +278,10 @@ static void on_up_done(struct upstream_req *ureq, int rc, const char *message, v
 
     call->ureq = NULL;
     if (rc == 0) {
+        call->is_success = call->status > 0 && call->status < 400;
+        if (call->is_metered && !call->is_streaming)
+            gw_meter_feed(&call->meter, (const char *)evbuffer_pullup(call->response, -1),
+                          evbuffer_get_length(call->response));
         if (call->is_streaming)
             http_stream_end(call->req);
         else
@@ -271,6 +306,26 @@ static void on_up_done(struct upstream_req *ureq, int rc, const char *message, v
     evtimer_add(call->recheck, &tv);
 }
 
+/*
+ * Writes the upstream URL of CALL: the model's proxy base with PATH appended (as llama-swap
+ * joins them: proxy https://openrouter.ai/api + /v1/chat/completions), then the proxy's own
+ * query and the request's QUERY (or NULL). Returns the length, or -1 when it does not fit.
+ */
+static int build_url(struct gw_call *call, const char *proxy, const char *path, const char *query)
+{
+    size_t base_len = strcspn(proxy, "?");
+    const char *base_query = proxy[base_len] == '?' ? proxy + base_len + 1 : "";
+    bool has_query = query != NULL && query[0] != '\0';
+    int n;
+
+    if (base_len > 0 && proxy[base_len - 1] == '/')
+        base_len--;
+    n = snprintf(call->url, sizeof(call->url), "%.*s%s%s%s%s%s", (int)base_len, proxy, path,
+                 base_query[0] != '\0' || has_query ? "?" : "", base_query,
+                 base_query[0] != '\0' && has_query ? "&" : "", has_query ? query : "");
+    return n < 0 || (size_t)n >= sizeof(call->url) ? -1 : n;
+}
+
 /* Sends the request to the model's upstream. */
 static void start_upstream(struct gw_call *call)
 {
@@ -283,21 +338,16 @@ static void start_upstream(struct gw_call *call)
     char accept_header[256], ctype_header[256] = "Content-Type: application/json";
     const char *headers[3] = {ctype_header, NULL, NULL};
     struct upstream_spec spec = {0};
-    size_t plen = strlen(mc->proxy);
     int n;
 
-    if (plen > 0 && mc->proxy[plen - 1] == '/')
-        plen--;
     if (call->upstream_path != NULL) {
-        n = snprintf(call->url, sizeof(call->url), "%.*s%s%s%s", (int)plen, mc->proxy,
-                     call->upstream_path, query[0] != '\0' ? "?" : "", query);
+        n = build_url(call, mc->proxy, call->upstream_path, query);
         if (ctype != NULL)
             snprintf(ctype_header, sizeof(ctype_header), "Content-Type: %s", ctype);
     } else {
-        n = snprintf(call->url, sizeof(call->url), "%.*s%s", (int)plen, mc->proxy,
-                     http_request_path(call->req));
+        n = build_url(call, mc->proxy, http_request_path(call->req), NULL);
     }
-    if (n < 0 || (size_t)n >= sizeof(call->url)) {
+    if (n < 0) {
         gw_reply_error(call->req, 414, "request URL too long for the upstream", "invalid_request_error", 0);
         call_free(call);
         return;
@@ -316,6 +366,8 @@ static void start_upstream(struct gw_call *call)
     spec.body_len = call->body_len;
     spec.timeout_ms = (long)call->app->cfg->limits.request_timeout_s * 1000;
     spec.connect_timeout_ms = 5000;
+    spec.api_key = mc->api_key;
+    spec.ca_file = mc->ca_file;
     if (call->response == NULL)
         call->response = evbuffer_new();
     call->ureq = call->response != NULL ? upstream_start(call->app->pool, &spec, &callbacks, call)
@@ -388,6 +440,44 @@ static bool lacks_capability(const struct cfg_model *c, const char *path, char *
 }
 
 /* Parses the body and finds the model; answers the client itself on failure. */
+/* Returns the request's max_tokens (max_completion_tokens, n_predict), or -1. */
+static long requested_max_tokens(json_t *doc)
+{
+    static const char *const names[] = {"max_tokens", "max_completion_tokens", "n_predict"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        json_t *v = json_object_get(doc, names[i]);
+        if (json_is_integer(v) && json_integer_value(v) >= 0)
+            return (long)json_integer_value(v);
+    }
+    return -1;
+}
+
+/* Takes the routed request's caller into CALL and admits it against its key's limits;
+ * answers the refusal and returns false when over one. A key with a max_tokens cap gets it
+ * set on requests that ask for none (*IS_REWRITTEN then). */
+static bool admit_call(struct gw_call *call, json_t *doc, bool *is_rewritten)
+{
+    struct auth_refusal r;
+    long max_tokens = requested_max_tokens(doc), cap;
+    bool is_stream = json_is_true(json_object_get(doc, "stream"));
+
+    gw_auth_take_caller(call->app, &call->caller);
+    if (auth_admit(call->app->auth, &call->caller, sup_model_cfg(call->model)->id, max_tokens,
+                   &r) != 0) {
+        gw_reply_error(call->req, r.status, r.message, r.code, r.retry_after_s);
+        return false;
+    }
+    cap = auth_max_tokens(&call->caller);
+    if (cap > 0 && max_tokens < 0) {
+        json_object_set_new(doc, "max_tokens", json_integer(cap));
+        *is_rewritten = true;
+    }
+    call->started_ms = ig_now_ms();
+    gw_meter_init(&call->meter, is_stream, gw_meter_estimate_tokens(call->body_len));
+    call->is_metered = true;
+    return true;
+}
+
 static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req)
 {
     size_t len = 0;
@@ -441,6 +531,11 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
     call->model = model;
     call->body = body;
     call->body_len = len;
+    if (!admit_call(call, doc, &is_pinned)) {
+        call_free(call);
+        call = NULL;
+        goto out;
+    }
     if (apply_filters(sup_model_cfg(model), doc) || is_pinned) {
         call->rewritten_body = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(16));
         if (call->rewritten_body != NULL) {

@@ -7,6 +7,7 @@
  */
 #include "cfg.h"
 #include "gw_internal.h"
+#include "http_front.h"
 #include "http_server.h"
 #include "ig_log.h"
 #include "model_catalog.h"
@@ -42,6 +43,7 @@ struct gw_reloader {
     struct cfg *next;
     char *cause;
     int rc;
+    struct http_front_prep *front; /* infergate-net: NEXT's certificate, loaded by the worker */
 };
 
 /* Frees replaced configs that no model refers to any more. */
@@ -112,6 +114,8 @@ static void *worker(void *arg)
     char byte = 1;
 
     r->rc = catalog_load(r->path, r->prev, &r->next, &r->cause);
+    if (r->rc == 0)
+        r->front = http_front_prepare(r->next); /* infergate-net: reads the certificate */
     /* One byte into an empty pipe cannot block or fail; no logging here (not thread-safe). */
     ssize_t n = write(r->pipe_fds[1], &byte, 1);
     (void)n;
@@ -167,6 +171,11 @@ static void finish(struct gw_reloader *r, int rc, struct cfg *next, char *cause)
     struct waiter *w, *next_w;
     bool is_stopping = r->app->is_stopping;
 
+    /* infergate-net: no reload turns auth off on a listener beyond loopback. */
+    if (rc == 0 && !is_stopping && http_front_check_reload(r->app->server, next, &cause) != 0) {
+        cfg_free(next);
+        rc = IG_ECONFIG;
+    }
     if (rc == 0 && is_stopping) {
         cfg_free(next);
         rc = IG_ECANCELED;
@@ -178,6 +187,12 @@ static void finish(struct gw_reloader *r, int rc, struct cfg *next, char *cause)
         ig_error("reload of %s failed; keeping the running configuration:\n%s", r->path,
                  cause != NULL ? cause : ig_strerror(rc));
     }
+    /* infergate-net: the front server takes the new certificate, CORS policy and limits. */
+    if (rc == 0)
+        http_front_commit(r->app->server, r->app->cfg, r->front);
+    else
+        http_front_prep_free(r->front);
+    r->front = NULL;
     for (w = TAILQ_FIRST(&r->waiters); w != NULL; w = next_w) {
         next_w = TAILQ_NEXT(w, link);
         if (w->is_next && !is_stopping) {
@@ -241,6 +256,7 @@ void gw_reloader_free(struct gw_reloader *r)
         pthread_join(r->thread, NULL); /* it only reads files; it ends by itself */
         cfg_free(r->next);
         free(r->cause);
+        http_front_prep_free(r->front); /* infergate-net */
     }
     while (!TAILQ_EMPTY(&r->waiters)) {
         struct waiter *w = TAILQ_FIRST(&r->waiters);

@@ -6,7 +6,9 @@
 #define IG_HTTP_CONN_H
 
 #include "http_parse.h"
+#include "http_peers.h"
 #include "http_server.h"
+#include "http_tls.h"
 
 #include <event2/event.h>
 #include <stdbool.h>
@@ -34,6 +36,7 @@ struct http_request {
     bool is_chunked_out;
     bool is_streaming;
     bool is_paused;
+    bool has_nosniff; /* the handler set X-Content-Type-Options itself */
     struct evbuffer *extra_headers;
     http_cancel_fn cancel_cb;
     void *cancel_arg;
@@ -60,21 +63,40 @@ struct http_conn {
     bool chunk_in_trailer; /* after the last chunk, reading trailers */
     bool is_processing;    /* process_input() is on the stack */
     bool is_timer_for_request;
+    uint64_t request_start_ms; /* first byte of the request being read (or the accept) */
     size_t discarded_bytes;
     char peer[64];
+    struct http_peer_key peer_key;
+    bool is_peer_counted; /* counted in srv->peers */
+    bool is_refused;      /* over a connection cap: answered 503, counted in n_refusing */
+    /* TLS (NULL on plain HTTP). */
+    SSL *ssl;
+    bool is_ssl_eof;          /* the peer closed; report it after the data read with it */
+    bool is_ssl_failed;       /* fatal TLS error: no close_notify may be sent */
+    bool is_read_wanting_write; /* SSL_read needs the socket writable */
+    bool is_write_wanting_read; /* SSL_write needs the socket readable */
 };
 
 struct http_server {
     struct event_base *base;
     struct evconnlistener *listener;
+    struct event *accept_pause; /* re-enables accepting after running out of descriptors */
     struct http_server_options opt;
     http_handler_fn handler;
     void *handler_arg;
     struct http_conn *conns;
-    size_t n_conns;
+    size_t n_conns;    /* open connections, refused ones not counted */
+    size_t n_refusing; /* connections being answered 503 */
     size_t n_busy;
+    struct http_peers *peers;
+    struct http_tls *tls;
+    struct http_cors *cors;
     bool is_stopping;
     int port;
+    /* Exposure, recorded by http_front_listen() for checks at reload. */
+    bool is_exposed;    /* listening on a non-loopback address */
+    bool allow_no_auth; /* serve --insecure-no-auth */
+    char listen_addr[300];
 };
 
 /* Writes what the socket takes now; arms the write event only when something is left. */

@@ -264,6 +264,8 @@ static void req_free(struct native_req *req)
 {
     if (req->timer != NULL)
         event_free(req->timer);
+    if (req->head != NULL)
+        explicit_bzero(req->head, req->head_len); /* it may carry an api_key */
     free(req->head);
     free(req);
 }

@@ -4,6 +4,14 @@
 #include <event2/buffer.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+
+/* For HTML pages: same-origin everything, data: images, no plugins, no framing, no base
+ * or form targets elsewhere. */
+#define CONTENT_SECURITY_POLICY                                                                    \
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "            \
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "                  \
+    "form-action 'self'; frame-ancestors 'none'"
 
 const char *http_status_text(int status)
 {
@@ -21,6 +29,7 @@ const char *http_status_text(int status)
     case 409: return "Conflict";
     case 411: return "Length Required";
     case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
@@ -85,10 +94,19 @@ void http_request_set_drain_cb(struct http_request *req, http_drain_fn cb, void 
 
 void http_response_add_header(struct http_request *req, const char *name, const char *value)
 {
+    if (strcasecmp(name, "X-Content-Type-Options") == 0)
+        req->has_nosniff = true; /* then write_head() does not add its own */
     if (req->extra_headers == NULL)
         req->extra_headers = evbuffer_new();
     if (req->extra_headers != NULL)
         evbuffer_add_printf(req->extra_headers, "%s: %s\r\n", name, value);
+}
+
+void http_response_add_security_headers(struct http_request *req)
+{
+    http_response_add_header(req, "X-Frame-Options", "DENY");
+    http_response_add_header(req, "Referrer-Policy", "no-referrer");
+    http_response_add_header(req, "Content-Security-Policy", CONTENT_SECURITY_POLICY);
 }
 
 /* Writes the status line and common headers of a response. */
@@ -105,6 +123,8 @@ static void write_head(struct http_request *req, struct evbuffer *out, int statu
         evbuffer_add(out, "Connection: close\r\n", 19);
     else if (req->head.minor == 0)
         evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+    if (!req->has_nosniff)
+        evbuffer_add(out, "X-Content-Type-Options: nosniff\r\n", 33);
     if (req->extra_headers != NULL)
         evbuffer_add_buffer(out, req->extra_headers);
 }
@@ -115,7 +135,12 @@ void http_respond(struct http_request *req, int status, const char *content_type
     struct evbuffer *out = req->conn->out;
 
     write_head(req, out, status, content_type);
-    evbuffer_add_printf(out, "Content-Length: %zu\r\n\r\n", len);
+    if (status == 204 || status == 304) { /* no body, and no Content-Length (RFC 9110) */
+        len = 0;
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add_printf(out, "Content-Length: %zu\r\n\r\n", len);
+    }
     if (len > 0 && strcmp(req->head.method, "HEAD") != 0)
         evbuffer_add(out, body, len);
     http_request_finished(req);

@@ -6,12 +6,29 @@
  * chunked encoding. While a request is handled, reading continues only to notice the client
  * going away (EOF), which cancels the request. Pipelined input waits in the buffer, capped.
  *
- * Errors found here (bad request line, head or body too large, timeouts) are answered in
- * OpenAI's error shape and close the connection. A too-large body is answered at once and
- * the rest of it is read and thrown away for a short while ("lingering close"), so the
+ * Errors found here (bad request line, URL, head or body too large, timeouts) are answered
+ * in OpenAI's error shape and close the connection. A too-large body is answered at once
+ * and the rest of it is read and thrown away for a short while ("lingering close"), so the
  * client sees the 413 rather than a reset.
+ *
+ * Deadlines (slowloris): a request head must be complete within header_timeout_s of its
+ * first byte, and the whole request within read_timeout_s; a new connection gets the head
+ * deadline from its accept, so one that sends nothing (or trickles a TLS handshake) is
+ * closed by then too. Between requests, idle_timeout_s applies. Nothing a client sends
+ * extends a deadline.
+ *
+ * Connection caps: beyond max_connections (in all) or max_connections_per_ip, a plain
+ * HTTP connection gets a 503 in OpenAI's shape at once and is closed after a short
+ * lingering read (so the client reads the answer instead of a reset); at most
+ * MAX_REFUSING of those at a time, beyond that (and always over TLS, where answering
+ * would cost a handshake) the connection is closed at once.
+ *
+ * TLS: the same state machine over SSL_read/SSL_write on the non-blocking socket. The
+ * handshake runs inside the first reads. SSL_read may need the socket writable and
+ * SSL_write readable (TLS 1.3 key updates); each case waits on the other event once.
  */
 #include "http_server.h"
+#include "http_cors.h"
 #include "http_parse.h"
 #include "ig_errbody.h"
 #include "ig_time.h"
@@ -30,10 +47,18 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #define DISCARD_LINGER_S 2
 #define DISCARD_MAX_BYTES (64u << 20)
 #define READ_CHUNK_BYTES (64u << 10)
+#define TLS_READ_BUDGET_BYTES (256u << 10) /* per wake-up, then yield to other connections */
+#define TLS_RECORD_BYTES 16384
+#define MAX_REFUSING 64
+#define REFUSE_LINGER_S 1
+#define ACCEPT_PAUSE_MS 100
+#define REQUEST_LINE_SLACK_BYTES 64 /* method, spaces and version around the URL */
 
 #include "http_conn.h"
 
@@ -53,11 +78,31 @@ static void request_free(struct http_request *req)
     free(req);
 }
 
-/* Arms the connection timer for SECONDS; FOR_REQUEST tells a header timeout from idle. */
+/* Arms the connection timer for SECONDS; FOR_REQUEST tells a request deadline from idle. */
 static void conn_arm_timer(struct http_conn *conn, int seconds, bool for_request)
 {
     struct timeval tv = {.tv_sec = seconds, .tv_usec = 0};
     conn->is_timer_for_request = for_request;
+    evtimer_add(conn->timer, &tv);
+}
+
+/* Starts the deadlines of a request whose first byte (or connection) is here now. */
+static void conn_start_request_timer(struct http_conn *conn)
+{
+    conn->request_start_ms = ig_now_ms();
+    conn_arm_timer(conn, conn->srv->opt.header_timeout_s, true);
+}
+
+/* Re-arms the timer for what is left of the whole-request deadline (read_timeout_s). */
+static void conn_arm_read_deadline(struct http_conn *conn)
+{
+    uint64_t end_ms = conn->request_start_ms + (uint64_t)conn->srv->opt.read_timeout_s * 1000u;
+    uint64_t now_ms = ig_now_ms();
+    uint64_t left_ms = end_ms > now_ms ? end_ms - now_ms : 1;
+    struct timeval tv = {.tv_sec = (time_t)(left_ms / 1000),
+                         .tv_usec = (suseconds_t)(left_ms % 1000) * 1000};
+
+    conn->is_timer_for_request = true;
     evtimer_add(conn->timer, &tv);
 }
 
@@ -68,12 +113,55 @@ static void conn_close_after_write(struct http_conn *conn)
     event_active(conn->write_ev, EV_WRITE, 0);
 }
 
+/* Writes one TLS record's worth of CONN's output. Returns 1 when bytes were written, 0 when
+ * the socket is full, -2 when TLS needs to read first, -1 after a fatal error (the output is
+ * dropped and the read side notices the connection is gone). */
+static int conn_ssl_write(struct http_conn *conn)
+{
+    size_t len = evbuffer_get_length(conn->out);
+    size_t n = len < TLS_RECORD_BYTES ? len : TLS_RECORD_BYTES;
+    unsigned char *data = evbuffer_pullup(conn->out, (ev_ssize_t)n);
+    int written, err;
+
+    if (conn->is_ssl_failed || data == NULL) {
+        evbuffer_drain(conn->out, len);
+        return -1;
+    }
+    ERR_clear_error();
+    written = SSL_write(conn->ssl, data, (int)n);
+    if (written > 0) {
+        evbuffer_drain(conn->out, (size_t)written);
+        return 1;
+    }
+    err = SSL_get_error(conn->ssl, written);
+    if (err == SSL_ERROR_WANT_WRITE)
+        return 0;
+    if (err == SSL_ERROR_WANT_READ) {
+        conn->is_write_wanting_read = true;
+        return -2;
+    }
+    conn->is_ssl_failed = true;
+    ERR_clear_error();
+    evbuffer_drain(conn->out, len);
+    event_active(conn->read_ev, EV_READ, 0);
+    return -1;
+}
+
 /* Writes what the socket takes now (see http_conn.h); waits for writability only when something is left.
  * Writing at once (not on the next loop turn) saves a wake-up and two epoll_ctl calls per
  * response, and sends each streamed chunk without delay. */
 void http_conn_flush(struct http_conn *conn)
 {
+    bool is_waiting_read = false;
+
     while (evbuffer_get_length(conn->out) > 0) {
+        if (conn->ssl != NULL) {
+            int rc = conn_ssl_write(conn);
+            if (rc > 0)
+                continue;
+            is_waiting_read = rc == -2;
+            break;
+        }
         int n = evbuffer_write(conn->out, conn->fd);
         if (n > 0)
             continue;
@@ -86,10 +174,10 @@ void http_conn_flush(struct http_conn *conn)
         }
         break;
     }
-    if (evbuffer_get_length(conn->out) > 0) {
+    if (evbuffer_get_length(conn->out) > 0 && !is_waiting_read) {
         if (!event_pending(conn->write_ev, EV_WRITE, NULL))
             event_add(conn->write_ev, NULL);
-    } else if (event_pending(conn->write_ev, EV_WRITE, NULL)) {
+    } else if (event_pending(conn->write_ev, EV_WRITE, NULL) && !conn->is_read_wanting_write) {
         event_del(conn->write_ev);
     }
 }
@@ -104,8 +192,13 @@ static void conn_send_error(struct http_conn *conn, int status, const char *mess
 
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-                        "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                        "Content-Length: %zu\r\nConnection: close\r\n"
+                        "X-Content-Type-Options: nosniff\r\n",
                         status, http_status_text(status), len);
+    if (conn->req != NULL && conn->req->head.method != NULL && conn->srv->cors != NULL)
+        http_cors_add_response_headers(conn->srv->cors,
+                                       http_head_get(&conn->req->head, "origin"), out);
+    evbuffer_add(out, "\r\n", 2);
     if (body != NULL)
         evbuffer_add(out, body, len);
     free(body);
@@ -142,7 +235,19 @@ static void conn_free(struct http_conn *conn)
         srv->conns = conn->next;
     if (conn->next != NULL)
         conn->next->prev = conn->prev;
-    srv->n_conns--;
+    if (conn->is_refused)
+        srv->n_refusing--;
+    else
+        srv->n_conns--;
+    if (conn->is_peer_counted)
+        http_peers_remove(srv->peers, &conn->peer_key);
+    if (conn->ssl != NULL) {
+        /* One close_notify, best effort (the socket is non-blocking). */
+        if (!conn->is_ssl_failed && SSL_is_init_finished(conn->ssl))
+            SSL_shutdown(conn->ssl);
+        SSL_free(conn->ssl);
+        ERR_clear_error();
+    }
     event_free(conn->timer);
     event_free(conn->read_ev);
     event_free(conn->write_ev);
@@ -197,6 +302,8 @@ static bool start_body(struct http_conn *conn)
         http_conn_flush(conn);
     }
     conn->state = CONN_READING_BODY;
+    if (conn->body_chunked || conn->body_need > 0)
+        conn_arm_read_deadline(conn);
     return true;
 }
 
@@ -273,7 +380,29 @@ static void dispatch(struct http_conn *conn)
     conn->state = CONN_HANDLING;
     evtimer_del(conn->timer);
     srv->n_busy++;
+    if (srv->cors != NULL && http_cors_handle(srv->cors, req))
+        return; /* a preflight, answered */
     srv->handler(req, srv->handler_arg);
+}
+
+/* Returns the length of the request target in the parsed HEAD. */
+static size_t target_length(const struct http_head *head)
+{
+    size_t n = strlen(head->path);
+
+    if (head->query[0] != '\0')
+        n += 1 + strlen(head->query);
+    return n;
+}
+
+/* Answers 414 for a request target longer than the cap. */
+static void send_url_too_long(struct http_conn *conn)
+{
+    char message[96];
+
+    snprintf(message, sizeof(message), "request URL longer than %zu bytes",
+             conn->srv->opt.max_url_bytes);
+    conn_send_error(conn, 414, message, "url_too_long", false);
 }
 
 /* Reads and parses a request head from IN; returns false when waiting or after an error. */
@@ -285,6 +414,14 @@ static bool read_head(struct http_conn *conn, struct evbuffer *in)
     char *cause = NULL;
 
     if (end.pos < 0) {
+        size_t line_cap = conn->srv->opt.max_url_bytes + REQUEST_LINE_SLACK_BYTES;
+        if (evbuffer_get_length(in) > line_cap) {
+            struct evbuffer_ptr eol = evbuffer_search(in, "\r\n", 2, NULL);
+            if (eol.pos < 0 || (size_t)eol.pos > line_cap) {
+                send_url_too_long(conn);
+                return false;
+            }
+        }
         if (evbuffer_get_length(in) > max)
             conn_send_error(conn, 431, "request header too large", "header_too_large", false);
         return false;
@@ -307,6 +444,10 @@ static bool read_head(struct http_conn *conn, struct evbuffer *in)
         free(cause);
         return false;
     }
+    if (target_length(&conn->req->head) > conn->srv->opt.max_url_bytes) {
+        send_url_too_long(conn);
+        return false;
+    }
     return start_body(conn);
 }
 
@@ -321,7 +462,7 @@ static void process_input(struct http_conn *conn)
             if (evbuffer_get_length(in) == 0)
                 break;
             if (!conn->is_timer_for_request)
-                conn_arm_timer(conn, conn->srv->opt.header_timeout_s, true);
+                conn_start_request_timer(conn);
             if (!read_head(conn, in))
                 break;
         }
@@ -363,6 +504,52 @@ void http_request_finished(struct http_request *req)
         process_input(conn);
 }
 
+/* conn_recv() over TLS: decrypts what arrived (the handshake runs in here too). Reads until
+ * TLS wants more from the socket, since a record OpenSSL already buffered would not wake the
+ * loop again, but no more than a budget per wake-up (the rest is read on the next turn). */
+static int conn_ssl_recv(struct http_conn *conn)
+{
+    char buf[TLS_RECORD_BYTES];
+    size_t total = 0;
+    int got = 0;
+
+    if (conn->is_ssl_eof || conn->is_ssl_failed)
+        return -1;
+    for (;;) {
+        int n, err;
+
+        if (total >= TLS_READ_BUDGET_BYTES) {
+            event_active(conn->read_ev, EV_READ, 0);
+            return got;
+        }
+        ERR_clear_error();
+        n = SSL_read(conn->ssl, buf, sizeof(buf));
+        if (n > 0) {
+            evbuffer_add(conn->in, buf, (size_t)n);
+            total += (size_t)n;
+            got = 1;
+            continue;
+        }
+        err = SSL_get_error(conn->ssl, n);
+        if (err == SSL_ERROR_WANT_READ)
+            return got;
+        if (err == SSL_ERROR_WANT_WRITE) {
+            conn->is_read_wanting_write = true;
+            if (!event_pending(conn->write_ev, EV_WRITE, NULL))
+                event_add(conn->write_ev, NULL);
+            return got;
+        }
+        /* Closed (close_notify or not) or failed: report it after the data read with it. */
+        if (err != SSL_ERROR_ZERO_RETURN)
+            conn->is_ssl_failed = true;
+        conn->is_ssl_eof = true;
+        ERR_clear_error();
+        if (got)
+            event_active(conn->read_ev, EV_READ, 0);
+        return got ? 1 : -1;
+    }
+}
+
 /* Reads what the socket has into IN. Returns 1 on data, 0 when nothing was there, -1 at
  * EOF or on an error (the peer is gone). One recv() per wake-up unless the buffer filled. */
 static int conn_recv(struct http_conn *conn)
@@ -370,6 +557,8 @@ static int conn_recv(struct http_conn *conn)
     char buf[READ_CHUNK_BYTES];
     int got = 0;
 
+    if (conn->ssl != NULL)
+        return conn_ssl_recv(conn);
     for (;;) {
         ssize_t n = recv(conn->fd, buf, sizeof(buf), 0);
         if (n > 0) {
@@ -396,6 +585,10 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
 
+    if (conn->is_write_wanting_read) {
+        conn->is_write_wanting_read = false;
+        event_active(conn->write_ev, EV_WRITE, 0);
+    }
     if (conn_recv(conn) < 0) {
         /* A connection finishing its last answer still gets it written. */
         if ((conn->state == CONN_DISCARDING || conn->state == CONN_CLOSING) &&
@@ -435,6 +628,10 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
 
+    if (conn->is_read_wanting_write) {
+        conn->is_read_wanting_write = false;
+        event_active(conn->read_ev, EV_READ, 0);
+    }
     http_conn_flush(conn);
     if (evbuffer_get_length(conn->out) > 0)
         return;
@@ -449,10 +646,11 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Idle or header timer: close idle connections, answer 408 to slow requests. */
+/* Idle or request timer: close idle connections, answer 408 to slow requests. */
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct http_conn *conn = arg;
+    char message[96];
     (void)fd;
     (void)what;
 
@@ -460,10 +658,18 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         conn_free(conn);
         return;
     }
-    if (conn->is_timer_for_request && evbuffer_get_length(conn->in) > 0)
-        conn_send_error(conn, 408, "request not received in time", "request_timeout", false);
-    else if (conn->state == CONN_READING_HEAD || conn->state == CONN_READING_BODY)
-        conn_free(conn);
+    if (conn->state == CONN_READING_BODY) {
+        snprintf(message, sizeof(message), "request body not received within %d s",
+                 conn->srv->opt.read_timeout_s);
+        conn_send_error(conn, 408, message, "request_timeout", false);
+    } else if (conn->state == CONN_READING_HEAD && conn->is_timer_for_request &&
+               evbuffer_get_length(conn->in) > 0) {
+        snprintf(message, sizeof(message), "request head not received within %d s",
+                 conn->srv->opt.header_timeout_s);
+        conn_send_error(conn, 408, message, "request_timeout", false);
+    } else if (conn->state == CONN_READING_HEAD) {
+        conn_free(conn); /* idle, or nothing of a request arrived in time */
+    }
 }
 
 /* Formats the peer address of SA into BUF. */
@@ -487,26 +693,15 @@ static void format_peer(const struct sockaddr *sa, char *buf, size_t size)
     }
 }
 
-/* Accepts a connection (or closes it at once beyond max_connections). */
-static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *sa,
-                      int socklen, void *arg)
+/* Creates a connection for an accepted FD (read event not yet added); NULL when out of
+ * memory (FD is then still the caller's). */
+static struct http_conn *conn_new(struct http_server *srv, evutil_socket_t fd,
+                                  const struct sockaddr *sa)
 {
-    struct http_server *srv = arg;
-    struct http_conn *conn;
-    int one = 1;
-    (void)listener;
-    (void)socklen;
+    struct http_conn *conn = calloc(1, sizeof(*conn));
 
-    if (srv->n_conns >= srv->opt.max_connections || srv->is_stopping) {
-        evutil_closesocket(fd);
-        return;
-    }
-    conn = calloc(1, sizeof(*conn));
-    if (conn == NULL) {
-        evutil_closesocket(fd);
-        return;
-    }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (conn == NULL)
+        return NULL;
     conn->srv = srv;
     conn->fd = fd;
     conn->read_ev = event_new(srv->base, fd, EV_READ | EV_PERSIST, conn_read_cb, conn);
@@ -526,9 +721,8 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struc
             evbuffer_free(conn->in);
         if (conn->out != NULL)
             evbuffer_free(conn->out);
-        evutil_closesocket(fd);
         free(conn);
-        return;
+        return NULL;
     }
     format_peer(sa, conn->peer, sizeof(conn->peer));
     conn->state = CONN_READING_HEAD;
@@ -536,9 +730,128 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struc
     if (srv->conns != NULL)
         srv->conns->prev = conn;
     srv->conns = conn;
-    srv->n_conns++;
+    return conn;
+}
+
+/* Answers a connection over a cap with 503 and closes it after a short lingering read; or
+ * closes it at once over TLS, or when too many are being refused already. */
+static void refuse(struct http_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
+                   bool is_per_ip)
+{
+    struct http_conn *conn;
+    char message[160];
+    char *body;
+    size_t len;
+
+    if (srv->tls != NULL || srv->n_refusing >= MAX_REFUSING) {
+        evutil_closesocket(fd);
+        return;
+    }
+    conn = conn_new(srv, fd, sa);
+    if (conn == NULL) {
+        evutil_closesocket(fd);
+        return;
+    }
+    conn->is_refused = true;
+    srv->n_refusing++;
+    if (is_per_ip)
+        snprintf(message, sizeof(message),
+                 "too many connections from %s (limits.max_connections_per_ip: %zu)",
+                 conn->peer, srv->opt.max_connections_per_ip);
+    else
+        snprintf(message, sizeof(message), "too many connections (limits.max_connections: %zu)",
+                 srv->opt.max_connections);
+    body = ig_error_body(503, message, "too_many_connections");
+    len = body != NULL ? strlen(body) : 0;
+    evbuffer_add_printf(conn->out,
+                        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                        "Content-Length: %zu\r\nConnection: close\r\nRetry-After: 1\r\n"
+                        "X-Content-Type-Options: nosniff\r\n\r\n",
+                        len);
+    if (body != NULL)
+        evbuffer_add(conn->out, body, len);
+    free(body);
+    conn->state = CONN_DISCARDING;
     event_add(conn->read_ev, NULL);
-    conn_arm_timer(conn, srv->opt.idle_timeout_s, false);
+    conn_arm_timer(conn, REFUSE_LINGER_S, true);
+    http_conn_flush(conn);
+    if (evbuffer_get_length(conn->out) == 0)
+        shutdown(fd, SHUT_WR); /* the answer is out: tell the client now */
+}
+
+/* Accepts a connection; refuses it beyond max_connections or max_connections_per_ip. */
+static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *sa,
+                      int socklen, void *arg)
+{
+    struct http_server *srv = arg;
+    struct http_conn *conn;
+    struct http_peer_key key;
+    bool has_key;
+    int one = 1;
+    (void)listener;
+    (void)socklen;
+
+    if (srv->is_stopping) {
+        evutil_closesocket(fd);
+        return;
+    }
+    has_key = http_peer_key_from(sa, &key);
+    if (srv->n_conns >= srv->opt.max_connections) {
+        refuse(srv, fd, sa, false);
+        return;
+    }
+    if (has_key && srv->opt.max_connections_per_ip > 0 &&
+        http_peers_count(srv->peers, &key) >= srv->opt.max_connections_per_ip) {
+        refuse(srv, fd, sa, true);
+        return;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    conn = conn_new(srv, fd, sa);
+    if (conn == NULL) {
+        evutil_closesocket(fd);
+        return;
+    }
+    srv->n_conns++;
+    if (has_key && http_peers_add(srv->peers, &key) == 0) {
+        conn->peer_key = key;
+        conn->is_peer_counted = true;
+    }
+    if (srv->tls != NULL) {
+        conn->ssl = http_tls_accept(srv->tls, fd);
+        if (conn->ssl == NULL) {
+            conn_free(conn);
+            return;
+        }
+    }
+    event_add(conn->read_ev, NULL);
+    conn_start_request_timer(conn);
+}
+
+/* Accepting again after a pause for lack of descriptors. */
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_server *srv = arg;
+    (void)fd;
+    (void)what;
+
+    if (srv->listener != NULL)
+        evconnlistener_enable(srv->listener);
+}
+
+/* accept() failed. Out of descriptors (or kernel memory) the pending connection stays in
+ * the queue and the socket stays readable: pause accepting for a moment instead of
+ * spinning. */
+static void accept_error_cb(struct evconnlistener *listener, void *arg)
+{
+    struct http_server *srv = arg;
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    int err = EVUTIL_SOCKET_ERROR();
+
+    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
+        return;
+    evconnlistener_disable(listener);
+    if (srv->accept_pause != NULL)
+        evtimer_add(srv->accept_pause, &tv);
 }
 
 struct http_server *http_server_new(struct event_base *base, const struct http_server_options *o,
@@ -549,21 +862,66 @@ struct http_server *http_server_new(struct event_base *base, const struct http_s
     if (srv == NULL)
         return NULL;
     srv->base = base;
-    if (o != NULL)
-        srv->opt = *o;
-    if (srv->opt.max_body_bytes == 0)
-        srv->opt.max_body_bytes = 16u << 20;
-    if (srv->opt.max_header_bytes == 0)
-        srv->opt.max_header_bytes = 64u << 10;
-    if (srv->opt.idle_timeout_s <= 0)
-        srv->opt.idle_timeout_s = 60;
-    if (srv->opt.header_timeout_s <= 0)
-        srv->opt.header_timeout_s = 30;
-    if (srv->opt.max_connections == 0)
-        srv->opt.max_connections = 4096;
+    http_server_set_options(srv, o);
+    srv->peers = http_peers_new();
+    srv->accept_pause = evtimer_new(base, accept_resume_cb, srv);
+    if (srv->peers == NULL || srv->accept_pause == NULL) {
+        http_server_free(srv);
+        return NULL;
+    }
     srv->handler = handler;
     srv->handler_arg = arg;
     return srv;
+}
+
+void http_server_set_options(struct http_server *srv, const struct http_server_options *o)
+{
+    struct http_server_options opt = {0};
+
+    if (o != NULL)
+        opt = *o;
+    if (opt.max_body_bytes == 0)
+        opt.max_body_bytes = 16u << 20;
+    if (opt.max_header_bytes == 0)
+        opt.max_header_bytes = 64u << 10;
+    if (opt.max_url_bytes == 0)
+        opt.max_url_bytes = 8u << 10;
+    if (opt.idle_timeout_s <= 0)
+        opt.idle_timeout_s = 60;
+    if (opt.header_timeout_s <= 0)
+        opt.header_timeout_s = 10;
+    if (opt.read_timeout_s <= 0)
+        opt.read_timeout_s = 60;
+    if (opt.max_connections == 0)
+        opt.max_connections = 4096;
+    srv->opt = opt;
+}
+
+void http_server_get_options(const struct http_server *srv, struct http_server_options *o)
+{
+    *o = srv->opt;
+}
+
+void http_server_set_tls(struct http_server *srv, struct http_tls *tls)
+{
+    http_tls_free(srv->tls);
+    srv->tls = tls;
+}
+
+const struct http_tls *http_server_tls(const struct http_server *srv)
+{
+    return srv->tls;
+}
+
+void http_server_set_cors(struct http_server *srv, struct http_cors *cors)
+{
+    http_cors_free(srv->cors);
+    srv->cors = cors;
+}
+
+size_t http_server_connections(const struct http_server *srv)
+{
+    return srv->n_conns;
 }
 
 int http_server_listen(struct http_server *srv, const char *host, int port, char **cause)
@@ -594,6 +952,7 @@ int http_server_listen(struct http_server *srv, const char *host, int port, char
             *cause = NULL;
         goto out;
     }
+    evconnlistener_set_error_cb(srv->listener, accept_error_cb);
     if (getsockname(evconnlistener_get_fd(srv->listener), (struct sockaddr *)&bound,
                     &bound_len) == 0)
         srv->port = ntohs(bound.ss_family == AF_INET6
@@ -641,5 +1000,10 @@ void http_server_free(struct http_server *srv)
         evconnlistener_free(srv->listener);
     while (srv->conns != NULL)
         conn_free(srv->conns);
+    if (srv->accept_pause != NULL)
+        event_free(srv->accept_pause);
+    http_peers_free(srv->peers);
+    http_tls_free(srv->tls);
+    http_cors_free(srv->cors);
     free(srv);
 }

@@ -1,7 +1,9 @@
 /*
- * HTTP/1.1 front server on libevent bufferevents: keep-alive, Content-Length and chunked
- * request bodies, hard caps on headers and bodies, idle and header timeouts, and responses
- * either whole (Content-Length) or streamed (chunked, flushed per write).
+ * HTTP/1.1 front server on libevent: keep-alive, Content-Length and chunked request bodies,
+ * hard caps on URLs, headers, bodies and connections (in all and per client address), head
+ * and read deadlines, idle timeouts, optional TLS, CORS applied to every route, and
+ * responses either whole (Content-Length) or streamed (chunked, flushed per write).
+ * Every response carries X-Content-Type-Options: nosniff.
  *
  * A request object belongs to its connection. The handler answers it with http_respond()
  * or http_stream_start()/http_stream_write()/http_stream_end(); after the answer is
@@ -12,12 +14,15 @@
 
 #include "ig_error.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct event_base;
 struct evbuffer;
 struct http_server;
 struct http_request;
+struct http_tls;
+struct http_cors;
 
 /* Called once per complete request (headers and body read). */
 typedef void (*http_handler_fn)(struct http_request *req, void *arg);
@@ -32,9 +37,15 @@ typedef void (*http_drain_fn)(struct http_request *req, void *arg);
 struct http_server_options {
     size_t max_body_bytes;   /* 16 MiB; larger bodies get 413 */
     size_t max_header_bytes; /* 64 KiB; larger request heads get 431 */
+    size_t max_url_bytes;    /* 8 KiB; longer request targets get 414 */
     int idle_timeout_s;      /* 60; keep-alive connection with no request */
-    int header_timeout_s;    /* 30; time to receive a whole request (slowloris) */
-    size_t max_connections;  /* 4096; further accepts are closed at once */
+    int header_timeout_s;    /* 10; a request head must arrive within this from its first byte
+                              * (from the accept for a new connection), else 408 */
+    int read_timeout_s;      /* 60; a whole request (head and body) must arrive within this
+                              * from its first byte, else 408 */
+    size_t max_connections;  /* 4096; further connections get a 503 (plain HTTP) or are
+                              * closed at once (TLS) */
+    size_t max_connections_per_ip; /* 0: no per-address cap; beyond it as max_connections */
 };
 
 /* Creates a server on BASE calling HANDLER(req, ARG); caller frees with http_server_free(). */
@@ -47,6 +58,25 @@ int http_server_listen(struct http_server *srv, const char *host, int port, char
 
 /* Returns the bound port. */
 int http_server_port(const struct http_server *srv);
+
+/* Replaces the limits (zero fields: defaults); new connections and requests use them. */
+void http_server_set_options(struct http_server *srv, const struct http_server_options *o);
+
+/* Copies the limits in use into *O. */
+void http_server_get_options(const struct http_server *srv, struct http_server_options *o);
+
+/* Makes new connections speak TLS with TLS (taken; NULL: plain HTTP). Existing connections
+ * keep the certificate they started with. */
+void http_server_set_tls(struct http_server *srv, struct http_tls *tls);
+
+/* Returns the certificate in use (borrowed) or NULL for plain HTTP. */
+const struct http_tls *http_server_tls(const struct http_server *srv);
+
+/* Sets the CORS policy (taken; NULL: none, preflights reach the handler). */
+void http_server_set_cors(struct http_server *srv, struct http_cors *cors);
+
+/* Returns the number of open connections (those being refused not counted). */
+size_t http_server_connections(const struct http_server *srv);
 
 /* Stops accepting and closes idle keep-alive connections; busy ones close after their
  * response. */
@@ -73,6 +103,11 @@ void http_request_set_cancel_cb(struct http_request *req, http_cancel_fn cb, voi
 
 /* Adds a response header (copied); call before http_respond()/http_stream_start(). */
 void http_response_add_header(struct http_request *req, const char *name, const char *value);
+
+/* Adds the headers for an HTML page (the UI): X-Frame-Options: DENY, Referrer-Policy:
+ * no-referrer and a Content-Security-Policy allowing only same-origin scripts, styles,
+ * images (and data: images), fonts and connections, no plugins, no framing. */
+void http_response_add_security_headers(struct http_request *req);
 
 /* Sends a whole response (BODY copied) and completes REQ. */
 void http_respond(struct http_request *req, int status, const char *content_type,

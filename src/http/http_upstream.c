@@ -9,6 +9,14 @@
  * happens while curl is on the stack (our on_data/on_headers run inside curl's write
  * callback) is therefore deferred: the transfer is marked and removed right after curl
  * returns. Easy handles are recycled through a free list to save set-up work per request.
+ *
+ * Secrets: a transfer with an api_key (a hosted provider's key) sends it in its own headers
+ * and never in anything it hands back. Providers echo a wrong key in their 401 bodies
+ * (OpenAI: "Incorrect API key provided: sk-..."), so every occurrence of the key in the body
+ * is replaced before on_data sees it. The key may be split across two reads; the longest
+ * tail of a read that could begin the key is held back until the next read (or the end).
+ * A key never contains a newline and SSE events end with "\n\n", so a stream's events
+ * still go out as soon as they arrive.
  */
 #include "http_upstream.h"
 #include "http_native.h"
@@ -16,12 +24,15 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #define MAX_CONTENT_TYPE 128
 #define MAX_FREE_EASY 256
+#define MAX_HEADERS 32
+#define REDACTED "[redacted]"
 
 struct upstream_req {
     struct upstream_pool *pool;
@@ -35,6 +46,11 @@ struct upstream_req {
     bool is_canceled;
     bool is_finishing; /* on_done is running; the transfer is released after it */
     bool has_sent_headers;
+    bool is_oom;  /* redaction could not allocate: the transfer fails */
+    char *secret; /* the api_key, wiped when freed; NULL when none */
+    size_t secret_len;
+    char *held; /* secret_len bytes: a read's tail that may begin the secret */
+    size_t held_len;
     char content_type[MAX_CONTENT_TYPE];
     char error[CURL_ERROR_SIZE];
 };
@@ -59,6 +75,76 @@ struct sock_watch {
 };
 
 static void check_done(struct upstream_pool *pool);
+
+/* Frees a transfer's own memory (the secret wiped first); its handles are gone already. */
+static void req_free(struct upstream_req *ureq)
+{
+    if (ureq->secret != NULL)
+        explicit_bzero(ureq->secret, ureq->secret_len);
+    if (ureq->held != NULL)
+        explicit_bzero(ureq->held, ureq->secret_len);
+    free(ureq->secret);
+    free(ureq->held);
+    free(ureq);
+}
+
+/*
+ * Hands body bytes to on_data with the secret replaced by REDACTED (see the top comment).
+ * Returns on_data's answer (1: pause), or -1 when out of memory (nothing delivered).
+ * UREQ is not touched once on_data runs: a native transfer cancelled inside it is gone.
+ */
+static int deliver_body(struct upstream_req *ureq, const char *data, size_t len)
+{
+    int (*on_data)(struct upstream_req *, const char *, size_t, void *) = ureq->cb.on_data;
+    size_t n = ureq->held_len + len, at = 0, used = 0, keep;
+    char *in, *out;
+    int rc;
+
+    if (ureq->secret == NULL)
+        return on_data != NULL ? on_data(ureq, data, len, ureq->arg) : 0;
+    in = malloc(n + 1);
+    out = malloc(n + (n / ureq->secret_len + 1) * (sizeof(REDACTED) - 1) + 1);
+    if (in == NULL || out == NULL) {
+        free(in);
+        free(out);
+        ureq->is_oom = true;
+        return -1;
+    }
+    memcpy(in, ureq->held, ureq->held_len);
+    memcpy(in + ureq->held_len, data, len);
+    for (;;) {
+        const char *hit = memmem(in + at, n - at, ureq->secret, ureq->secret_len);
+        if (hit == NULL)
+            break;
+        memcpy(out + used, in + at, (size_t)(hit - (in + at)));
+        used += (size_t)(hit - (in + at));
+        memcpy(out + used, REDACTED, sizeof(REDACTED) - 1);
+        used += sizeof(REDACTED) - 1;
+        at = (size_t)(hit - in) + ureq->secret_len;
+    }
+    keep = n - at < ureq->secret_len - 1 ? n - at : ureq->secret_len - 1;
+    while (keep > 0 && memcmp(in + n - keep, ureq->secret, keep) != 0)
+        keep--;
+    memcpy(out + used, in + at, n - at - keep);
+    used += n - at - keep;
+    memcpy(ureq->held, in + n - keep, keep);
+    ureq->held_len = keep;
+    explicit_bzero(in, n);
+    free(in);
+    rc = used > 0 && on_data != NULL ? on_data(ureq, out, used, ureq->arg) : 0;
+    free(out);
+    return rc;
+}
+
+/* At a complete response's end: delivers the bytes held back (they were not the secret). */
+static void flush_held(struct upstream_req *ureq)
+{
+    size_t n = ureq->held_len;
+
+    ureq->held_len = 0;
+    if (n > 0 && !ureq->is_canceled && ureq->cb.on_data != NULL)
+        ureq->cb.on_data(ureq, ureq->held, n, ureq->arg);
+}
 
 /* Unlinks UREQ from the active list. */
 static void req_unlink(struct upstream_req *ureq)
@@ -87,8 +173,10 @@ static void req_release(struct upstream_req *ureq)
     } else {
         curl_easy_cleanup(ureq->easy);
     }
+    for (struct curl_slist *h = ureq->headers; ureq->secret != NULL && h != NULL; h = h->next)
+        explicit_bzero(h->data, strlen(h->data)); /* the lines carrying the secret */
     curl_slist_free_all(ureq->headers);
-    free(ureq);
+    req_free(ureq);
 }
 
 /* Removes transfers cancelled while curl was on the stack. */
@@ -202,13 +290,17 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
     struct upstream_req *ureq = userp;
     size_t len = size * nmemb;
+    int rc;
 
     if (ureq->is_canceled)
         return len;
     deliver_headers(ureq);
     if (ureq->is_canceled || ureq->cb.on_data == NULL)
         return len;
-    if (ureq->cb.on_data(ureq, data, len, ureq->arg) == 1 && !ureq->is_canceled)
+    rc = deliver_body(ureq, data, len);
+    if (rc < 0)
+        return 0; /* curl fails the transfer with CURLE_WRITE_ERROR */
+    if (rc == 1 && !ureq->is_canceled)
         curl_easy_pause(ureq->easy, CURLPAUSE_RECV);
     return len;
 }
@@ -249,6 +341,10 @@ static void finish(struct upstream_req *ureq, CURLcode result)
         ureq->is_finishing = true;
         if (result == CURLE_OK) {
             deliver_headers(ureq);
+            flush_held(ureq);
+        } else if (ureq->is_oom) {
+            rc = IG_ENOMEM;
+            message = "out of memory";
         } else {
             rc = result == CURLE_OPERATION_TIMEDOUT ? IG_ETIMEDOUT : IG_EIO;
             message = ureq->error[0] != '\0' ? ureq->error : curl_easy_strerror(result);
@@ -306,7 +402,7 @@ void upstream_pool_free(struct upstream_pool *pool)
         if (ureq->native != NULL) {
             native_cancel(ureq->native);
             req_unlink(ureq);
-            free(ureq);
+            req_free(ureq);
         } else {
             req_release(ureq);
         }
@@ -338,6 +434,13 @@ static void configure_easy(struct upstream_req *ureq, const struct upstream_spec
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, ureq->error);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, ureq->headers);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (spec->ca_file != NULL) {
+        /* Only the file's CAs: Debian's libcurl also trusts /etc/ssl/certs by CAPATH. */
+        curl_easy_setopt(e, CURLOPT_CAINFO, spec->ca_file);
+        curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+    }
     if (spec->timeout_ms > 0)
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, spec->timeout_ms);
     if (spec->connect_timeout_ms > 0)
@@ -362,11 +465,21 @@ static void native_on_headers(void *owner, int status, const char *content_type)
         ureq->cb.on_headers(ureq, status, content_type, ureq->arg);
 }
 
-/* Native client: body bytes. */
+/* Native client: body bytes. Out of memory while redacting ends the transfer at once. */
 static int native_on_data(void *owner, const char *data, size_t len)
 {
     struct upstream_req *ureq = owner;
-    return ureq->cb.on_data != NULL ? ureq->cb.on_data(ureq, data, len, ureq->arg) : 0;
+    int rc = deliver_body(ureq, data, len);
+
+    if (rc >= 0)
+        return rc;
+    native_cancel(ureq->native);
+    ureq->is_finishing = true;
+    if (ureq->cb.on_done != NULL)
+        ureq->cb.on_done(ureq, IG_ENOMEM, "out of memory", ureq->arg);
+    req_unlink(ureq);
+    req_free(ureq);
+    return 0;
 }
 
 /* Native client: the end; the transfer is freed after the caller's on_done. */
@@ -375,10 +488,12 @@ static void native_on_done(void *owner, int rc, const char *message)
     struct upstream_req *ureq = owner;
 
     ureq->is_finishing = true;
-    if (ureq->cb.on_done != NULL)
+    if (rc == 0)
+        flush_held(ureq);
+    if (!ureq->is_canceled && ureq->cb.on_done != NULL)
         ureq->cb.on_done(ureq, rc, message, ureq->arg);
     req_unlink(ureq);
-    free(ureq);
+    req_free(ureq);
 }
 
 /* Links a new transfer into the active list. */
@@ -400,26 +515,77 @@ static struct upstream_req *start_native(struct upstream_pool *pool, struct upst
 
     ureq->native = native_start(pool->native, spec, &callbacks, ureq);
     if (ureq->native == NULL) {
-        free(ureq);
+        req_free(ureq);
         return NULL;
     }
     req_link(pool, ureq);
     return ureq;
 }
 
-struct upstream_req *upstream_start(struct upstream_pool *pool, const struct upstream_spec *spec,
-                                    const struct upstream_callbacks *cb, void *arg)
+/* Returns whether header line LINE ("Name: value") carries a credential of the client. */
+static bool is_credential(const char *line)
 {
-    struct upstream_req *ureq = calloc(1, sizeof(*ureq));
+    static const char *const names[] = {
+        "authorization:", "proxy-authorization:", "x-api-key:", "api-key:"};
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strncasecmp(line, names[i], strlen(names[i])) == 0)
+            return true;
+    return false;
+}
+
+/* The header lines a transfer sends: SPEC's, and with an api_key its two lines instead of
+ * any credential in SPEC's. */
+struct header_set {
+    const char *lines[MAX_HEADERS + 3];
+    char *owned[2];
+};
+
+/* Fills SET from SPEC; returns 0, or IG_ENOMEM / IG_EINVAL (too many headers). */
+static int headers_build(struct header_set *set, const struct upstream_spec *spec)
+{
+    size_t n = 0;
+
+    memset(set, 0, sizeof(*set));
+    for (const char *const *h = spec->headers; h != NULL && *h != NULL; h++) {
+        if (spec->api_key != NULL && is_credential(*h))
+            continue;
+        if (n >= MAX_HEADERS)
+            return IG_EINVAL;
+        set->lines[n++] = *h;
+    }
+    if (spec->api_key == NULL)
+        return 0;
+    if (asprintf(&set->owned[0], "Authorization: Bearer %s", spec->api_key) < 0) {
+        set->owned[0] = NULL;
+        return IG_ENOMEM;
+    }
+    if (asprintf(&set->owned[1], "x-api-key: %s", spec->api_key) < 0) {
+        set->owned[1] = NULL;
+        return IG_ENOMEM;
+    }
+    set->lines[n++] = set->owned[0];
+    set->lines[n++] = set->owned[1];
+    return 0;
+}
+
+/* Wipes and frees the lines SET owns. */
+static void headers_clear(struct header_set *set)
+{
+    for (size_t i = 0; i < 2; i++) {
+        if (set->owned[i] != NULL)
+            explicit_bzero(set->owned[i], strlen(set->owned[i]));
+        free(set->owned[i]);
+        set->owned[i] = NULL;
+    }
+}
+
+/* Starts SPEC (with the final HEADERS) on curl. Returns UREQ, or NULL after freeing it. */
+static struct upstream_req *start_curl(struct upstream_pool *pool, struct upstream_req *ureq,
+                                       const struct upstream_spec *spec)
+{
     struct curl_slist *list = NULL;
 
-    if (ureq == NULL)
-        return NULL;
-    ureq->pool = pool;
-    ureq->cb = *cb;
-    ureq->arg = arg;
-    if (native_can_serve(spec->url))
-        return start_native(pool, ureq, spec);
     ureq->easy = pool->n_free_easy > 0 ? pool->free_easy[--pool->n_free_easy] : curl_easy_init();
     /* An empty "Expect:" stops curl from waiting for 100-continue on large bodies. */
     list = curl_slist_append(NULL, "Expect:");
@@ -436,12 +602,47 @@ struct upstream_req *upstream_start(struct upstream_pool *pool, const struct ups
         if (ureq->easy != NULL)
             curl_easy_cleanup(ureq->easy);
         curl_slist_free_all(list);
-        free(ureq);
+        req_free(ureq);
         return NULL;
     }
     configure_easy(ureq, spec);
     req_link(pool, ureq);
     curl_multi_add_handle(pool->multi, ureq->easy);
+    return ureq;
+}
+
+struct upstream_req *upstream_start(struct upstream_pool *pool, const struct upstream_spec *spec,
+                                    const struct upstream_callbacks *cb, void *arg)
+{
+    struct upstream_req *ureq = calloc(1, sizeof(*ureq));
+    struct upstream_spec final = *spec;
+    struct header_set set;
+
+    if (ureq == NULL)
+        return NULL;
+    ureq->pool = pool;
+    ureq->cb = *cb;
+    ureq->arg = arg;
+    if (spec->api_key != NULL && spec->api_key[0] != '\0') {
+        ureq->secret_len = strlen(spec->api_key);
+        ureq->secret = strdup(spec->api_key);
+        ureq->held = malloc(ureq->secret_len);
+        if (ureq->secret == NULL || ureq->held == NULL) {
+            req_free(ureq);
+            return NULL;
+        }
+    } else {
+        final.api_key = NULL;
+    }
+    if (headers_build(&set, &final) != 0) {
+        headers_clear(&set);
+        req_free(ureq);
+        return NULL;
+    }
+    final.headers = set.lines;
+    ureq = native_can_serve(spec->url) ? start_native(pool, ureq, &final)
+                                       : start_curl(pool, ureq, &final);
+    headers_clear(&set);
     return ureq;
 }
 
@@ -457,7 +658,7 @@ void upstream_cancel(struct upstream_req *ureq)
     if (ureq->native != NULL) {
         native_cancel(ureq->native);
         req_unlink(ureq);
-        free(ureq);
+        req_free(ureq);
         return;
     }
     if (pool->curl_depth > 0) {

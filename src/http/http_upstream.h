@@ -35,6 +35,14 @@ struct upstream_spec {
     size_t body_len;
     long timeout_ms;         /* whole transfer; 0 = none */
     long connect_timeout_ms; /* 0 = curl's default */
+    /* A secret for the upstream (a model's apiKey), or NULL. It is sent as
+     * "Authorization: Bearer KEY" and "x-api-key: KEY" (any Authorization, x-api-key or
+     * api-key entry of HEADERS is dropped), and every occurrence of it in the response body
+     * is replaced by "[redacted]" before on_data sees it. Copied by upstream_start(). */
+    const char *api_key;
+    /* PEM file of the CAs trusted for an https URL instead of the system's, or NULL.
+     * Certificate and host name verification are always on. */
+    const char *ca_file;
 };
 
 /* Creates a pool on BASE; caller frees with upstream_pool_free(). */

@@ -177,10 +177,43 @@ fail:
     return IG_EIO;
 }
 
-int store_open(const char *path, struct store **out, char **cause)
+/* Returns whether PATH's write-ahead log was left behind: a clean close checkpoints and
+ * removes it, so a non-empty one means the last process using the file did not close it. */
+static bool was_left_open(const char *path)
+{
+    char wal[PATH_MAX + 8];
+    struct stat sb;
+
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    return stat(wal, &sb) == 0 && sb.st_size > 0;
+}
+
+/* After an unclean stop: checks the whole file; returns 0 when SQLite finds it sound. */
+static int check_integrity(sqlite3 *db, const char *path)
+{
+    sqlite3_stmt *stmt = NULL;
+    const char *result = NULL;
+    int rc = IG_EIO;
+
+    if (sqlite3_prepare_v2(db, "PRAGMA integrity_check(1)", -1, &stmt, NULL) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW)
+        result = (const char *)sqlite3_column_text(stmt, 0);
+    if (result != NULL && strcmp(result, "ok") == 0) {
+        ig_info("storage: %s was not closed cleanly (crash or kill); integrity check: ok", path);
+        rc = 0;
+    } else {
+        ig_error("storage: %s failed its integrity check: %s", path,
+                 result != NULL ? result : sqlite3_errmsg(db));
+    }
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+int store_open(const char *path, bool is_owner, struct store **out, char **cause)
 {
     struct store *st = calloc(1, sizeof(*st));
     int rc = IG_EIO;
+    bool is_unclean;
 
     *out = NULL;
     if (st == NULL || (st->path = strdup(path)) == NULL) {
@@ -192,6 +225,7 @@ int store_open(const char *path, struct store **out, char **cause)
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cv, NULL);
     make_parent_dirs(path);
+    is_unclean = is_owner && was_left_open(path);
     if (sqlite3_open_v2(path, &st->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) !=
         SQLITE_OK) {
@@ -204,6 +238,11 @@ int store_open(const char *path, struct store **out, char **cause)
         exec_sql(st->db, "PRAGMA synchronous=NORMAL") != 0 ||
         exec_sql(st->db, "PRAGMA foreign_keys=ON") != 0) {
         set_cause(cause, path, "cannot switch the database to WAL mode", st->db);
+        goto out;
+    }
+    if (is_unclean && check_integrity(st->db, path) != 0) {
+        set_cause(cause, path, "the database is damaged (see the log); restore a backup",
+                  st->db);
         goto out;
     }
     if (migrate(st->db) != 0) {

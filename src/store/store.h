@@ -8,6 +8,7 @@
 #ifndef IG_STORE_H
 #define IG_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,10 +30,12 @@ typedef void (*store_done_fn)(int rc, void *arg);
 
 /*
  * Opens (creating it and its directory) the database at PATH, switches it to WAL mode and
- * applies the schema migrations it lacks. *OUT is released with store_free(). Returns 0, or
- * IG_EIO with *CAUSE (caller frees) naming the file and the reason.
+ * applies the schema migrations it lacks. IS_OWNER (the server, not a command-line tool that
+ * may run beside it): a write-ahead log left by an unclean stop gets a full integrity check
+ * first, logged. *OUT is released with store_free(). Returns 0, or IG_EIO with *CAUSE
+ * (caller frees) naming the file and the reason.
  */
-int store_open(const char *path, struct store **out, char **cause) IG_WUR;
+int store_open(const char *path, bool is_owner, struct store **out, char **cause) IG_WUR;
 
 /* Starts the writer thread; completions and change notices come through BASE's loop. */
 int store_start(struct store *st, struct event_base *base, char **cause) IG_WUR;

@@ -299,6 +299,9 @@ export async function startGateway(t, { models = {}, extra = {}, yamlText, env =
     pid: child.pid,
     url: `http://127.0.0.1:${port}`,
     baseURL: `http://127.0.0.1:${port}/v1`,
+    dir, // the gateway's temporary directory: config.yaml, its database and secret
+    configPath,
+    pid: child.pid,
     exit,
     exited: false,
     output: () => Buffer.concat(chunks).toString('utf8'),

@@ -1,0 +1,170 @@
+/* Token metering of upstream responses (see gw_meter.h). */
+#include "gw_meter.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+void gw_meter_init(struct gw_meter *m, bool is_stream, uint64_t prompt_estimate)
+{
+    memset(m, 0, sizeof(*m));
+    m->is_stream = is_stream;
+    m->prompt_estimate = prompt_estimate;
+}
+
+uint64_t gw_meter_estimate_tokens(size_t len)
+{
+    return (len + 3) / 4;
+}
+
+/* Returns OBJ[KEY] as a count, or -1. */
+static long long count_of(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_integer(v) && json_integer_value(v) >= 0 ? (long long)json_integer_value(v) : -1;
+}
+
+/* Takes counts from one JSON document (a body or an SSE event) when it has any. */
+static void read_counts(struct gw_meter *m, json_t *doc)
+{
+    json_t *usage = json_object_get(doc, "usage"), *timings = json_object_get(doc, "timings");
+    long long p = -1, c = -1;
+
+    if (json_is_object(usage)) {
+        p = count_of(usage, "prompt_tokens");
+        c = count_of(usage, "completion_tokens");
+        if (p >= 0 && c < 0)
+            c = 0; /* embeddings report prompt tokens only */
+    }
+    if ((p < 0 || c < 0) && json_is_object(timings)) {
+        p = count_of(timings, "prompt_n");
+        c = count_of(timings, "predicted_n");
+    }
+    if (p < 0 || c < 0) { /* llama.cpp's /completion */
+        p = count_of(doc, "tokens_evaluated");
+        c = count_of(doc, "tokens_predicted");
+    }
+    if (p >= 0 && c >= 0) {
+        m->prompt_tokens = (uint64_t)p;
+        m->completion_tokens = (uint64_t)c;
+        m->has_usage = true;
+    }
+}
+
+/* Returns whether a streamed event carries generated text (chat delta, or completion text). */
+static bool has_content(json_t *doc)
+{
+    json_t *choice = json_array_get(json_object_get(doc, "choices"), 0);
+    json_t *delta = json_object_get(choice, "delta");
+    const char *text = json_string_value(json_object_get(delta, "content"));
+
+    if (text == NULL)
+        text = json_string_value(json_object_get(delta, "reasoning_content"));
+    if (text == NULL)
+        text = json_string_value(json_object_get(choice, "text"));
+    if (text == NULL)
+        text = json_string_value(json_object_get(doc, "content")); /* /completion */
+    return text != NULL && text[0] != '\0';
+}
+
+/* Handles one complete SSE line of LEN bytes. */
+static void stream_line(struct gw_meter *m, const char *line, size_t len)
+{
+    json_t *doc;
+
+    if (len < 5 || strncmp(line, "data:", 5) != 0)
+        return;
+    line += 5;
+    len -= 5;
+    while (len > 0 && *line == ' ') {
+        line++;
+        len--;
+    }
+    if (len == 6 && strncmp(line, "[DONE]", 6) == 0)
+        return;
+    doc = json_loadb(line, len, 0, NULL);
+    if (json_is_object(doc)) {
+        if (has_content(doc))
+            m->content_chunks++;
+        read_counts(m, doc);
+    }
+    json_decref(doc);
+}
+
+/* Appends LEN bytes to the buffer, up to CAP; returns false (and marks overflow) beyond. */
+static bool buffer_add(struct gw_meter *m, const char *data, size_t len, size_t cap)
+{
+    if (m->is_overflow || m->len + len > cap) {
+        m->is_overflow = true;
+        return false;
+    }
+    if (m->len + len + 1 > m->cap) {
+        size_t want = m->cap > 0 ? m->cap : 256;
+        while (want < m->len + len + 1)
+            want *= 2;
+        char *grown = realloc(m->buf, want);
+        if (grown == NULL) {
+            m->is_overflow = true;
+            return false;
+        }
+        m->buf = grown;
+        m->cap = want;
+    }
+    memcpy(m->buf + m->len, data, len);
+    m->len += len;
+    return true;
+}
+
+void gw_meter_feed(struct gw_meter *m, const char *data, size_t len)
+{
+    if (!m->is_stream) {
+        (void)buffer_add(m, data, len, GW_METER_MAX_BODY);
+        return;
+    }
+    while (len > 0) {
+        const char *nl = memchr(data, '\n', len);
+        size_t n = nl != NULL ? (size_t)(nl - data) : len;
+        (void)buffer_add(m, data, n, GW_METER_MAX_LINE);
+        if (nl == NULL)
+            return;
+        if (!m->is_overflow) {
+            size_t line_len = m->len;
+            if (line_len > 0 && m->buf[line_len - 1] == '\r')
+                line_len--;
+            stream_line(m, m->buf, line_len);
+        } else {
+            m->content_chunks++; /* a huge event: count it as text */
+        }
+        m->len = 0;
+        m->is_overflow = false;
+        data += n + 1;
+        len -= n + 1;
+    }
+}
+
+void gw_meter_finish(struct gw_meter *m, uint64_t *prompt, uint64_t *completion)
+{
+    if (!m->is_stream && !m->is_overflow && m->len > 0) {
+        json_t *doc = json_loadb(m->buf, m->len, 0, NULL);
+        if (json_is_object(doc))
+            read_counts(m, doc);
+        json_decref(doc);
+    } else if (m->is_stream && m->len > 0 && !m->is_overflow) {
+        stream_line(m, m->buf, m->len); /* a last line without its newline */
+    }
+    if (m->has_usage) {
+        *prompt = m->prompt_tokens;
+        *completion = m->completion_tokens;
+    } else {
+        *prompt = m->prompt_estimate;
+        *completion = m->content_chunks;
+    }
+    gw_meter_clear(m);
+}
+
+void gw_meter_clear(struct gw_meter *m)
+{
+    free(m->buf);
+    m->buf = NULL;
+    m->len = m->cap = 0;
+}
