@@ -76,6 +76,9 @@ static void warn_restart_only(const struct cfg *old, const struct cfg *next)
         old->limits.idle_timeout_s != next->limits.idle_timeout_s)
         ig_warn("reload: changed max_body_bytes, max_header_bytes or idle_timeout_s apply after "
                 "a restart");
+    if ((old->storage.path == NULL) != (next->storage.path == NULL) ||
+        (old->storage.path != NULL && strcmp(old->storage.path, next->storage.path) != 0))
+        ig_warn("reload: a changed storage.path applies after a restart");
 }
 
 /* Switches APP to NEXT (taken); returns 0 with SUMMARY, or IG_ENOMEM (NEXT freed). */
