@@ -56,6 +56,8 @@ struct auth {
     struct store *st;
     uint8_t secret[AUTH_SECRET_BYTES];
     bool is_on, has_admin;
+    bool is_enabled, is_enabled_set; /* auth.enabled as configured */
+    bool is_started;
     uint8_t admin_hash[AUTH_HASH_BYTES];
     struct auth_key_spec *cfg_specs, *db_specs;
     bool *cfg_is_legacy;
@@ -120,29 +122,40 @@ static size_t bucket_of(const struct auth *a, const void *data, size_t len)
     return (size_t)(h & (a->n_buckets - 1));
 }
 
-/* Returns the budget total read at start-up for NAME. */
-static uint64_t start_total(const struct auth *a, const char *name)
+/* Orders name totals (and states, through their first member) by name. */
+static int cmp_total(const void *x, const void *y)
 {
-    for (size_t i = 0; i < a->n_totals; i++)
-        if (strcmp(a->totals[i].name, name) == 0)
-            return a->totals[i].tokens;
-    return 0;
+    return strcmp(((const struct name_total *)x)->name, ((const struct name_total *)y)->name);
 }
 
-/* Remembers NAME's total, for a key that comes back after a reload removed it. */
+/* Returns NAME's total entry, or NULL (totals are kept sorted). */
+static struct name_total *find_total(const struct auth *a, const char *name)
+{
+    struct name_total key;
+    snprintf(key.name, sizeof(key.name), "%s", name);
+    return a->n_totals > 0 ? bsearch(&key, a->totals, a->n_totals, sizeof(key), cmp_total) : NULL;
+}
+
+/* Remembers NAME's token total, for a key that comes back after a reload removed it. */
 static void keep_total(struct auth *a, const char *name, uint64_t tokens)
 {
-    for (size_t i = 0; i < a->n_totals; i++)
-        if (strcmp(a->totals[i].name, name) == 0) {
-            a->totals[i].tokens = tokens;
-            return;
-        }
-    struct name_total *grown = realloc(a->totals, (a->n_totals + 1) * sizeof(*grown));
+    struct name_total *t = find_total(a, name), *grown;
+    size_t at = 0;
+
+    if (t != NULL) {
+        t->tokens = tokens;
+        return;
+    }
+    grown = realloc(a->totals, (a->n_totals + 1) * sizeof(*grown));
     if (grown == NULL)
         return;
     a->totals = grown;
-    snprintf(a->totals[a->n_totals].name, AUTH_NAME_MAX, "%s", name);
-    a->totals[a->n_totals++].tokens = tokens;
+    while (at < a->n_totals && strcmp(a->totals[at].name, name) < 0)
+        at++;
+    memmove(&a->totals[at + 1], &a->totals[at], (a->n_totals - at) * sizeof(*grown));
+    snprintf(a->totals[at].name, AUTH_NAME_MAX, "%s", name);
+    a->totals[at].tokens = tokens;
+    a->n_totals++;
 }
 
 /* Frees state S. */
@@ -152,30 +165,42 @@ static void state_free(struct auth_state *s)
     free(s);
 }
 
-/* Makes SPEC live: updates the state of its name (kept from before if any) or creates one. */
-static void apply_spec(struct auth *a, struct auth_state **old, const struct auth_key_spec *spec,
-                       bool is_legacy)
+/* Orders state pointers by name (name is the first member of struct auth_state). */
+static int cmp_state(const void *x, const void *y)
 {
-    struct auth_state *s = NULL, **link;
+    return strcmp((*(struct auth_state *const *)x)->name, (*(struct auth_state *const *)y)->name);
+}
 
-    for (link = old; *link != NULL; link = &(*link)->next)
-        if (strcmp((*link)->name, spec->name) == 0)
+/* Makes SPEC live: updates the state of its name among OLD (N_OLD, sorted by name; taken
+ * ones become NULL) or creates one. */
+static void apply_spec(struct auth *a, struct auth_state **old, size_t n_old,
+                       const struct auth_key_spec *spec, bool is_legacy)
+{
+    struct auth_state *s = NULL, **found = NULL;
+
+    for (size_t lo = 0, hi = n_old; lo < hi && found == NULL;) { /* bsearch over NULL holes */
+        size_t mid = lo + (hi - lo) / 2;
+        int c = old[mid] != NULL ? strcmp(spec->name, old[mid]->name) : 0;
+        if (old[mid] == NULL || c == 0) {
+            if (old[mid] != NULL)
+                found = &old[mid];
             break;
-    if (*link != NULL) {
-        s = *link;
-        *link = s->next;
+        }
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    if (found != NULL) {
+        s = *found;
+        *found = NULL;
     } else {
-        for (struct auth_state *t = a->all; t != NULL; t = t->next)
-            if (strcmp(t->name, spec->name) == 0) {
-                ig_warn("auth: two keys are named '%s'; the one from the config is used",
-                        spec->name);
-                return;
-            }
         s = calloc(1, sizeof(*s));
         if (s == NULL)
             return;
         snprintf(s->name, sizeof(s->name), "%s", spec->name);
-        s->tokens_total = start_total(a, s->name);
+        struct name_total *t = find_total(a, s->name);
+        s->tokens_total = t != NULL ? t->tokens : 0;
     }
     memcpy(s->hash, spec->hash, AUTH_HASH_BYTES);
     json_decref(s->models);
@@ -192,28 +217,70 @@ static void apply_spec(struct auth *a, struct auth_state **old, const struct aut
     a->all = s;
 }
 
-/* Rebuilds the live key table from the config's and the database's keys. */
+/* Returns whether NAME is one of the config's keys (a->cfg_specs, sorted by name). */
+static bool is_cfg_name(const struct auth *a, const char *name)
+{
+    for (size_t lo = 0, hi = a->n_cfg; lo < hi;) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(name, a->cfg_specs[mid].name);
+        if (c == 0)
+            return true;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return false;
+}
+
+/* Rebuilds the live key table from the config's and the database's keys. States keep
+ * their counters by name; the lookups are sorted, so this is O(n log n). */
 static void rebuild(struct auth *a)
 {
-    struct auth_state *old = a->all, *s, *next;
-    size_t n = 0;
+    struct auth_state *s, *next, **old = NULL;
+    size_t n = 0, n_old = 0, n_db_live = 0;
 
-    a->all = NULL;
-    for (s = old; s != NULL; s = s->next)
-        s->is_live = false;
-    for (size_t i = 0; i < a->n_cfg; i++)
-        apply_spec(a, &old, &a->cfg_specs[i], a->cfg_is_legacy[i]);
-    for (size_t i = 0; i < a->n_db; i++)
-        if (a->db_specs[i].revoked_at == 0)
-            apply_spec(a, &old, &a->db_specs[i], false);
-    for (s = old; s != NULL; s = next) { /* gone: freed when the last caller lets go */
+    for (s = a->all; s != NULL; s = s->next)
+        n_old++;
+    old = calloc(n_old > 0 ? n_old : 1, sizeof(*old));
+    if (old == NULL)
+        return; /* out of memory: keep the table as it is */
+    n_old = 0;
+    for (s = a->all; s != NULL; s = next) {
         next = s->next;
+        s->is_live = false;
+        old[n_old++] = s;
+    }
+    qsort(old, n_old, sizeof(*old), cmp_state);
+    a->all = NULL;
+    for (size_t i = 0; i < a->n_cfg; i++)
+        apply_spec(a, old, n_old, &a->cfg_specs[i], a->cfg_is_legacy[i]);
+    for (size_t i = 0; i < a->n_db; i++) {
+        if (a->db_specs[i].revoked_at != 0)
+            continue;
+        if (is_cfg_name(a, a->db_specs[i].name)) {
+            ig_warn("auth: database key '%s' has the name of a config key; the config's is used",
+                    a->db_specs[i].name);
+            continue;
+        }
+        apply_spec(a, old, n_old, &a->db_specs[i], false);
+        n_db_live++;
+    }
+    for (size_t i = 0; i < n_old; i++) { /* gone: freed when the last caller lets go */
+        if ((s = old[i]) == NULL)
+            continue;
         keep_total(a, s->name, s->tokens_total);
+        s->next = NULL;
         if (s->refs == 0)
             state_free(s);
-        else
-            s->next = NULL;
     }
+    free(old);
+    /* auth.enabled decides when written; otherwise any key or an admin token turns it on. */
+    bool was_on = a->is_on;
+    a->is_on = a->is_enabled_set ? a->is_enabled
+                                 : a->n_cfg > 0 || a->has_admin || n_db_live > 0;
+    if (a->is_on != was_on && a->is_started)
+        ig_info("auth is now %s", a->is_on ? "on (keys exist)" : "off");
     for (s = a->all; s != NULL; s = s->next)
         n++;
     free(a->by_hash);
@@ -230,6 +297,12 @@ static void rebuild(struct auth *a)
         s->hash_next = a->by_hash[h];
         a->by_hash[h] = s;
     }
+}
+
+/* Orders specs by name. */
+static int cmp_spec(const void *x, const void *y)
+{
+    return strcmp(((const struct auth_key_spec *)x)->name, ((const struct auth_key_spec *)y)->name);
 }
 
 /* Releases N specs at SPECS. */
@@ -324,6 +397,18 @@ static void external_change_cb(void *arg)
     auth_reload_keys(arg);
 }
 
+/* Sorts the N config SPECS by name, with their LEGACY flags. */
+static void qsort_specs(struct auth_key_spec *specs, bool *legacy, size_t n)
+{
+    for (size_t i = 0; i < n; i++) /* stash the flag in the spec while sorting */
+        specs[i].revoked_at = legacy[i] ? 1 : 0;
+    qsort(specs, n, sizeof(*specs), cmp_spec);
+    for (size_t i = 0; i < n; i++) {
+        legacy[i] = specs[i].revoked_at != 0;
+        specs[i].revoked_at = 0;
+    }
+}
+
 void auth_set_config(struct auth *a, const struct cfg *cfg)
 {
     size_t n = cfg->auth.n_keys + cfg->api_keys.len;
@@ -361,10 +446,12 @@ void auth_set_config(struct auth *a, const struct cfg *cfg)
     }
     specs_free(a->cfg_specs, a->n_cfg);
     free(a->cfg_is_legacy);
+    qsort_specs(specs, legacy, n);
     a->cfg_specs = specs;
     a->cfg_is_legacy = legacy;
     a->n_cfg = n;
-    a->is_on = cfg_auth_is_on(cfg);
+    a->is_enabled = cfg->auth.is_enabled;
+    a->is_enabled_set = cfg->auth.is_enabled_set;
     a->has_admin = cfg->auth.admin_token != NULL;
     if (a->has_admin)
         auth_key_hash(a->secret, cfg->auth.admin_token, strlen(cfg->auth.admin_token),
@@ -401,30 +488,38 @@ struct auth *auth_new(struct store *st, const struct cfg *cfg, char **cause)
 
 /* ------------------------------------------------------------------- usage -- */
 
+/* Returns the pending row of NAME x MODEL x HOUR, made when absent; NULL when full. */
+static struct usage_row *pending_row(struct auth *a, const char *name, const char *model,
+                                     int64_t hour)
+{
+    struct usage_row *row;
+
+    for (size_t i = 0; i < a->n_pending; i++)
+        if (a->pending[i].hour == hour && strcmp(a->pending[i].key_name, name) == 0 &&
+            strcmp(a->pending[i].model, model) == 0)
+            return &a->pending[i];
+    if (a->n_pending == MAX_PENDING_USAGE)
+        auth_flush(a);
+    if (a->pending == NULL)
+        a->pending = calloc(MAX_PENDING_USAGE, sizeof(*a->pending));
+    if (a->pending == NULL || a->n_pending == MAX_PENDING_USAGE)
+        return NULL;
+    row = &a->pending[a->n_pending++];
+    memset(row, 0, sizeof(*row));
+    snprintf(row->key_name, sizeof(row->key_name), "%s", name);
+    snprintf(row->model, sizeof(row->model), "%s", model);
+    row->hour = hour;
+    return row;
+}
+
 /* Adds U's numbers to the pending row of NAME x MODEL x this hour. */
 static void add_usage(struct auth *a, const char *name, const char *model, uint64_t requests,
                       const struct auth_usage *u)
 {
-    int64_t hour = ig_unix_s() / 3600 * 3600;
-    struct usage_row *row = NULL;
+    struct usage_row *row = pending_row(a, name, model, ig_unix_s() / 3600 * 3600);
 
-    for (size_t i = 0; i < a->n_pending && row == NULL; i++)
-        if (a->pending[i].hour == hour && strcmp(a->pending[i].key_name, name) == 0 &&
-            strcmp(a->pending[i].model, model) == 0)
-            row = &a->pending[i];
-    if (row == NULL) {
-        if (a->n_pending == MAX_PENDING_USAGE)
-            auth_flush(a);
-        if (a->pending == NULL)
-            a->pending = calloc(MAX_PENDING_USAGE, sizeof(*a->pending));
-        if (a->pending == NULL || a->n_pending == MAX_PENDING_USAGE)
-            return;
-        row = &a->pending[a->n_pending++];
-        memset(row, 0, sizeof(*row));
-        snprintf(row->key_name, sizeof(row->key_name), "%s", name);
-        snprintf(row->model, sizeof(row->model), "%s", model);
-        row->hour = hour;
-    }
+    if (row == NULL)
+        return;
     row->requests += requests;
     row->prompt_tokens += u->prompt_tokens;
     row->completion_tokens += u->completion_tokens;
@@ -432,8 +527,23 @@ static void add_usage(struct auth *a, const char *name, const char *model, uint6
     row->latency_ms += u->latency_ms;
 }
 
+/* Adds an unwritten row back to the pending ones (its own hour). */
+static void requeue_row(struct auth *a, const struct usage_row *r)
+{
+    struct usage_row *row = pending_row(a, r->key_name, r->model, r->hour);
+
+    if (row == NULL)
+        return;
+    row->requests += r->requests;
+    row->prompt_tokens += r->prompt_tokens;
+    row->completion_tokens += r->completion_tokens;
+    row->errors += r->errors;
+    row->latency_ms += r->latency_ms;
+}
+
 /* A batch of usage rows for the writer. */
 struct usage_batch {
+    struct auth *a;
     struct usage_row *rows;
     size_t n;
 };
@@ -477,8 +587,11 @@ static int usage_job(sqlite3 *db, void *arg)
 static void usage_done(int rc, void *arg)
 {
     struct usage_batch *b = arg;
-    if (rc != 0)
-        ig_error("auth: %zu usage rows could not be written: %s", b->n, ig_strerror(rc));
+    if (rc != 0) { /* e.g. the file locked by another process: they go with the next flush */
+        ig_error("auth: %zu usage rows could not be written (%s); retrying", b->n, ig_strerror(rc));
+        for (size_t i = 0; i < b->n; i++)
+            requeue_row(b->a, &b->rows[i]);
+    }
     free(b->rows);
     free(b);
 }
@@ -489,6 +602,7 @@ void auth_flush(struct auth *a)
 
     if (a->n_pending == 0 || (b = calloc(1, sizeof(*b))) == NULL)
         return;
+    b->a = a;
     b->rows = a->pending;
     b->n = a->n_pending;
     if (store_submit(a->st, usage_job, usage_done, b) != 0) {
@@ -515,6 +629,7 @@ int auth_start(struct auth *a, struct event_base *base)
     if (a->flush_ev == NULL || event_add(a->flush_ev, &tv) != 0)
         return IG_ENOMEM;
     store_on_external_change(a->st, external_change_cb, a);
+    a->is_started = true;
     return 0;
 }
 
@@ -565,6 +680,12 @@ int auth_identify(struct auth *a, const char *credential, struct auth_caller *ca
     for (struct auth_state *s = a->n_buckets > 0 ? a->by_hash[bucket_of(a, hash, sizeof(hash))] : NULL;
          s != NULL; s = s->hash_next) {
         if (CRYPTO_memcmp(hash, s->hash, AUTH_HASH_BYTES) == 0) {
+            int64_t now = ig_unix_s();
+            if (s->expires_at > 0 && now >= s->expires_at) {
+                refuse(r, 401, "key_expired", 0, "API key '%s' expired %lld s ago", s->name,
+                       (long long)(now - s->expires_at));
+                return IG_EINVAL;
+            }
             s->refs++;
             caller->state = s;
             caller->is_admin = s->is_legacy && !a->has_admin;
@@ -668,6 +789,15 @@ void auth_caller_release(struct auth *a, struct auth_caller *caller)
     caller->state = NULL;
     if (--s->refs == 0 && !s->is_live)
         state_free(s);
+}
+
+const char *auth_name_refusal(const struct auth *a, const char *name)
+{
+    if (auth_name_is_reserved(name))
+        return "name: 'admin', '-' and 'apiKeys[...]' are reserved";
+    if (is_cfg_name(a, name))
+        return "name: a key of the config (auth.keys) has this name";
+    return NULL;
 }
 
 int auth_make_key(struct auth *a, struct auth_key_spec *spec, char *key)

@@ -103,6 +103,9 @@ void auth_finish(struct auth *a, struct auth_caller *caller, const char *model,
 /* Releases CALLER's hold on its key (after auth_finish(), or when not admitted). */
 void auth_caller_release(struct auth *a, struct auth_caller *caller);
 
+/* Returns NULL when a database key may be named NAME, else why not (static text). */
+const char *auth_name_refusal(const struct auth *a, const char *name);
+
 /* Makes a new key for SPEC with the server secret (see auth_key_make()). */
 int auth_make_key(struct auth *a, struct auth_key_spec *spec, char *key) IG_WUR;
 

@@ -394,10 +394,17 @@ void auth_fill_spec(struct auth_key_spec *spec, json_t *limits)
     json_t *models = json_object_get(limits, "models");
 
     json_decref(spec->models);
-    spec->models = json_is_array(models) ? json_deep_copy(models) : NULL;
+    /* An empty list means every model, as in the config. */
+    spec->models = json_array_size(models) > 0 ? json_deep_copy(models) : NULL;
     for (size_t i = 0; i < sizeof(limit_columns) / sizeof(limit_columns[0]); i++) {
         json_t *v = json_object_get(limits, limit_columns[i]);
         if (json_is_integer(v))
             *limit_field(spec, i) = json_integer_value(v);
     }
+}
+
+bool auth_name_is_reserved(const char *name)
+{
+    return strcmp(name, "admin") == 0 || strcmp(name, "-") == 0 ||
+           strncmp(name, "apiKeys[", 8) == 0;
 }

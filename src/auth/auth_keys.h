@@ -77,6 +77,9 @@ int auth_key_make(const uint8_t secret[AUTH_SECRET_BYTES], struct auth_key_spec 
 /* Sets SPEC's models and limits from LIMITS (checked with auth_check_fields(); borrowed). */
 void auth_fill_spec(struct auth_key_spec *spec, json_t *limits);
 
+/* Returns whether NAME is reserved for other callers ("admin", "-", "apiKeys[...").*/
+bool auth_name_is_reserved(const char *name);
+
 /* Parses a duration like "30d", "12h", "90m", "3600s" or "2w" into seconds; -1 if invalid. */
 int64_t auth_parse_duration(const char *text);
 

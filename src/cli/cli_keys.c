@@ -198,6 +198,11 @@ int cli_keys(int argc, char **argv)
         snprintf(path, sizeof(path), "%s", cfg->storage.path);
     else
         store_default_path(path, sizeof(path));
+    if (strcmp(c.verb, "create") == 0 && auth_name_is_reserved(c.name)) {
+        fprintf(stderr, "infergate keys create: 'admin', '-' and 'apiKeys[...]' are reserved "
+                        "names\n");
+        goto out;
+    }
     if (strcmp(c.verb, "create") == 0 && is_config_key(cfg, c.name)) {
         fprintf(stderr, "infergate keys create: '%s' is already a key in %s (auth.keys)\n", c.name,
                 c.config);

@@ -164,7 +164,7 @@ struct cfg_auth_key {
 /* `auth:` who may call the API. */
 struct cfg_auth {
     bool is_enabled;     /* auth.enabled as written */
-    bool is_enabled_set; /* auth.enabled was written; if not, auth is on iff a key is configured */
+    bool is_enabled_set; /* auth.enabled was written; if not, any key or admin token turns it on */
     char *admin_token; /* for /admin/... and every key's data; NULL: admin API disabled */
     struct cfg_auth_key *keys;
     size_t n_keys;
@@ -264,7 +264,8 @@ bool cfg_matrix_set_has(const struct cfg_model_set *set, size_t model);
  * port are equal), so a reload may keep it running. */
 bool cfg_model_same_process(const struct cfg_model *a, const struct cfg_model *b);
 
-/* Returns whether requests must carry an API key (auth.enabled, or keys configured). */
+/* Returns whether the config turns auth on: auth.enabled, or when absent a configured key
+ * or admin token (keys in the database turn it on too, at run time). */
 bool cfg_auth_is_on(const struct cfg *cfg);
 
 #endif

@@ -203,5 +203,5 @@ bool cfg_auth_is_on(const struct cfg *cfg)
 {
     if (cfg->auth.is_enabled_set)
         return cfg->auth.is_enabled;
-    return cfg->api_keys.len > 0 || cfg->auth.n_keys > 0;
+    return cfg->api_keys.len > 0 || cfg->auth.n_keys > 0 || cfg->auth.admin_token != NULL;
 }

@@ -47,6 +47,11 @@ int gw_auth_open(struct gw_app *app, char **cause)
 
 void gw_auth_close(struct gw_app *app)
 {
+    /* Order matters: pending usage goes to the writer, the writer finishes and delivers its
+     * results while the key table they update still exists, and only then does it go. */
+    if (app->auth != NULL)
+        auth_flush(app->auth);
+    store_stop(app->store);
     auth_free(app->auth);
     app->auth = NULL;
     store_free(app->store);
@@ -242,6 +247,11 @@ static void create_key(struct gw_app *app, struct http_request *req)
         json_decref(doc);
         gw_reply_error(req, 400, "name: expected a string of 1 to 127 characters",
                        "invalid_request_error", 0);
+        return;
+    }
+    if ((bad = auth_name_refusal(app->auth, name)) != NULL) {
+        json_decref(doc);
+        gw_reply_error(req, 400, bad, "invalid_request_error", 0);
         return;
     }
     v = json_object_get(doc, "expires_in");

@@ -115,10 +115,61 @@ static bool buffer_add(struct gw_meter *m, const char *data, size_t len, size_t 
     return true;
 }
 
+/* Keeps the last GW_METER_TAIL bytes of a body too large to parse whole. */
+static void keep_tail(struct gw_meter *m, const char *data, size_t len)
+{
+    if (len >= GW_METER_TAIL) {
+        data += len - GW_METER_TAIL;
+        len = GW_METER_TAIL;
+    }
+    if (m->cap < GW_METER_TAIL) {
+        char *grown = realloc(m->buf, GW_METER_TAIL);
+        if (grown == NULL) {
+            m->len = 0;
+            return;
+        }
+        m->buf = grown;
+        m->cap = GW_METER_TAIL;
+    }
+    if (m->len > GW_METER_TAIL - len) {
+        size_t drop = m->len - (GW_METER_TAIL - len);
+        memmove(m->buf, m->buf + drop, m->len - drop);
+        m->len -= drop;
+    }
+    memcpy(m->buf + m->len, data, len);
+    m->len += len;
+}
+
+/* Reads the usage of a body known only by its tail: the last "usage" or "timings" object. */
+static void read_tail(struct gw_meter *m)
+{
+    static const char *const keys[] = {"\"usage\"", "\"timings\""};
+
+    for (size_t k = 0; k < 2 && !m->has_usage; k++) {
+        const char *at = NULL;
+        size_t klen = strlen(keys[k]);
+        for (size_t i = 0; i + klen <= m->len; i++)
+            if (memcmp(m->buf + i, keys[k], klen) == 0)
+                at = m->buf + i;
+        if (at == NULL)
+            continue;
+        const char *colon = memchr(at, ':', (size_t)(m->buf + m->len - at));
+        if (colon == NULL)
+            continue;
+        json_t *obj = json_loadb(colon + 1, (size_t)(m->buf + m->len - colon - 1),
+                                 JSON_DISABLE_EOF_CHECK, NULL);
+        json_t *doc = json_pack("{s:o}", k == 0 ? "usage" : "timings", obj);
+        read_counts(m, doc);
+        json_decref(doc);
+    }
+}
+
 void gw_meter_feed(struct gw_meter *m, const char *data, size_t len)
 {
     if (!m->is_stream) {
-        (void)buffer_add(m, data, len, GW_METER_MAX_BODY);
+        m->body_bytes += len;
+        if (m->is_overflow || !buffer_add(m, data, len, GW_METER_MAX_BODY))
+            keep_tail(m, data, len);
         return;
     }
     while (len > 0) {
@@ -149,6 +200,10 @@ void gw_meter_finish(struct gw_meter *m, uint64_t *prompt, uint64_t *completion)
         if (json_is_object(doc))
             read_counts(m, doc);
         json_decref(doc);
+    } else if (!m->is_stream && m->is_overflow) {
+        read_tail(m);
+        if (!m->has_usage) /* nothing readable: about 4 bytes of JSON a token */
+            m->content_chunks = m->body_bytes / 4;
     } else if (m->is_stream && m->len > 0 && !m->is_overflow) {
         stream_line(m, m->buf, m->len); /* a last line without its newline */
     }

@@ -11,9 +11,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Longest SSE line or JSON body examined; longer ones are counted, not parsed. */
+/* Longest SSE line or JSON body parsed whole; of a longer body only the last
+ * GW_METER_TAIL bytes are kept and searched for its usage (which comes last). */
 #define GW_METER_MAX_BODY (1u << 20)
 #define GW_METER_MAX_LINE (64u << 10)
+#define GW_METER_TAIL (64u << 10)
 
 /* A meter (plain struct; release with gw_meter_clear()). */
 struct gw_meter {
@@ -26,6 +28,7 @@ struct gw_meter {
     char *buf;                 /* the body (JSON) or the current SSE line */
     size_t len, cap;
     bool is_overflow;          /* the current line or body exceeded its cap */
+    uint64_t body_bytes;       /* of a non-streamed body */
 };
 
 /* Starts metering a response; PROMPT_ESTIMATE is the request's token estimate. */

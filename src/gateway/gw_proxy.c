@@ -28,6 +28,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -440,16 +441,25 @@ static bool lacks_capability(const struct cfg_model *c, const char *path, char *
 }
 
 /* Parses the body and finds the model; answers the client itself on failure. */
-/* Returns the request's max_tokens (max_completion_tokens, n_predict), or -1. */
+/* Returns the most tokens the request may generate: the largest of max_tokens,
+ * max_completion_tokens and n_predict (llama-server reads n_predict first), LONG_MAX when
+ * one is negative (unlimited in llama.cpp) or not an integer, -1 when none is given. */
 static long requested_max_tokens(json_t *doc)
 {
     static const char *const names[] = {"max_tokens", "max_completion_tokens", "n_predict"};
+    long most = -1;
+
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         json_t *v = json_object_get(doc, names[i]);
-        if (json_is_integer(v) && json_integer_value(v) >= 0)
-            return (long)json_integer_value(v);
+        if (v == NULL || json_is_null(v))
+            continue;
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) > (json_int_t)LONG_MAX)
+            return LONG_MAX;
+        if ((long)json_integer_value(v) > most)
+            most = (long)json_integer_value(v);
     }
-    return -1;
+    return most;
 }
 
 /* Takes the routed request's caller into CALL and admits it against its key's limits;

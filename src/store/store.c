@@ -59,6 +59,7 @@ struct store {
     int wake[2]; /* writer -> loop */
     struct event *wake_ev;
     int64_t data_version; /* writer thread only */
+    uint64_t polled_ms;   /* writer thread only: when data_version was last read */
     void (*change_cb)(void *arg);
     void *change_arg;
 };
@@ -328,31 +329,45 @@ static void wake_loop(struct store *st)
     (void)n;
 }
 
-/* The writer thread. */
+/* Reads data_version when STORE_POLL_MS have passed since the last read (called with mu
+ * held, released meanwhile); a change by another connection is flagged for the loop. */
+static void poll_changes(struct store *st)
+{
+    uint64_t now = ig_now_ms();
+
+    if (now - st->polled_ms < STORE_POLL_MS)
+        return;
+    st->polled_ms = now;
+    pthread_mutex_unlock(&st->mu);
+    int64_t v = query_int(st->db, "PRAGMA data_version");
+    bool is_changed = v >= 0 && v != st->data_version;
+    st->data_version = v >= 0 ? v : st->data_version;
+    pthread_mutex_lock(&st->mu);
+    if (is_changed) {
+        st->has_external_change = true;
+        wake_loop(st);
+    }
+}
+
+/* The writer thread. Changes by other processes are looked for every STORE_POLL_MS whether
+ * the writer is idle or busy. */
 static void *writer_main(void *arg)
 {
     struct store *st = arg;
 
     pthread_mutex_lock(&st->mu);
+    st->polled_ms = ig_now_ms();
     for (;;) {
         while (st->jobs.head == NULL && !st->is_stopping) {
+            uint64_t due = st->polled_ms + STORE_POLL_MS, now = ig_now_ms();
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += (long)STORE_POLL_MS * 1000000L;
+            until.tv_nsec += (long)((due > now ? due - now : 0) * 1000000ull);
             until.tv_sec += until.tv_nsec / 1000000000L;
             until.tv_nsec %= 1000000000L;
-            if (pthread_cond_timedwait(&st->cv, &st->mu, &until) == ETIMEDOUT &&
-                st->jobs.head == NULL && !st->is_stopping) {
-                pthread_mutex_unlock(&st->mu);
-                int64_t v = query_int(st->db, "PRAGMA data_version");
-                bool is_changed = v >= 0 && v != st->data_version;
-                st->data_version = v >= 0 ? v : st->data_version;
-                pthread_mutex_lock(&st->mu);
-                if (is_changed) {
-                    st->has_external_change = true;
-                    wake_loop(st);
-                }
-            }
+            (void)pthread_cond_timedwait(&st->cv, &st->mu, &until);
+            if (!st->is_stopping)
+                poll_changes(st);
         }
         if (st->jobs.head == NULL)
             break; /* stopping, and everything ran */
@@ -366,6 +381,7 @@ static void *writer_main(void *arg)
             batch = next;
         }
         wake_loop(st);
+        poll_changes(st);
     }
     pthread_mutex_unlock(&st->mu);
     return NULL;
@@ -488,19 +504,25 @@ const char *store_path(const struct store *st)
     return st->path;
 }
 
+void store_stop(struct store *st)
+{
+    if (st == NULL || !st->is_started)
+        return;
+    pthread_mutex_lock(&st->mu);
+    st->is_stopping = true;
+    pthread_cond_signal(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    pthread_join(st->thread, NULL);
+    st->is_started = false; /* what the last completions submit is refused, not lost */
+    st->change_cb = NULL;
+    deliver(st); /* the last results, so that their owners release what they hold */
+}
+
 void store_free(struct store *st)
 {
     if (st == NULL)
         return;
-    if (st->is_started) {
-        pthread_mutex_lock(&st->mu);
-        st->is_stopping = true;
-        pthread_cond_signal(&st->cv);
-        pthread_mutex_unlock(&st->mu);
-        pthread_join(st->thread, NULL);
-        st->change_cb = NULL;
-        deliver(st); /* the last results, so that their owners release what they hold */
-    }
+    store_stop(st);
     if (st->wake_ev != NULL)
         event_free(st->wake_ev);
     if (st->wake[0] >= 0)

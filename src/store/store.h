@@ -59,9 +59,12 @@ uint64_t store_lag_ms(struct store *st);
 /* Returns the path of the database file (borrowed). */
 const char *store_path(const struct store *st);
 
-/* Runs the jobs still queued, stops the writer thread, delivers the last completions (on
- * the caller's thread: call it from the loop's) and closes the database. store_free(NULL)
- * is a no-op. */
+/* Runs the jobs still queued, stops the writer thread and delivers the last completions
+ * (on the caller's thread: call it from the loop's, while the jobs' owners still exist).
+ * Later submissions are refused. No-op when not started. */
+void store_stop(struct store *st);
+
+/* store_stop(), then closes the database. store_free(NULL) is a no-op. */
 void store_free(struct store *st);
 
 /* Writes the default database path into BUF: $INFERGATE_STATE_DIR/infergate.db, else

@@ -96,7 +96,19 @@ static void test_meter_caps_what_it_buffers(void **state)
     for (size_t i = 0; i < GW_METER_MAX_BODY / 4096 + 2; i++)
         gw_meter_feed(&m, line, 4096);
     gw_meter_finish(&m, &p, &c);
-    assert_int_equal(p, 3); /* too large to parse: the estimate */
+    assert_int_equal(p, 3); /* too large to parse, no usage in its tail: estimates */
+    assert_int_equal(c, (GW_METER_MAX_BODY / 4096 + 2) * 4096 / 4);
+    /* A large body (logprobs, long text) still has its usage read from the tail. */
+    gw_meter_init(&m, false, 3);
+    gw_meter_feed(&m, "{\"choices\":[{\"text\":\"", 21);
+    for (size_t i = 0; i < GW_METER_MAX_BODY / 4096 + 2; i++)
+        gw_meter_feed(&m, line + 6, 4096);
+    static const char end[] = "\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":70000}}";
+    for (size_t i = 0; i < sizeof(end) - 1; i += 10)
+        gw_meter_feed(&m, end + i, sizeof(end) - 1 - i < 10 ? sizeof(end) - 1 - i : 10);
+    gw_meter_finish(&m, &p, &c);
+    assert_int_equal(p, 5);
+    assert_int_equal(c, 70000);
     free(line);
     assert_int_equal(gw_meter_estimate_tokens(0), 0);
     assert_int_equal(gw_meter_estimate_tokens(9), 3);
