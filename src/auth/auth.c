@@ -1,6 +1,7 @@
 /* API keys, limits and usage at request time (see auth.h). */
 #include "auth.h"
 #include "auth_keys.h"
+#include "auth_usage.h"
 #include "cfg.h"
 #include "ig_log.h"
 #include "ig_time.h"
@@ -14,7 +15,6 @@
 #include <string.h>
 
 #define WINDOW_S 60
-#define MAX_PENDING_USAGE 4096
 #define LEGACY_PREFIX "apiKeys["
 
 /* Counts over the last WINDOW_S seconds in one-second buckets. */
@@ -38,13 +38,6 @@ struct auth_state {
     struct auth_state *next, *hash_next;
 };
 
-/* Usage not yet written: one row's increments. */
-struct usage_row {
-    char key_name[AUTH_NAME_MAX];
-    char model[256];
-    int64_t hour;
-    uint64_t requests, prompt_tokens, completion_tokens, errors, latency_ms;
-};
 
 /* Token totals per key name read at start-up (for budgets). */
 struct name_total {
@@ -67,8 +60,7 @@ struct auth {
     size_t n_buckets;
     struct name_total *totals;
     size_t n_totals;
-    struct usage_row *pending;
-    size_t n_pending;
+    struct usage_log *usage;
     struct event *flush_ev;
     bool is_reload_running, is_reload_wanted;
 };
@@ -468,9 +460,14 @@ struct auth *auth_new(struct store *st, const struct cfg *cfg, char **cause)
     if (a == NULL)
         return NULL;
     a->st = st;
+    a->usage = usage_log_new(st);
+    if (a->usage == NULL) {
+        free(a);
+        return NULL;
+    }
     auth_secret_path(store_path(st), path, sizeof(path));
     if (auth_secret_load(path, a->secret, cause) != 0) {
-        free(a);
+        auth_free(a);
         return NULL;
     }
     kl.a = a;
@@ -488,129 +485,9 @@ struct auth *auth_new(struct store *st, const struct cfg *cfg, char **cause)
 
 /* ------------------------------------------------------------------- usage -- */
 
-/* Returns the pending row of NAME x MODEL x HOUR, made when absent; NULL when full. */
-static struct usage_row *pending_row(struct auth *a, const char *name, const char *model,
-                                     int64_t hour)
-{
-    struct usage_row *row;
-
-    for (size_t i = 0; i < a->n_pending; i++)
-        if (a->pending[i].hour == hour && strcmp(a->pending[i].key_name, name) == 0 &&
-            strcmp(a->pending[i].model, model) == 0)
-            return &a->pending[i];
-    if (a->n_pending == MAX_PENDING_USAGE)
-        auth_flush(a);
-    if (a->pending == NULL)
-        a->pending = calloc(MAX_PENDING_USAGE, sizeof(*a->pending));
-    if (a->pending == NULL || a->n_pending == MAX_PENDING_USAGE)
-        return NULL;
-    row = &a->pending[a->n_pending++];
-    memset(row, 0, sizeof(*row));
-    snprintf(row->key_name, sizeof(row->key_name), "%s", name);
-    snprintf(row->model, sizeof(row->model), "%s", model);
-    row->hour = hour;
-    return row;
-}
-
-/* Adds U's numbers to the pending row of NAME x MODEL x this hour. */
-static void add_usage(struct auth *a, const char *name, const char *model, uint64_t requests,
-                      const struct auth_usage *u)
-{
-    struct usage_row *row = pending_row(a, name, model, ig_unix_s() / 3600 * 3600);
-
-    if (row == NULL)
-        return;
-    row->requests += requests;
-    row->prompt_tokens += u->prompt_tokens;
-    row->completion_tokens += u->completion_tokens;
-    row->errors += u->is_error ? 1 : 0;
-    row->latency_ms += u->latency_ms;
-}
-
-/* Adds an unwritten row back to the pending ones (its own hour). */
-static void requeue_row(struct auth *a, const struct usage_row *r)
-{
-    struct usage_row *row = pending_row(a, r->key_name, r->model, r->hour);
-
-    if (row == NULL)
-        return;
-    row->requests += r->requests;
-    row->prompt_tokens += r->prompt_tokens;
-    row->completion_tokens += r->completion_tokens;
-    row->errors += r->errors;
-    row->latency_ms += r->latency_ms;
-}
-
-/* A batch of usage rows for the writer. */
-struct usage_batch {
-    struct auth *a;
-    struct usage_row *rows;
-    size_t n;
-};
-
-static int usage_job(sqlite3 *db, void *arg)
-{
-    struct usage_batch *b = arg;
-    sqlite3_stmt *stmt = NULL;
-    int rc = 0;
-
-    if (sqlite3_prepare_v2(
-            db,
-            "INSERT INTO usage_hourly (key_name, model, hour, requests, prompt_tokens,"
-            " completion_tokens, errors, latency_ms_sum) VALUES (?,?,?,?,?,?,?,?)"
-            " ON CONFLICT (key_name, model, hour) DO UPDATE SET"
-            " requests = requests + excluded.requests,"
-            " prompt_tokens = prompt_tokens + excluded.prompt_tokens,"
-            " completion_tokens = completion_tokens + excluded.completion_tokens,"
-            " errors = errors + excluded.errors,"
-            " latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum",
-            -1, &stmt, NULL) != SQLITE_OK)
-        return IG_EIO;
-    for (size_t i = 0; i < b->n && rc == 0; i++) {
-        const struct usage_row *r = &b->rows[i];
-        sqlite3_reset(stmt);
-        sqlite3_bind_text(stmt, 1, r->key_name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(stmt, 2, r->model, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(stmt, 3, r->hour);
-        sqlite3_bind_int64(stmt, 4, (sqlite3_int64)r->requests);
-        sqlite3_bind_int64(stmt, 5, (sqlite3_int64)r->prompt_tokens);
-        sqlite3_bind_int64(stmt, 6, (sqlite3_int64)r->completion_tokens);
-        sqlite3_bind_int64(stmt, 7, (sqlite3_int64)r->errors);
-        sqlite3_bind_int64(stmt, 8, (sqlite3_int64)r->latency_ms);
-        if (sqlite3_step(stmt) != SQLITE_DONE)
-            rc = IG_EIO;
-    }
-    sqlite3_finalize(stmt);
-    return rc;
-}
-
-static void usage_done(int rc, void *arg)
-{
-    struct usage_batch *b = arg;
-    if (rc != 0) { /* e.g. the file locked by another process: they go with the next flush */
-        ig_error("auth: %zu usage rows could not be written (%s); retrying", b->n, ig_strerror(rc));
-        for (size_t i = 0; i < b->n; i++)
-            requeue_row(b->a, &b->rows[i]);
-    }
-    free(b->rows);
-    free(b);
-}
-
 void auth_flush(struct auth *a)
 {
-    struct usage_batch *b;
-
-    if (a->n_pending == 0 || (b = calloc(1, sizeof(*b))) == NULL)
-        return;
-    b->a = a;
-    b->rows = a->pending;
-    b->n = a->n_pending;
-    if (store_submit(a->st, usage_job, usage_done, b) != 0) {
-        free(b); /* the writer is saturated or stopped: keep them for the next flush */
-        return;
-    }
-    a->pending = NULL;
-    a->n_pending = 0;
+    usage_log_flush(a->usage);
 }
 
 /* The flush timer. */
@@ -753,7 +630,7 @@ int auth_admit(struct auth *a, struct auth_caller *caller, const char *model, lo
         caller->is_admitted = true;
         return 0;
     }
-    add_usage(a, s->name, model, 1, &refused);
+    usage_log_add(a->usage, s->name, model, 1, &refused);
     return IG_EBUSY;
 }
 
@@ -776,7 +653,7 @@ void auth_finish(struct auth *a, struct auth_caller *caller, const char *model,
         window_add(&s->tokens, ig_unix_s(), tokens);
         s->tokens_total += tokens;
     }
-    add_usage(a, caller->name, model != NULL ? model : "", 1, u);
+    usage_log_add(a->usage, caller->name, model != NULL ? model : "", 1, u);
 }
 
 void auth_caller_release(struct auth *a, struct auth_caller *caller)
@@ -816,8 +693,7 @@ void auth_free(struct auth *a)
 
     if (a == NULL)
         return;
-    auth_flush(a);
-    free(a->pending);
+    usage_log_free(a->usage);
     if (a->flush_ev != NULL)
         event_free(a->flush_ev);
     store_on_external_change(a->st, NULL, NULL);

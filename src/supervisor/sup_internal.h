@@ -143,5 +143,7 @@ bool sup_fits_now(const struct sup_manager *mgr, const struct sup_model *winner)
 bool sup_make_room(struct sup_manager *mgr, struct sup_model *winner);
 /* Warns about models that can never fit the budget. */
 void sup_warn_oversized(const struct sup_manager *mgr);
+/* Logs that M is evicted to make room for WINNER, with the budget figures. */
+void sup_log_eviction(const struct sup_model *m, const struct sup_model *winner);
 
 #endif

@@ -412,21 +412,6 @@ static void sweep_retired(struct sup_manager *mgr)
     }
 }
 
-/* Logs that M is evicted to make room for WINNER, with the figures. */
-static void log_eviction(const struct sup_model *m, const struct sup_model *winner)
-{
-    const struct cfg_budget *b = &m->mgr->cfg->budget;
-    struct sup_usage used = sup_usage(m->mgr);
-
-    ig_info("model %s: evicted (least recently used) to make room for %s: it needs %llu MiB "
-            "of RAM and %llu MiB of VRAM; in use: %llu of %llu MiB RAM, %llu of %llu MiB VRAM "
-            "(0: no budget)",
-            m->cfg->id, winner->cfg->id, (unsigned long long)(winner->cfg->mem_bytes >> 20),
-            (unsigned long long)(winner->cfg->vram_bytes >> 20),
-            (unsigned long long)(used.ram >> 20), (unsigned long long)(b->ram_bytes >> 20),
-            (unsigned long long)(used.vram >> 20), (unsigned long long)(b->vram_bytes >> 20));
-}
-
 /* The scheduling pass described at the top of this file. */
 static void schedule_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -456,7 +441,7 @@ static void schedule_cb(evutil_socket_t fd, short what, void *arg)
         m->is_draining = m->is_unload_requested ||
                          (is_in_way && (was_draining || !may_keep_serving(m, winner, now)));
         if (m->is_draining && !was_draining && m->is_evicted)
-            log_eviction(m, winner);
+            sup_log_eviction(m, winner);
         if (m->is_draining &&
             (m->state == SUP_STARTING || (m->state == SUP_READY && m->in_flight == 0)))
             model_stop(m);

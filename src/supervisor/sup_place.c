@@ -225,3 +225,18 @@ void sup_warn_oversized(const struct sup_manager *mgr)
                     (unsigned long long)((is_ram ? cfg->budget.ram_bytes : cfg->budget.vram_bytes) >> 20));
     }
 }
+
+/* Logs that M is evicted to make room for WINNER, with the figures. */
+void sup_log_eviction(const struct sup_model *m, const struct sup_model *winner)
+{
+    const struct cfg_budget *b = &m->mgr->cfg->budget;
+    struct sup_usage used = sup_usage(m->mgr);
+
+    ig_info("model %s: evicted (least recently used) to make room for %s: it needs %llu MiB "
+            "of RAM and %llu MiB of VRAM; in use: %llu of %llu MiB RAM, %llu of %llu MiB VRAM "
+            "(0: no budget)",
+            m->cfg->id, winner->cfg->id, (unsigned long long)(winner->cfg->mem_bytes >> 20),
+            (unsigned long long)(winner->cfg->vram_bytes >> 20),
+            (unsigned long long)(used.ram >> 20), (unsigned long long)(b->ram_bytes >> 20),
+            (unsigned long long)(used.vram >> 20), (unsigned long long)(b->vram_bytes >> 20));
+}

@@ -110,19 +110,42 @@ struct run {
     struct event *deadline_ev;
     struct evbuffer *out;
     struct evbuffer *in;
-    bool is_pinning; /* the "coding" profile was activated first */
+    bool is_pinning;    /* the "coding" profile was activated first */
+    char state_dir[64]; /* the run's database and secret; "" until made */
 };
 
-/* Fails the run: prints why, then aborts so that libFuzzer keeps the input. */
-static void fail(const char *what, const char *detail, size_t len)
+/* Removes the run's state directory DIR and the files in it. */
+static void state_dir_remove(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[4096];
+
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    if (d != NULL)
+        closedir(d);
+    rmdir(dir);
+}
+
+/* Fails run R (NULL before it has a state directory): prints why, removes the directory,
+ * then aborts so that libFuzzer keeps the input. */
+static void fail(const struct run *r, const char *what, const char *detail, size_t len)
 {
     fprintf(stderr, "fuzz_request_json: %s: %.*s\n", what, (int)(len < 400 ? len : 400),
             detail != NULL ? detail : "");
+    if (r != NULL && r->state_dir[0] != '\0')
+        state_dir_remove(r->state_dir);
     abort();
 }
 
 /* Checks a body the gateway sent to model MC after applying its filters. */
-static void check_filtered(const struct cfg_model *mc, const char *body, size_t len)
+static void check_filtered(const struct run *r, const struct cfg_model *mc, const char *body,
+                           size_t len)
 {
     json_error_t jerr;
     json_t *doc = json_loadb(body, len, 0, &jerr);
@@ -130,22 +153,22 @@ static void check_filtered(const struct cfg_model *mc, const char *body, size_t 
     json_t *value;
 
     if (!json_is_object(doc))
-        fail("forwarded body is not a JSON object", body, len);
+        fail(r, "forwarded body is not a JSON object", body, len);
     for (size_t i = 0; i < mc->strip_params.len; i++) {
         key = mc->strip_params.items[i];
         if (strcmp(key, "model") != 0 && json_object_get(mc->set_params, key) == NULL &&
             json_object_get(doc, key) != NULL)
-            fail("stripped key still forwarded", body, len);
+            fail(r, "stripped key still forwarded", body, len);
     }
     json_object_foreach(mc->set_params, key, value)
     {
         if (!json_equal(json_object_get(doc, key), value))
-            fail("setParams key not forwarded as set", body, len);
+            fail(r, "setParams key not forwarded as set", body, len);
     }
     value = json_object_get(doc, "model");
     if (mc->use_model_name != NULL &&
         (!json_is_string(value) || strcmp(json_string_value(value), mc->use_model_name) != 0))
-        fail("useModelName not forwarded", body, len);
+        fail(r, "useModelName not forwarded", body, len);
     json_decref(doc);
 }
 
@@ -159,31 +182,31 @@ static void on_upstream_request(struct fuzz_stub_conn *conn, const char *head, s
     const char *path = memchr(head, ' ', head_len);
 
     if (path == NULL)
-        fail("malformed upstream request", head, head_len);
+        fail(r, "malformed upstream request", head, head_len);
     path++;
     if (strncmp(path, "/chat/", 6) == 0) {
-        check_filtered(r->chat, body, body_len);
+        check_filtered(r, r->chat, body, body_len);
     } else if (strncmp(path, "/embed/", 7) == 0) {
-        check_filtered(r->embed, body, body_len);
+        check_filtered(r, r->embed, body, body_len);
     } else if (strncmp(path, "/plain/", 7) == 0) {
         bool is_same = body_len == r->body_len && memcmp(body, r->body, body_len) == 0;
         if (!is_same && !r->is_pinning)
-            fail("body changed on its way to a model without filters", body, body_len);
+            fail(r, "body changed on its way to a model without filters", body, body_len);
     } else {
-        fail("request for an unknown upstream path", head, head_len);
+        fail(r, "request for an unknown upstream path", head, head_len);
     }
     fuzz_stub_write(conn, answer, sizeof(answer) - 1);
 }
 
 /* Checks the responses the client read: well-formed, no 5xx. */
-static void check_responses(struct evbuffer *in)
+static void check_responses(const struct run *r)
 {
-    size_t len = evbuffer_get_length(in);
-    const char *text = (const char *)evbuffer_pullup(in, -1);
+    size_t len = evbuffer_get_length(r->in);
+    const char *text = (const char *)evbuffer_pullup(r->in, -1);
     size_t at = 0;
 
     if (len == 0)
-        fail("no response", NULL, 0);
+        fail(r, "no response", NULL, 0);
     while (at < len) {
         const char *head = text + at, *end, *cl;
         int status = 0;
@@ -191,11 +214,11 @@ static void check_responses(struct evbuffer *in)
 
         end = memmem(head, len - at, "\r\n\r\n", 4);
         if (end == NULL || len - at < 12 || strncmp(head, "HTTP/1.1 ", 9) != 0)
-            fail("malformed response", head, len - at);
+            fail(r, "malformed response", head, len - at);
         head_len = (size_t)(end - head) + 4;
         status = (head[9] - '0') * 100 + (head[10] - '0') * 10 + (head[11] - '0');
         if (status < 200 || status >= 500)
-            fail("unexpected status", head, head_len);
+            fail(r, "unexpected status", head, head_len);
         cl = memmem(head, head_len, "Content-Length: ", 16);
         if (cl != NULL)
             body_len = strtoul(cl + 16, NULL, 10);
@@ -251,10 +274,10 @@ static void client_write_cb(evutil_socket_t fd, short what, void *arg)
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
+    const struct run *r = arg;
     (void)fd;
     (void)what;
-    (void)arg;
-    fail("no complete answer in time", NULL, 0);
+    fail(r, "no complete answer in time", NULL, 0);
 }
 
 /* Queues the requests: the profile activation if asked, then the input as a body. */
@@ -290,16 +313,16 @@ static void queue_requests(struct run *r, unsigned endpoint, bool is_chunked)
 /* Loads the config for the stub's PORT; the catalog's part (capabilities from GGUF files)
  * is filled in by hand: "chat" generates text and calls tools, "embed" only embeds, "plain"
  * is unknown. Returns the config (caller frees) or aborts. */
-static struct cfg *load_config(const char *state_dir, int port)
+static struct cfg *load_config(const struct run *r, int port)
 {
     char text[sizeof(config_fmt) + 4096];
     struct cfg *cfg = NULL;
     char *cause = NULL;
-    int n = snprintf(text, sizeof(text), config_fmt, state_dir, port, port, port);
+    int n = snprintf(text, sizeof(text), config_fmt, r->state_dir, port, port, port);
 
     if (n < 0 || (size_t)n >= sizeof(text) ||
         cfg_load_string(text, (size_t)n, "fuzz.yaml", &cfg, &cause) != 0)
-        fail("the harness's config does not load", cause, cause != NULL ? strlen(cause) : 0);
+        fail(r, "the harness's config does not load", cause, cause != NULL ? strlen(cause) : 0);
     for (size_t i = 0; i < cfg->n_models; i++) {
         if (strcmp(cfg->models[i].id, "chat") == 0)
             cfg->models[i].caps = GGUF_CAP_COMPLETION | GGUF_CAP_TOOLS;
@@ -320,29 +343,11 @@ static void state_dir_make(char *dir, size_t size)
         if (mkdtemp(dir) != NULL)
             return;
     }
-    fail("cannot make a state directory", strerror(errno), strlen(strerror(errno)));
-}
-
-/* Removes the run's state directory DIR and the files in it. */
-static void state_dir_remove(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char path[4096];
-
-    while (d != NULL && (e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    if (d != NULL)
-        closedir(d);
-    rmdir(dir);
+    fail(NULL, "cannot make a state directory", strerror(errno), strlen(strerror(errno)));
 }
 
 /* Connects the client to the gateway on PORT; returns the socket or aborts. */
-static evutil_socket_t client_connect(int port)
+static evutil_socket_t client_connect(const struct run *r, int port)
 {
     struct sockaddr_in addr = {0};
     evutil_socket_t fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -352,7 +357,7 @@ static evutil_socket_t client_connect(int port)
     addr.sin_port = htons((uint16_t)port);
     if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 ||
         evutil_make_socket_nonblocking(fd) != 0)
-        fail("cannot connect to the gateway", strerror(errno), strlen(strerror(errno)));
+        fail(r, "cannot connect to the gateway", strerror(errno), strlen(strerror(errno)));
     return fd;
 }
 
@@ -372,7 +377,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct timeval deadline = {DEADLINE_S, 0};
     struct linger lg = {1, 0};
     struct run r = {0};
-    char *cause = NULL, state_dir[64];
+    char *cause = NULL;
     struct cfg *cfg;
     unsigned endpoint;
 
@@ -388,14 +393,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     r.stub = fuzz_stub_new(r.base, on_upstream_request, &r);
     if (r.stub == NULL)
         abort();
-    state_dir_make(state_dir, sizeof(state_dir));
-    cfg = load_config(state_dir, fuzz_stub_port(r.stub));
+    state_dir_make(r.state_dir, sizeof(r.state_dir));
+    cfg = load_config(&r, fuzz_stub_port(r.stub));
     r.chat = cfg_find_model(cfg, "chat");
     r.embed = cfg_find_model(cfg, "embed");
     r.app = gw_app_new(r.base, cfg, &cause); /* takes cfg */
     if (r.app == NULL || gw_app_listen(r.app, "127.0.0.1", 0, &cause) != 0)
-        fail("cannot start the gateway", cause, cause != NULL ? strlen(cause) : 0);
-    r.fd = client_connect(gw_app_port(r.app));
+        fail(&r, "cannot start the gateway", cause, cause != NULL ? strlen(cause) : 0);
+    r.fd = client_connect(&r, gw_app_port(r.app));
     r.out = evbuffer_new();
     r.in = evbuffer_new();
     r.read_ev = event_new(r.base, r.fd, EV_READ | EV_PERSIST, client_read_cb, &r);
@@ -413,7 +418,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fprintf(stderr, "fuzz_request_json: %zu upstream request(s); client read:\n%.*s\n",
                 fuzz_stub_requests(r.stub), (int)evbuffer_get_length(r.in),
                 (const char *)evbuffer_pullup(r.in, -1));
-    check_responses(r.in);
+    check_responses(&r);
 
     /* Resets first, so that no side keeps a TIME_WAIT connection. */
     event_free(r.read_ev);
@@ -423,7 +428,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     close(r.fd);
     fuzz_stub_free(r.stub);
     gw_app_free(r.app);
-    state_dir_remove(state_dir);
+    state_dir_remove(r.state_dir);
     evbuffer_free(r.out);
     evbuffer_free(r.in);
     event_base_free(r.base);
