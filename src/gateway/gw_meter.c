@@ -67,6 +67,26 @@ static bool has_content(json_t *doc)
     return text != NULL && text[0] != '\0';
 }
 
+/* Returns whether the event of LEN bytes at LINE has a non-empty "content", "text" or
+ * "reasoning_content" string (what has_content() finds, without parsing). */
+static bool has_text_value(const char *line, size_t len)
+{
+    static const char *const keys[] = {"\"content\"", "\"text\"", "\"reasoning_content\""};
+    const char *end = line + len;
+
+    for (size_t k = 0; k < 3; k++) {
+        size_t n = strlen(keys[k]);
+        for (const char *p = line; (p = memmem(p, (size_t)(end - p), keys[k], n)) != NULL; p += n) {
+            const char *v = p + n;
+            while (v < end && (*v == ' ' || *v == ':'))
+                v++;
+            if (v + 1 < end && v[0] == '"' && v[1] != '"')
+                return true;
+        }
+    }
+    return false;
+}
+
 /* Handles one complete SSE line of LEN bytes. */
 static void stream_line(struct gw_meter *m, const char *line, size_t len)
 {
@@ -82,6 +102,13 @@ static void stream_line(struct gw_meter *m, const char *line, size_t len)
     }
     if (len == 6 && strncmp(line, "[DONE]", 6) == 0)
         return;
+    /* Most events carry one token and no counts: those are only looked at, not parsed. */
+    if (memmem(line, len, "\"usage\"", 7) == NULL && memmem(line, len, "\"timings\"", 9) == NULL &&
+        memmem(line, len, "\"tokens_predicted\"", 18) == NULL) {
+        if (has_text_value(line, len))
+            m->content_chunks++;
+        return;
+    }
     doc = json_loadb(line, len, 0, NULL);
     if (json_is_object(doc)) {
         if (has_content(doc))
@@ -140,28 +167,38 @@ static void keep_tail(struct gw_meter *m, const char *data, size_t len)
     m->len += len;
 }
 
-/* Reads the usage of a body known only by its tail: the last "usage" or "timings" object. */
-static void read_tail(struct gw_meter *m)
+/* Returns the last occurrence of the key NEEDLE (a quoted name) in the LEN bytes at HAY that
+ * is not inside a string (an escaped quote, \"usage\", is text), or NULL. */
+static const char *find_last(const char *hay, size_t len, const char *needle)
+{
+    size_t n = strlen(needle);
+
+    for (size_t i = len >= n ? len - n + 1 : 0; i-- > 0;)
+        if (hay[i] == needle[0] && memcmp(hay + i, needle, n) == 0 && (i == 0 || hay[i - 1] != '\\'))
+            return hay + i;
+    return NULL;
+}
+
+/*
+ * Reads the counts of a JSON body from its last "usage" (else "timings") object, parsing
+ * only that object: upstreams put it at the end, so the search is short and the response's
+ * content is never parsed. Returns whether counts were found.
+ */
+static bool read_from_end(struct gw_meter *m)
 {
     static const char *const keys[] = {"\"usage\"", "\"timings\""};
 
     for (size_t k = 0; k < 2 && !m->has_usage; k++) {
-        const char *at = NULL;
-        size_t klen = strlen(keys[k]);
-        for (size_t i = 0; i + klen <= m->len; i++)
-            if (memcmp(m->buf + i, keys[k], klen) == 0)
-                at = m->buf + i;
-        if (at == NULL)
-            continue;
-        const char *colon = memchr(at, ':', (size_t)(m->buf + m->len - at));
+        const char *at = find_last(m->buf, m->len, keys[k]), *end = m->buf + m->len;
+        const char *colon = at != NULL ? memchr(at, ':', (size_t)(end - at)) : NULL;
         if (colon == NULL)
             continue;
-        json_t *obj = json_loadb(colon + 1, (size_t)(m->buf + m->len - colon - 1),
-                                 JSON_DISABLE_EOF_CHECK, NULL);
+        json_t *obj = json_loadb(colon + 1, (size_t)(end - colon - 1), JSON_DISABLE_EOF_CHECK, NULL);
         json_t *doc = json_pack("{s:o}", k == 0 ? "usage" : "timings", obj);
         read_counts(m, doc);
         json_decref(doc);
     }
+    return m->has_usage;
 }
 
 void gw_meter_feed(struct gw_meter *m, const char *data, size_t len)
@@ -195,15 +232,15 @@ void gw_meter_feed(struct gw_meter *m, const char *data, size_t len)
 
 void gw_meter_finish(struct gw_meter *m, uint64_t *prompt, uint64_t *completion)
 {
-    if (!m->is_stream && !m->is_overflow && m->len > 0) {
-        json_t *doc = json_loadb(m->buf, m->len, 0, NULL);
-        if (json_is_object(doc))
-            read_counts(m, doc);
-        json_decref(doc);
-    } else if (!m->is_stream && m->is_overflow) {
-        read_tail(m);
-        if (!m->has_usage) /* nothing readable: about 4 bytes of JSON a token */
+    if (!m->is_stream && m->len > 0 && !read_from_end(m)) {
+        if (!m->is_overflow) { /* llama.cpp's /completion: top-level counts */
+            json_t *doc = json_loadb(m->buf, m->len, 0, NULL);
+            if (json_is_object(doc))
+                read_counts(m, doc);
+            json_decref(doc);
+        } else { /* nothing readable: about 4 bytes of JSON a token */
             m->content_chunks = m->body_bytes / 4;
+        }
     } else if (m->is_stream && m->len > 0 && !m->is_overflow) {
         stream_line(m, m->buf, m->len); /* a last line without its newline */
     }

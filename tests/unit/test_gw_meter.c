@@ -38,6 +38,15 @@ static void test_meter_reads_usage_of_a_json_body(void **state)
     meter(false, "{\"content\":\"x\",\"tokens_evaluated\":4,\"tokens_predicted\":2}", 1, &p, &c);
     assert_int_equal(p, 4); /* llama.cpp /completion */
     assert_int_equal(c, 2);
+    /* Text that quotes "usage" is not mistaken for the usage object. */
+    meter(false, "{\"choices\":[{\"message\":{\"content\":\"the \\\"usage\\\": {\\\"prompt_tokens\\\": 99}\"}}],"
+                 "\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3}}", 7, &p, &c);
+    assert_int_equal(p, 2);
+    assert_int_equal(c, 3);
+    meter(false, "{\"choices\":[{\"message\":{\"content\":\"the \\\"usage\\\": {\\\"prompt_tokens\\\": 99, "
+                 "\\\"completion_tokens\\\": 9}\"}}]}", 5, &p, &c);
+    assert_int_equal(p, 7); /* no usage object: the estimate, not the quoted text's 99 */
+    assert_int_equal(c, 0);
     meter(false, "not json", 2, &p, &c);
     assert_int_equal(p, 7); /* nothing reported: the request's estimate */
     assert_int_equal(c, 0);
