@@ -9,7 +9,8 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: infergate [serve] -c FILE [--listen HOST:PORT]   run the gateway\n"
+            "usage: infergate [serve] -c FILE [--listen HOST:PORT] [--insecure-no-auth]\n"
+            "                                                      run the gateway\n"
             "       infergate check -c FILE                        validate a config\n"
             "       infergate models -c FILE [--json]              list models, capabilities, memory\n"
             "       infergate config generate --models-dir DIR [--write FILE]\n"
