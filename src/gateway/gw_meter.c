@@ -179,24 +179,73 @@ static const char *find_last(const char *hay, size_t len, const char *needle)
     return NULL;
 }
 
+/* Reads the unsigned integer after KEY (a quoted name) within [P, END); -1 if absent. */
+static long long number_after(const char *p, const char *end, const char *key)
+{
+    size_t n = strlen(key);
+    const char *at = memmem(p, (size_t)(end - p), key, n);
+    unsigned long long v = 0;
+    bool has_digit = false;
+
+    if (at == NULL)
+        return -1;
+    for (p = at + n; p < end && (*p == ' ' || *p == ':'); p++)
+        ;
+    for (; p < end && *p >= '0' && *p <= '9' && v < (1ull << 60); p++, has_digit = true)
+        v = v * 10 + (unsigned long long)(*p - '0');
+    return has_digit ? (long long)v : -1;
+}
+
+/* Returns the end of the JSON object that starts at or after P (brace depth, strings
+ * skipped), or END when it is not closed. */
+static const char *object_end(const char *p, const char *end)
+{
+    int depth = 0;
+    bool is_in_string = false;
+
+    for (; p < end; p++) {
+        if (is_in_string) {
+            if (*p == '\\')
+                p++;
+            else if (*p == '"')
+                is_in_string = false;
+        } else if (*p == '"') {
+            is_in_string = true;
+        } else if (*p == '{') {
+            depth++;
+        } else if (*p == '}' && --depth <= 0) {
+            return p + 1;
+        }
+    }
+    return end;
+}
+
 /*
- * Reads the counts of a JSON body from its last "usage" (else "timings") object, parsing
- * only that object: upstreams put it at the end, so the search is short and the response's
- * content is never parsed. Returns whether counts were found.
+ * Reads the counts of a JSON body from its last "usage" (else "timings") object without
+ * parsing the body: upstreams put it at the end, so the search from the end is short, and
+ * only the two numbers are read. Returns whether counts were found.
  */
 static bool read_from_end(struct gw_meter *m)
 {
-    static const char *const keys[] = {"\"usage\"", "\"timings\""};
+    static const char *const keys[][3] = {
+        {"\"usage\"", "\"prompt_tokens\"", "\"completion_tokens\""},
+        {"\"timings\"", "\"prompt_n\"", "\"predicted_n\""}};
+    const char *end = m->buf + m->len;
 
     for (size_t k = 0; k < 2 && !m->has_usage; k++) {
-        const char *at = find_last(m->buf, m->len, keys[k]), *end = m->buf + m->len;
-        const char *colon = at != NULL ? memchr(at, ':', (size_t)(end - at)) : NULL;
-        if (colon == NULL)
+        const char *at = find_last(m->buf, m->len, keys[k][0]);
+        if (at == NULL)
             continue;
-        json_t *obj = json_loadb(colon + 1, (size_t)(end - colon - 1), JSON_DISABLE_EOF_CHECK, NULL);
-        json_t *doc = json_pack("{s:o}", k == 0 ? "usage" : "timings", obj);
-        read_counts(m, doc);
-        json_decref(doc);
+        const char *obj_end = object_end(at + strlen(keys[k][0]), end);
+        long long p = number_after(at, obj_end, keys[k][1]);
+        long long c = number_after(at, obj_end, keys[k][2]);
+        if (p >= 0 && c < 0 && k == 0)
+            c = 0; /* embeddings report prompt tokens only */
+        if (p >= 0 && c >= 0) {
+            m->prompt_tokens = (uint64_t)p;
+            m->completion_tokens = (uint64_t)c;
+            m->has_usage = true;
+        }
     }
     return m->has_usage;
 }
