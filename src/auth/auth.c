@@ -163,29 +163,17 @@ static int cmp_state(const void *x, const void *y)
     return strcmp((*(struct auth_state *const *)x)->name, (*(struct auth_state *const *)y)->name);
 }
 
-/* Makes SPEC live: updates the state of its name among OLD (N_OLD, sorted by name; taken
- * ones become NULL) or creates one. */
+/* Makes SPEC live: updates the state of its name among OLD (N_OLD, sorted by name; one
+ * already made live again is not taken twice) or creates one. */
 static void apply_spec(struct auth *a, struct auth_state **old, size_t n_old,
                        const struct auth_key_spec *spec, bool is_legacy)
 {
-    struct auth_state *s = NULL, **found = NULL;
+    struct auth_state key, *kp = &key, **found, *s;
 
-    for (size_t lo = 0, hi = n_old; lo < hi && found == NULL;) { /* bsearch over NULL holes */
-        size_t mid = lo + (hi - lo) / 2;
-        int c = old[mid] != NULL ? strcmp(spec->name, old[mid]->name) : 0;
-        if (old[mid] == NULL || c == 0) {
-            if (old[mid] != NULL)
-                found = &old[mid];
-            break;
-        }
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    if (found != NULL) {
+    snprintf(key.name, sizeof(key.name), "%s", spec->name);
+    found = n_old > 0 ? bsearch(&kp, old, n_old, sizeof(*old), cmp_state) : NULL;
+    if (found != NULL && !(*found)->is_live) {
         s = *found;
-        *found = NULL;
     } else {
         s = calloc(1, sizeof(*s));
         if (s == NULL)
@@ -259,8 +247,8 @@ static void rebuild(struct auth *a)
         n_db_live++;
     }
     for (size_t i = 0; i < n_old; i++) { /* gone: freed when the last caller lets go */
-        if ((s = old[i]) == NULL)
-            continue;
+        if ((s = old[i])->is_live)
+            continue; /* taken by apply_spec() */
         keep_total(a, s->name, s->tokens_total);
         s->next = NULL;
         if (s->refs == 0)

@@ -1,6 +1,7 @@
-/* Monotonic clock helpers. */
+/* Clock helpers and UTC date parsing. */
 #include "ig_time.h"
 
+#include <stdio.h>
 #include <time.h>
 
 uint64_t ig_now_us(void)
@@ -18,4 +19,23 @@ uint64_t ig_now_ms(void)
 int64_t ig_unix_s(void)
 {
     return (int64_t)time(NULL);
+}
+
+int64_t ig_parse_utc(const char *text)
+{
+    struct tm tm = {0};
+    int n = 0;
+
+    if (sscanf(text, "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &n) != 3 || n != 10)
+        return -1;
+    if (text[10] != '\0' &&
+        (sscanf(text + 10, "T%2d:%2d:%2dZ%n", &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 3 ||
+         text[10 + n] != '\0'))
+        return -1;
+    if (tm.tm_year < 1970 || tm.tm_year > 9999 || tm.tm_mon < 1 || tm.tm_mon > 12 ||
+        tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm);
 }

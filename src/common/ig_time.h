@@ -13,4 +13,7 @@ uint64_t ig_now_us(void);
 /* Returns wall-clock seconds since the epoch. */
 int64_t ig_unix_s(void);
 
+/* Parses TEXT as YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC) into unix seconds; -1 if not. */
+int64_t ig_parse_utc(const char *text);
+
 #endif

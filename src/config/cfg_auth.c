@@ -3,11 +3,11 @@
  * `storage` (where keys, usage and logs are kept).
  */
 #include "cfg_internal.h"
+#include "ig_time.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define MAX_KEYS 10000
 #define MIN_SECRET_CHARS 16
@@ -23,26 +23,6 @@ static void key_budget(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value
         k->budget_tokens = (uint64_t)v;
 }
 
-/* Parses TEXT as YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC) into unix seconds; -1 if not. */
-static int64_t parse_utc(const char *text)
-{
-    struct tm tm = {0};
-    int n = 0;
-
-    if (sscanf(text, "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &n) != 3 || n != 10)
-        return -1;
-    if (text[10] != '\0' &&
-        (sscanf(text + 10, "T%2d:%2d:%2dZ%n", &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 3 ||
-         text[10 + n] != '\0'))
-        return -1;
-    if (tm.tm_year < 1970 || tm.tm_year > 9999 || tm.tm_mon < 1 || tm.tm_mon > 12 ||
-        tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
-        return -1;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    return (int64_t)timegm(&tm);
-}
-
 /* Field handler: expires, a UTC date ("2027-01-31") or time ("2027-01-31T12:00:00Z"). */
 static void key_expires(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
 {
@@ -52,7 +32,7 @@ static void key_expires(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *valu
 
     if (cfg_get_str(ctx, value, "expires", &text) != 0)
         return;
-    k->expires_at = parse_utc(text);
+    k->expires_at = ig_parse_utc(text);
     if (k->expires_at <= 0) {
         cfg_error(ctx, value, "expires: expected a UTC date like 2027-01-31 or "
                               "2027-01-31T12:00:00Z, got '%s'", text);

@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #define MAX_USAGE_ROWS 10000
 
@@ -431,22 +430,13 @@ static bool query_param(const char *query, const char *name, char *buf, size_t s
     return false;
 }
 
-/* Parses a time bound: unix seconds, or a UTC date YYYY-MM-DD. Returns -1 when invalid. */
+/* Parses a time bound: unix seconds, or a UTC date (or date-time). Returns -1 when invalid. */
 static int64_t parse_time(const char *text)
 {
-    struct tm tm = {0};
     char *end = NULL;
     long long v = strtoll(text, &end, 10);
-    int n = 0;
 
-    if (end != text && *end == '\0' && v >= 0)
-        return v;
-    if (sscanf(text, "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &n) != 3 ||
-        text[n] != '\0' || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31)
-        return -1;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    return (int64_t)timegm(&tm);
+    return end != text && *end == '\0' && v >= 0 ? (int64_t)v : ig_parse_utc(text);
 }
 
 void gw_usage(struct gw_app *app, struct http_request *req)

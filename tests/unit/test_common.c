@@ -11,6 +11,7 @@
 #include "ig_json.h"
 #include "ig_sysmem.h"
 #include "ig_text.h"
+#include "ig_time.h"
 #include "sup_ring.h"
 
 #include <stdio.h>
@@ -150,6 +151,17 @@ static void test_sysmem_detects_gpus(void **state)
     assert_int_equal(system(dir), 0);
 }
 
+static void test_parse_utc_dates_and_times(void **state)
+{
+    (void)state;
+    assert_int_equal(ig_parse_utc("1970-01-02"), 86400);
+    assert_int_equal(ig_parse_utc("2027-01-31T12:00:00Z"), 1801396800);
+    assert_int_equal(ig_parse_utc("2027-1-31"), -1);
+    assert_int_equal(ig_parse_utc("2027-13-01"), -1);
+    assert_int_equal(ig_parse_utc("2027-01-31T12:00:00"), -1);
+    assert_int_equal(ig_parse_utc("2027-01-31x"), -1);
+}
+
 static void test_ring_keeps_newest_bytes(void **state)
 {
     struct sup_ring *ring = sup_ring_new(16);
@@ -182,6 +194,7 @@ int main(void)
         cmocka_unit_test(test_base64_matches_rfc4648),
         cmocka_unit_test(test_replace_all),
         cmocka_unit_test(test_ring_keeps_newest_bytes),
+        cmocka_unit_test(test_parse_utc_dates_and_times),
         cmocka_unit_test(test_sysmem_detects_gpus),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
