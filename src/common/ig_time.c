@@ -28,9 +28,10 @@ int64_t ig_parse_utc(const char *text)
 
     if (sscanf(text, "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &n) != 3 || n != 10)
         return -1;
+    n = 0; /* %n is only written when the whole format matched (the Z included) */
     if (text[10] != '\0' &&
         (sscanf(text + 10, "T%2d:%2d:%2dZ%n", &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 3 ||
-         text[10 + n] != '\0'))
+         n == 0 || text[10 + n] != '\0'))
         return -1;
     if (tm.tm_year < 1970 || tm.tm_year > 9999 || tm.tm_mon < 1 || tm.tm_mon > 12 ||
         tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
