@@ -1,6 +1,7 @@
 /* API keys, limits and usage at request time (see auth.h). */
 #include "auth.h"
 #include "auth_keys.h"
+#include "auth_hasher.h"
 #include "auth_usage.h"
 #include "cfg.h"
 #include "ig_log.h"
@@ -61,6 +62,7 @@ struct auth {
     struct name_total *totals;
     size_t n_totals;
     struct usage_log *usage;
+    struct auth_hasher *hasher;
     struct event *flush_ev;
     bool is_reload_running, is_reload_wanted;
 };
@@ -458,6 +460,13 @@ struct auth *auth_new(struct store *st, const struct cfg *cfg, char **cause)
         auth_free(a);
         return NULL;
     }
+    a->hasher = auth_hasher_new(a->secret);
+    if (a->hasher == NULL) {
+        if (cause != NULL && asprintf(cause, "OpenSSL cannot make an HMAC-SHA256 context") < 0)
+            *cause = NULL;
+        auth_free(a);
+        return NULL;
+    }
     kl.a = a;
     if (store_run(st, totals_job, a) != 0 || store_run(st, load_job, &kl) != 0) {
         if (cause != NULL && asprintf(cause, "%s: cannot read the keys", store_path(st)) < 0)
@@ -536,8 +545,10 @@ int auth_identify(struct auth *a, const char *credential, struct auth_caller *ca
                "%sno API key: send it as 'Authorization: Bearer KEY' or 'x-api-key: KEY'", "", 0);
         return IG_EINVAL;
     }
-    auth_key_hash(a->secret, credential, strlen(credential), hash);
+    size_t len = strlen(credential);
+    auth_hasher_hash(a->hasher, credential, len, hash);
     if (a->has_admin && CRYPTO_memcmp(hash, a->admin_hash, AUTH_HASH_BYTES) == 0) {
+        auth_hasher_remember(a->hasher, credential, len, hash);
         caller->is_admin = true;
         snprintf(caller->name, sizeof(caller->name), "admin");
         return 0;
@@ -551,6 +562,7 @@ int auth_identify(struct auth *a, const char *credential, struct auth_caller *ca
                        (long long)(now - s->expires_at));
                 return IG_EINVAL;
             }
+            auth_hasher_remember(a->hasher, credential, len, hash);
             s->refs++;
             caller->state = s;
             caller->is_admin = s->is_legacy && !a->has_admin;
@@ -694,6 +706,7 @@ void auth_free(struct auth *a)
     free(a->cfg_is_legacy);
     free(a->by_hash);
     free(a->totals);
+    auth_hasher_free(a->hasher);
     OPENSSL_cleanse(a->secret, sizeof(a->secret));
     free(a);
 }
