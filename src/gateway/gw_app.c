@@ -22,8 +22,9 @@
 
 #define STOP_POLL_MS 50
 
-/* A route: exact path (or a prefix when it ends in '/'), allowed method ("*": any),
- * handler, and who may call it. */
+/* A route: exact path, or a prefix when it ends in '/' (something must follow it), or a
+ * subtree when it ends in '*' after a '/' (that directory and everything under it); allowed
+ * method ("*": any), handler, and who may call it. */
 struct route {
     const char *path;
     const char *method;
@@ -112,6 +113,8 @@ static const struct route routes[] = {
     {"/logs/stream", "GET", gw_logs_stream, GW_ADMIN},
     {"/logs/stream/", "GET", gw_logs_stream, GW_ADMIN},
     {"/upstream/", "*", gw_proxy_upstream, GW_ADMIN},
+    {"/ui", "GET", gw_ui_handle, GW_PUBLIC},
+    {"/ui/*", "GET", gw_ui_handle, GW_PUBLIC},
     {"/v1/chat/completions", "POST", gw_proxy_handle, GW_KEY},
     {"/v1/completions", "POST", gw_proxy_handle, GW_KEY},
     {"/v1/embeddings", "POST", gw_proxy_handle, GW_KEY},
@@ -137,9 +140,11 @@ static void route_request(struct http_request *req, void *arg)
 
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         size_t n = strlen(routes[i].path);
+        bool is_subtree = routes[i].path[n - 1] == '*';
         bool is_prefix = routes[i].path[n - 1] == '/';
-        if (is_prefix ? strncmp(routes[i].path, path, n) != 0 || path[n] == '\0'
-                      : strcmp(routes[i].path, path) != 0)
+        if (is_subtree ? strncmp(routes[i].path, path, n - 1) != 0
+            : is_prefix ? strncmp(routes[i].path, path, n) != 0 || path[n] == '\0'
+                        : strcmp(routes[i].path, path) != 0)
             continue;
         is_known_path = true;
         if (strcmp(routes[i].method, "*") == 0 || strcmp(routes[i].method, method) == 0 ||

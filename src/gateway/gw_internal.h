@@ -124,6 +124,9 @@ void gw_logs_handle(struct gw_app *app, struct http_request *req);
 /* GET /logs/stream[/SOURCE]: history then live log output. */
 void gw_logs_stream(struct gw_app *app, struct http_request *req);
 
+/* GET /ui, /ui/...: the dashboard's embedded files ("/ui" redirects to "/ui/"). */
+void gw_ui_handle(struct gw_app *app, struct http_request *req);
+
 /* ANY /upstream/MODEL/PATH: passes the request to MODEL's server unchanged (starting it). */
 void gw_proxy_upstream(struct gw_app *app, struct http_request *req);
 

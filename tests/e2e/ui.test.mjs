@@ -1,0 +1,258 @@
+// The dashboard (/ui/) in headless Chromium (Debian's chromium driven by playwright-core):
+// static files public with the page security headers, login with the admin token, every
+// page without console errors and without a request leaving loopback, a model's state
+// changing live when it loads, load/unload buttons, the log tail, the playground streaming
+// a reply with TTFT and tok/s, the request log, and a key created from the keys page.
+// Screenshots of each page go to BUILD/ui-screenshots/.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { chromium } from 'playwright-core';
+import { BIN_DIR, assertErrorShape, deadline, fakeCmd, guardWith, pidGone, startGateway, suiteScope, waitFor } from './lib/harness.mjs';
+
+const CHROMIUM = process.env.IG_CHROMIUM || '/usr/bin/chromium';
+const ADMIN = 'admin-token-0123456789abcdef';
+const SHOTS = path.join(BIN_DIR, 'ui-screenshots');
+const UI_WAIT = deadline(10000);
+const skip = fs.existsSync(CHROMIUM) ? false : `no chromium at ${CHROMIUM} (scripts/bootstrap installs Debian's chromium)`;
+
+describe('dashboard', { skip }, () => {
+  const scope = suiteScope();
+  const guarded = guardWith(() => gw);
+  let gw;
+  let server; // the browser process (launchServer), killed by PID at the end
+  let browser;
+  let page;
+  const requests = []; // every URL the page asked for
+  const errors = []; // console errors and uncaught exceptions
+  const allowed = []; // [method-less URL suffix, status] of errors a step expects
+
+  const admin = { authorization: `Bearer ${ADMIN}` };
+  const api = (p, opts = {}) => gw.request(p, { ...opts, headers: { ...admin, ...(opts.headers || {}) } });
+  const stateOf = async (id) => (await api('/status')).json.models.find((m) => m.id === id).state;
+  const shot = (name) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+  const go = async (hash, selector) => {
+    await page.evaluate((h) => { location.hash = h; }, hash);
+    await page.waitForSelector(selector, { state: 'attached', timeout: UI_WAIT });
+  };
+  /** Asserts no console error and no request off loopback so far, then forgets them. */
+  const assertClean = () => {
+    const offLoopback = requests.filter((u) => !u.startsWith(`${gw.url}/`) && !u.startsWith('data:'));
+    assert.deepEqual(offLoopback, [], 'requests that left the gateway');
+    assert.deepEqual(errors, [], 'console errors');
+    requests.length = 0;
+  };
+
+  before(async () => {
+    gw = await startGateway(scope.t, {
+      models: {
+        a: { cmd: fakeCmd('a', ['--token-us', 40000]) },
+        b: { cmd: fakeCmd('b', ['--startup-ms', 2500]) }, // starting long enough to be seen
+      },
+      extra: {
+        groups: { all: { swap: false, exclusive: false, members: ['a', 'b'] } },
+        auth: { admin_token: ADMIN },
+      },
+    });
+    fs.mkdirSync(SHOTS, { recursive: true });
+    // Routes still missing from this server answer 404: the page copes (polls /status, says
+    // the request log is unavailable), and Chromium logs that 404 as a console error.
+    for (const p of ['/events', '/admin/requests']) {
+      if ((await api(p, { timeoutMs: 2000 }).catch(() => ({ status: 0 }))).status === 404) allowed.push([p, 404]);
+    }
+    server = await chromium.launchServer({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: process.getuid?.() === 0 ? ['--no-sandbox'] : [],
+    });
+    scope.t.after(async () => {
+      const pid = server.process().pid;
+      await Promise.race([server.close(), new Promise((r) => setTimeout(r, 5000))]).catch(() => {});
+      for (const target of [-pid, pid]) {
+        try {
+          process.kill(target, 'SIGKILL');
+        } catch {}
+      }
+      await waitFor(() => pidGone(pid), { timeoutMs: 5000, message: 'chromium gone' }).catch(() => {});
+    });
+    browser = await chromium.connect(server.wsEndpoint());
+    const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    page = await context.newPage();
+    page.on('request', (r) => requests.push(r.url()));
+    page.on('pageerror', (e) => errors.push(`uncaught: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() !== 'error') return;
+      const url = m.location().url || '';
+      const ok = allowed.some(([suffix, status]) => url.split('?')[0].endsWith(suffix) && m.text().includes(`${status}`));
+      if (!ok) errors.push(`${m.text()} (${url})`);
+    });
+  });
+  after(scope.cleanup);
+
+  test('the files are public with security headers and ETags; the data needs the admin token', guarded(async () => {
+    const redirect = await gw.request('/ui');
+    assert.equal(redirect.status, 301);
+    assert.equal(redirect.headers.location, '/ui/');
+    const index = await gw.request('/ui/');
+    assert.equal(index.status, 200);
+    assert.match(index.headers['content-type'], /^text\/html/);
+    assert.match(index.headers['content-security-policy'], /default-src 'self'/);
+    assert.match(index.headers['content-security-policy'], /frame-ancestors 'none'/);
+    assert.equal(index.headers['x-frame-options'], 'DENY');
+    assert.equal(index.headers['referrer-policy'], 'no-referrer');
+    assert.equal(index.headers['x-content-type-options'], 'nosniff');
+    assert.equal(index.headers['cache-control'], 'no-cache');
+    assert.match(index.headers.etag, /^"[0-9a-f]+"$/);
+    assert.doesNotMatch(index.text, /https?:\/\//, 'index.html loads nothing from elsewhere');
+    const again = await gw.request('/ui/', { headers: { 'if-none-match': index.headers.etag } });
+    assert.equal(again.status, 304);
+    assert.equal(again.text, '');
+    for (const [file, type] of [['app.js', /^text\/javascript/], ['app.css', /^text\/css/], ['favicon.svg', /^image\/svg\+xml/]]) {
+      const r = await gw.request(`/ui/${file}`);
+      assert.equal(r.status, 200, file);
+      assert.match(r.headers['content-type'], type, file);
+      assert.equal(r.headers['x-frame-options'], 'DENY', file);
+    }
+    const missing = await gw.request('/ui/missing.js');
+    assertErrorShape(assert, missing, 404);
+    assert.equal(missing.json.error.code, 'not_found');
+    assert.equal(missing.headers['x-frame-options'], 'DENY');
+    assert.equal((await gw.request('/ui/', { method: 'POST', body: {} })).status, 405);
+    assert.deepEqual((await gw.request('/ui/auth.json')).json, { auth: true });
+    assertErrorShape(assert, await gw.request('/status'), 401);
+  }));
+
+  test('login: a wrong token is refused, the admin token opens the overview', guarded(async () => {
+    await page.goto(`${gw.url}/ui`);
+    await page.waitForSelector('#login-form', { state: 'visible', timeout: UI_WAIT });
+    assert.equal(page.url(), `${gw.url}/ui/`);
+    await shot('login');
+    allowed.push(['/admin/keys', 401]);
+    await page.fill('#login-token', 'not-the-token-0123456789');
+    await page.click('#login-form button[type=submit]');
+    await page.waitForSelector('#login-error:not([hidden])', { timeout: UI_WAIT });
+    assert.match(await page.textContent('#login-error'), /not accepted/);
+    allowed.pop();
+    await page.fill('#login-token', ADMIN);
+    await page.click('#login-form button[type=submit]');
+    await page.waitForSelector('#overview-models tr[data-model="a"] .badge[data-state="unloaded"]', { timeout: UI_WAIT });
+    assert.equal(await page.isVisible('#login'), false);
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('infergate.token')), ADMIN);
+    assertClean();
+  }));
+
+  test('the overview shows a model loading live, without a reload', guarded(async () => {
+    await go('#/overview', '#overview-models tr[data-model="b"] .badge[data-state="unloaded"]');
+    await page.evaluate(() => { window.notReloaded = true; });
+    const seen = page.evaluate(() => new Promise((resolve) => {
+      const states = [];
+      const note = () => {
+        const s = document.querySelector('#overview-models tr[data-model="b"] .badge')?.dataset.state;
+        if (s && states[states.length - 1] !== s) states.push(s);
+        if (s === 'ready') resolve(states);
+      };
+      new MutationObserver(note).observe(document.getElementById('main'), { subtree: true, childList: true });
+      note();
+    }));
+    const load = await api('/models/load', { method: 'POST', body: { model: 'b' } });
+    assert.equal(load.status, 200, load.text);
+    const states = await Promise.race([seen, new Promise((_, rej) => setTimeout(() => rej(new Error('b never showed ready')), UI_WAIT))]);
+    assert.deepEqual(states, ['unloaded', 'starting', 'ready'], 'the page followed the load');
+    assert.equal(await page.evaluate(() => window.notReloaded), true);
+    await page.waitForSelector('.events li >> text=b', { timeout: UI_WAIT });
+    assert.match(await page.textContent('[data-stat="ready"] .value'), /1 \/ 2/);
+    await shot('overview');
+    assertClean();
+  }));
+
+  test('models page: load and unload buttons, capabilities, the log tail over SSE', guarded(async () => {
+    await go('#/models', '#models-table tr[data-model="a"] button[data-action="load"]:not([disabled])');
+    await page.click('#models-table tr[data-model="a"] button[data-action="load"]');
+    await page.waitForSelector('#models-table tr[data-model="a"] .badge[data-state="ready"]', { timeout: UI_WAIT });
+    assert.equal(await stateOf('a'), 'ready');
+    await page.click('#models-table tr[data-model="a"] button[data-action="logs"]');
+    await page.waitForFunction(() => /listening on/.test(document.getElementById('logs').textContent), null, { timeout: UI_WAIT });
+    assert.equal(await page.inputValue('#log-source'), 'a');
+    await shot('models');
+    await page.click('#models-table tr[data-model="b"] button[data-action="unload"]');
+    await page.waitForSelector('#models-table tr[data-model="b"] .badge[data-state="unloaded"]', { timeout: UI_WAIT });
+    assert.equal(await stateOf('b'), 'unloaded');
+    assertClean();
+  }));
+
+  test('playground: a streamed reply appears piece by piece with TTFT and tok/s', guarded(async () => {
+    await go('#/playground', '#pg-model option[value="a"]');
+    await page.selectOption('#pg-model', 'a');
+    await page.fill('#pg-max-tokens', '24');
+    await page.fill('#pg-prompt', 'Say something');
+    // Record the reply's length each time it changes while it streams.
+    await page.evaluate(() => {
+      window.replyLengths = [];
+      new MutationObserver(() => {
+        const reply = document.querySelector('#pg-messages .msg.assistant');
+        if (reply) window.replyLengths.push(reply.textContent.length);
+      }).observe(document.getElementById('pg-messages'), { subtree: true, childList: true, characterData: true });
+    });
+    await page.click('#pg-send');
+    await page.waitForSelector('#pg-messages .msg.assistant[data-streaming="false"]', { timeout: UI_WAIT });
+    const lengths = await page.evaluate(() => window.replyLengths);
+    const growing = lengths.filter((n, i) => n > 0 && n !== lengths[i - 1]);
+    assert.ok(growing.length >= 10, `the reply grew in pieces: ${JSON.stringify(lengths)}`);
+    const perf = await page.textContent('#pg-perf');
+    assert.match(perf, /TTFT \d+ ms · [\d.,]+ tok\/s · 24 tokens/);
+    assert.ok((await page.textContent('#pg-messages .msg.assistant')).trim().length > 0);
+    await shot('playground');
+    assertClean();
+  }));
+
+  test('requests page: the request log, or a clear state where the server has none', guarded(async () => {
+    if (allowed.some(([p]) => p === '/admin/requests')) {
+      await go('#/requests', '#requests-unavailable');
+      assert.match(await page.textContent('#requests-unavailable'), /not available/);
+    } else {
+      await go('#/requests', '#requests-table tbody tr');
+      await page.waitForSelector('#requests-table td >> text=/v1/chat/completions', { timeout: UI_WAIT });
+      await page.selectOption('#requests-filter select[name=model]', 'b');
+      await page.click('#requests-filter button[type=submit]');
+      await page.waitForSelector('#requests-table, .notice', { timeout: UI_WAIT });
+    }
+    await shot('requests');
+    assertClean();
+  }));
+
+  test('keys page: creates a key that works, shows usage, revokes the key', guarded(async () => {
+    await go('#/keys', '#key-form');
+    await page.fill('#key-form input[name=name]', 'ui-team');
+    await page.fill('#key-form input[name=models]', 'a');
+    await page.fill('#key-form input[name=rpm]', '30');
+    await page.click('#key-form button[type=submit]');
+    await page.waitForSelector('#new-key-value', { timeout: UI_WAIT });
+    const key = (await page.textContent('#new-key-value')).trim();
+    assert.match(key, /^ig-/);
+    await page.waitForSelector('#keys-table tr[data-key="ui-team"]', { timeout: UI_WAIT });
+    const listed = await gw.request('/v1/models', { headers: { authorization: `Bearer ${key}` } });
+    assert.equal(listed.status, 200);
+    assert.deepEqual(listed.json.data.map((m) => m.id), ['a']);
+    const rows = (await api('/admin/keys')).json.data;
+    assert.equal(rows.find((k) => k.name === 'ui-team').rpm, 30);
+    // The playground's chat is in the usage: a column in the chart and a row in the table.
+    await page.waitForSelector('#usage-chart svg rect', { timeout: UI_WAIT });
+    await page.waitForSelector('#usage-table td >> text=admin', { timeout: UI_WAIT });
+    await shot('keys');
+    await page.click('#keys-table tr[data-key="ui-team"] button[data-action="revoke"]');
+    await page.click('#keys-table tr[data-key="ui-team"] button[data-action="revoke"]');
+    await page.waitForSelector('#keys-table tr[data-key="ui-team"] .badge.failed', { timeout: UI_WAIT });
+    assert.equal((await gw.request('/v1/models', { headers: { authorization: `Bearer ${key}` } })).status, 401);
+    assertClean();
+  }));
+
+  test('log out forgets the token', guarded(async () => {
+    await page.click('#logout');
+    await page.waitForSelector('#login-form', { state: 'visible', timeout: UI_WAIT });
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('infergate.token')), null);
+    await page.reload();
+    await page.waitForSelector('#login-form', { state: 'visible', timeout: UI_WAIT });
+    assertClean();
+  }));
+});
