@@ -53,6 +53,7 @@ run: release $(DEMO_MODELS)
 	@echo "infergate demo on http://127.0.0.1:8080 (Ctrl-C to stop). Try:"
 	@echo "  curl -s http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\"
 	@echo "    -d '{\"model\":\"demo\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}'"
+	@echo "Dashboard: http://127.0.0.1:8080/ui/"
 	@build/infergate serve -c examples/demo.yaml
 
 clean:

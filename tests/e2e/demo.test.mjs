@@ -68,4 +68,10 @@ test('the README tour works against the demo config', { timeout: deadline(120000
   const running = (await gw.request('/running')).json.running;
   assert.deepEqual(running.map((r) => r.model), ['demo-embed']);
   assert.equal((await gw.request('/unload')).text, 'OK');
+
+  // the dashboard at http://127.0.0.1:8080/ui/ (auth off: it opens without a token)
+  const ui = await gw.request('/ui/');
+  assert.equal(ui.status, 200);
+  assert.match(ui.headers['content-type'], /^text\/html/);
+  assert.deepEqual((await gw.request('/ui/auth.json')).json, { auth: false });
 });

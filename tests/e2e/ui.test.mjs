@@ -247,6 +247,21 @@ describe('dashboard', { skip }, () => {
     assertClean();
   }));
 
+  test('with auth off the dashboard opens without a login', guarded(async () => {
+    const open = await startGateway(scope.t, { models: { c: { cmd: fakeCmd('c') } } });
+    await page.goto(`${open.url}/ui/`);
+    await page.waitForSelector('#overview-models tr[data-model="c"]', { timeout: UI_WAIT });
+    assert.equal(await page.isVisible('#login'), false);
+    assert.equal(await page.isVisible('#logout'), false);
+    const offLoopback = requests.filter((u) => !u.startsWith(`${open.url}/`));
+    assert.deepEqual(offLoopback, [], 'requests that left the gateway');
+    requests.length = 0;
+    assert.deepEqual(errors, [], 'console errors');
+    await page.goto(`${gw.url}/ui/`); // back to the gateway with auth, still logged in
+    await page.waitForSelector('#overview-models tr[data-model="a"]', { timeout: UI_WAIT });
+    requests.length = 0;
+  }));
+
   test('log out forgets the token', guarded(async () => {
     await page.click('#logout');
     await page.waitForSelector('#login-form', { state: 'visible', timeout: UI_WAIT });
