@@ -1,14 +1,13 @@
-// Live updates shared by every page. GET /events (server-sent events: `status` about every
+// Live updates shared by every page. GET /events (server-sent events: `status` every
 // second, `model` on each lifecycle event, `request` for each finished request) when the
-// server has it; otherwise /status is polled every second, model events are derived from
-// the state changes between two polls, and throughput from /v1/usage's completion tokens.
+// server has it; otherwise (a 404) /status is polled every second and model events are
+// derived from the state changes between two polls. The latest model events are first
+// read from GET /admin/events.
 
 import { get, isAbort, readEvents } from './api.js';
 import { sleep } from './dom.js';
 
 const HISTORY = 120; // samples kept for the sparklines (one per status, about a second)
-const RATE_WINDOW_MS = 10000;
-const USAGE_POLL_MS = 2000;
 const MAX_EVENTS = 50;
 
 export class Live {
@@ -18,7 +17,6 @@ export class Live {
     this.mode = 'off'; // off | connecting | events | polling | offline
     this.queue = []; // requests waiting, one sample per status
     this.rates = []; // generated tok/s, one sample per status
-    this.finished = []; // [ms, model, completion tokens] of recently finished requests
     this.modelEvents = []; // latest first: {ts, model, event, state}
     this.ctrl = null;
   }
@@ -53,15 +51,8 @@ export class Live {
     this.emit('mode', mode);
   }
 
-  /** Generated tokens per second over the last RATE_WINDOW_MS, overall or for MODEL. */
-  rate(model) {
-    const since = Date.now() - RATE_WINDOW_MS;
-    let sum = 0;
-    for (const [ms, m, n] of this.finished) if (ms >= since && (!model || m === model)) sum += n;
-    return sum / (RATE_WINDOW_MS / 1000);
-  }
-
   async run(signal) {
+    this.loadModelEvents(signal);
     while (!signal.aborted) {
       try {
         this.setMode('connecting');
@@ -95,13 +86,26 @@ export class Live {
       this.addModelEvent(value);
       if (this.status) this.emit('status', this.status);
     } else if (event === 'request') {
-      this.finished.push([Date.now(), value.model, Number(value.completion_tokens) || 0]);
       this.emit('request', value);
     }
   }
 
+  async loadModelEvents(signal) {
+    try {
+      const rows = (await get('/admin/events?limit=20', { signal })).data || [];
+      const seen = new Set(this.modelEvents.map((e) => `${e.ts}/${e.model}/${e.event}`));
+      const older = rows.map((r) => ({ ts: r.ts_ms || r.ts, model: r.model, event: r.event, detail: r.detail }))
+        .filter((e) => !seen.has(`${e.ts}/${e.model}/${e.event}`));
+      this.modelEvents.push(...older);
+      this.modelEvents.length = Math.min(this.modelEvents.length, MAX_EVENTS);
+      this.emit('model', null);
+    } catch {
+      // a server without the event log: only live events are shown
+    }
+  }
+
   addModelEvent(ev) {
-    this.modelEvents.unshift({ ts: ev.ts || Date.now(), model: ev.model, event: ev.event, state: ev.state });
+    this.modelEvents.unshift({ ts: ev.ts || Date.now(), model: ev.model, event: ev.event, state: ev.state, detail: ev.detail });
     this.modelEvents.length = Math.min(this.modelEvents.length, MAX_EVENTS);
     this.emit('model', ev);
   }
@@ -117,10 +121,8 @@ export class Live {
       }
     }
     this.status = status;
-    const cutoff = Date.now() - RATE_WINDOW_MS;
-    while (this.finished.length && this.finished[0][0] < cutoff) this.finished.shift();
     this.queue.push(Number(status.waiting) || 0);
-    this.rates.push(this.rate());
+    this.rates.push(Number(status.tok_per_s) || 0);
     if (this.queue.length > HISTORY) this.queue.shift();
     if (this.rates.length > HISTORY) this.rates.shift();
     this.emit('status', status);
@@ -128,7 +130,6 @@ export class Live {
 
   async poll(signal) {
     this.setMode('polling');
-    this.pollUsage(signal);
     while (!signal.aborted) {
       try {
         this.setStatus(await get('/status', { signal }));
@@ -138,29 +139,6 @@ export class Live {
         this.setMode('offline');
       }
       await sleep(1000, signal);
-    }
-  }
-
-  /** Without /events: completion tokens counted by /v1/usage since this hour began, per
-   * model; what grew between two polls counts as generated then. */
-  async pollUsage(signal) {
-    const from = Math.floor(Date.now() / 3600000) * 3600;
-    let last = null;
-    while (!signal.aborted) {
-      try {
-        const usage = await get(`/v1/usage?group_by=model&from=${from}`, { signal });
-        const now = new Map((usage.data || []).map((r) => [r.model, r.completion_tokens || 0]));
-        if (last) {
-          for (const [model, n] of now) {
-            const grown = n - (last.get(model) || 0);
-            if (grown > 0) this.finished.push([Date.now(), model, grown]);
-          }
-        }
-        last = now;
-      } catch (e) {
-        if (signal.aborted || isAbort(e)) return;
-      }
-      await sleep(USAGE_POLL_MS, signal);
     }
   }
 }

@@ -1,17 +1,21 @@
-// Requests: the request log (GET /admin/requests), filtered by model, key and status, a
-// page at a time (newest first, older pages by `before=<id>`). On the newest page, requests
-// that finish while it is open appear at the top (live `request` events).
+// Requests: the request log (GET /admin/requests), filtered by model, key and status (a
+// code, or its class: 4 for 4xx), a page at a time (newest first, older pages by
+// `before=<id>`). On the newest page, requests that finish while it is open appear at the
+// top (live `request` events, which carry no row id yet).
 
 import { get, isAbort } from './api.js';
 import { fill, fmtBytes, fmtMs, fmtNum, fmtTime, h, statusBadge } from './dom.js';
 
 function matches(row, f) {
+  const status = String(row.status);
   return (!f.model || row.model === f.model) && (!f.key || row.key === f.key) &&
-    (!f.status || String(row.status) === f.status);
+    (!f.status || status === f.status || (f.status.length === 1 && status[0] === f.status));
 }
 
+const ms = (v) => (v === null || v === undefined ? '–' : fmtMs(v));
+
 function rowOf(r) {
-  return h('tr', { dataset: { id: r.id } },
+  return h('tr', { dataset: { requestId: r.request_id || '' } },
     h('td', { class: 'mono' }, fmtTime(r.ts)),
     h('td', {}, r.model || '–'),
     h('td', {}, r.key || '–'),
@@ -19,7 +23,8 @@ function rowOf(r) {
     h('td', {}, statusBadge(r.status), r.stream ? h('span', { class: 'muted' }, ' stream') : null),
     h('td', { class: 'num' }, fmtNum(r.prompt_tokens)),
     h('td', { class: 'num' }, fmtNum(r.completion_tokens)),
-    h('td', { class: 'num' }, r.ttft_ms === null || r.ttft_ms === undefined ? '–' : fmtMs(r.ttft_ms)),
+    h('td', { class: 'num' }, ms(r.queue_ms)),
+    h('td', { class: 'num' }, ms(r.ttft_ms)),
     h('td', { class: 'num' }, fmtMs(r.duration_ms)),
     h('td', { class: 'num' }, `${fmtBytes(r.bytes_in)} / ${fmtBytes(r.bytes_out)}`),
     h('td', { class: 'mono' }, r.client || ''),
@@ -36,7 +41,7 @@ export default {
     let ctrl = null;
     const model = h('select', { name: 'model' }, h('option', { value: '' }, 'any'));
     const key = h('input', { name: 'key', placeholder: 'key name', size: 14 });
-    const status = h('input', { name: 'status', placeholder: 'e.g. 200', size: 6, inputmode: 'numeric' });
+    const status = h('input', { name: 'status', placeholder: '404, or 4: 4xx', size: 14, inputmode: 'numeric' });
     const limit = h('select', { name: 'limit' }, ['25', '50', '100', '200'].map((n) => h('option', { value: n }, n)));
     limit.value = f.limit;
     const body = h('div');
@@ -50,8 +55,8 @@ export default {
       where.textContent = `page ${pages.length}, ${rows.length} request${rows.length === 1 ? '' : 's'}`;
       fill(body, rows.length
         ? h('div', { class: 'scroll' }, h('table', { id: 'requests-table' },
-          h('thead', {}, h('tr', {}, ['time', 'model', 'key', 'endpoint', 'status', 'prompt', 'completion', 'TTFT', 'duration', 'in / out', 'client', 'request id', 'error']
-            .map((c, i) => h('th', { class: i >= 5 && i <= 9 ? 'num' : '' }, c)))),
+          h('thead', {}, h('tr', {}, ['time', 'model', 'key', 'endpoint', 'status', 'prompt', 'completion', 'queued', 'TTFT', 'duration', 'in / out', 'client', 'request id', 'error']
+            .map((c, i) => h('th', { class: i >= 5 && i <= 10 ? 'num' : '' }, c)))),
           h('tbody', {}, rows.map(rowOf))))
         : h('p', { class: 'notice' }, 'No requests match.'));
     };
@@ -88,8 +93,9 @@ export default {
       load();
     };
     older.addEventListener('click', () => {
-      if (!rows.length) return;
-      pages.push(rows[rows.length - 1].id);
+      const last = rows.filter((r) => r.id !== undefined).pop(); // live rows have no id yet
+      if (!last) return;
+      pages.push(last.id);
       load();
     });
     newest.addEventListener('click', apply);
@@ -113,7 +119,7 @@ export default {
     const offStatus = live.on('status', fillModels);
     const offRequest = live.on('request', (r) => {
       if (pages.length !== 1 || !matches(r, f)) return;
-      const all = [r, ...rows.filter((x) => x.id !== r.id)];
+      const all = [r, ...rows.filter((x) => !r.request_id || x.request_id !== r.request_id)];
       if (all.length > Number(f.limit)) hasMore = true;
       rows = all.slice(0, Number(f.limit));
       show();

@@ -1,8 +1,10 @@
 // The dashboard (/ui/) in headless Chromium (Debian's chromium driven by playwright-core):
 // static files public with the page security headers, login with the admin token, every
 // page without console errors and without a request leaving loopback, a model's state
-// changing live when it loads, load/unload buttons, the log tail, the playground streaming
-// a reply with TTFT and tok/s, the request log, and a key created from the keys page.
+// changing live when it loads (over /events, and by polling /status where /events is
+// missing), load/unload buttons, the log tail, the playground streaming a reply with TTFT
+// and tok/s, the request log with live rows, filters and paging, and a key created from
+// the keys page.
 // Screenshots of each page go to BUILD/ui-screenshots/.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -38,10 +40,21 @@ describe('dashboard', { skip }, () => {
   };
   /** Asserts no console error and no request off loopback so far, then forgets them. */
   const assertClean = () => {
-    const offLoopback = requests.filter((u) => !u.startsWith(`${gw.url}/`) && !u.startsWith('data:'));
-    assert.deepEqual(offLoopback, [], 'requests that left the gateway');
+    const isLoopback = (u) => u.startsWith('data:') || ['127.0.0.1', 'localhost', '[::1]'].includes(new URL(u).hostname);
+    assert.deepEqual(requests.filter((u) => !isLoopback(u)), [], 'requests that left loopback');
     assert.deepEqual(errors, [], 'console errors');
     requests.length = 0;
+  };
+  /** Records PAGE's requests, console errors and uncaught exceptions. */
+  const watch = (p) => {
+    p.on('request', (r) => requests.push(r.url()));
+    p.on('pageerror', (e) => errors.push(`uncaught: ${e.message}`));
+    p.on('console', (m) => {
+      if (m.type() !== 'error') return;
+      const url = m.location().url || '';
+      const ok = allowed.some(([suffix, status]) => url.split('?')[0].endsWith(suffix) && m.text().includes(`${status}`));
+      if (!ok) errors.push(`${m.text()} (${url})`);
+    });
   };
 
   before(async () => {
@@ -56,11 +69,6 @@ describe('dashboard', { skip }, () => {
       },
     });
     fs.mkdirSync(SHOTS, { recursive: true });
-    // Routes still missing from this server answer 404: the page copes (polls /status, says
-    // the request log is unavailable), and Chromium logs that 404 as a console error.
-    for (const p of ['/events', '/admin/requests']) {
-      if ((await api(p, { timeoutMs: 2000 }).catch(() => ({ status: 0 }))).status === 404) allowed.push([p, 404]);
-    }
     server = await chromium.launchServer({
       executablePath: CHROMIUM,
       headless: true,
@@ -79,14 +87,7 @@ describe('dashboard', { skip }, () => {
     browser = await chromium.connect(server.wsEndpoint());
     const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
     page = await context.newPage();
-    page.on('request', (r) => requests.push(r.url()));
-    page.on('pageerror', (e) => errors.push(`uncaught: ${e.message}`));
-    page.on('console', (m) => {
-      if (m.type() !== 'error') return;
-      const url = m.location().url || '';
-      const ok = allowed.some(([suffix, status]) => url.split('?')[0].endsWith(suffix) && m.text().includes(`${status}`));
-      if (!ok) errors.push(`${m.text()} (${url})`);
-    });
+    watch(page);
   });
   after(scope.cleanup);
 
@@ -139,6 +140,7 @@ describe('dashboard', { skip }, () => {
     await page.waitForSelector('#overview-models tr[data-model="a"] .badge[data-state="unloaded"]', { timeout: UI_WAIT });
     assert.equal(await page.isVisible('#login'), false);
     assert.equal(await page.evaluate(() => sessionStorage.getItem('infergate.token')), ADMIN);
+    await page.waitForSelector('#live[data-mode="events"]', { timeout: UI_WAIT }); // /events
     assertClean();
   }));
 
@@ -206,18 +208,45 @@ describe('dashboard', { skip }, () => {
     assertClean();
   }));
 
-  test('requests page: the request log, or a clear state where the server has none', guarded(async () => {
-    if (allowed.some(([p]) => p === '/admin/requests')) {
-      await go('#/requests', '#requests-unavailable');
-      assert.match(await page.textContent('#requests-unavailable'), /not available/);
-    } else {
-      await go('#/requests', '#requests-table tbody tr');
-      await page.waitForSelector('#requests-table td >> text=/v1/chat/completions', { timeout: UI_WAIT });
-      await page.selectOption('#requests-filter select[name=model]', 'b');
-      await page.click('#requests-filter button[type=submit]');
-      await page.waitForSelector('#requests-table, .notice', { timeout: UI_WAIT });
-    }
+  test('requests page: the request log, live rows, filters and paging', guarded(async () => {
+    // The playground's chat is in the log (written within the second).
+    await go('#/requests', '#requests-table tbody tr');
+    await page.waitForSelector('#requests-table tr:has(td:text-is("/v1/chat/completions")):has(td:text-is("a"))', { timeout: UI_WAIT });
+    // A request made while the page is open appears at the top without a reload.
+    const count = () => page.locator('#requests-table tbody tr').count();
+    const before = await count();
+    const chat = await api('/v1/chat/completions', { method: 'POST', body: { model: 'a', max_tokens: 1, messages: [{ role: 'user', content: 'hi' }] } });
+    assert.equal(chat.status, 200);
+    const id = chat.headers['x-request-id'];
+    await page.waitForSelector(`#requests-table tbody tr:first-child[data-request-id="${id}"]`, { timeout: UI_WAIT });
+    assert.equal(await count(), before + 1);
     await shot('requests');
+    // 30 more requests: 25 on the first page, the rest on the next.
+    for (let i = 0; i < 30; i++) {
+      const r = await api('/v1/completions', { method: 'POST', body: { model: 'a', max_tokens: 1, prompt: `p${i}` } });
+      assert.equal(r.status, 200);
+    }
+    await waitFor(async () => (await api('/admin/requests?endpoint=/v1/completions&limit=100')).json.data.length === 30,
+      { timeoutMs: UI_WAIT, message: '30 rows in the request log' });
+    const total = (await api('/admin/requests?limit=1000')).json.data.length;
+    assert.ok(total > 25 && total <= 50, `${total} rows`);
+    await page.selectOption('#requests-filter select[name=limit]', '25');
+    await page.click('#requests-filter button[type=submit]');
+    await waitFor(async () => (await count()) === 25, { timeoutMs: UI_WAIT, message: 'a page of 25 rows' });
+    const first = await page.locator('#requests-table tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.requestId));
+    await page.click('.pager button:text("Older →")');
+    await waitFor(async () => (await count()) === total - 25, { timeoutMs: UI_WAIT, message: 'the older rows' });
+    const second = await page.locator('#requests-table tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.requestId));
+    assert.equal(second.filter((x) => first.includes(x)).length, 0, 'pages do not overlap');
+    assert.equal(await page.isDisabled('.pager button:text("Older →")'), true);
+    // Filters: by status class and by key.
+    await page.fill('#requests-filter input[name=status]', '4');
+    await page.click('#requests-filter button[type=submit]');
+    await page.waitForSelector('.notice:text("No requests match.")', { timeout: UI_WAIT });
+    await page.fill('#requests-filter input[name=status]', '');
+    await page.fill('#requests-filter input[name=key]', 'admin');
+    await page.click('#requests-filter button[type=submit]');
+    await waitFor(async () => (await count()) === 25, { timeoutMs: UI_WAIT, message: 'the admin\'s requests' });
     assertClean();
   }));
 
@@ -247,19 +276,40 @@ describe('dashboard', { skip }, () => {
     assertClean();
   }));
 
+  test('without /events the page polls /status and still follows a load', guarded(async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    try {
+      await context.addInitScript((t) => sessionStorage.setItem('infergate.token', t), ADMIN);
+      await context.route('**/events', (route) => route.fulfill({
+        status: 404, contentType: 'application/json',
+        body: JSON.stringify({ error: { message: 'no such endpoint', type: 'invalid_request_error', code: 'not_found' } }),
+      }));
+      const p = await context.newPage();
+      watch(p);
+      allowed.push(['/events', 404]);
+      await p.goto(`${gw.url}/ui/#/overview`);
+      await p.waitForSelector('#live[data-mode="polling"]', { timeout: UI_WAIT });
+      await p.waitForSelector('#overview-models tr[data-model="b"] .badge[data-state="unloaded"]', { timeout: UI_WAIT });
+      assert.equal((await api('/models/load', { method: 'POST', body: { model: 'b' } })).status, 200);
+      await p.waitForSelector('#overview-models tr[data-model="b"] .badge[data-state="ready"]', { timeout: UI_WAIT });
+      await p.waitForSelector('.events li:has-text("starting → ready")', { timeout: UI_WAIT });
+      await p.close();
+      allowed.pop();
+      assertClean();
+    } finally {
+      await context.close();
+    }
+  }));
+
   test('with auth off the dashboard opens without a login', guarded(async () => {
     const open = await startGateway(scope.t, { models: { c: { cmd: fakeCmd('c') } } });
     await page.goto(`${open.url}/ui/`);
     await page.waitForSelector('#overview-models tr[data-model="c"]', { timeout: UI_WAIT });
     assert.equal(await page.isVisible('#login'), false);
     assert.equal(await page.isVisible('#logout'), false);
-    const offLoopback = requests.filter((u) => !u.startsWith(`${open.url}/`));
-    assert.deepEqual(offLoopback, [], 'requests that left the gateway');
-    requests.length = 0;
-    assert.deepEqual(errors, [], 'console errors');
     await page.goto(`${gw.url}/ui/`); // back to the gateway with auth, still logged in
     await page.waitForSelector('#overview-models tr[data-model="a"]', { timeout: UI_WAIT });
-    requests.length = 0;
+    assertClean();
   }));
 
   test('log out forgets the token', guarded(async () => {
