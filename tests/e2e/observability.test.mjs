@@ -225,6 +225,28 @@ describe('observability', () => {
     assert.doesNotMatch(gw.output(), /\[req-[0-9a-f]{16}\] sending to/, 'other requests stay at the configured level');
   }));
 
+  test('logFormat: json writes one JSON object per line with the request id as a field', guarded(async () => {
+    const jgw = await startGateway(scope.t, { models: { a: { cmd: fakeCmd('a') } }, extra: { logFormat: 'json' } });
+    const r = await fetch(`${jgw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-log-level': 'debug', 'x-request-id': 'json-1' },
+      body: JSON.stringify({ model: 'a', messages: MESSAGES, max_tokens: 2 }),
+    });
+    assert.equal(r.status, 200);
+    await r.text();
+    await waitFor(() => /"request_id":"json-1","msg":"a \/v1\/chat\/completions: 200/.test(jgw.output()), {
+      timeoutMs: deadline(5000), message: 'the last debug line of json-1',
+    });
+    const lines = jgw.output().split('\n').filter((l) => l !== '');
+    for (const line of lines) {
+      const o = JSON.parse(line);
+      assert.equal(typeof o.ts, 'string');
+      assert.ok(['debug', 'info', 'warn', 'error'].includes(o.level), line);
+      assert.equal(typeof o.msg, 'string');
+    }
+    assert.ok(lines.some((l) => JSON.parse(l).request_id === 'json-1' && JSON.parse(l).msg.startsWith('sending to ')));
+  }));
+
   test('/readyz is public and says why it is not ready', guarded(async () => {
     const ready = await fetch(`${gw.url}/readyz`);
     assert.equal(ready.status, 200);
