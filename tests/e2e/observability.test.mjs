@@ -293,6 +293,26 @@ describe('observability', () => {
     assert.equal(doc.paths['/healthz'].get.security, undefined);
   }));
 
+  test('/status shows the load progress an engine reports while a model starts', guarded(async () => {
+    const sgw = await startGateway(scope.t, { models: { slow: { cmd: fakeCmd('slow', ['--startup-ms', 3000]) } } });
+    const load = fetch(`${sgw.url}/models/load`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'slow' }),
+    });
+    const seen = [];
+    await waitFor(async () => {
+      const m = (await (await fetch(`${sgw.url}/status`)).json()).models[0];
+      if (m.state === 'starting' && typeof m.load_progress === 'number') seen.push(m.load_progress);
+      return seen.length >= 2 && seen[seen.length - 1] > seen[0];
+    }, { timeoutMs: deadline(10000), intervalMs: 100, message: 'a rising load_progress' });
+    assert.ok(seen.every((p) => p >= 0 && p <= 1), seen.join());
+    assert.equal((await load).status, 200);
+    const ready = (await (await fetch(`${sgw.url}/status`)).json()).models[0];
+    assert.equal(ready.state, 'ready');
+    assert.equal(ready.load_progress, null);
+  }));
+
   test('/readyz is public and says why it is not ready', guarded(async () => {
     const ready = await fetch(`${gw.url}/readyz`);
     assert.equal(ready.status, 200);
