@@ -71,6 +71,16 @@ export function stateBadge(state) {
   return h('span', { class: `badge ${state || ''}`, dataset: { state: state || '' } }, state || 'unknown');
 }
 
+/** While MODEL (a /status entry) starts: its load progress as a percentage and a bar, else null. */
+export function loadProgress(model) {
+  if (model?.state !== 'starting' || typeof model.load_progress !== 'number') return null;
+  const pct = Math.round(Math.min(1, Math.max(0, model.load_progress)) * 100);
+  const fillEl = h('span');
+  fillEl.style.width = `${pct}%`;
+  return h('div', { class: 'progress', dataset: { progress: String(pct) }, title: 'loading' },
+    h('span', { class: 'muted' }, `${pct}%`), h('div', { class: 'bar' }, fillEl));
+}
+
 /** A badge for an HTTP status. */
 export function statusBadge(status) {
   const cls = status >= 500 ? 's5xx' : status >= 400 ? 's4xx' : status >= 200 ? 's2xx' : '';

@@ -3,7 +3,7 @@
 // /models/unload), and a log tail read as server-sent events from /logs/stream/SOURCE.
 
 import { get, isAbort, post, readEvents } from './api.js';
-import { fill, fmtBytes, fmtNum, h, modelPath, stateBadge } from './dom.js';
+import { fill, fmtBytes, fmtNum, h, loadProgress, modelPath, stateBadge } from './dom.js';
 
 const MAX_LOG_LINES = 2000;
 
@@ -24,7 +24,8 @@ export default {
     const logs = h('pre', { class: 'logs', id: 'logs' });
     let logCtrl = null;
 
-    const stateOf = (id) => live.status?.models?.find((m) => m.id === id)?.state;
+    const liveOf = (id) => live.status?.models?.find((m) => m.id === id);
+    const stateOf = (id) => liveOf(id)?.state;
 
     const act = async (id, action) => {
       pending.set(id, action === 'load' ? 'loading' : 'unloading');
@@ -48,7 +49,8 @@ export default {
         h('td', {}, h('strong', {}, m.id), m.name ? h('div', { class: 'muted' }, m.name) : null,
           (m.aliases || []).length ? h('div', { class: 'muted' }, `aliases: ${m.aliases.join(', ')}`) : null,
           m.unlisted ? h('div', { class: 'muted' }, 'unlisted') : null),
-        h('td', { class: 'state' }, stateBadge(state), busy ? h('div', { class: 'muted' }, `${busy}…`) : null,
+        h('td', { class: 'state' }, stateBadge(state), loadProgress(liveOf(m.id)),
+          busy ? h('div', { class: 'muted' }, `${busy}…`) : null,
           m.status?.failed && m.status.error ? h('div', { class: 'error' }, m.status.error) : null),
         h('td', {}, (m.capabilities || []).length ? m.capabilities.map((c) => h('span', { class: 'chip' }, c))
           : h('span', { class: 'muted', title: 'known from the GGUF file' }, 'unknown')),
@@ -68,7 +70,7 @@ export default {
     const render = () => {
       // Only when something shown changed: a rebuilt button between press and release
       // would lose the click.
-      const key = JSON.stringify([list, [...pending], list.map((m) => stateOf(m.id))]);
+      const key = JSON.stringify([list, [...pending], list.map((m) => [stateOf(m.id), liveOf(m.id)?.load_progress])]);
       if (key === shown) return;
       shown = key;
       fill(tbody, list.length ? list.map(row) : h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No models configured.')));

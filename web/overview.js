@@ -3,7 +3,7 @@
 // five seconds), and the latest model events.
 
 import { sparkline } from './chart.js';
-import { fill, fmtBytes, fmtMs, fmtNum, fmtTime, h, stateBadge, usageBar } from './dom.js';
+import { fill, fmtBytes, fmtMs, fmtNum, fmtTime, h, loadProgress, stateBadge, usageBar } from './dom.js';
 
 function stat(label, value, id) {
   return h('div', { class: 'stat', dataset: { stat: id } }, h('div', { class: 'label' }, label), h('div', { class: 'value' }, value));
@@ -12,7 +12,8 @@ function stat(label, value, id) {
 function modelRows(status) {
   return (status.models || []).map((m) => h('tr', { dataset: { model: m.id } },
     h('td', {}, h('strong', {}, m.id)),
-    h('td', { class: 'state' }, stateBadge(m.state), m.draining ? h('span', { class: 'muted' }, ' draining') : null),
+    h('td', { class: 'state' }, stateBadge(m.state), m.draining ? h('span', { class: 'muted' }, ' draining') : null,
+      loadProgress(m)),
     h('td', { class: 'num' }, m.pid > 0 ? String(m.pid) : '–'),
     h('td', { class: 'num' }, fmtNum(m.in_flight)),
     h('td', { class: 'num' }, fmtNum(m.waiting)),

@@ -144,23 +144,28 @@ describe('dashboard', { skip }, () => {
     assertClean();
   }));
 
-  test('the overview shows a model loading live, without a reload', guarded(async () => {
+  test('the overview shows a model loading live, with its progress, without a reload', guarded(async () => {
     await go('#/overview', '#overview-models tr[data-model="b"] .badge[data-state="unloaded"]');
     await page.evaluate(() => { window.notReloaded = true; });
     const seen = page.evaluate(() => new Promise((resolve) => {
       const states = [];
+      const progress = [];
       const note = () => {
-        const s = document.querySelector('#overview-models tr[data-model="b"] .badge')?.dataset.state;
+        const row = document.querySelector('#overview-models tr[data-model="b"]');
+        const s = row?.querySelector('.badge')?.dataset.state;
+        const pct = row?.querySelector('.progress')?.dataset.progress;
         if (s && states[states.length - 1] !== s) states.push(s);
-        if (s === 'ready') resolve(states);
+        if (pct !== undefined && progress[progress.length - 1] !== Number(pct)) progress.push(Number(pct));
+        if (s === 'ready') resolve({ states, progress });
       };
       new MutationObserver(note).observe(document.getElementById('main'), { subtree: true, childList: true });
       note();
     }));
     const load = await api('/models/load', { method: 'POST', body: { model: 'b' } });
     assert.equal(load.status, 200, load.text);
-    const states = await Promise.race([seen, new Promise((_, rej) => setTimeout(() => rej(new Error('b never showed ready')), UI_WAIT))]);
+    const { states, progress } = await Promise.race([seen, new Promise((_, rej) => setTimeout(() => rej(new Error('b never showed ready')), UI_WAIT))]);
     assert.deepEqual(states, ['unloaded', 'starting', 'ready'], 'the page followed the load');
+    assert.ok(progress.length >= 2 && progress[progress.length - 1] > progress[0], `the load progress rose: ${progress}`);
     assert.equal(await page.evaluate(() => window.notReloaded), true);
     await page.waitForSelector('.events li >> text=b', { timeout: UI_WAIT });
     assert.match(await page.textContent('[data-stat="ready"] .value'), /1 \/ 2/);
