@@ -12,6 +12,7 @@
 #include "http_upstream.h"
 #include "ig_errbody.h"
 #include "ig_log.h"
+#include "ig_text.h"
 #include "ig_time.h"
 #include "sup_manager.h"
 
@@ -74,6 +75,39 @@ void gw_reply_json(struct http_request *req, int status, json_t *doc)
     free(text);
 }
 
+int gw_query_param(struct http_request *req, const char *name, char *out, size_t size)
+{
+    int rc = ig_query_param(http_request_query(req), name, out, size);
+    char msg[160];
+
+    if (rc < 0) {
+        snprintf(msg, sizeof(msg),
+                 "%s: a malformed percent escape, or longer than %zu characters", name, size - 1);
+        gw_reply_error(req, 400, msg, "invalid_request_error", 0);
+    }
+    return rc;
+}
+
+int gw_query_time(struct http_request *req, const char *name, int64_t *out)
+{
+    char text[64], msg[200];
+    int64_t t;
+    int rc = gw_query_param(req, name, text, sizeof(text));
+
+    if (rc <= 0)
+        return rc;
+    t = ig_parse_time(text);
+    if (t < 0) {
+        snprintf(msg, sizeof(msg),
+                 "%s: expected unix seconds or a UTC time like 2026-11-23 or "
+                 "2026-11-23T10:00:00Z, got '%s'", name, text);
+        gw_reply_error(req, 400, msg, "invalid_request_error", 0);
+        return -1;
+    }
+    *out = t;
+    return 0;
+}
+
 /* GET /healthz: the process is alive. */
 static void handle_healthz(struct gw_app *app, struct http_request *req)
 {
@@ -104,6 +138,7 @@ static const struct route routes[] = {
     {"/v1/usage", "GET", gw_usage, GW_KEY},
     {"/admin/keys", "*", gw_admin_keys, GW_ADMIN},
     {"/admin/keys/", "*", gw_admin_keys, GW_ADMIN},
+    {"/admin/audit", "GET", gw_admin_audit, GW_ADMIN},
     {"/admin/reload", "POST", gw_admin_reload, GW_ADMIN},
     {"/models/rescan", "POST", gw_admin_reload, GW_ADMIN},
     {"/api/profiles", "GET", gw_profiles_list, GW_KEY},

@@ -59,6 +59,14 @@ const char *gw_model_error_code(int status);
 /* Answers REQ with a JSON document (reference taken). */
 void gw_reply_json(struct http_request *req, int status, json_t *doc);
 
+/* Reads query parameter NAME of REQ, percent-decoded, into OUT (SIZE bytes). Returns 1 when
+ * given, 0 when absent, or -1 after answering 400 (a bad escape, or longer than SIZE - 1). */
+int gw_query_param(struct http_request *req, const char *name, char *out, size_t size);
+
+/* Reads query parameter NAME of REQ as a time (unix seconds, or a UTC date or RFC 3339
+ * date-time: ig_parse_time()) into *OUT when given. Returns 0, or -1 after answering 400. */
+int gw_query_time(struct http_request *req, const char *name, int64_t *out);
+
 /* Proxies an OpenAI/llama.cpp inference request routed by its body's "model". */
 void gw_proxy_handle(struct gw_app *app, struct http_request *req);
 
@@ -145,6 +153,9 @@ void gw_auth_end_route(struct gw_app *app);
 
 /* GET/POST /admin/keys, DELETE/PATCH /admin/keys/NAME. */
 void gw_admin_keys(struct gw_app *app, struct http_request *req);
+
+/* GET /admin/audit?since&until&action&actor&limit&before: audit rows, newest first. */
+void gw_admin_audit(struct gw_app *app, struct http_request *req);
 
 /* GET /v1/usage?from&to&group_by&key: usage rows of the caller's key (any key for admin). */
 void gw_usage(struct gw_app *app, struct http_request *req);
