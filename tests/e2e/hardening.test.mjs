@@ -387,7 +387,7 @@ describe('tls', () => {
     assert.match(missing.output(), /tls\.cert: cannot read .*nope\.crt: No such file or directory/);
   });
 
-  test('SIGHUP and /admin/reload reload the certificate: new connections get it, open ones keep theirs, a bad one is refused', async (t) => {
+  test('SIGHUP and /admin/reload reload the certificate: new connections get it, open ones keep theirs, a bad one refuses the reload (422)', async (t) => {
     const dir = await tempDir(t);
     const a = makeCert(dir, 'a');
     const b = makeCert(dir, 'b');
@@ -417,20 +417,39 @@ describe('tls', () => {
     assert.equal(again.reused, true, 'the kept-alive connection was reused');
     assert.equal(again.fingerprint, a.fingerprint, 'an open connection keeps its certificate');
 
-    // A broken certificate: logged, the running one stays.
+    // A broken certificate on SIGHUP: logged, nothing of the reload applies, the running
+    // certificate stays. The same config also adds a model, which must not appear.
+    await gw.rewrite({ models: { m2: { cmd: fakeCmd('m2') } } });
     fs.writeFileSync(cert, 'not a certificate\n');
     process.kill(gw.pid, 'SIGHUP');
-    await waitFor(() => /ERROR reload: keeping the current TLS certificate: tls\.cert .* is not a PEM certificate/.test(gw.output()),
-      { timeoutMs: deadline(10000), message: 'the bad certificate reported' });
+    const logged = new RegExp(`ERROR reload of .*config\\.yaml failed; keeping the running configuration:\\s+tls\\.cert ${cert.replace(/[.]/g, '\\.')} is not a PEM certificate`);
+    await waitFor(() => logged.test(gw.output()), { timeoutMs: deadline(10000), message: 'the bad certificate reported' });
     assert.equal(await servedFingerprint(gw.port, ca), b.fingerprint);
     assert.equal((await httpsGet(gw.port, '/healthz', { ca })).status, 200);
+    const modelIds = async () => JSON.parse((await httpsGet(gw.port, '/v1/models', { ca })).text).data.map((m) => m.id);
+    assert.deepEqual(await modelIds(), [], 'the rest of the refused reload did not apply either');
+
+    // POST /admin/reload says so: 422 naming the file and why, in OpenAI's error shape.
+    const refused = await httpsGet(gw.port, '/admin/reload', { ca, method: 'POST' });
+    assertErrorShape(assert, { ...refused, json: JSON.parse(refused.text) }, 422);
+    const err = JSON.parse(refused.text).error;
+    assert.equal(err.code, 'invalid_certificate');
+    assert.ok(err.message.includes(`tls.cert ${cert} is not a PEM certificate`), err.message);
+    assert.match(err.message, /the reload was not applied/);
+    // A key that does not belong to the certificate: refused the same way.
+    fs.copyFileSync(c.cert, cert);
+    const mismatch = await httpsGet(gw.port, '/admin/reload', { ca, method: 'POST' });
+    assert.equal(mismatch.status, 422, mismatch.text);
+    assert.ok(JSON.parse(mismatch.text).error.message.includes(`tls.key ${key} does not match the certificate in ${cert}`), mismatch.text);
+    assert.equal(await servedFingerprint(gw.port, ca), b.fingerprint, 'still the running certificate');
+    assert.deepEqual(await modelIds(), []);
 
     // POST /admin/reload answers once the reload is applied: the next connection has it.
-    fs.copyFileSync(c.cert, cert);
     fs.copyFileSync(c.key, key);
     const reload = await httpsGet(gw.port, '/admin/reload', { ca, method: 'POST' });
     assert.equal(reload.status, 200, reload.text);
     assert.equal(await servedFingerprint(gw.port, ca), c.fingerprint);
+    assert.deepEqual(await modelIds(), ['m2']);
   });
 });
 
