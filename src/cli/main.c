@@ -10,6 +10,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: infergate [serve] -c FILE [--listen HOST:PORT] [--insecure-no-auth]\n"
+            "                 [--tls-cert-file FILE --tls-key-file FILE]\n"
             "                                                      run the gateway\n"
             "       infergate check -c FILE                        validate a config\n"
             "       infergate models -c FILE [--json]              list models, capabilities, memory\n"

@@ -117,6 +117,11 @@ static void *worker(void *arg)
     char byte = 1;
 
     r->rc = catalog_load(r->path, r->prev, &r->next, &r->cause);
+    if (r->rc == 0 && cfg_keep_command_line(r->next, r->prev) != 0) { /* serve's flags */
+        cfg_free(r->next);
+        r->next = NULL;
+        r->rc = IG_ENOMEM;
+    }
     if (r->rc == 0)
         r->front = http_front_prepare(r->next); /* infergate-net: reads the certificate */
     /* One byte into an empty pipe cannot block or fail; no logging here (not thread-safe). */

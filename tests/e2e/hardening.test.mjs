@@ -1,6 +1,7 @@
 // Hardening of the front server: the exposure rule (no listening beyond loopback without auth),
 // HTTPS with the openai SDK (keep-alive, streaming, back-pressure), certificate reload on
-// SIGHUP, CORS, slow clients (slowloris) closed by the deadlines, connection caps, URL cap.
+// SIGHUP and /admin/reload (a bad one refused with a 422), llama-swap's TLS flags, CORS,
+// slow clients (slowloris) closed by the deadlines, connection caps, URL cap.
 // Every connection goes to 127.0.0.1, also when the gateway binds 0.0.0.0.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -450,6 +451,59 @@ describe('tls', () => {
     assert.equal(reload.status, 200, reload.text);
     assert.equal(await servedFingerprint(gw.port, ca), c.fingerprint);
     assert.deepEqual(await modelIds(), ['m2']);
+  });
+});
+
+describe('tls flags', () => {
+  test('llama-swap\'s --tls-cert-file/--tls-key-file turn HTTPS on and win over the file\'s tls, reloads included', async (t) => {
+    const dir = await tempDir(t);
+    const a = makeCert(dir, 'a');
+    const b = makeCert(dir, 'b');
+    const c = makeCert(dir, 'c');
+    const ca = [a.pem, b.pem, c.pem];
+    // No tls section in the file: the flags alone turn HTTPS on.
+    const only = await spawnGateway(t, { args: ['--tls-cert-file', a.cert, '--tls-key-file', a.key], ca });
+    assert.match(only.output(), new RegExp(`listening on https://127\\.0\\.0\\.1:${only.port}`));
+    assert.equal(await servedFingerprint(only.port, ca), a.fingerprint);
+    const agent = new https.Agent({ ca });
+    t.after(() => agent.destroy());
+    const client = new OpenAI({ apiKey: 'sk-test', baseURL: `https://127.0.0.1:${only.port}/v1`, maxRetries: 0, timeout: deadline(30000),
+      fetch: httpsFetch(agent) });
+    assert.deepEqual((await client.models.list()).data, []);
+
+    // The file names b; the flags (the NAME=VALUE form too) name live copies of a.
+    const cert = path.join(dir, 'flag.crt');
+    const key = path.join(dir, 'flag.key');
+    fs.copyFileSync(a.cert, cert);
+    fs.copyFileSync(a.key, key);
+    fs.chmodSync(key, 0o600);
+    const gw = await spawnGateway(t, { config: { tls: { cert: b.cert, key: b.key } }, args: [`--tls-cert-file=${cert}`, '--tls-key-file', key], ca });
+    assert.equal(await servedFingerprint(gw.port, ca), a.fingerprint, 'the flags win over tls: in the file');
+    // A reload reads the flags' files again, not the file's tls section.
+    fs.copyFileSync(c.cert, cert);
+    fs.copyFileSync(c.key, key);
+    const reload = await httpsGet(gw.port, '/admin/reload', { ca, method: 'POST' });
+    assert.equal(reload.status, 200, reload.text);
+    assert.equal(await servedFingerprint(gw.port, ca), c.fingerprint);
+    fs.writeFileSync(cert, 'not a certificate\n');
+    process.kill(gw.pid, 'SIGHUP');
+    await waitFor(() => /reload of .* failed; keeping the running configuration:\s+tls\.cert .*flag\.crt is not a PEM certificate/.test(gw.output()),
+      { timeoutMs: deadline(10000), message: 'the broken flag certificate refused' });
+    assert.equal(await servedFingerprint(gw.port, ca), c.fingerprint);
+  });
+
+  test('one TLS flag alone is a usage error; a file that cannot be read stops the start, naming the flags', async (t) => {
+    const dir = await tempDir(t);
+    const a = makeCert(dir, 'a');
+    for (const args of [['--tls-cert-file', a.cert], ['--tls-key-file', a.key], ['--tls-cert-file', a.cert, '--tls-key-file']]) {
+      const gw = await spawnGateway(t, { args, expectExit: true });
+      assert.equal(gw.result.code, 2, args.join(' '));
+      assert.match(gw.output(), /both --tls-cert-file and --tls-key-file must be given|incomplete argument/);
+    }
+    const missing = path.join(dir, 'nope.crt');
+    const gw = await spawnGateway(t, { args: ['--tls-cert-file', missing, '--tls-key-file', a.key], expectExit: true });
+    assert.equal(gw.result.code, 1);
+    assert.match(gw.output(), new RegExp(`--tls-cert-file/--tls-key-file: tls\\.cert: cannot read ${missing.replace(/[.]/g, '\\.')}: No such file or directory`));
   });
 });
 
