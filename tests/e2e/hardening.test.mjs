@@ -60,14 +60,14 @@ process.on('exit', () => {
   }
 });
 
-/** A request over HTTPS on a fresh connection (or AGENT's); resolves {status, headers, text, fingerprint, reused}. */
+/** A request over HTTPS on a fresh connection (or AGENT's); resolves {status, reason, headers, text, fingerprint, reused}. */
 function httpsGet(port, pathname, { ca, agent, headers = {}, method = 'GET' } = {}) {
   return new Promise((resolve, reject) => {
     const req = https.request({ host: '127.0.0.1', port, path: pathname, method, servername: 'localhost', ca, agent: agent ?? false, headers, timeout: deadline(10000) }, (res) => {
       const parts = [];
       const fingerprint = res.socket.getPeerCertificate?.()?.fingerprint256;
       res.on('data', (d) => parts.push(d));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text: Buffer.concat(parts).toString(), fingerprint, reused: req.reusedSocket }));
+      res.on('end', () => resolve({ status: res.statusCode, reason: res.statusMessage, headers: res.headers, text: Buffer.concat(parts).toString(), fingerprint, reused: req.reusedSocket }));
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error(`${method} ${pathname} timed out`)));
@@ -433,6 +433,7 @@ describe('tls', () => {
     // POST /admin/reload says so: 422 naming the file and why, in OpenAI's error shape.
     const refused = await httpsGet(gw.port, '/admin/reload', { ca, method: 'POST' });
     assertErrorShape(assert, { ...refused, json: JSON.parse(refused.text) }, 422);
+    assert.equal(refused.reason, 'Unprocessable Content');
     const err = JSON.parse(refused.text).error;
     assert.equal(err.code, 'invalid_certificate');
     assert.ok(err.message.includes(`tls.cert ${cert} is not a PEM certificate`), err.message);
