@@ -398,7 +398,7 @@ static const struct cfg_field capabilities_fields[] = {
 };
 
 /* Field handler: timeouts (peers and models). */
-static void field_timeouts(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+void cfg_field_timeouts(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
 {
     (void)key;
     cfg_walk(ctx, value, timeouts_fields, obj, NULL);
@@ -524,7 +524,7 @@ const struct cfg_field cfg_model_fields[] = {
     MODEL_FN("memory", field_memory, 0),
     MODEL_FN("vram", field_vram, 0),
     {"sendLoadingState", CFG_F_BOOL, CFG_NO_STORE, 0, 0, NULL, CFG_F_INACTIVE},
-    MODEL_FN("timeouts", field_timeouts, CFG_F_INACTIVE),
+    MODEL_FN("timeouts", cfg_field_timeouts, CFG_F_INACTIVE),
     MODEL_FN("compat", field_compat, CFG_F_INACTIVE),
     MODEL_FN("capabilities", field_capabilities, CFG_F_INACTIVE),
     {"healthCheckTimeout", CFG_F_INT, CFG_NO_STORE, 0, CFG_MAX_SECONDS, NULL, CFG_F_INACTIVE},

@@ -75,6 +75,19 @@ void gw_reply_json(struct http_request *req, int status, json_t *doc)
     free(text);
 }
 
+void gw_reply_stored(struct http_request *req, int rc, json_t *doc)
+{
+    if (req == NULL || rc != 0)
+        json_decref(doc);
+    if (req == NULL)
+        return;
+    http_request_set_cancel_cb(req, NULL, NULL);
+    if (rc != 0)
+        gw_reply_error(req, 500, "the database failed; see the server log", "storage_error", 0);
+    else
+        gw_reply_json(req, 200, doc);
+}
+
 int gw_query_param(struct http_request *req, const char *name, char *out, size_t size)
 {
     int rc = ig_query_param(http_request_query(req), name, out, size);

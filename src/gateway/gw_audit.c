@@ -92,16 +92,10 @@ static void audit_done(int rc, void *arg)
 {
     struct audit_call *ac = arg;
 
-    if (ac->req != NULL) {
-        http_request_set_cancel_cb(ac->req, NULL, NULL);
-        if (rc != 0)
-            gw_reply_error(ac->req, 500, "the database failed; see the server log", "storage_error",
-                           0);
-        else
-            gw_reply_json(ac->req, 200,
-                          json_pack("{s:s, s:O, s:b}", "object", "list", "data", ac->rows,
-                                    "has_more", ac->has_more));
-    }
+    gw_reply_stored(ac->req, rc,
+                    rc == 0 ? json_pack("{s:s, s:O, s:b}", "object", "list", "data", ac->rows,
+                                        "has_more", ac->has_more)
+                            : NULL);
     json_decref(ac->rows);
     free(ac);
 }

@@ -401,17 +401,11 @@ static void usage_done(int rc, void *arg)
 {
     struct usage_call *uc = arg;
 
-    if (uc->req != NULL) {
-        http_request_set_cancel_cb(uc->req, NULL, NULL);
-        if (rc != 0)
-            gw_reply_error(uc->req, 500, "the database failed; see the server log",
-                           "storage_error", 0);
-        else
-            gw_reply_json(uc->req, 200,
-                          json_pack("{s:s, s:I, s:I, s:O}", "object", "list", "from",
-                                    (json_int_t)uc->from, "to", (json_int_t)uc->to, "data",
-                                    uc->rows));
-    }
+    gw_reply_stored(uc->req, rc,
+                    rc == 0 ? json_pack("{s:s, s:I, s:I, s:O}", "object", "list", "from",
+                                        (json_int_t)uc->from, "to", (json_int_t)uc->to, "data",
+                                        uc->rows)
+                            : NULL);
     json_decref(uc->rows);
     free(uc);
 }

@@ -59,6 +59,11 @@ const char *gw_model_error_code(int status);
 /* Answers REQ with a JSON document (reference taken). */
 void gw_reply_json(struct http_request *req, int status, json_t *doc);
 
+/* Answers REQ, which waited for a store job that ended with RC, and clears its cancel
+ * callback: 200 with DOC (reference taken, also when not sent), or 500 storage_error. REQ
+ * NULL (its client went away) only releases DOC. */
+void gw_reply_stored(struct http_request *req, int rc, json_t *doc);
+
 /* Reads query parameter NAME of REQ, percent-decoded, into OUT (SIZE bytes). Returns 1 when
  * given, 0 when absent, or -1 after answering 400 (a bad escape, or longer than SIZE - 1). */
 int gw_query_param(struct http_request *req, const char *name, char *out, size_t size);

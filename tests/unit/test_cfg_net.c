@@ -13,6 +13,25 @@ static void touch(const char *path, mode_t mode)
     assert_int_equal(chmod(path, mode), 0);
 }
 
+/* Makes a directory DIR (a mkdtemp() template) holding CERT (0644) and KEY (0600), their
+ * paths written into CERT and KEY (64 bytes each). */
+static void make_tls_files(char *dir, char *cert, char *key)
+{
+    assert_non_null(mkdtemp(dir));
+    snprintf(cert, 64, "%s/cert.pem", dir);
+    snprintf(key, 64, "%s/key.pem", dir);
+    touch(cert, 0644);
+    touch(key, 0600);
+}
+
+/* Removes what make_tls_files() made. */
+static void remove_tls_files(const char *dir, const char *cert, const char *key)
+{
+    unlink(cert);
+    unlink(key);
+    rmdir(dir);
+}
+
 static void test_cfg_net_defaults(void **state)
 {
     struct cfg *cfg = load_ok("models: {}\n");
@@ -73,11 +92,7 @@ static void test_cfg_net_tls(void **state)
     struct cfg *cfg;
 
     (void)state;
-    assert_non_null(mkdtemp(dir));
-    snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
-    snprintf(key, sizeof(key), "%s/key.pem", dir);
-    touch(cert, 0644);
-    touch(key, 0600);
+    make_tls_files(dir, cert, key);
     snprintf(yaml, sizeof(yaml), "tls: {cert: %s, key: %s}\n", cert, key);
     cfg = load_ok(yaml);
     assert_string_equal(cfg->tls.cert_path, cert);
@@ -97,9 +112,7 @@ static void test_cfg_net_tls(void **state)
     assert_non_null(strstr(cfg->warnings.items[0], "config:3:8: tls.key: "));
     assert_non_null(strstr(cfg->warnings.items[0], "is readable by every user"));
     cfg_free(cfg);
-    unlink(cert);
-    unlink(key);
-    rmdir(dir);
+    remove_tls_files(dir, cert, key);
 }
 
 static void test_cfg_net_tls_flags_override_and_survive_reloads(void **state)
@@ -108,11 +121,7 @@ static void test_cfg_net_tls_flags_override_and_survive_reloads(void **state)
     struct cfg *cfg, *next;
 
     (void)state;
-    assert_non_null(mkdtemp(dir));
-    snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
-    snprintf(key, sizeof(key), "%s/key.pem", dir);
-    touch(cert, 0644);
-    touch(key, 0600);
+    make_tls_files(dir, cert, key);
     snprintf(yaml, sizeof(yaml), "tls: {cert: %s, key: %s, min_version: 1.3}\n", cert, key);
     cfg = load_ok(yaml);
     assert_false(cfg->tls.is_from_command_line);
@@ -145,9 +154,7 @@ static void test_cfg_net_tls_flags_override_and_survive_reloads(void **state)
     assert_non_null(strstr(next->warnings.items[0], "is readable by every user"));
     cfg_free(cfg);
     cfg_free(next);
-    unlink(cert);
-    unlink(key);
-    rmdir(dir);
+    remove_tls_files(dir, cert, key);
 }
 
 static void test_cfg_net_rejects_bad_tls(void **state)
