@@ -94,8 +94,8 @@ int gw_query_param(struct http_request *req, const char *name, char *out, size_t
     char msg[160];
 
     if (rc < 0) {
-        snprintf(msg, sizeof(msg),
-                 "%s: a malformed percent escape, or longer than %zu characters", name, size - 1);
+        snprintf(msg, sizeof(msg), "%s: a malformed percent escape, or longer than %zu characters",
+                 name, size - 1);
         gw_reply_error(req, 400, msg, "invalid_request_error", 0);
     }
     return rc;
@@ -113,7 +113,8 @@ int gw_query_time(struct http_request *req, const char *name, int64_t *out)
     if (t < 0) {
         snprintf(msg, sizeof(msg),
                  "%s: expected unix seconds or a UTC time like 2026-11-23 or "
-                 "2026-11-23T10:00:00Z, got '%s'", name, text);
+                 "2026-11-23T10:00:00Z, got '%s'",
+                 name, text);
         gw_reply_error(req, 400, msg, "invalid_request_error", 0);
         return -1;
     }

@@ -230,9 +230,12 @@ static void test_cfg_net_rejects_bad_cors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cfg_net_defaults),           cmocka_unit_test(test_cfg_net_limits),
-        cmocka_unit_test(test_cfg_net_rejects_bad_limits), cmocka_unit_test(test_cfg_net_tls),
-        cmocka_unit_test(test_cfg_net_rejects_bad_tls),    cmocka_unit_test(test_cfg_net_cors),
+        cmocka_unit_test(test_cfg_net_defaults),
+        cmocka_unit_test(test_cfg_net_limits),
+        cmocka_unit_test(test_cfg_net_rejects_bad_limits),
+        cmocka_unit_test(test_cfg_net_tls),
+        cmocka_unit_test(test_cfg_net_rejects_bad_tls),
+        cmocka_unit_test(test_cfg_net_cors),
         cmocka_unit_test(test_cfg_net_rejects_bad_cors),
         cmocka_unit_test(test_cfg_net_tls_flags_override_and_survive_reloads),
     };
