@@ -86,3 +86,13 @@ int ig_query_param(const char *query, const char *name, char *out, size_t size)
     }
     return 0;
 }
+
+long long ig_parse_int(const char *text)
+{
+    long long v = 0;
+    const char *p = text;
+
+    for (; *p >= '0' && *p <= '9' && v <= IG_PARSE_INT_MAX; p++)
+        v = v * 10 + (*p - '0');
+    return p != text && *p == '\0' && v <= IG_PARSE_INT_MAX ? v : -1;
+}

@@ -20,4 +20,12 @@ long ig_percent_decode(const char *text, size_t len, bool is_form, char *out, si
  * 0 when absent (OUT untouched), -1 when its value is malformed or too long. */
 int ig_query_param(const char *query, const char *name, char *out, size_t size);
 
+/* The largest number ig_parse_int() takes (15 digits): beyond any id, count or time in
+ * milliseconds we store, and far from overflowing. */
+#define IG_PARSE_INT_MAX 999999999999999LL
+
+/* Parses TEXT, decimal digits only, as a number from 0 to IG_PARSE_INT_MAX; -1 if it is not
+ * one (empty, a sign, spaces, other characters, or too large). */
+long long ig_parse_int(const char *text);
+
 #endif

@@ -1,5 +1,6 @@
 /* Clock helpers and UTC date parsing. */
 #include "ig_time.h"
+#include "ig_text.h"
 
 #include <stdio.h>
 #include <time.h>
@@ -19,6 +20,24 @@ uint64_t ig_now_ms(void)
 int64_t ig_unix_s(void)
 {
     return (int64_t)time(NULL);
+}
+
+int64_t ig_unix_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void ig_format_utc_ms(int64_t ms, char *buf, unsigned size)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+
+    gmtime_r(&secs, &tm);
+    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
 int64_t ig_parse_utc(const char *text)
@@ -51,14 +70,9 @@ int64_t ig_parse_utc(const char *text)
 
 int64_t ig_parse_time(const char *text)
 {
-    int64_t v = 0;
-    const char *p = text;
+    long long v = ig_parse_int(text);
 
-    for (; *p >= '0' && *p <= '9' && v <= IG_UNIX_S_MAX; p++)
-        v = v * 10 + (*p - '0');
-    if (p != text && *p == '\0')
-        return v <= IG_UNIX_S_MAX ? v : -1;
-    return ig_parse_utc(text);
+    return v >= 0 ? (int64_t)v : ig_parse_utc(text);
 }
 
 void ig_format_utc(int64_t unix_s, char out[IG_UTC_CHARS + 1])

@@ -11,6 +11,7 @@
  */
 #include "gw_internal.h"
 #include "http_server.h"
+#include "ig_text.h"
 #include "ig_time.h"
 #include "store.h"
 
@@ -22,7 +23,6 @@
 
 #define AUDIT_LIMIT_DEFAULT 100
 #define AUDIT_LIMIT_MAX 1000
-#define AUDIT_ID_MAX 999999999999999LL /* far beyond any table; keeps the parsing simple */
 
 /* An audit query on its way through the writer thread. */
 struct audit_call {
@@ -100,30 +100,6 @@ static void audit_done(int rc, void *arg)
     free(ac);
 }
 
-/* Reads query parameter NAME of REQ as an integer from MIN to MAX into *OUT when given.
- * Returns 0, or -1 after answering 400. */
-static int int_param(struct http_request *req, const char *name, int64_t min, int64_t max,
-                     int64_t *out)
-{
-    char text[32], msg[160];
-    int64_t v = 0;
-    int rc = gw_query_param(req, name, text, sizeof(text));
-    const char *p = text;
-
-    if (rc <= 0)
-        return rc;
-    for (; *p >= '0' && *p <= '9' && v <= max; p++)
-        v = v * 10 + (*p - '0');
-    if (p == text || *p != '\0' || v < min || v > max) {
-        snprintf(msg, sizeof(msg), "%s: expected an integer from %lld to %lld", name,
-                 (long long)min, (long long)max);
-        gw_reply_error(req, 400, msg, "invalid_request_error", 0);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 void gw_admin_audit(struct gw_app *app, struct http_request *req)
 {
     struct audit_call *ac = calloc(1, sizeof(*ac));
@@ -140,8 +116,8 @@ void gw_admin_audit(struct gw_app *app, struct http_request *req)
         gw_query_time(req, "until", &ac->until) != 0 ||
         gw_query_param(req, "action", ac->action, sizeof(ac->action)) < 0 ||
         gw_query_param(req, "actor", ac->actor, sizeof(ac->actor)) < 0 ||
-        int_param(req, "limit", 1, AUDIT_LIMIT_MAX, &ac->limit) != 0 ||
-        int_param(req, "before", 1, AUDIT_ID_MAX, &ac->before) != 0) {
+        gw_query_int(req, "limit", 1, AUDIT_LIMIT_MAX, NULL, &ac->limit) != 0 ||
+        gw_query_int(req, "before", 1, IG_PARSE_INT_MAX, "a row id", &ac->before) != 0) {
         free(ac);
         return;
     }

@@ -176,6 +176,14 @@ static void test_parse_time_takes_unix_seconds_or_utc(void **state)
     assert_int_equal(ig_parse_time("12abc"), -1);
     assert_int_equal(ig_parse_time(""), -1);
     assert_int_equal(ig_parse_time("99999999999999999999999"), -1);
+    assert_int_equal(ig_parse_time("1801396800123"), 1801396800123LL); /* milliseconds */
+    assert_int_equal(ig_parse_int("0"), 0);
+    assert_int_equal(ig_parse_int("999999999999999"), IG_PARSE_INT_MAX);
+    assert_int_equal(ig_parse_int("1000000000000000"), -1);
+    assert_int_equal(ig_parse_int("+1"), -1);
+    assert_int_equal(ig_parse_int(" 1"), -1);
+    assert_int_equal(ig_parse_int("1 "), -1);
+    assert_int_equal(ig_parse_int(""), -1);
     ig_format_utc(1801396800, out);
     assert_string_equal(out, "2027-01-31T12:00:00Z");
     ig_format_utc(0, out);

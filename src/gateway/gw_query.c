@@ -1,0 +1,69 @@
+/*
+ * Query-string helpers shared by the gateway's GET handlers (/v1/usage, /admin/audit,
+ * /admin/requests, /admin/events, /events). Values are percent-decoded strictly (ig_text.h):
+ * a malformed escape, %00 or a value longer than its buffer is a 400 naming the parameter,
+ * never a value silently cut or passed through.
+ */
+#include "gw_internal.h"
+#include "http_server.h"
+#include "ig_text.h"
+#include "ig_time.h"
+
+#include <stdio.h>
+
+int gw_query_param(struct http_request *req, const char *name, char *out, size_t size)
+{
+    int rc = ig_query_param(http_request_query(req), name, out, size);
+    char msg[160];
+
+    if (rc < 0) {
+        snprintf(msg, sizeof(msg), "%s: a malformed percent escape, or longer than %zu characters",
+                 name, size - 1);
+        gw_reply_error(req, 400, msg, "invalid_request_error", 0);
+    }
+    return rc;
+}
+
+int gw_query_time(struct http_request *req, const char *name, int64_t *out)
+{
+    char text[64], msg[200];
+    int64_t t;
+    int rc = gw_query_param(req, name, text, sizeof(text));
+
+    if (rc <= 0)
+        return rc;
+    t = ig_parse_time(text);
+    if (t < 0) {
+        snprintf(msg, sizeof(msg),
+                 "%s: expected unix seconds or a UTC time like 2026-11-23 or "
+                 "2026-11-23T10:00:00Z, got '%s'",
+                 name, text);
+        gw_reply_error(req, 400, msg, "invalid_request_error", 0);
+        return -1;
+    }
+    *out = t;
+    return 0;
+}
+
+int gw_query_int(struct http_request *req, const char *name, int64_t min, int64_t max,
+                 const char *what, int64_t *out)
+{
+    char text[32], msg[200];
+    int64_t v;
+    int rc = gw_query_param(req, name, text, sizeof(text));
+
+    if (rc <= 0)
+        return rc;
+    v = ig_parse_int(text);
+    if (v < min || v > max) {
+        if (what != NULL)
+            snprintf(msg, sizeof(msg), "%s: expected %s", name, what);
+        else
+            snprintf(msg, sizeof(msg), "%s: expected an integer from %lld to %lld", name,
+                     (long long)min, (long long)max);
+        gw_reply_error(req, 400, msg, "invalid_request_error", 0);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
