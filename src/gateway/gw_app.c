@@ -90,6 +90,16 @@ void gw_reply_stored(struct http_request *req, int rc, json_t *doc)
         gw_reply_json(req, 200, doc);
 }
 
+void gw_reply_page(struct http_request *req, int rc, json_t *rows, bool has_more)
+{
+    json_t *page = NULL;
+
+    if (rc == 0)
+        page = json_pack("{s:s, s:O, s:b}", "object", "list", "data", rows, "has_more", has_more);
+    gw_reply_stored(req, rc, page);
+    json_decref(rows);
+}
+
 /* GET /healthz: the process is alive. */
 static void handle_healthz(struct gw_app *app, struct http_request *req)
 {

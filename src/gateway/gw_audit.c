@@ -92,11 +92,7 @@ static void audit_done(int rc, void *arg)
 {
     struct audit_call *ac = arg;
 
-    gw_reply_stored(ac->req, rc,
-                    rc == 0 ? json_pack("{s:s, s:O, s:b}", "object", "list", "data", ac->rows,
-                                        "has_more", ac->has_more)
-                            : NULL);
-    json_decref(ac->rows);
+    gw_reply_page(ac->req, rc, ac->rows, ac->has_more);
     free(ac);
 }
 

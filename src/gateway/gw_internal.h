@@ -79,6 +79,10 @@ void gw_reply_json(struct http_request *req, int status, json_t *doc);
  * NULL (its client went away) only releases DOC. */
 void gw_reply_stored(struct http_request *req, int rc, json_t *doc);
 
+/* Answers REQ as gw_reply_stored() does with a page of ROWS (reference taken):
+ * {"object":"list","data":ROWS,"has_more":HAS_MORE}. */
+void gw_reply_page(struct http_request *req, int rc, json_t *rows, bool has_more);
+
 /* gw_query.c: query parameters of GET handlers. Each reads parameter NAME of REQ when given
  * and answers 400 naming it when malformed. */
 

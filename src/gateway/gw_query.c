@@ -24,23 +24,29 @@ int gw_query_param(struct http_request *req, const char *name, char *out, size_t
     return rc;
 }
 
+/* Answers 400: parameter NAME expected WHAT, got TEXT. Returns -1. */
+static int refuse_value(struct http_request *req, const char *name, const char *what,
+                        const char *text)
+{
+    char msg[256];
+
+    snprintf(msg, sizeof(msg), "%s: expected %s, got '%s'", name, what, text);
+    gw_reply_error(req, 400, msg, "invalid_request_error", 0);
+    return -1;
+}
+
 int gw_query_time(struct http_request *req, const char *name, int64_t *out)
 {
-    char text[64], msg[200];
+    char text[64];
     int64_t t;
     int rc = gw_query_param(req, name, text, sizeof(text));
 
     if (rc <= 0)
         return rc;
     t = ig_parse_time(text);
-    if (t < 0) {
-        snprintf(msg, sizeof(msg),
-                 "%s: expected unix seconds or a UTC time like 2026-11-23 or "
-                 "2026-11-23T10:00:00Z, got '%s'",
-                 name, text);
-        gw_reply_error(req, 400, msg, "invalid_request_error", 0);
-        return -1;
-    }
+    if (t < 0)
+        return refuse_value(
+            req, name, "unix seconds or a UTC time like 2026-11-23 or 2026-11-23T10:00:00Z", text);
     *out = t;
     return 0;
 }
@@ -48,7 +54,7 @@ int gw_query_time(struct http_request *req, const char *name, int64_t *out)
 int gw_query_int(struct http_request *req, const char *name, int64_t min, int64_t max,
                  const char *what, int64_t *out)
 {
-    char text[32], msg[200];
+    char text[32], range[64];
     int64_t v;
     int rc = gw_query_param(req, name, text, sizeof(text));
 
@@ -56,13 +62,9 @@ int gw_query_int(struct http_request *req, const char *name, int64_t min, int64_
         return rc;
     v = ig_parse_int(text);
     if (v < min || v > max) {
-        if (what != NULL)
-            snprintf(msg, sizeof(msg), "%s: expected %s", name, what);
-        else
-            snprintf(msg, sizeof(msg), "%s: expected an integer from %lld to %lld", name,
-                     (long long)min, (long long)max);
-        gw_reply_error(req, 400, msg, "invalid_request_error", 0);
-        return -1;
+        snprintf(range, sizeof(range), "an integer from %lld to %lld", (long long)min,
+                 (long long)max);
+        return refuse_value(req, name, what != NULL ? what : range, text);
     }
     *out = v;
     return 0;

@@ -395,11 +395,7 @@ static void query_done(int rc, void *arg)
 {
     struct log_query *q = arg;
 
-    gw_reply_stored(q->req, rc,
-                    rc == 0 ? json_pack("{s:s, s:O, s:b}", "object", "list", "data", q->rows,
-                                        "has_more", q->has_more)
-                            : NULL);
-    json_decref(q->rows);
+    gw_reply_page(q->req, rc, q->rows, q->has_more);
     free(q);
 }
 
