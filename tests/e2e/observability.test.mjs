@@ -237,10 +237,11 @@ describe('observability', () => {
     const r = await chat({ model: 'a', messages: MESSAGES, max_tokens: 2 }, { headers: { 'x-log-level': 'debug', 'x-request-id': 'debug-me-1' } });
     assert.equal(r.status, 200);
     await r.text();
-    await waitFor(() => /\[debug-me-1\] sending to http:\/\/[^/]+:\d+\/v1\/chat\/completions/.test(gw.output()), {
-      timeoutMs: deadline(5000), message: 'the debug lines',
+    // The last line is written once the response is out: wait for it, then check the others.
+    await waitFor(() => /\[debug-me-1\] a \/v1\/chat\/completions: 200 in \d+ ms/.test(gw.output()), {
+      timeoutMs: deadline(10000), message: 'the debug lines',
     });
-    assert.match(gw.output(), /\[debug-me-1\] a \/v1\/chat\/completions: 200 in \d+ ms/);
+    assert.match(gw.output(), /\[debug-me-1\] sending to http:\/\/[^/]+:\d+\/v1\/chat\/completions/);
     assert.doesNotMatch(gw.output(), /\[req-[0-9a-f]{16}\] sending to/, 'other requests stay at the configured level');
   }));
 
@@ -254,7 +255,7 @@ describe('observability', () => {
     assert.equal(r.status, 200);
     await r.text();
     await waitFor(() => /"request_id":"json-1","msg":"a \/v1\/chat\/completions: 200/.test(jgw.output()), {
-      timeoutMs: deadline(5000), message: 'the last debug line of json-1',
+      timeoutMs: deadline(10000), message: 'the last debug line of json-1',
     });
     const lines = jgw.output().split('\n').filter((l) => l !== '');
     for (const line of lines) {
