@@ -4,9 +4,11 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { after, before, describe, test } from 'node:test';
-import { assertErrorShape, deadline, fakeCmd, guardWith, startGateway, suiteScope, waitFor } from './lib/harness.mjs';
+import { makeTinyModel } from './lib/engine.mjs';
+import { assertErrorShape, deadline, fakeCmd, guardWith, startGateway, suiteScope, tempDir, waitFor } from './lib/harness.mjs';
 
 const ADMIN = 'admin-token-observability-0123456789';
 const ALICE = 'sk-alice-observability-0123456789';
@@ -312,6 +314,30 @@ describe('observability', () => {
     const ready = (await (await fetch(`${sgw.url}/status`)).json()).models[0];
     assert.equal(ready.state, 'ready');
     assert.equal(ready.load_progress, null);
+  }));
+
+  test('engine metrics (slots, KV cache) are re-exported per model', guarded(async () => {
+    const dir = await tempDir(scope.t);
+    await makeTinyModel(path.join(dir, 'tiny.gguf'));
+    const egw = await startGateway(scope.t, { models: {}, extra: { models_dir: dir, engine: { ctx_size: 256, parallel: 1, threads: 1 } } });
+    const r = await fetch(`${egw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'tiny', messages: MESSAGES, max_tokens: 3 }),
+      signal: AbortSignal.timeout(deadline(60000)),
+    });
+    assert.equal(r.status, 200);
+    await r.text();
+    // The first read starts the scraper; the engine's figures follow within a scrape.
+    let text = '';
+    await waitFor(async () => {
+      text = await (await fetch(`${egw.url}/metrics`)).text();
+      return /^infergate_engine_requests_processing\{model="tiny"\} \d/m.test(text);
+    }, { timeoutMs: deadline(15000), intervalMs: 200, message: 'the engine metrics' });
+    assert.match(text, /^infergate_engine_kv_cache_usage_ratio\{model="tiny"\} [\d.e-]+$/m);
+    assert.match(text, /^infergate_engine_tokens_predicted_total\{model="tiny"\} [1-9]/m);
+    const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: deadline(20000) });
+    assert.equal(check.status, 0, `promtool: ${check.stdout}${check.stderr}`);
   }));
 
   test('/readyz is public and says why it is not ready', guarded(async () => {
