@@ -21,6 +21,24 @@ int64_t ig_unix_s(void)
     return (int64_t)time(NULL);
 }
 
+int64_t ig_unix_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void ig_format_utc_ms(int64_t ms, char *buf, unsigned size)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+
+    gmtime_r(&secs, &tm);
+    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
 int64_t ig_parse_utc(const char *text)
 {
     struct tm tm = {0};

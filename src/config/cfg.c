@@ -541,6 +541,8 @@ static struct cfg *cfg_defaults(const char *name)
                                       .max_url_bytes = 8u << 10,
                                       .header_timeout_s = 10,
                                       .read_timeout_s = 60};
+    cfg->storage.retention_days = 30;
+    cfg->storage.max_log_rows = 1000000;
     cfg_net_defaults(cfg);
     if (cfg->path == NULL || cfg->listen_host == NULL || cfg->log_level == NULL) {
         cfg_free(cfg);

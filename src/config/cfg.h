@@ -172,7 +172,9 @@ struct cfg_auth {
 
 /* `storage:` the SQLite database (keys, usage, audit, request log). */
 struct cfg_storage {
-    char *path; /* NULL: infergate.db in the state directory */
+    char *path;              /* NULL: infergate.db in the state directory */
+    int retention_days;      /* request log and model events older than this are deleted */
+    int max_log_rows;        /* request log rows kept at most (the oldest go first) */
 };
 
 /* `models_dir:` and `engine:`: where GGUF files are discovered and how discovered models

@@ -158,6 +158,10 @@ void cfg_top_storage(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, 
 {
     static const struct cfg_field fields[] = {
         {"path", CFG_F_STR, offsetof(struct cfg_storage, path), 0, 0, NULL, 0},
+        {"retention_days", CFG_F_INT, offsetof(struct cfg_storage, retention_days), 1, 36500,
+         NULL, 0},
+        {"max_log_rows", CFG_F_INT, offsetof(struct cfg_storage, max_log_rows), 1000,
+         2000000000, NULL, 0},
         {NULL, 0, 0, 0, 0, NULL, 0}};
     struct cfg_storage *st = &ctx->cfg->storage;
     (void)key;

@@ -15,8 +15,11 @@
 #include "ig_time.h"
 #include "sup_manager.h"
 
+#include <ctype.h>
 #include <event2/event.h>
 #include <stdio.h>
+#include <strings.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,6 +91,35 @@ static void handle_unload(struct gw_app *app, struct http_request *req)
     http_respond(req, 200, "text/plain; charset=utf-8", "OK", 2);
 }
 
+/* GET /readyz: 200 when the config is loaded, the database open and at least one model can
+ * serve (ready, or able to start); 503 with the reasons otherwise. */
+static void handle_readyz(struct gw_app *app, struct http_request *req)
+{
+    size_t servable = 0;
+    json_t *reasons = json_array();
+
+    for (size_t i = 0; i < app->cfg->n_models; i++) {
+        struct sup_model_info info;
+        sup_model_info(sup_find(app->mgr, app->cfg->models[i].id), &info);
+        if (info.state == SUP_READY || info.state == SUP_STARTING ||
+            info.state == SUP_UNLOADED || (info.state == SUP_FAILED && info.retry_in_ms == 0))
+            servable++;
+    }
+    if (app->store == NULL)
+        json_array_append_new(reasons, json_string("the database is not open"));
+    if (servable == 0)
+        json_array_append_new(reasons, json_string(app->cfg->n_models == 0
+                                                       ? "no models are configured"
+                                                       : "no model can serve now"));
+    if (app->is_stopping)
+        json_array_append_new(reasons, json_string("shutting down"));
+    gw_reply_json(req, json_array_size(reasons) == 0 ? 200 : 503,
+                  json_pack("{s:s, s:I, s:I, s:o}", "status",
+                            json_array_size(reasons) == 0 ? "ready" : "not_ready", "models",
+                            (json_int_t)app->cfg->n_models, "servable", (json_int_t)servable,
+                            "reasons", reasons));
+}
+
 static const struct route routes[] = {
     {"/healthz", "GET", handle_healthz, GW_PUBLIC},
     {"/health", "GET", handle_healthz, GW_PUBLIC},
@@ -101,6 +133,11 @@ static const struct route routes[] = {
     {"/api/models/unload", "POST", gw_models_unload, GW_ADMIN},
     {"/api/models/unload/", "POST", gw_models_unload, GW_ADMIN},
     {"/status", "GET", gw_models_status, GW_KEY},
+    {"/readyz", "GET", handle_readyz, GW_PUBLIC},
+    {"/metrics", "GET", gw_metrics_handle, GW_ADMIN},
+    {"/events", "GET", gw_events_handle, GW_ADMIN},
+    {"/admin/requests", "GET", gw_admin_requests, GW_ADMIN},
+    {"/admin/events", "GET", gw_admin_events, GW_ADMIN},
     {"/v1/usage", "GET", gw_usage, GW_KEY},
     {"/admin/keys", "*", gw_admin_keys, GW_ADMIN},
     {"/admin/keys/", "*", gw_admin_keys, GW_ADMIN},
@@ -126,6 +163,43 @@ static const struct route routes[] = {
     {"/embeddings", "POST", gw_proxy_handle, GW_KEY},
 };
 
+/* Returns whether ID is usable as a request id: 1..GW_REQUEST_ID_MAX characters of
+ * letters, digits and ._:- (anything else could forge log lines or headers). */
+static bool is_valid_request_id(const char *id)
+{
+    size_t n = 0;
+
+    for (; id[n] != '\0'; n++)
+        if (n == GW_REQUEST_ID_MAX ||
+            !(isalnum((unsigned char)id[n]) || strchr("._:-", id[n]) != NULL))
+            return false;
+    return n > 0;
+}
+
+/* Sets app->request_id for REQ: the client's X-Request-Id when valid, else a new one, and
+ * returns it in the response's X-Request-Id; notes X-Log-Level: debug. */
+static void assign_request_id(struct gw_app *app, struct http_request *req)
+{
+    const char *given = http_request_header(req, "x-request-id");
+    const char *level = http_request_header(req, "x-log-level");
+
+    if (given != NULL && is_valid_request_id(given)) {
+        snprintf(app->request_id, sizeof(app->request_id), "%s", given);
+    } else {
+        /* Unique per process and unlikely to repeat across restarts: a mixed counter. */
+        uint64_t x = app->request_id_salt + ++app->request_seq * 0x9E3779B97F4A7C15ULL;
+        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+        snprintf(app->request_id, sizeof(app->request_id), "req-%016llx",
+                 (unsigned long long)(x ^ (x >> 31)));
+    }
+    http_response_add_header(req, "X-Request-Id", app->request_id);
+    app->is_debug_request = level != NULL && strcasecmp(level, "debug") == 0;
+    if (app->is_debug_request)
+        ig_info("[%s] %s %s from %s (X-Log-Level: debug)", app->request_id,
+                http_request_method(req), http_request_path(req), http_request_peer(req));
+}
+
 /* Dispatches one request by path and method. */
 static void route_request(struct http_request *req, void *arg)
 {
@@ -135,6 +209,7 @@ static void route_request(struct http_request *req, void *arg)
     bool is_known_path = false;
     char allow[64] = "";
 
+    assign_request_id(app, req);
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         size_t n = strlen(routes[i].path);
         bool is_prefix = routes[i].path[n - 1] == '/';
@@ -161,6 +236,14 @@ static void route_request(struct http_request *req, void *arg)
         return;
     }
     gw_reply_error(req, 404, "no such endpoint", "not_found", 0);
+}
+
+/* A model changed state: metrics, the event log, /events. */
+static void on_model_state(struct sup_model *model, enum sup_state state, const char *event,
+                           const char *detail, uint64_t elapsed_ms, void *arg)
+{
+    gw_stats_model_event(arg, sup_model_cfg(model)->id, sup_state_name(state), event, detail,
+                         elapsed_ms);
 }
 
 struct gw_app *gw_app_new(struct event_base *base, struct cfg *cfg, char **cause)
@@ -199,7 +282,12 @@ struct gw_app *gw_app_new(struct event_base *base, struct cfg *cfg, char **cause
         return NULL;
     }
     app->logs = gw_logs_new(app->mgr);
-    if (app->logs == NULL) {
+    app->stats = gw_stats_new();
+    app->reqlog = gw_reqlog_new(app);
+    app->events = gw_events_new(app);
+    app->engine_scraper = gw_engine_scraper_new(app);
+    if (app->logs == NULL || app->stats == NULL || app->reqlog == NULL || app->events == NULL ||
+        app->engine_scraper == NULL) {
         if (cause != NULL)
             *cause = strdup("out of memory");
         gw_app_free(app);
@@ -212,6 +300,8 @@ struct gw_app *gw_app_new(struct event_base *base, struct cfg *cfg, char **cause
         gw_app_free(app);
         return NULL;
     }
+    app->request_id_salt = ((uint64_t)ig_unix_s() << 20) ^ (uint64_t)getpid();
+    sup_set_state_hook(app->mgr, on_model_state, app);
     sup_preload(app->mgr);
     return app;
 }
@@ -268,6 +358,7 @@ void gw_app_shutdown(struct gw_app *app, gw_stopped_fn cb, void *arg)
             http_server_busy_requests(app->server), app->cfg->limits.shutdown_grace_s);
     http_server_stop_accepting(app->server);
     gw_logs_close_readers(app->logs);
+    gw_events_close(app->events);
     app->stop_timer = evtimer_new(app->base, stop_poll_cb, app);
     stop_poll_cb(-1, 0, app);
 }
@@ -279,8 +370,14 @@ void gw_app_free(struct gw_app *app)
     http_server_free(app->server);
     gw_reloader_free(app->reloader);
     gw_logs_free(app->logs);
+    gw_events_free(app->events);
+    if (app->mgr != NULL)
+        sup_set_state_hook(app->mgr, NULL, NULL);
     sup_manager_free(app->mgr);
+    gw_engine_scraper_free(app->engine_scraper);
+    gw_reqlog_free(app->reqlog); /* queues its last rows before the database closes */
     gw_auth_close(app);
+    gw_stats_free(app->stats);
     upstream_pool_free(app->pool);
     if (app->stop_timer != NULL)
         event_free(app->stop_timer);

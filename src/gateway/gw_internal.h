@@ -17,6 +17,13 @@ struct sup_manager;
 struct gw_logs;
 struct gw_reloader;
 struct store;
+struct gw_stats;
+struct gw_reqlog;
+struct gw_events;
+struct gw_engine_scraper;
+struct evbuffer;
+
+#define GW_REQUEST_ID_MAX 64 /* longest X-Request-Id taken from a client */
 
 /* Who may call a route. */
 enum gw_access {
@@ -37,6 +44,14 @@ struct gw_app {
     struct store *store;
     struct auth *auth;
     struct auth_caller caller; /* of the request being routed, until a handler takes it */
+    char request_id[GW_REQUEST_ID_MAX + 1]; /* of the request being routed */
+    bool is_debug_request;  /* it asked for X-Log-Level: debug */
+    uint64_t request_seq;   /* numbers generated request ids */
+    uint64_t request_id_salt;
+    struct gw_stats *stats;
+    struct gw_reqlog *reqlog;
+    struct gw_events *events;
+    struct gw_engine_scraper *engine_scraper;
     struct cfg **old_cfgs; /* replaced by reloads, kept while retiring models use them */
     size_t n_old_cfgs;
     int64_t started_unix_s;
@@ -148,5 +163,115 @@ void gw_admin_keys(struct gw_app *app, struct http_request *req);
 
 /* GET /v1/usage?from&to&group_by&key: usage rows of the caller's key (any key for admin). */
 void gw_usage(struct gw_app *app, struct http_request *req);
+
+/* One finished inference request: for metrics, the request log and /events. Strings are
+ * borrowed for the call. */
+struct gw_request_record {
+    int64_t ts_ms;              /* wall clock when it arrived (unix milliseconds) */
+    const char *request_id;
+    const char *key;            /* the key's name; "-" without auth */
+    const char *model;          /* the configured model id; NULL when none matched */
+    const char *asked_model;    /* what the client asked for (logged when none matched) */
+    const char *endpoint;       /* the request path */
+    const char *client;         /* the client's address */
+    const char *error;          /* the error message answered, or NULL */
+    const char *upstream_error; /* the upstream's failure: "connect", "timeout", "status",
+                                 * "stream", "too_large", or NULL */
+    int status;                 /* answered; 499 when the client went away first */
+    bool is_stream;
+    uint64_t prompt_tokens, completion_tokens;
+    uint64_t streamed_tokens;   /* of completion_tokens, already counted while streaming */
+    int64_t ttft_ms;            /* to the first body byte from the model; -1: none */
+    int64_t queue_ms;           /* waiting for the model; -1: never got it */
+    int64_t duration_ms;
+    uint64_t bytes_in, bytes_out;
+};
+
+/* Creates the metrics and per-model counters; NULL when out of memory. */
+struct gw_stats *gw_stats_new(void);
+
+/* Frees the metrics; NULL is a no-op. */
+void gw_stats_free(struct gw_stats *st);
+
+/* Counts N generated tokens of MODEL (a configured id, or NULL) now, for live rates. */
+void gw_stats_tokens(struct gw_app *app, const char *model, uint64_t n);
+
+/* Records a finished request: metrics, counters, the request log, /events. */
+void gw_stats_request(struct gw_app *app, const struct gw_request_record *r);
+
+/* Records a model state change: metrics, the model event log, /events. */
+void gw_stats_model_event(struct gw_app *app, const char *model, const char *state,
+                          const char *event, const char *detail, uint64_t elapsed_ms);
+
+/* Sets the request counters and rates of MODEL (NULL: of all models) into OBJ. */
+void gw_stats_status_json(struct gw_app *app, const char *model, json_t *obj);
+
+/* GET /metrics: Prometheus text format. */
+void gw_metrics_handle(struct gw_app *app, struct http_request *req);
+
+/* Appends the engines' metrics, scraped from each running model, renamed per model. */
+void gw_engine_metrics_render(struct gw_app *app, struct evbuffer *out);
+
+/* Starts scraping engine metrics every few seconds while /metrics is being read. */
+void gw_engine_metrics_touch(struct gw_app *app);
+
+/* Creates the engine metrics scraper of APP; NULL when out of memory. */
+struct gw_engine_scraper *gw_engine_scraper_new(struct gw_app *app);
+
+/* Cancels running scrapes and frees; NULL is a no-op. */
+void gw_engine_scraper_free(struct gw_engine_scraper *sc);
+
+/* Returns the /status document (caller owns). */
+json_t *gw_status_json(struct gw_app *app);
+
+/* Returns a request-log row for R as JSON (caller owns). */
+json_t *gw_request_record_json(const struct gw_request_record *r);
+
+/* Creates the request log writer (flushes every second); NULL when out of memory. */
+struct gw_reqlog *gw_reqlog_new(struct gw_app *app);
+
+/* Writes what is pending, then frees; NULL is a no-op. */
+void gw_reqlog_free(struct gw_reqlog *log);
+
+/* Queues what is pending for the writer thread now. */
+void gw_reqlog_flush(struct gw_reqlog *log);
+
+/* Adds a request row (copied). LOG may be NULL. */
+void gw_reqlog_add(struct gw_reqlog *log, const struct gw_request_record *r);
+
+/* Adds a model event row (copied). LOG may be NULL. */
+void gw_reqlog_event(struct gw_reqlog *log, int64_t ts_ms, const char *model, const char *event,
+                     const char *detail);
+
+/* GET /admin/requests?model&key&status&endpoint&since&until&limit&before: the request log. */
+void gw_admin_requests(struct gw_app *app, struct http_request *req);
+
+/* GET /admin/events?model&event&since&until&limit&before: model events. */
+void gw_admin_events(struct gw_app *app, struct http_request *req);
+
+/* Creates the /events hub; NULL when out of memory. */
+struct gw_events *gw_events_new(struct gw_app *app);
+
+/* Ends every /events stream (at shutdown). */
+void gw_events_close(struct gw_events *hub);
+
+/* Ends the streams and frees; NULL is a no-op. */
+void gw_events_free(struct gw_events *hub);
+
+/* Sends a model state change to /events listeners. HUB may be NULL. */
+void gw_events_model(struct gw_events *hub, int64_t ts_ms, const char *model, const char *state,
+                     const char *event, const char *detail);
+
+/* Sends a finished request to /events listeners. HUB may be NULL. */
+void gw_events_request(struct gw_events *hub, const struct gw_request_record *r);
+
+/* GET /events: server-sent events (model, request, status). */
+void gw_events_handle(struct gw_app *app, struct http_request *req);
+
+/* Reads query parameter NAME of QUERY into BUF (URL-decoding + and %XX); returns whether set. */
+bool gw_query_param(const char *query, const char *name, char *buf, size_t size);
+
+/* Parses a time bound: unix seconds, or a UTC date (or date-time). Returns -1 when invalid. */
+int64_t gw_parse_time(const char *text);
 
 #endif

@@ -257,7 +257,7 @@ void gw_models_unload(struct gw_app *app, struct http_request *req)
     gw_reply_json(req, 200, json_pack("{s:b, s:s}", "success", 1, "model", sup_model_cfg(m)->id));
 }
 
-void gw_models_status(struct gw_app *app, struct http_request *req)
+json_t *gw_status_json(struct gw_app *app)
 {
     json_t *models = json_array();
     size_t waiting = 0;
@@ -283,19 +283,27 @@ void gw_models_status(struct gw_app *app, struct http_request *req)
         if (obj != NULL) {
             json_object_set_new(obj, "memory_bytes", json_integer((json_int_t)c->mem_bytes));
             json_object_set_new(obj, "vram_bytes", json_integer((json_int_t)c->vram_bytes));
+            gw_stats_status_json(app, c->id, obj);
         }
         json_array_append_new(models, obj);
     }
     const struct cfg_budget *b = &app->cfg->budget;
     uint64_t ram_used, vram_used;
     sup_budget_in_use(app->mgr, &ram_used, &vram_used);
-    gw_reply_json(
-        req, 200,
-        json_pack("{s:s, s:I, s:I, s:i, s:I, s:{s:I, s:i, s:I, s:I, s:i, s:I}, s:o}", "version",
+    json_t *doc = json_pack(
+        "{s:s, s:I, s:I, s:i, s:I, s:{s:I, s:i, s:I, s:I, s:i, s:I}, s:o}", "version",
                   IG_VERSION, "uptime_s", (json_int_t)((ig_now_ms() - app->started_ms) / 1000),
                   "waiting", (json_int_t)waiting, "in_flight", in_flight, "children",
                   (json_int_t)sup_children_alive(app->mgr), "budget", "ram_bytes",
                   (json_int_t)b->ram_bytes, "ram_percent", b->ram_percent, "ram_used_bytes",
                   (json_int_t)ram_used, "vram_bytes", (json_int_t)b->vram_bytes, "vram_percent",
-                  b->vram_percent, "vram_used_bytes", (json_int_t)vram_used, "models", models));
+                  b->vram_percent, "vram_used_bytes", (json_int_t)vram_used, "models", models);
+    if (doc != NULL)
+        gw_stats_status_json(app, NULL, doc);
+    return doc;
+}
+
+void gw_models_status(struct gw_app *app, struct http_request *req)
+{
+    gw_reply_json(req, 200, gw_status_json(app));
 }

@@ -65,7 +65,28 @@ struct gw_call {
     bool is_metered;
     bool is_success; /* the upstream answered < 400 and the client got it all */
     uint64_t started_ms;
+    /* Observability: what the request log and metrics get when the call ends. */
+    char request_id[GW_REQUEST_ID_MAX + 1];
+    char key_name[sizeof(((struct auth_caller *)0)->name)]; /* who called, "-" without auth */
+    char endpoint[256];   /* the request's path and client, copied: the request may be gone */
+    char client[64];
+    uint64_t bytes_in;
+    bool is_debug;        /* X-Log-Level: debug: its steps are logged at info */
+    bool is_stream_asked; /* "stream": true */
+    int64_t arrived_unix_ms;
+    uint64_t arrived_ms, dispatched_ms;
+    int64_t ttft_ms, queue_ms;
+    uint64_t bytes_out, streamed_tokens;
+    int answered_status;        /* 0 until answered; 499 when the client went away */
+    char *error;                /* the error message answered (owned) */
+    const char *upstream_error; /* kind of upstream failure, static */
+    uint64_t prompt_tokens, completion_tokens;
 };
+
+/* Logs a step of CALL: at info with its request id for X-Log-Level: debug, else at debug. */
+#define call_log(call, fmt, ...)                                                                \
+    ig_log((call)->is_debug ? IG_LOG_INFO : IG_LOG_DEBUG, "[%s] " fmt, (call)->request_id,       \
+           __VA_ARGS__)
 
 static void on_watchdog(evutil_socket_t fd, short what, void *arg);
 
@@ -78,14 +99,113 @@ static void call_account(struct gw_call *call)
         return;
     call->is_metered = false;
     gw_meter_finish(&call->meter, &u.prompt_tokens, &u.completion_tokens);
+    call->prompt_tokens = u.prompt_tokens;
+    call->completion_tokens = u.completion_tokens;
     u.latency_ms = ig_now_ms() - call->started_ms;
     auth_finish(call->app->auth, &call->caller, sup_model_cfg(call->model)->id, &u);
+}
+
+/* Records the ended CALL: metrics, request log, /events. */
+static void call_record(struct gw_call *call)
+{
+    const struct cfg_model *mc = sup_model_cfg(call->model);
+    struct gw_request_record r = {
+        .ts_ms = call->arrived_unix_ms,
+        .request_id = call->request_id,
+        .key = call->key_name[0] != '\0' ? call->key_name : "-",
+        .model = mc->id,
+        .endpoint = call->endpoint,
+        .client = call->client,
+        .error = call->error,
+        .upstream_error = call->upstream_error,
+        .status = call->answered_status,
+        .is_stream = call->is_stream_asked,
+        .prompt_tokens = call->prompt_tokens,
+        .completion_tokens = call->completion_tokens,
+        .streamed_tokens = call->streamed_tokens,
+        .ttft_ms = call->ttft_ms,
+        .queue_ms = call->queue_ms,
+        .duration_ms = (int64_t)(ig_now_ms() - call->arrived_ms),
+        .bytes_in = call->bytes_in,
+        .bytes_out = call->bytes_out,
+    };
+
+    call_log(call, "%s %s: %d in %lld ms, %llu+%llu tokens", mc->id, r.endpoint, r.status,
+             (long long)r.duration_ms, (unsigned long long)r.prompt_tokens,
+             (unsigned long long)r.completion_tokens);
+    gw_stats_request(call->app, &r);
+}
+
+/* Answers CALL with an OpenAI error and notes it for the request log. */
+static void call_reply_error(struct gw_call *call, int status, const char *message,
+                             const char *code, int retry_after_s)
+{
+    call->answered_status = status;
+    free(call->error);
+    call->error = strdup(message);
+    gw_reply_error(call->req, status, message, code, retry_after_s);
+}
+
+/* Answers a request refused before it became a call (no model found, bad body), and records
+ * it: MODEL is the configured model when known, else ASKED what the client named. */
+static void refuse_request(struct gw_app *app, struct http_request *req,
+                           const struct cfg_model *model, const char *asked, int status,
+                           const char *message, const char *code)
+{
+    size_t body_len = 0;
+    struct gw_request_record r = {
+        .ts_ms = ig_unix_ms(),
+        .request_id = app->request_id,
+        .key = app->caller.name[0] != '\0' ? app->caller.name : "-",
+        .model = model != NULL ? model->id : NULL,
+        .asked_model = asked,
+        .endpoint = http_request_path(req),
+        .client = http_request_peer(req),
+        .error = message,
+        .status = status,
+        .ttft_ms = -1,
+        .queue_ms = -1,
+        .duration_ms = (int64_t)((ig_now_us() - http_request_start_us(req)) / 1000),
+    };
+
+    (void)http_request_body(req, &body_len);
+    r.bytes_in = body_len;
+    gw_stats_request(app, &r); /* first: the reply ends REQ, whose strings R borrows */
+    gw_reply_error(req, status, message, code, 0);
+}
+
+/* Makes a call for REQ to MODEL (NULL when out of memory), stamped for the request log. */
+static struct gw_call *call_new(struct gw_app *app, struct http_request *req,
+                                struct sup_model *model)
+{
+    struct gw_call *call = calloc(1, sizeof(*call));
+    size_t len = 0;
+
+    if (call == NULL)
+        return NULL;
+    call->app = app;
+    call->req = req;
+    call->model = model;
+    snprintf(call->request_id, sizeof(call->request_id), "%s", app->request_id);
+    snprintf(call->key_name, sizeof(call->key_name), "%s", app->caller.name);
+    snprintf(call->endpoint, sizeof(call->endpoint), "%s", http_request_path(req));
+    snprintf(call->client, sizeof(call->client), "%s", http_request_peer(req));
+    (void)http_request_body(req, &len);
+    call->bytes_in = len;
+    call->is_debug = app->is_debug_request;
+    call->arrived_unix_ms = ig_unix_ms() - (int64_t)((ig_now_us() - http_request_start_us(req)) / 1000);
+    call->arrived_ms = ig_now_ms() - (ig_now_us() - http_request_start_us(req)) / 1000;
+    call->ttft_ms = -1;
+    call->queue_ms = -1;
+    return call;
 }
 
 /* Frees a call; releases the model if it was acquired. */
 static void call_free(struct gw_call *call)
 {
     call_account(call);
+    call_record(call);
+    free(call->error);
     auth_caller_release(call->app->auth, &call->caller);
     gw_meter_clear(&call->meter);
     if (call->has_model)
@@ -108,6 +228,8 @@ static void on_client_gone(struct http_request *req, void *arg)
 
     if (call->waiter != NULL)
         sup_waiter_cancel(call->waiter);
+    if (call->answered_status == 0 || call->is_streaming)
+        call->answered_status = 499; /* nginx's "client closed request" */
     if (call->ureq != NULL) {
         ig_debug("client %s went away; cancelling upstream %s", http_request_peer(req), call->url);
         upstream_cancel(call->ureq);
@@ -143,8 +265,10 @@ static void on_up_headers(struct upstream_req *ureq, int status, const char *ct,
     call->status = status;
     snprintf(call->content_type, sizeof(call->content_type), "%s",
              ct != NULL ? ct : "application/json");
+    call_log(call, "upstream answered %d (%s)", status, call->content_type);
     if (ct != NULL && strncasecmp(ct, "text/event-stream", 17) == 0) {
         call->is_streaming = true;
+        call->answered_status = status;
         http_stream_start(call->req, status, call->content_type);
         if (call->app->cfg->limits.watchdog_s > 0)
             call->watchdog = evtimer_new(call->app->base, on_watchdog, call);
@@ -157,9 +281,18 @@ static int on_up_data(struct upstream_req *ureq, const char *data, size_t len, v
 {
     struct gw_call *call = arg;
 
+    if (call->ttft_ms < 0)
+        call->ttft_ms = (int64_t)(ig_now_ms() - call->arrived_ms);
+    call->bytes_out += len;
     if (call->is_streaming) {
-        if (call->is_metered)
+        if (call->is_metered) {
             gw_meter_feed(&call->meter, data, len);
+            if (call->meter.content_chunks > call->streamed_tokens) {
+                gw_stats_tokens(call->app, sup_model_cfg(call->model)->id,
+                                call->meter.content_chunks - call->streamed_tokens);
+                call->streamed_tokens = call->meter.content_chunks;
+            }
+        }
         if (http_stream_write(call->req, data, len) == 0) {
             watchdog_arm(call);
             return 0;
@@ -171,7 +304,8 @@ static int on_up_data(struct upstream_req *ureq, const char *data, size_t len, v
     if (evbuffer_get_length(call->response) + len > MAX_RESPONSE_BYTES) {
         upstream_cancel(ureq);
         call->ureq = NULL;
-        gw_reply_error(call->req, 502, "upstream response too large", "upstream_error", 0);
+        call->upstream_error = "too_large";
+        call_reply_error(call, 502, "upstream response too large", "upstream_error", 0);
         call_free(call);
         return 0;
     }
@@ -184,6 +318,9 @@ static void stream_fail(struct gw_call *call, const char *message)
 {
     char *body = ig_error_body(502, message, "upstream_error");
 
+    free(call->error);
+    call->error = strdup(message);
+    call->upstream_error = "stream";
     if (body != NULL) {
         struct evbuffer *event = evbuffer_new();
         if (event != NULL) {
@@ -229,7 +366,7 @@ static void retry_call(struct gw_call *call)
     call->has_model = false;
     sup_release(call->model);
     if (next == NULL) {
-        gw_reply_error(call->req, 503, "the model was removed by a configuration reload",
+        call_reply_error(call, 503, "the model was removed by a configuration reload",
                        "model_unavailable", 1);
         call_free(call);
         return;
@@ -247,11 +384,12 @@ static void fail_call(struct gw_call *call, int rc, const char *message)
 
     snprintf(text, sizeof(text), "upstream of model %s failed: %s",
              sup_model_cfg(call->model)->id, message != NULL ? message : "unknown error");
-    ig_warn("%s", text);
+    ig_warn("[%s] %s", call->request_id, text);
+    call->upstream_error = rc == IG_ETIMEDOUT ? "timeout" : "connect";
     if (call->is_streaming)
         stream_fail(call, text);
     else
-        gw_reply_error(call->req, rc == IG_ETIMEDOUT ? 504 : 502, text, "upstream_error", 0);
+        call_reply_error(call, rc == IG_ETIMEDOUT ? 504 : 502, text, "upstream_error", 0);
     call_free(call);
 }
 
@@ -283,10 +421,14 @@ static void on_up_done(struct upstream_req *ureq, int rc, const char *message, v
         if (call->is_metered && !call->is_streaming)
             gw_meter_feed(&call->meter, (const char *)evbuffer_pullup(call->response, -1),
                           evbuffer_get_length(call->response));
-        if (call->is_streaming)
+        if (call->status >= 500)
+            call->upstream_error = "status";
+        if (call->is_streaming) {
             http_stream_end(call->req);
-        else
+        } else {
+            call->answered_status = call->status;
             http_respond_buffer(call->req, call->status, call->content_type, call->response);
+        }
         call_free(call);
         return;
     }
@@ -349,7 +491,7 @@ static void start_upstream(struct gw_call *call)
         n = build_url(call, mc->proxy, http_request_path(call->req), NULL);
     }
     if (n < 0) {
-        gw_reply_error(call->req, 414, "request URL too long for the upstream", "invalid_request_error", 0);
+        call_reply_error(call, 414, "request URL too long for the upstream", "invalid_request_error", 0);
         call_free(call);
         return;
     }
@@ -357,6 +499,7 @@ static void start_upstream(struct gw_call *call)
         snprintf(accept_header, sizeof(accept_header), "Accept: %s", accept);
         headers[1] = accept_header;
     }
+    call_log(call, "sending to %s", call->url);
     spec.method = call->upstream_path == NULL ? "POST"
                   : strcmp(http_request_method(call->req), "HEAD") == 0
                       ? "GET" /* the head of the GET response is sent, without its body */
@@ -374,7 +517,7 @@ static void start_upstream(struct gw_call *call)
     call->ureq = call->response != NULL ? upstream_start(call->app->pool, &spec, &callbacks, call)
                                         : NULL;
     if (call->ureq == NULL) {
-        gw_reply_error(call->req, 500, "out of memory", "internal_error", 0);
+        call_reply_error(call, 500, "out of memory", "internal_error", 0);
         call_free(call);
     }
 }
@@ -387,8 +530,10 @@ static void on_model_ready(struct sup_model *model, int status, const char *mess
 
     call->waiter = NULL;
     call->model = model; /* a reload may have moved the request to the model's new version */
+    if (status == 0 && call->queue_ms < 0)
+        call->queue_ms = (int64_t)(ig_now_ms() - call->dispatched_ms);
     if (status != 0) {
-        gw_reply_error(call->req, status, message,
+        call_reply_error(call, status, message,
                        gw_model_error_code(status),
                        retry_after_s);
         call_free(call);
@@ -474,7 +619,7 @@ static bool admit_call(struct gw_call *call, json_t *doc, bool *is_rewritten)
     gw_auth_take_caller(call->app, &call->caller);
     if (auth_admit(call->app->auth, &call->caller, sup_model_cfg(call->model)->id, max_tokens,
                    &r) != 0) {
-        gw_reply_error(call->req, r.status, r.message, r.code, r.retry_after_s);
+        call_reply_error(call, r.status, r.message, r.code, r.retry_after_s);
         return false;
     }
     cap = auth_max_tokens(&call->caller);
@@ -500,20 +645,21 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
     bool is_pinned = false;
 
     if (doc == NULL || !json_is_object(doc)) {
-        gw_reply_error(req, 400, doc == NULL ? err : "request body must be a JSON object",
-                       "invalid_json", 0);
+        refuse_request(app, req, NULL, NULL, 400,
+                       doc == NULL ? err : "request body must be a JSON object", "invalid_json");
         goto out;
     }
     name = json_string_value(json_object_get(doc, "model"));
     if (name == NULL || name[0] == '\0') {
-        gw_reply_error(req, 400, "you must provide a model parameter", "missing_model", 0);
+        refuse_request(app, req, NULL, NULL, 400, "you must provide a model parameter",
+                       "missing_model");
         goto out;
     }
     pin = gw_profile_pin(app, name);
     if (pin != NULL && pin[0] == '\0') {
         snprintf(msg, sizeof(msg), "The model `%.200s` is disabled by profile %s", name,
                  app->active_profile);
-        gw_reply_error(req, 404, msg, "model_not_found", 0);
+        refuse_request(app, req, NULL, name, 404, msg, "model_not_found");
         goto out;
     }
     if (pin != NULL) { /* the profile's pin replaces the requested model, as in llama-swap */
@@ -524,21 +670,22 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
     model = sup_find(app->mgr, name);
     if (model == NULL) {
         snprintf(msg, sizeof(msg), "The model `%.200s` does not exist", name);
-        gw_reply_error(req, 404, msg, "model_not_found", 0);
+        refuse_request(app, req, NULL, name, 404, msg, "model_not_found");
         goto out;
     }
     if (lacks_capability(sup_model_cfg(model), http_request_path(req), msg, sizeof(msg))) {
-        gw_reply_error(req, 400, msg, "model_not_supported", 0);
+        refuse_request(app, req, sup_model_cfg(model), name, 400, msg, "model_not_supported");
         goto out;
     }
-    call = calloc(1, sizeof(*call));
+    call = call_new(app, req, model);
     if (call == NULL) {
-        gw_reply_error(req, 500, "out of memory", "internal_error", 0);
+        refuse_request(app, req, sup_model_cfg(model), name, 500, "out of memory", "internal_error");
         goto out;
     }
-    call->app = app;
-    call->req = req;
-    call->model = model;
+    call->is_stream_asked = json_is_true(json_object_get(doc, "stream"));
+    call_log(call, "%s %s for model %s (key %s)", http_request_method(req),
+             http_request_path(req), sup_model_cfg(model)->id,
+             app->caller.name[0] != '\0' ? app->caller.name : "-");
     call->body = body;
     call->body_len = len;
     if (!admit_call(call, doc, &is_pinned)) {
@@ -566,12 +713,16 @@ static void dispatch_call(struct gw_call *call)
 
     http_request_set_cancel_cb(req, on_client_gone, call);
     http_request_set_drain_cb(req, on_client_drained, call);
+    if (call->dispatched_ms == 0)
+        call->dispatched_ms = ig_now_ms();
     rc = sup_acquire(call->model, on_model_ready, call, &call->waiter);
     if (rc == 0) {
+        if (call->queue_ms < 0)
+            call->queue_ms = (int64_t)(ig_now_ms() - call->dispatched_ms);
         call->has_model = true;
         start_upstream(call);
     } else if (rc < 0) {
-        gw_reply_error(req, 500, ig_strerror(rc), "internal_error", 0);
+        call_reply_error(call, 500, ig_strerror(rc), "internal_error", 0);
         call_free(call);
     }
 }
@@ -619,21 +770,20 @@ void gw_proxy_upstream(struct gw_app *app, struct http_request *req)
     if (pin != NULL)
         rest = path + pin_len;
     if (model == NULL) {
-        gw_reply_error(req, 404, "no model matches the path after /upstream/", "model_not_found", 0);
+        refuse_request(app, req, NULL, NULL, 404, "no model matches the path after /upstream/",
+                       "model_not_found");
         return;
     }
     if (sup_model_cfg(model)->proxy == NULL) {
-        gw_reply_error(req, 400, "this model has no upstream to pass requests to", "invalid_request_error", 0);
+        refuse_request(app, req, sup_model_cfg(model), NULL, 400,
+                       "this model has no upstream to pass requests to", "invalid_request_error");
         return;
     }
-    call = calloc(1, sizeof(*call));
+    call = call_new(app, req, model);
     if (call == NULL) {
-        gw_reply_error(req, 500, "out of memory", "internal_error", 0);
+        refuse_request(app, req, sup_model_cfg(model), NULL, 500, "out of memory", "internal_error");
         return;
     }
-    call->app = app;
-    call->req = req;
-    call->model = model;
     call->body = http_request_body(req, &call->body_len);
     call->upstream_path = rest[0] != '\0' ? rest : "/";
     dispatch_call(call);

@@ -102,6 +102,35 @@ static const char *const migrations[] = {
     "  detail TEXT,"
     "  client TEXT"
     ");",
+    /* 2: the request log and model events. */
+    "CREATE TABLE requests ("
+    "  id INTEGER PRIMARY KEY,"
+    "  ts_ms INTEGER NOT NULL,"        /* unix milliseconds when the request arrived */
+    "  request_id TEXT NOT NULL,"
+    "  key_name TEXT NOT NULL,"
+    "  model TEXT NOT NULL,"
+    "  endpoint TEXT NOT NULL,"
+    "  status INTEGER NOT NULL,"
+    "  stream INTEGER NOT NULL DEFAULT 0,"
+    "  prompt_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  completion_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  ttft_ms INTEGER,"               /* NULL: no body byte came */
+    "  queue_ms INTEGER,"              /* waiting for the model; NULL: never admitted */
+    "  duration_ms INTEGER NOT NULL,"
+    "  bytes_in INTEGER NOT NULL DEFAULT 0,"
+    "  bytes_out INTEGER NOT NULL DEFAULT 0,"
+    "  client TEXT,"
+    "  error TEXT"
+    ");"
+    "CREATE INDEX requests_ts ON requests (ts_ms);"
+    "CREATE TABLE model_events ("
+    "  id INTEGER PRIMARY KEY,"
+    "  ts_ms INTEGER NOT NULL,"
+    "  model TEXT NOT NULL,"
+    "  event TEXT NOT NULL,"           /* load, ready, unload, evict, stopped, crash, failed, restart */
+    "  detail TEXT"
+    ");"
+    "CREATE INDEX model_events_ts ON model_events (ts_ms);",
 };
 
 /* Sets *CAUSE to "PATH: WHAT: SQLite's message". */

@@ -51,6 +51,7 @@ struct sup_model {
     uint64_t start_deadline_ms;
     uint64_t started_ms;
     uint64_t ready_ms;         /* when it last became ready */
+    uint64_t state_ms;         /* when it entered its current state */
     uint64_t last_used_ms;     /* when a request last ended (or started) */
     uint64_t retry_after_ms;   /* crash back-off: no start before this */
     int failures;              /* consecutive failed starts and crashes */
@@ -79,6 +80,8 @@ struct sup_manager {
     uint64_t recheck_ms;      /* earliest such time found by the running pass; 0 = none */
     sup_model_output_fn output_cb;
     void *output_arg;
+    sup_state_fn state_cb;
+    void *state_arg;
     sup_retired_fn retired_cb; /* a retired model was freed: older configs may be unused */
     void *retired_arg;
     bool is_shutting_down;

@@ -129,6 +129,17 @@ typedef void (*sup_retired_fn)(void *arg);
 /* Sets the one retired-model hook (NULL removes it). */
 void sup_set_retired_hook(struct sup_manager *mgr, sup_retired_fn cb, void *arg);
 
+/*
+ * Receives each state change of a model: EVENT names it ("load", "restart" after a crash,
+ * "ready", "unload", "evict", "stopped", "crash", "failed"), DETAIL (borrowed, may be NULL)
+ * says why, ELAPSED_MS is how long the model was in its previous state.
+ */
+typedef void (*sup_state_fn)(struct sup_model *model, enum sup_state state, const char *event,
+                             const char *detail, uint64_t elapsed_ms, void *arg);
+
+/* Sets the one state-change hook (NULL removes it). */
+void sup_set_state_hook(struct sup_manager *mgr, sup_state_fn cb, void *arg);
+
 /* Sets the hook receiving every model's process output (one hook; NULL removes it). */
 void sup_set_output_hook(struct sup_manager *mgr, sup_model_output_fn cb, void *arg);
 

@@ -14,6 +14,12 @@ void sup_set_retired_hook(struct sup_manager *mgr, sup_retired_fn cb, void *arg)
     mgr->retired_arg = arg;
 }
 
+void sup_set_state_hook(struct sup_manager *mgr, sup_state_fn cb, void *arg)
+{
+    mgr->state_cb = cb;
+    mgr->state_arg = arg;
+}
+
 void sup_set_output_hook(struct sup_manager *mgr, sup_model_output_fn cb, void *arg)
 {
     mgr->output_cb = cb;
