@@ -113,7 +113,7 @@ static int on_event(const char *data, size_t len, void *arg)
     if (doc == NULL)
         return IG_EPROTO;
     if (json_object_get(doc, "error") != NULL && s->stream_error == NULL)
-        s->stream_error = cli_error_text(502, data, len);
+        s->stream_error = cli_error_text(0, data, len);
     delta = json_object_get(json_array_get(json_object_get(doc, "choices"), 0), "delta");
     text = json_string_value(json_object_get(delta, "content"));
     if (text != NULL && text[0] != '\0') {

@@ -138,7 +138,7 @@ static int on_event(const char *data, size_t len, void *arg)
     if (e != NULL) {
         char *text = json_dumps(doc, JSON_COMPACT);
         free(t->stream_error);
-        t->stream_error = text != NULL ? cli_error_text(502, text, strlen(text)) : NULL;
+        t->stream_error = text != NULL ? cli_error_text(0, text, strlen(text)) : NULL;
         free(text);
         json_decref(doc);
         return EVENT_DONE;

@@ -343,12 +343,12 @@ char *cli_error_text(long status, const char *body, size_t len)
     }
     size = strlen(message) + (code != NULL ? strlen(code) : 0) + strlen(hint) + 48;
     text = malloc(size);
-    if (text != NULL) {
-        if (code != NULL)
-            snprintf(text, size, "%s (HTTP %ld, %s)%s", message, status, code, hint);
-        else
-            snprintf(text, size, "%s (HTTP %ld)%s", message, status, hint);
-    }
+    if (text != NULL && status == 0)
+        snprintf(text, size, "%s (%s)", message, code != NULL ? code : "error");
+    else if (text != NULL && code != NULL)
+        snprintf(text, size, "%s (HTTP %ld, %s)%s", message, status, code, hint);
+    else if (text != NULL)
+        snprintf(text, size, "%s (HTTP %ld)%s", message, status, hint);
     free(raw);
     json_decref(doc);
     return text;

@@ -67,8 +67,8 @@ int cli_server_get_json(const struct cli_server *s, const char *path, long timeo
                         json_t **out, long *status, char **cause) IG_WUR;
 
 /* Returns a readable reason for an HTTP error answer: the message and code of an OpenAI error
- * body, else the body's start; a hint to set the token for 401 and 403. Caller frees; NULL
- * when out of memory. */
+ * body, else the body's start; a hint to set the token for 401 and 403. STATUS 0 is an error
+ * event inside a stream (no status shown). Caller frees; NULL when out of memory. */
 char *cli_error_text(long status, const char *body, size_t len);
 
 /* Returns the message for a failed transfer to S ("cannot reach URL: reason"); caller frees. */
