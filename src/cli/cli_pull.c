@@ -56,7 +56,7 @@ static void on_signal(int sig)
 /* One pull. */
 struct pull {
     const char *url, *expected_sha256;
-    char path[PATH_MAX], part[PATH_MAX];
+    char path[PATH_MAX], part[PATH_MAX + 8]; /* part: path + ".part" */
     bool is_force, is_tty;
     bool is_locked; /* FILE.part is ours: a failure may remove it when it is empty */
     int fd;
@@ -493,7 +493,7 @@ static int parse(struct pull *p, int argc, char **argv)
         snprintf(p->path, sizeof(p->path), "%s", out);
     else
         snprintf(p->path, sizeof(p->path), "%s/%s", dir != NULL ? dir : ".", name);
-    if (strlen(p->path) + 6 > sizeof(p->part)) {
+    if (strlen(p->path) + 1 >= sizeof(p->path)) {
         fprintf(stderr, "infergate pull: the file name is too long\n");
         return 2;
     }

@@ -50,7 +50,9 @@ function cli(args, { input = '', env = {}, timeoutMs = deadline(20000) } = {}) {
     child.once('error', reject);
     child.once('exit', (code, signal) => {
       live.delete(child.pid);
-      resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+      const r = { code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+      if (/ERROR: \w+Sanitizer|runtime error:/.test(r.stderr)) reject(new Error(`sanitizer report from infergate ${args.join(' ')}:\n${r.stderr}`));
+      else resolve(r);
     });
   });
   return withTimeout(done, timeoutMs, `infergate ${args.join(' ')}`).finally(() => {
