@@ -258,6 +258,7 @@ int cli_serve(int argc, char **argv)
         return 1;
     if (cfg->log_level != NULL && ig_log_parse_level(cfg->log_level, &level) == 0)
         ig_log_set_level(level);
+    ig_log_set_json(cfg->is_log_json);
     for (size_t i = 0; i < cfg->inactive_keys.len; i++)
         ig_warn("accepted, not active yet: %s", cfg->inactive_keys.items[i]);
     snprintf(host, sizeof(host), "%s", cfg->listen_host);

@@ -15,6 +15,10 @@ int ig_log_parse_level(const char *name, enum ig_log_level *out);
 /* Returns whether messages at LEVEL are printed. */
 int ig_log_enabled(enum ig_log_level level);
 
+/* Switches to one JSON object per line: {"ts","level","msg"} plus "request_id" when the
+ * message starts with "[ID] " (set once at start-up, or on reload from the loop's thread). */
+void ig_log_set_json(int is_json);
+
 /* Receives every printed line (with its newline) on the thread that logged it. */
 typedef void (*ig_log_hook_fn)(const char *line, size_t len, void *arg);
 

@@ -131,6 +131,22 @@ static void top_log_level(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *va
     free(s);
 }
 
+/* Field handler: logFormat (text, json). */
+static void top_log_format(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+{
+    char *s = NULL;
+
+    (void)key;
+    (void)obj;
+    if (cfg_get_str(ctx, value, "logFormat", &s) != 0)
+        return;
+    if (strcmp(s, "json") == 0 || strcmp(s, "text") == 0)
+        ctx->cfg->is_log_json = strcmp(s, "json") == 0;
+    else
+        cfg_error(ctx, value, "logFormat: must be text or json");
+    free(s);
+}
+
 /* Field handler: logToStdout (proxy, upstream, both, none). */
 static void top_log_stdout(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
 {
@@ -476,6 +492,7 @@ static const struct cfg_field top_fields[] = {
     TOP_FN("healthCheckTimeout", top_health, 0),
     TOP_CHECK("logRequests", CFG_F_BOOL, 0, 0, CFG_F_INACTIVE),
     TOP_FN("logLevel", top_log_level, 0),
+    TOP_FN("logFormat", top_log_format, 0),
     TOP_CHECK("logTimeFormat", CFG_F_STR, 0, 0, CFG_F_INACTIVE),
     TOP_FN("logToStdout", top_log_stdout, CFG_F_INACTIVE),
     TOP_CHECK("metricsMaxInMemory", CFG_F_INT, 0, 2147483647, CFG_F_INACTIVE),

@@ -196,6 +196,7 @@ struct cfg {
     int listen_port;   /* default 8080 */
     int health_check_timeout_s; /* default 120 */
     char *log_level;            /* "debug" | "info" | "warn" | "error"; default "info" */
+    bool is_log_json;           /* logFormat: json: one JSON object per log line */
     int global_ttl_s;           /* default 0 (never) */
     int unload_timeout_s;       /* unloadTimeout: SIGTERM→SIGKILL grace; default (and 0) 10 */
     int start_port;             /* default 5800 */

@@ -134,6 +134,7 @@ static const struct route routes[] = {
     {"/api/models/unload/", "POST", gw_models_unload, GW_ADMIN},
     {"/status", "GET", gw_models_status, GW_KEY},
     {"/readyz", "GET", handle_readyz, GW_PUBLIC},
+    {"/openapi.json", "GET", gw_openapi_handle, GW_PUBLIC},
     {"/metrics", "GET", gw_metrics_handle, GW_ADMIN},
     {"/events", "GET", gw_events_handle, GW_ADMIN},
     {"/admin/requests", "GET", gw_admin_requests, GW_ADMIN},
@@ -162,6 +163,18 @@ static const struct route routes[] = {
     {"/embedding", "POST", gw_proxy_handle, GW_KEY},
     {"/embeddings", "POST", gw_proxy_handle, GW_KEY},
 };
+
+size_t gw_route_count(void)
+{
+    return sizeof(routes) / sizeof(routes[0]);
+}
+
+void gw_route_info(size_t i, const char **path, const char **method, enum gw_access *access)
+{
+    *path = routes[i].path;
+    *method = routes[i].method;
+    *access = routes[i].access;
+}
 
 /* Returns whether ID is usable as a request id: 1..GW_REQUEST_ID_MAX characters of
  * letters, digits and ._:- (anything else could forge log lines or headers). */

@@ -268,6 +268,15 @@ void gw_events_request(struct gw_events *hub, const struct gw_request_record *r)
 /* GET /events: server-sent events (model, request, status). */
 void gw_events_handle(struct gw_app *app, struct http_request *req);
 
+/* Returns how many routes the gateway has. */
+size_t gw_route_count(void);
+
+/* Sets the path (a prefix when it ends in '/'), method ("*": any) and access of route I. */
+void gw_route_info(size_t i, const char **path, const char **method, enum gw_access *access);
+
+/* GET /openapi.json: an OpenAPI 3.1 description of every route. */
+void gw_openapi_handle(struct gw_app *app, struct http_request *req);
+
 /* Reads query parameter NAME of QUERY into BUF (URL-decoding + and %XX); returns whether set. */
 bool gw_query_param(const char *query, const char *name, char *buf, size_t size);
 

@@ -284,6 +284,9 @@ json_t *gw_status_json(struct gw_app *app)
             json_object_set_new(obj, "memory_bytes", json_integer((json_int_t)c->mem_bytes));
             json_object_set_new(obj, "vram_bytes", json_integer((json_int_t)c->vram_bytes));
             gw_stats_status_json(app, c->id, obj);
+            json_object_set_new(obj, "load_progress", info.load_progress >= 0
+                                                          ? json_real(info.load_progress)
+                                                          : json_null());
         }
         json_array_append_new(models, obj);
     }

@@ -103,6 +103,7 @@ static int apply(struct gw_app *app, struct cfg *next, struct sup_reload_summary
     app->active_profile = NULL;
     if (next->log_level != NULL && ig_log_parse_level(next->log_level, &level) == 0)
         ig_log_set_level(level);
+    ig_log_set_json(next->is_log_json);
     free_unused_cfgs(app);
     ig_info("reloaded %s: %d model(s) kept, %d changed, %d added, %d removed", next->path,
             summary->kept, summary->changed, summary->added, summary->removed);

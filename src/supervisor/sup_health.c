@@ -7,6 +7,8 @@
 
 #include <event2/event.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define HEALTH_FIRST_MS 5
 #define HEALTH_INTERVAL_MS 100 /* the polling interval once a start takes long */
@@ -71,6 +73,27 @@ static void health_done(struct upstream_req *ureq, int rc, const char *message, 
     evtimer_add(m->health_timer, &tv);
 }
 
+/* Reads the load progress a starting engine reports in its 503 body ("progress":0.42 in
+ * llama-server's error object, as infergate-engine adds it). */
+static int health_data(struct upstream_req *ureq, const char *data, size_t len, void *arg)
+{
+    struct sup_model *m = arg;
+    char buf[512], *at, *end = NULL;
+    double v;
+    (void)ureq;
+
+    if (m->health_status != 503 || len == 0)
+        return 0;
+    snprintf(buf, sizeof(buf), "%.*s", (int)(len < sizeof(buf) ? len : sizeof(buf) - 1), data);
+    at = strstr(buf, "\"progress\":");
+    if (at == NULL)
+        return 0;
+    v = strtod(at + 11, &end);
+    if (end != at + 11 && v >= 0 && v <= 1)
+        m->load_progress = v;
+    return 0;
+}
+
 /* Records the status of a health response. */
 static void health_headers(struct upstream_req *ureq, int status, const char *ct, void *arg)
 {
@@ -84,7 +107,7 @@ static void health_headers(struct upstream_req *ureq, int status, const char *ct
 void sup_health_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     static const struct upstream_callbacks callbacks = {
-        .on_headers = health_headers, .on_data = NULL, .on_done = health_done};
+        .on_headers = health_headers, .on_data = health_data, .on_done = health_done};
     struct sup_model *m = arg;
     struct upstream_spec spec = {.method = "GET",
                                  .url = m->health_url,
@@ -106,5 +129,6 @@ void sup_health_start(struct sup_model *m)
     struct timeval tv = {0, HEALTH_FIRST_MS * 1000};
 
     m->start_deadline_ms = m->started_ms + (uint64_t)m->mgr->cfg->health_check_timeout_s * 1000u;
+    m->load_progress = -1;
     evtimer_add(m->health_timer, &tv);
 }

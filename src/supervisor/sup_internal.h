@@ -52,6 +52,7 @@ struct sup_model {
     uint64_t started_ms;
     uint64_t ready_ms;         /* when it last became ready */
     uint64_t state_ms;         /* when it entered its current state */
+    double load_progress;      /* 0..1 as its engine reports it while starting; -1: unknown */
     uint64_t last_used_ms;     /* when a request last ended (or started) */
     uint64_t retry_after_ms;   /* crash back-off: no start before this */
     int failures;              /* consecutive failed starts and crashes */

@@ -75,6 +75,8 @@ void sup_set_state(struct sup_model *m, enum sup_state next)
     ig_info("model %s: %s -> %s", m->cfg->id, sup_state_name(m->state), sup_state_name(next));
     event = event_name(m, next);
     m->state = next;
+    if (next == SUP_STARTING)
+        m->load_progress = -1; /* until its engine reports some */
     if (m->mgr->state_cb != NULL)
         m->mgr->state_cb(m, next, event, next == SUP_FAILED ? m->last_error : NULL,
                          m->state_ms != 0 ? now - m->state_ms : 0, m->mgr->state_arg);

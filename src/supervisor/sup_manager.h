@@ -47,6 +47,7 @@ struct sup_model_info {
     uint64_t retry_in_ms;  /* crash back-off left before the next start */
     uint64_t uptime_ms;    /* time since it became ready (0 unless ready) */
     uint64_t idle_ms;      /* time since its last request ended (0 unless ready and idle) */
+    double load_progress;  /* 0..1 while starting, as its engine reports it; -1: unknown */
 };
 
 /* Called once when shutdown finished (every child exited). */

@@ -46,6 +46,7 @@ void sup_model_info(const struct sup_model *m, struct sup_model_info *out)
     out->idle_ms = m->state == SUP_READY && m->in_flight == 0 && m->last_used_ms != 0
                        ? now - m->last_used_ms
                        : 0;
+    out->load_progress = m->state == SUP_STARTING ? m->load_progress : -1;
 }
 
 char *sup_model_log_tail(const struct sup_model *m, size_t max_lines)

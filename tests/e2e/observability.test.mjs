@@ -3,6 +3,8 @@
 // live over SSE, /readyz, X-Request-Id and X-Log-Level: debug.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import SwaggerParser from '@apidevtools/swagger-parser';
 import { after, before, describe, test } from 'node:test';
 import { assertErrorShape, deadline, fakeCmd, guardWith, startGateway, suiteScope, waitFor } from './lib/harness.mjs';
 
@@ -20,6 +22,23 @@ async function shapeOf(res) {
     json = undefined;
   }
   return { status: res.status, headers: { 'content-type': res.headers.get('content-type') }, text, json };
+}
+
+/** Every "METHOD /path" the tables of docs/API.md name ("ANY /path" for "any"), with
+ * upper-case segments (NAME) as OpenAPI parameters ({name}) and queries dropped. */
+function documentedRoutes() {
+  const out = new Set();
+  const text = fs.readFileSync(new URL('../../docs/API.md', import.meta.url), 'utf8');
+  for (const line of text.split('\n')) {
+    const m = /^\| ([A-Za-z, ]+) \| ([^|]+) \|/.exec(line);
+    if (!m || m[1].trim() === 'method') continue;
+    const methods = m[1].split(',').map((x) => x.trim().toUpperCase());
+    for (const [, p] of m[2].matchAll(/`([^`]+)`/g)) {
+      const route = p.split('?')[0].replace(/\/([A-Z]+)(?=\/|$)/g, (_, n) => `/{${n.toLowerCase()}}`);
+      for (const method of methods) out.add(`${method} ${route}`);
+    }
+  }
+  return out;
 }
 
 /** Parses Prometheus text into {'name{labels}': value}. */
@@ -223,6 +242,75 @@ describe('observability', () => {
     });
     assert.match(gw.output(), /\[debug-me-1\] a \/v1\/chat\/completions: 200 in \d+ ms/);
     assert.doesNotMatch(gw.output(), /\[req-[0-9a-f]{16}\] sending to/, 'other requests stay at the configured level');
+  }));
+
+  test('logFormat: json writes one JSON object per line with the request id as a field', guarded(async () => {
+    const jgw = await startGateway(scope.t, { models: { a: { cmd: fakeCmd('a') } }, extra: { logFormat: 'json' } });
+    const r = await fetch(`${jgw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-log-level': 'debug', 'x-request-id': 'json-1' },
+      body: JSON.stringify({ model: 'a', messages: MESSAGES, max_tokens: 2 }),
+    });
+    assert.equal(r.status, 200);
+    await r.text();
+    await waitFor(() => /"request_id":"json-1","msg":"a \/v1\/chat\/completions: 200/.test(jgw.output()), {
+      timeoutMs: deadline(5000), message: 'the last debug line of json-1',
+    });
+    const lines = jgw.output().split('\n').filter((l) => l !== '');
+    for (const line of lines) {
+      const o = JSON.parse(line);
+      assert.equal(typeof o.ts, 'string');
+      assert.ok(['debug', 'info', 'warn', 'error'].includes(o.level), line);
+      assert.equal(typeof o.msg, 'string');
+    }
+    assert.ok(lines.some((l) => JSON.parse(l).request_id === 'json-1' && JSON.parse(l).msg.startsWith('sending to ')));
+  }));
+
+  test('/openapi.json is a valid OpenAPI document of every route, and docs/API.md lists the same', guarded(async () => {
+    const res = await fetch(`${gw.url}/openapi.json`);
+    assert.equal(res.status, 200, 'public');
+    const doc = await res.json();
+    await SwaggerParser.validate(structuredClone(doc));
+    const served = new Set();
+    const anyMethod = new Set();
+    for (const [route, item] of Object.entries(doc.paths)) {
+      const ops = Object.keys(item).filter((k) => k !== 'parameters');
+      for (const method of ops) {
+        assert.notEqual(item[method].summary, 'undocumented', `${method} ${route} has no description in gw_openapi.c`);
+        served.add(`${method.toUpperCase()} ${route}`);
+      }
+      if (ops.length >= 5) anyMethod.add(`ANY ${route}`);
+    }
+    const documented = documentedRoutes();
+    for (const r of served) {
+      const route = r.slice(r.indexOf(' ') + 1);
+      assert.ok(documented.has(r) || documented.has(`ANY ${route}`), `${r} is served but not in docs/API.md`);
+    }
+    for (const r of documented) {
+      assert.ok(served.has(r) || anyMethod.has(r), `${r} is in docs/API.md but not served`);
+    }
+    assert.equal(doc.paths['/metrics'].get['x-infergate-access'], 'admin');
+    assert.equal(doc.paths['/healthz'].get.security, undefined);
+  }));
+
+  test('/status shows the load progress an engine reports while a model starts', guarded(async () => {
+    const sgw = await startGateway(scope.t, { models: { slow: { cmd: fakeCmd('slow', ['--startup-ms', 3000]) } } });
+    const load = fetch(`${sgw.url}/models/load`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'slow' }),
+    });
+    const seen = [];
+    await waitFor(async () => {
+      const m = (await (await fetch(`${sgw.url}/status`)).json()).models[0];
+      if (m.state === 'starting' && typeof m.load_progress === 'number') seen.push(m.load_progress);
+      return seen.length >= 2 && seen[seen.length - 1] > seen[0];
+    }, { timeoutMs: deadline(10000), intervalMs: 100, message: 'a rising load_progress' });
+    assert.ok(seen.every((p) => p >= 0 && p <= 1), seen.join());
+    assert.equal((await load).status, 200);
+    const ready = (await (await fetch(`${sgw.url}/status`)).json()).models[0];
+    assert.equal(ready.state, 'ready');
+    assert.equal(ready.load_progress, null);
   }));
 
   test('/readyz is public and says why it is not ready', guarded(async () => {

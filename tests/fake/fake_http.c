@@ -491,7 +491,15 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     if (ig_now_ms() - srv->start_ms < (uint64_t)srv->opts->startup_ms) {
-        fake_reply_error(req, 503, "unavailable_error", "Loading model");
+        /* As infergate-engine: llama-server's error with the load progress added. */
+        struct evbuffer *b = evhttp_request_get_output_buffer(req);
+        double progress = (double)(ig_now_ms() - srv->start_ms) / srv->opts->startup_ms;
+        evbuffer_drain(b, evbuffer_get_length(b));
+        evbuffer_add_printf(b,
+                            "{\"error\":{\"code\":503,\"message\":\"Loading model\","
+                            "\"type\":\"unavailable_error\",\"progress\":%.2f}}",
+                            progress);
+        fake_reply_json(req, 503);
         return;
     }
     srv->request_seq++;

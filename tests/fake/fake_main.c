@@ -19,7 +19,7 @@ static const char usage_text[] =
     "  --host H                  address to bind (default 127.0.0.1)\n"
     "  -m, --model NAME          model name reported (default \"fake\")\n"
     "  -a, --alias NAME          model name reported; wins over --model\n"
-    "  --startup-ms N            answer 503 \"Loading model\" for N ms after start\n"
+    "  --startup-ms N            answer 503 \"Loading model\" (with its progress) for N ms\n"
     "  --token-us N              delay between streamed tokens in microseconds (default 0);\n"
     "                            non-streamed replies wait N * tokens\n"
     "  --crash-after-tokens N    _exit(1) after emitting N tokens of a longer response\n"
