@@ -81,6 +81,7 @@ struct turn {
     long chunks;
     long completion_tokens; /* from usage; -1 when none came */
     bool is_loading_shown, ends_with_newline;
+    int loading_percent_shown; /* the load progress last printed; -1: none */
 };
 
 /* Clears the "loading" line of T if one is shown on a terminal. */
@@ -209,6 +210,26 @@ static void start_status_check(struct turn *t, CURLM *multi, struct status_check
     }
 }
 
+/* Says that model ID is loading, with its PROGRESS (0..1, or null) when the server knows it:
+ * redrawn in place on a terminal, else a line at first and at every 10% more. */
+static void show_loading(struct turn *t, const char *id, json_t *progress)
+{
+    double waited_s = (double)(ig_now_us() - t->start_us) / 1e6;
+    int percent = json_is_number(progress) ? (int)(json_number_value(progress) * 100) : -1;
+    char done[16] = "";
+
+    if (percent >= 0)
+        snprintf(done, sizeof(done), " %d%%", percent);
+    if (t->chat->is_tty) {
+        fprintf(stderr, "\r\033[2mloading %s...%s %.0fs\033[0m\033[K", id, done, waited_s);
+    } else if (!t->is_loading_shown || (percent >= 0 && (t->loading_percent_shown < 0 ||
+                                                         percent >= t->loading_percent_shown + 10))) {
+        fprintf(stderr, "infergate chat: model '%s' is loading...%s\n", id, done);
+        t->loading_percent_shown = percent;
+    }
+    t->is_loading_shown = true;
+}
+
 /* Ends the status check SC; when it says T's model is starting, tells the user. */
 static void finish_status_check(struct turn *t, CURLM *multi, struct status_check *sc)
 {
@@ -225,14 +246,8 @@ static void finish_status_check(struct turn *t, CURLM *multi, struct status_chec
         const char *state = json_string_value(json_object_get(m, "state"));
         if (id == NULL || state == NULL || strcmp(id, t->chat->model) != 0)
             continue;
-        if (strcmp(state, "starting") == 0 && !t->has_head) {
-            double waited_s = (double)(ig_now_us() - t->start_us) / 1e6;
-            if (t->chat->is_tty)
-                fprintf(stderr, "\r\033[2mloading %s... %.0fs\033[0m\033[K", id, waited_s);
-            else if (!t->is_loading_shown)
-                fprintf(stderr, "infergate chat: model '%s' is loading...\n", id);
-            t->is_loading_shown = true;
-        }
+        if (strcmp(state, "starting") == 0 && !t->has_head)
+            show_loading(t, id, json_object_get(m, "load_progress"));
     }
     json_decref(doc);
     curl_multi_remove_handle(multi, sc->easy);
@@ -372,7 +387,8 @@ static int turn(struct chat *c)
     struct turn t = {.chat = c,
                      .body = {.max = MAX_BODY_BYTES},
                      .reply = {.max = MAX_REPLY_BYTES},
-                     .completion_tokens = -1};
+                     .completion_tokens = -1,
+                     .loading_percent_shown = -1};
     struct curl_slist *headers = NULL;
     char *body = request_body(c), *text = NULL, errbuf[CURL_ERROR_SIZE] = "";
     bool is_ok = false, is_fatal = false;

@@ -66,7 +66,7 @@ static void print_table(json_t *rows)
     size_t i;
     json_t *r;
 
-    printf("%-28s %-9s %8s %9s %9s %7s %10s %10s\n", "MODEL", "STATE", "PID", "UPTIME",
+    printf("%-28s %-13s %8s %9s %9s %7s %10s %10s\n", "MODEL", "STATE", "PID", "UPTIME",
            "IN-FLIGHT", "WAITING", "MEMORY", "VRAM");
     json_array_foreach(rows, i, r) {
         long long pid = (long long)json_integer_value(json_object_get(r, "pid"));
@@ -74,6 +74,9 @@ static void print_table(json_t *rows)
         long long mem = (long long)json_integer_value(json_object_get(r, "memory_bytes"));
         long long vram = (long long)json_integer_value(json_object_get(r, "vram_bytes"));
         char pid_text[24] = "-", uptime[32] = "-", mem_text[32] = "-", vram_text[32] = "-";
+        const char *state = json_string_value(json_object_get(r, "state"));
+        json_t *progress = json_object_get(r, "load_progress");
+        char state_text[32];
 
         if (pid > 0)
             snprintf(pid_text, sizeof(pid_text), "%lld", pid);
@@ -83,9 +86,13 @@ static void print_table(json_t *rows)
             cli_fmt_bytes((uint64_t)mem, mem_text, sizeof(mem_text));
         if (vram > 0)
             cli_fmt_bytes((uint64_t)vram, vram_text, sizeof(vram_text));
-        printf("%-28s %-9s %8s %9s %9lld %7lld %10s %10s\n",
-               json_string_value(json_object_get(r, "model")),
-               json_string_value(json_object_get(r, "state")), pid_text, uptime,
+        if (state != NULL && strcmp(state, "starting") == 0 && json_is_number(progress))
+            snprintf(state_text, sizeof(state_text), "starting %.0f%%",
+                     json_number_value(progress) * 100);
+        else
+            snprintf(state_text, sizeof(state_text), "%s", state != NULL ? state : "?");
+        printf("%-28s %-13s %8s %9s %9lld %7lld %10s %10s\n",
+               json_string_value(json_object_get(r, "model")), state_text, pid_text, uptime,
                (long long)json_integer_value(json_object_get(r, "in_flight")),
                (long long)json_integer_value(json_object_get(r, "waiting")), mem_text,
                vram_text);

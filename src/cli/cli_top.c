@@ -163,8 +163,9 @@ static void add_model_row(struct top *t, json_t *m, double seconds)
     long long uptime_ms = (long long)json_integer_value(json_object_get(m, "uptime_ms"));
     long long mem = (long long)json_integer_value(json_object_get(m, "memory_bytes"));
     char pid_text[24] = "-", uptime[24] = "-", mem_text[24] = "-", rps_text[24], tps_text[24];
-    char req_text[24] = "-", tok_text[24] = "-";
+    char req_text[24] = "-", tok_text[24] = "-", state_text[32];
     const char *state = json_string_value(json_object_get(m, "state"));
+    double progress = number_or_unknown(m, "load_progress");
 
     if (pid > 0)
         snprintf(pid_text, sizeof(pid_text), "%lld", pid);
@@ -178,8 +179,12 @@ static void add_model_row(struct top *t, json_t *m, double seconds)
         snprintf(tok_text, sizeof(tok_text), "%.0f", tokens);
     cli_fmt_rate(rps, rps_text, sizeof(rps_text));
     cli_fmt_rate(tps, tps_text, sizeof(tps_text));
-    add_line(t, false, "%-24.24s %-9s %8s %8s %6lld %6lld %7s %8s %9s %10s %9s", id ? id : "?",
-             state != NULL ? state : "?", pid_text, uptime,
+    if (state != NULL && strcmp(state, "starting") == 0 && progress >= 0)
+        snprintf(state_text, sizeof(state_text), "starting %.0f%%", progress * 100);
+    else
+        snprintf(state_text, sizeof(state_text), "%s", state != NULL ? state : "?");
+    add_line(t, false, "%-24.24s %-13s %8s %8s %6lld %6lld %7s %8s %9s %10s %9s", id ? id : "?",
+             state_text, pid_text, uptime,
              (long long)json_integer_value(json_object_get(m, "in_flight")),
              (long long)json_integer_value(json_object_get(m, "waiting")), rps_text, tps_text,
              req_text, tok_text, mem_text);
@@ -223,7 +228,7 @@ static void build_frame(struct top *t, json_t *doc, uint64_t now_ms, const char 
              (long long)json_integer_value(json_object_get(doc, "in_flight")),
              (long long)json_integer_value(json_object_get(doc, "waiting")), rps_text, tps_text);
     add_line(t, false, "%s", "");
-    add_line(t, true, "%-24s %-9s %8s %8s %6s %6s %7s %8s %9s %10s %9s", "MODEL", "STATE", "PID",
+    add_line(t, true, "%-24s %-13s %8s %8s %6s %6s %7s %8s %9s %10s %9s", "MODEL", "STATE", "PID",
              "UPTIME", "INFL", "WAIT", "REQ/S", "TOK/S", "REQUESTS", "TOKENS", "MEMORY");
     sorted = calloc(n > 0 ? n : 1, sizeof(*sorted));
     if (sorted == NULL)

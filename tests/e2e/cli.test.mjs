@@ -162,10 +162,24 @@ describe('chat, ps, models, bench and top against a running gateway', () => {
     assert.equal(statsLines(r.stderr).length, 0);
   }));
 
-  test('chat says a model is loading while the server holds the request', guarded(async () => {
-    const r = await cli(['chat', 'slow'], { input: 'wake up\n', env });
+  test('chat says a model is loading, with its progress; ps and top show it too', guarded(async () => {
+    const chat = cli(['chat', 'slow'], { input: 'wake up\n', env });
+    // The fake reports its load progress in its 503s, as infergate-engine does.
+    const ps = await waitFor(async () => {
+      const p = await cli(['ps'], { env });
+      return /^slow\s+starting \d+%\s/m.test(p.stdout) && p;
+    }, { timeoutMs: deadline(5000), message: 'ps shows slow starting with a percentage' });
+    assertExit(ps, 0);
+    const top = await cli(['top', '--once'], { env });
+    assert.match(top.stdout, /^slow\s+starting( \d+%)?\s/m);
+    const r = await chat;
     assertExit(r, 0);
-    assert.match(r.stderr, /model 'slow' is loading/);
+    const loading = [...r.stderr.matchAll(/^infergate chat: model 'slow' is loading\.\.\.(?: (\d+)%)?$/gm)];
+    assert.ok(loading.length >= 1, r.stderr);
+    const percents = loading.filter((m) => m[1] !== undefined).map((m) => Number(m[1]));
+    assert.ok(percents.length >= 1, `the progress is shown: ${r.stderr}`);
+    assert.deepEqual(percents, [...percents].sort((a, b) => a - b), 'progress only grows');
+    assert.ok(percents.every((p) => p >= 0 && p <= 100));
     const [stats] = statsLines(r.stderr);
     assert.ok(stats.ttftMs >= 2000, `TTFT includes the load: ${stats.ttftMs} ms`);
     assert.equal(r.stdout.split('\n').filter(Boolean).length, 1);
