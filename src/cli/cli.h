@@ -9,8 +9,26 @@ int cli_serve(int argc, char **argv);
 int cli_check(int argc, char **argv);
 
 /* `infergate models -c FILE [--json]`: lists the models of a config with capabilities and
- * estimated memory; returns the exit code. */
+ * estimated memory; without -c, those of a running server (--url); returns the exit code. */
 int cli_models(int argc, char **argv);
+
+/* `infergate ps [--all] [--json]`: the models a running server has started. */
+int cli_ps(int argc, char **argv);
+
+/* `infergate chat MODEL`: a streaming chat with a running server, one message per line of
+ * stdin. */
+int cli_chat(int argc, char **argv);
+
+/* `infergate top [--once]`: a live view of a running server's models, refreshed each second. */
+int cli_top(int argc, char **argv);
+
+/* `infergate pull URL [-o FILE | --models-dir DIR] [--sha256 HEX] [--force]`: downloads a
+ * model file with resume and checksum. */
+int cli_pull(int argc, char **argv);
+
+/* `infergate bench MODEL [-n N] [-c C] [--stream]`: a small load generator against a running
+ * server. */
+int cli_bench(int argc, char **argv);
 
 /* `infergate config generate (--models-dir DIR)... [-c FILE] [--write FILE]`: writes a
  * llama-swap compatible config for the GGUF files found; returns the exit code. */

@@ -1,10 +1,13 @@
 /*
  * `infergate models`: the models a config serves, with what their files say (capabilities,
- * size, estimated memory). `infergate config generate`: a llama-swap compatible config for
+ * size, estimated memory), or with no -c FILE those of a running server (GET /models) with
+ * their state. `infergate config generate`: a llama-swap compatible config for
  * the GGUF files of some directories.
  */
 #include "cfg.h"
 #include "cli.h"
+#include "cli_fmt.h"
+#include "cli_http.h"
 #include "gguf_meta.h"
 #include "model_catalog.h"
 #include "model_scan.h"
@@ -89,29 +92,107 @@ static void print_json(const struct cfg *cfg)
     json_decref(list);
 }
 
+/* Joins the strings of array LIST with commas into BUF ("-" when empty). */
+static void join_strings(json_t *list, char *buf, size_t size)
+{
+    size_t i, used = 0;
+    json_t *v;
+
+    buf[0] = '\0';
+    json_array_foreach(list, i, v) {
+        const char *s = json_string_value(v);
+        if (s != NULL && used < size)
+            used += (size_t)snprintf(buf + used, size - used, "%s%s", used > 0 ? "," : "", s);
+    }
+    if (used == 0)
+        snprintf(buf, size, "-");
+}
+
+/* Prints the models of the server SERVER describes (GET /models); returns the exit code. */
+static int list_remote(const struct cli_server *server, bool is_json)
+{
+    json_t *doc = NULL, *m;
+    char *cause = NULL;
+    long status = 0;
+    size_t i;
+
+    if (cli_server_get_json(server, "/models", 10000, &doc, &status, &cause) != 0) {
+        fprintf(stderr, "infergate models: %s\n", cause != NULL ? cause : "out of memory");
+        free(cause);
+        return 1;
+    }
+    if (is_json) {
+        json_dumpf(json_object_get(doc, "data"), stdout, JSON_INDENT(2));
+        printf("\n");
+        json_decref(doc);
+        return 0;
+    }
+    printf("%-28s %-9s %-10s %10s %10s  %-24s %s\n", "ID", "STATE", "SOURCE", "MEMORY", "VRAM",
+           "CAPABILITIES", "ALIASES");
+    json_array_foreach(json_object_get(doc, "data"), i, m) {
+        json_int_t mem = json_integer_value(json_object_get(m, "memory_bytes"));
+        json_int_t vram = json_integer_value(json_object_get(m, "vram_bytes"));
+        char caps[96], aliases[256], mem_text[32] = "-", vram_text[32] = "-";
+        const char *state = json_string_value(json_object_get(m, "state"));
+
+        join_strings(json_object_get(m, "capabilities"), caps, sizeof(caps));
+        join_strings(json_object_get(m, "aliases"), aliases, sizeof(aliases));
+        if (mem > 0)
+            cli_fmt_bytes((uint64_t)mem, mem_text, sizeof(mem_text));
+        if (vram > 0)
+            cli_fmt_bytes((uint64_t)vram, vram_text, sizeof(vram_text));
+        printf("%-28s %-9s %-10s %10s %10s  %-24s %s\n",
+               json_string_value(json_object_get(m, "id")), state != NULL ? state : "-",
+               json_is_true(json_object_get(m, "discovered")) ? "discovered" : "config", mem_text,
+               vram_text, caps, aliases);
+    }
+    json_decref(doc);
+    return 0;
+}
+
 int cli_models(int argc, char **argv)
 {
+    static const char usage[] = "usage: infergate models -c FILE [--json]      (a config file)\n"
+                                "       infergate models [--json] " CLI_SERVER_USAGE
+                                "   (a running server)\n";
+    struct cli_server *server = cli_server_new();
     const char *path = NULL;
-    bool is_json = false;
+    bool is_json = false, has_url_option = false;
     struct cfg *cfg;
+    int rc = 2;
 
+    if (server == NULL)
+        return 1;
     for (int i = 1; i < argc; i++) {
-        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+        int taken = cli_server_option(server, argc, argv, &i);
+        if (taken < 0)
+            goto out;
+        if (taken > 0) {
+            has_url_option = has_url_option || strcmp(argv[i - 1], "--url") == 0;
+            continue;
+        }
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
             path = argv[++i];
-        else if (strcmp(argv[i], "--json") == 0)
+        } else if (strcmp(argv[i], "--json") == 0) {
             is_json = true;
-        else {
-            fprintf(stderr, "usage: infergate models -c FILE [--json]\n");
-            return 2;
+        } else {
+            fprintf(stderr, "%s", usage);
+            goto out;
         }
     }
-    if (path == NULL) {
-        fprintf(stderr, "usage: infergate models -c FILE [--json]\n");
-        return 2;
+    if (path != NULL && has_url_option) {
+        fprintf(stderr, "infergate models: give -c FILE or --url URL, not both\n%s", usage);
+        goto out;
     }
+    /* -c FILE reads the config offline, even with INFERGATE_URL set; otherwise the server. */
+    if (path == NULL) {
+        rc = list_remote(server, is_json);
+        goto out;
+    }
+    rc = 1;
     cfg = cli_load_config(path);
     if (cfg == NULL)
-        return 1;
+        goto out;
     if (is_json) {
         print_json(cfg);
     } else {
@@ -121,7 +202,10 @@ int cli_models(int argc, char **argv)
             print_row(&cfg->models[i]);
     }
     cfg_free(cfg);
-    return 0;
+    rc = 0;
+out:
+    cli_server_free(server);
+    return rc;
 }
 
 /* Writes the generated config for SCAN to OUT. */

@@ -53,30 +53,64 @@ int cli_parse_listen(const char *text, char *host, unsigned long host_size, int 
     return 0;
 }
 
-/* Finds "-c FILE", "--config FILE" or "--config=FILE"; also --listen and (serve only,
- * INSECURE non-NULL) --insecure-no-auth. Returns -1 on a bad argument. */
-static int parse_args(int argc, char **argv, const char **config, const char **listen,
-                      bool *insecure)
+/* The command line of `serve` and `check`. */
+struct serve_args {
+    const char *config;
+    const char *listen;   /* --listen HOST:PORT, or NULL */
+    const char *tls_cert; /* --tls-cert-file FILE (llama-swap's name), or NULL */
+    const char *tls_key;  /* --tls-key-file FILE, or NULL */
+    bool is_insecure;     /* --insecure-no-auth */
+};
+
+/* Returns the value of option NAME at ARGV[*I] ("NAME VALUE" or "NAME=VALUE", moving *I past
+ * it), or NULL when ARGV[*I] is not that option. */
+static const char *option_value(const char *name, int argc, char **argv, int *i)
 {
+    size_t n = strlen(name);
+    const char *a = argv[*i];
+
+    if (strncmp(a, name, n) != 0)
+        return NULL;
+    if (a[n] == '=')
+        return a + n + 1;
+    if (a[n] == '\0' && *i + 1 < argc)
+        return argv[++*i];
+    return NULL;
+}
+
+/* Parses the arguments of `serve` (IS_SERVE) or `check` into A: "-c FILE", "--config FILE"
+ * or "--config=FILE"; serve also takes --listen, --tls-cert-file, --tls-key-file and
+ * --insecure-no-auth. Returns -1 on a bad argument, after saying why. */
+static int parse_args(int argc, char **argv, bool is_serve, struct serve_args *a)
+{
+    const char *v;
+
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc)
-            *config = argv[++i];
-        else if (strncmp(a, "--config=", 9) == 0)
-            *config = a + 9;
-        else if (strcmp(a, "--listen") == 0 && i + 1 < argc && listen != NULL)
-            *listen = argv[++i];
-        else if (strncmp(a, "--listen=", 9) == 0 && listen != NULL)
-            *listen = a + 9;
-        else if (strcmp(a, "--insecure-no-auth") == 0 && insecure != NULL)
-            *insecure = true;
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+            a->config = argv[++i];
+        else if ((v = option_value("--config", argc, argv, &i)) != NULL)
+            a->config = v;
+        else if (is_serve && (v = option_value("--listen", argc, argv, &i)) != NULL)
+            a->listen = v;
+        else if (is_serve && (v = option_value("--tls-cert-file", argc, argv, &i)) != NULL)
+            a->tls_cert = v;
+        else if (is_serve && (v = option_value("--tls-key-file", argc, argv, &i)) != NULL)
+            a->tls_key = v;
+        else if (is_serve && strcmp(argv[i], "--insecure-no-auth") == 0)
+            a->is_insecure = true;
         else {
-            fprintf(stderr, "infergate: unknown or incomplete argument '%s'\n", a);
+            fprintf(stderr, "infergate: unknown or incomplete argument '%s'\n", argv[i]);
             return -1;
         }
     }
-    if (*config == NULL) {
+    if (a->config == NULL) {
         fprintf(stderr, "infergate: missing -c FILE\n");
+        return -1;
+    }
+    if ((a->tls_cert == NULL) != (a->tls_key == NULL) ||
+        (a->tls_cert != NULL && (a->tls_cert[0] == '\0' || a->tls_key[0] == '\0'))) {
+        fprintf(stderr, "infergate: both --tls-cert-file and --tls-key-file must be given "
+                        "for TLS\n");
         return -1;
     }
     return 0;
@@ -109,7 +143,9 @@ static int check_tls(const struct cfg *cfg)
     tls = http_tls_new(cfg->tls.cert_path, cfg->tls.key_path,
                        cfg->tls.min_version == 13 ? HTTP_TLS_1_3 : HTTP_TLS_1_2, &cause);
     if (tls == NULL) {
-        fprintf(stderr, "%s: %s\n", cfg->path, cause != NULL ? cause : "tls: cannot load");
+        fprintf(stderr, "%s: %s\n",
+                cfg->tls.is_from_command_line ? "--tls-cert-file/--tls-key-file" : cfg->path,
+                cause != NULL ? cause : "tls: cannot load");
         free(cause);
         return -1;
     }
@@ -119,13 +155,13 @@ static int check_tls(const struct cfg *cfg)
 
 int cli_check(int argc, char **argv)
 {
-    const char *config = NULL;
+    struct serve_args args = {0};
     struct cfg *cfg;
     char *cause = NULL;
 
-    if (parse_args(argc, argv, &config, NULL, NULL) != 0)
+    if (parse_args(argc, argv, false, &args) != 0)
         return 1;
-    cfg = cli_load_config(config);
+    cfg = cli_load_config(args.config);
     if (cfg == NULL)
         return 1;
     if (check_tls(cfg) != 0) {
@@ -138,7 +174,7 @@ int cli_check(int argc, char **argv)
     }
     for (size_t i = 0; i < cfg->inactive_keys.len; i++)
         fprintf(stderr, "accepted, not active yet: %s\n", cfg->inactive_keys.items[i]);
-    printf("%s: OK, %zu model(s)\n", config, cfg->n_models);
+    printf("%s: OK, %zu model(s)\n", args.config, cfg->n_models);
     cfg_free(cfg);
     return 0;
 }
@@ -243,17 +279,17 @@ out:
 
 int cli_serve(int argc, char **argv)
 {
-    const char *config = NULL, *listen = NULL;
+    struct serve_args args = {0};
     char host[256];
     int port = 0;
     enum ig_log_level level = IG_LOG_INFO;
     struct cfg *cfg;
-    bool is_insecure = false;
     char *cause = NULL;
+    size_t n_warnings;
 
-    if (parse_args(argc, argv, &config, &listen, &is_insecure) != 0)
+    if (parse_args(argc, argv, true, &args) != 0)
         return 2;
-    cfg = cli_load_config(config);
+    cfg = cli_load_config(args.config);
     if (cfg == NULL)
         return 1;
     if (cfg->log_level != NULL && ig_log_parse_level(cfg->log_level, &level) == 0)
@@ -263,15 +299,24 @@ int cli_serve(int argc, char **argv)
         ig_warn("accepted, not active yet: %s", cfg->inactive_keys.items[i]);
     snprintf(host, sizeof(host), "%s", cfg->listen_host);
     port = cfg->listen_port;
-    if (listen != NULL && cli_parse_listen(listen, host, sizeof(host), &port) != 0) {
-        fprintf(stderr, "infergate: invalid --listen '%s' (want HOST:PORT)\n", listen);
+    if (args.listen != NULL && cli_parse_listen(args.listen, host, sizeof(host), &port) != 0) {
+        fprintf(stderr, "infergate: invalid --listen '%s' (want HOST:PORT)\n", args.listen);
         cfg_free(cfg);
         return 2;
     }
+    /* llama-swap's TLS flags win over the file's tls section, on every reload too. */
+    n_warnings = cfg->warnings.len;
+    if (args.tls_cert != NULL && cfg_set_tls_files(cfg, args.tls_cert, args.tls_key) != 0) {
+        fprintf(stderr, "infergate: out of memory\n");
+        cfg_free(cfg);
+        return 1;
+    }
+    for (size_t i = n_warnings; i < cfg->warnings.len; i++)
+        fprintf(stderr, "warning: %s\n", cfg->warnings.items[i]);
     /* infergate-net: no listening beyond loopback without auth unless told so; a certificate
      * that cannot be used fails before any model starts. */
-    cfg->is_insecure_no_auth = is_insecure;
-    if (http_front_check_exposure(host, port, cfg, is_insecure, &cause) != 0) {
+    cfg->is_insecure_no_auth = args.is_insecure;
+    if (http_front_check_exposure(host, port, cfg, args.is_insecure, &cause) != 0) {
         fprintf(stderr, "infergate: %s\n", cause != NULL ? cause : "refusing to listen");
         free(cause);
         cfg_free(cfg);

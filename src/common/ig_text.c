@@ -1,6 +1,7 @@
 /* Small string helpers. */
 #include "ig_text.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,4 +26,73 @@ char *ig_replace_all(const char *text, const char *token, const char *value)
     }
     out[n] = '\0';
     return out;
+}
+
+/* Returns the value of hex digit C, or -1. */
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+long ig_percent_decode(const char *text, size_t len, bool is_form, char *out, size_t size)
+{
+    size_t o = 0;
+
+    if (size == 0)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (c == '%') {
+            int hi = i + 2 < len ? hex_value(text[i + 1]) : -1;
+            int lo = hi >= 0 ? hex_value(text[i + 2]) : -1;
+            if (lo < 0 || (hi == 0 && lo == 0))
+                goto bad;
+            c = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (c == '+' && is_form) {
+            c = ' ';
+        } else if (c == '\0') {
+            goto bad;
+        }
+        if (o + 1 >= size)
+            goto bad;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return (long)o;
+bad:
+    out[0] = '\0';
+    return -1;
+}
+
+int ig_query_param(const char *query, const char *name, char *out, size_t size)
+{
+    size_t n = strlen(name);
+
+    for (const char *p = query; p != NULL && *p != '\0';) {
+        const char *amp = strchr(p, '&');
+        size_t len = amp != NULL ? (size_t)(amp - p) : strlen(p);
+        if (len > n && strncmp(p, name, n) == 0 && p[n] == '=')
+            return ig_percent_decode(p + n + 1, len - n - 1, true, out, size) < 0 ? -1 : 1;
+        if (len == n && strncmp(p, name, n) == 0) /* "name" alone: an empty value */
+            return ig_percent_decode("", 0, true, out, size) < 0 ? -1 : 1;
+        p = amp != NULL ? amp + 1 : NULL;
+    }
+    return 0;
+}
+
+long long ig_parse_int(const char *text)
+{
+    long long v = 0;
+    const char *p = text;
+
+    for (; *p >= '0' && *p <= '9' && v <= IG_PARSE_INT_MAX; p++)
+        v = v * 10 + (*p - '0');
+    return p != text && *p == '\0' && v <= IG_PARSE_INT_MAX ? v : -1;
 }

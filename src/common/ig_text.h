@@ -2,8 +2,30 @@
 #ifndef IG_TEXT_H
 #define IG_TEXT_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 /* Returns a malloc'd copy of TEXT with every TOKEN replaced by VALUE (caller frees), or NULL
  * when out of memory. TOKEN must not be empty. */
 char *ig_replace_all(const char *text, const char *token, const char *value);
+
+/* Decodes the LEN bytes of TEXT, a URL path segment or (IS_FORM: '+' is a space too) a
+ * query value, into OUT (SIZE bytes, always NUL-terminated when SIZE > 0). Returns the
+ * decoded length, or -1 when an escape is not '%' and two hex digits, decodes to a NUL byte,
+ * or the result does not fit. */
+long ig_percent_decode(const char *text, size_t len, bool is_form, char *out, size_t size);
+
+/* Finds parameter NAME in QUERY ("a=1&b=2", after the '?'; the first one when repeated) and
+ * decodes its value into OUT (SIZE bytes) with ig_percent_decode(). Returns 1 when found,
+ * 0 when absent (OUT untouched), -1 when its value is malformed or too long. */
+int ig_query_param(const char *query, const char *name, char *out, size_t size);
+
+/* The largest number ig_parse_int() takes (15 digits): beyond any id, count or time in
+ * milliseconds we store, and far from overflowing. */
+#define IG_PARSE_INT_MAX 999999999999999LL
+
+/* Parses TEXT, decimal digits only, as a number from 0 to IG_PARSE_INT_MAX; -1 if it is not
+ * one (empty, a sign, spaces, other characters, or too large). */
+long long ig_parse_int(const char *text);
 
 #endif

@@ -1,5 +1,6 @@
 /* Clock helpers and UTC date parsing. */
 #include "ig_time.h"
+#include "ig_text.h"
 
 #include <stdio.h>
 #include <time.h>
@@ -42,19 +43,44 @@ void ig_format_utc_ms(int64_t ms, char *buf, unsigned size)
 int64_t ig_parse_utc(const char *text)
 {
     struct tm tm = {0};
+    const char *p;
     int n = 0;
 
     if (sscanf(text, "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &n) != 3 || n != 10)
         return -1;
-    n = 0; /* %n is only written when the whole format matched (the Z included) */
-    if (text[10] != '\0' &&
-        (sscanf(text + 10, "T%2d:%2d:%2dZ%n", &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 3 ||
-         n == 0 || text[10 + n] != '\0'))
-        return -1;
+    p = text + 10;
+    if (*p != '\0') {
+        n = 0; /* %n is only written when the whole format matched */
+        if (sscanf(p, "T%2d:%2d:%2d%n", &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 3 || n != 9)
+            return -1;
+        p += n;
+        if (*p == '.' && p[1] >= '0' && p[1] <= '9') /* fractions of a second: ignored */
+            for (p++; *p >= '0' && *p <= '9'; p++)
+                ;
+        if (p[0] != 'Z' || p[1] != '\0')
+            return -1;
+    }
     if (tm.tm_year < 1970 || tm.tm_year > 9999 || tm.tm_mon < 1 || tm.tm_mon > 12 ||
         tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
         return -1;
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
     return (int64_t)timegm(&tm);
+}
+
+int64_t ig_parse_time(const char *text)
+{
+    long long v = ig_parse_int(text);
+
+    return v >= 0 ? (int64_t)v : ig_parse_utc(text);
+}
+
+void ig_format_utc(int64_t unix_s, char out[IG_UTC_CHARS + 1])
+{
+    struct tm tm;
+    time_t t = (time_t)unix_s;
+
+    if (unix_s < 0 || unix_s > IG_UNIX_S_MAX || gmtime_r(&t, &tm) == NULL ||
+        strftime(out, IG_UTC_CHARS + 1, "%Y-%m-%dT%H:%M:%SZ", &tm) != IG_UTC_CHARS)
+        snprintf(out, IG_UTC_CHARS + 1, "1970-01-01T00:00:00Z");
 }

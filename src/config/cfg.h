@@ -99,6 +99,7 @@ struct cfg_tls {
     char *cert_path; /* PEM certificate chain, leaf first; NULL: plain HTTP */
     char *key_path;  /* PEM private key, unencrypted */
     int min_version; /* lowest TLS version: 12 (1.2, default) or 13 (1.3) */
+    bool is_from_command_line; /* the files come from serve --tls-cert-file/--tls-key-file */
 };
 
 /* `cors:` which browser origins may call the API (llama-swap's default: any). */
@@ -266,6 +267,15 @@ bool cfg_matrix_set_has(const struct cfg_model_set *set, size_t model);
 /* Returns whether A and B run the same process (cmd, cmdStop, proxy, checkEndpoint, env and
  * port are equal), so a reload may keep it running. */
 bool cfg_model_same_process(const struct cfg_model *a, const struct cfg_model *b);
+
+/* Makes CFG's listener speak TLS with CERT_PATH and KEY_PATH (copied), whatever its `tls`
+ * section says (its min_version still applies): serve --tls-cert-file/--tls-key-file. A key
+ * file readable by every user adds a warning. Returns 0 or IG_ENOMEM. */
+int cfg_set_tls_files(struct cfg *cfg, const char *cert_path, const char *key_path) IG_WUR;
+
+/* Carries the settings of PREV that came from the command line, not the file (TLS files,
+ * --insecure-no-auth), over to NEXT, a reload of the same file. Returns 0 or IG_ENOMEM. */
+int cfg_keep_command_line(struct cfg *next, const struct cfg *prev) IG_WUR;
 
 /* Returns whether the config turns auth on: auth.enabled, or when absent a configured key
  * or admin token (keys in the database turn it on too, at run time). */

@@ -168,6 +168,18 @@ bool cfg_has_macro(const char *text, const char *name);
 void cfg_models_parse(struct cfg_ctx *ctx, yaml_node_t *models);
 void cfg_model_clear(struct cfg_model *m);
 
+/* cfg_model_fields.c: a model's fields, for cfg_walk() (NULL-terminated). */
+extern const struct cfg_field cfg_model_fields[];
+
+/* Field handler: timeouts of a model or a peer (llama-swap's connection timeouts: checked,
+ * not used). */
+void cfg_field_timeouts(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
+
+/* Reads cmd or cmdStop at NODE (WHAT names it in errors): env, comment lines removed,
+ * macros expanded, lines joined. Returns the text (caller frees), or NULL when absent or
+ * after recording an error. */
+char *cfg_read_command(struct cfg_ctx *ctx, yaml_node_t *node, const char *what);
+
 /* cfg_route.c: groups, routing, matrix, peers, profiles, selectors, hooks. */
 void cfg_routes_check(struct cfg_ctx *ctx);
 bool cfg_resolves(const struct cfg_ctx *ctx, const char *name);

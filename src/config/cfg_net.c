@@ -8,7 +8,9 @@
  *
  * The certificate files are checked for readability here, so `infergate check` reports a
  * wrong path with its line; whether the key matches the certificate is checked when the
- * certificate is loaded (start-up, `check`, and every reload).
+ * certificate is loaded (start-up, `check`, and every reload). `infergate serve
+ * --tls-cert-file/--tls-key-file` (llama-swap's flags) replace the files of the section, on
+ * every reload too.
  */
 #include "cfg_internal.h"
 #include "http_cors.h"
@@ -39,6 +41,15 @@ void cfg_net_clear(struct cfg *cfg)
     cfg->tls.key_path = NULL;
     cfg_strv_clear(&cfg->cors.origins);
     cfg_strv_clear(&cfg->cors.headers);
+}
+
+#define WORLD_READABLE_ADVICE "is readable by every user of this machine (chmod 600 or 640)"
+
+/* Returns whether every user may read the file at PATH. */
+static bool is_world_readable(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && (st.st_mode & S_IROTH) != 0;
 }
 
 /* Checks that the file named by NODE's value PATH can be read; records an error if not. */
@@ -86,7 +97,6 @@ void cfg_top_tls(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void
         {NULL, 0, 0, 0, 0, NULL, 0}};
     struct cfg_tls *tls = &ctx->cfg->tls;
     yaml_node_t *cert, *key_node;
-    struct stat st;
     (void)key;
     (void)obj;
 
@@ -103,11 +113,41 @@ void cfg_top_tls(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void
     }
     check_readable(ctx, cert, "tls.cert", tls->cert_path);
     check_readable(ctx, key_node, "tls.key", tls->key_path);
-    if (stat(tls->key_path, &st) == 0 && (st.st_mode & S_IROTH) != 0)
-        cfg_warn(ctx, key_node,
-                 "tls.key: %s is readable by every user of this machine "
-                 "(chmod 600 or 640)",
-                 tls->key_path);
+    if (is_world_readable(tls->key_path))
+        cfg_warn(ctx, key_node, "tls.key: %s " WORLD_READABLE_ADVICE, tls->key_path);
+}
+
+int cfg_set_tls_files(struct cfg *cfg, const char *cert_path, const char *key_path)
+{
+    char *cert = strdup(cert_path), *key = strdup(key_path), *warning = NULL;
+    int rc = IG_ENOMEM;
+
+    if (cert == NULL || key == NULL)
+        goto out;
+    if (is_world_readable(key) &&
+        (asprintf(&warning, "--tls-key-file: %s " WORLD_READABLE_ADVICE, key) < 0 ||
+         cfg_add_warning(cfg, warning) != 0))
+        goto out;
+    free(cfg->tls.cert_path);
+    free(cfg->tls.key_path);
+    cfg->tls.cert_path = cert;
+    cfg->tls.key_path = key;
+    cfg->tls.is_from_command_line = true;
+    cert = key = NULL;
+    rc = 0;
+out:
+    free(warning);
+    free(cert);
+    free(key);
+    return rc;
+}
+
+int cfg_keep_command_line(struct cfg *next, const struct cfg *prev)
+{
+    next->is_insecure_no_auth = prev->is_insecure_no_auth;
+    if (!prev->tls.is_from_command_line)
+        return 0;
+    return cfg_set_tls_files(next, prev->tls.cert_path, prev->tls.key_path);
 }
 
 /* Reads cors.origins: "*", one origin, or a list of them. */

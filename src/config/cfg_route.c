@@ -452,22 +452,6 @@ static void peer_filters(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *val
     json_decref(j);
 }
 
-/* Field handler: peers.<id>.timeouts. */
-static void peer_timeouts(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
-{
-    static const struct cfg_field fields[] = {
-        {"connect", CFG_F_INT, CFG_NO_STORE, 0, CFG_MAX_SECONDS, NULL, 0},
-        {"keepalive", CFG_F_INT, CFG_NO_STORE, 0, CFG_MAX_SECONDS, NULL, 0},
-        {"responseHeader", CFG_F_INT, CFG_NO_STORE, 0, CFG_MAX_SECONDS, NULL, 0},
-        {"tlsHandshake", CFG_F_INT, CFG_NO_STORE, 0, CFG_MAX_SECONDS, NULL, 0},
-        {"expectContinue", CFG_F_INT, CFG_NO_STORE, 0, CFG_MAX_SECONDS, NULL, 0},
-        {"idleConn", CFG_F_INT, CFG_NO_STORE, 0, CFG_MAX_SECONDS, NULL, 0},
-        {NULL, 0, 0, 0, 0, NULL, 0}};
-
-    (void)key;
-    cfg_walk(ctx, value, fields, obj, NULL);
-}
-
 /* Checks one peer: proxy (required URL), apiKey, models (required), filters, timeouts. */
 static void check_peer(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value)
 {
@@ -476,7 +460,7 @@ static void check_peer(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value
         {"apiKey", CFG_F_STR, CFG_NO_STORE, 0, 0, NULL, 0},
         {"models", CFG_F_STRV, CFG_NO_STORE, 0, 0, NULL, 0},
         {"filters", CFG_F_FN, CFG_NO_STORE, 0, 0, peer_filters, 0},
-        {"timeouts", CFG_F_FN, CFG_NO_STORE, 0, 0, peer_timeouts, 0},
+        {"timeouts", CFG_F_FN, CFG_NO_STORE, 0, 0, cfg_field_timeouts, 0},
         {NULL, 0, 0, 0, 0, NULL, 0}};
     const char *id = cfg_key_text(key);
     yaml_node_t *proxy = cfg_map_get(ctx, value, "proxy");

@@ -78,6 +78,29 @@ void gw_reply_json(struct http_request *req, int status, json_t *doc)
     free(text);
 }
 
+void gw_reply_stored(struct http_request *req, int rc, json_t *doc)
+{
+    if (req == NULL || rc != 0)
+        json_decref(doc);
+    if (req == NULL)
+        return;
+    http_request_set_cancel_cb(req, NULL, NULL);
+    if (rc != 0)
+        gw_reply_error(req, 500, "the database failed; see the server log", "storage_error", 0);
+    else
+        gw_reply_json(req, 200, doc);
+}
+
+void gw_reply_page(struct http_request *req, int rc, json_t *rows, bool has_more)
+{
+    json_t *page = NULL;
+
+    if (rc == 0)
+        page = json_pack("{s:s, s:O, s:b}", "object", "list", "data", rows, "has_more", has_more);
+    gw_reply_stored(req, rc, page);
+    json_decref(rows);
+}
+
 /* GET /healthz: the process is alive. */
 static void handle_healthz(struct gw_app *app, struct http_request *req)
 {
@@ -143,6 +166,7 @@ static const struct route routes[] = {
     {"/v1/usage", "GET", gw_usage, GW_KEY},
     {"/admin/keys", "*", gw_admin_keys, GW_ADMIN},
     {"/admin/keys/", "*", gw_admin_keys, GW_ADMIN},
+    {"/admin/audit", "GET", gw_admin_audit, GW_ADMIN},
     {"/admin/reload", "POST", gw_admin_reload, GW_ADMIN},
     {"/models/rescan", "POST", gw_admin_reload, GW_ADMIN},
     {"/api/profiles", "GET", gw_profiles_list, GW_KEY},

@@ -13,6 +13,7 @@
 #include "gw_internal.h"
 #include "http_server.h"
 #include "ig_log.h"
+#include "ig_text.h"
 #include "ig_time.h"
 #include "store.h"
 
@@ -291,9 +292,18 @@ static void create_key(struct gw_app *app, struct http_request *req)
 void gw_admin_keys(struct gw_app *app, struct http_request *req)
 {
     const char *path = http_request_path(req), *method = http_request_method(req);
-    const char *name = strncmp(path, "/admin/keys/", 12) == 0 ? path + 12 : "";
+    const char *raw = strncmp(path, "/admin/keys/", 12) == 0 ? path + 12 : "";
     struct key_call *kc;
+    char name[sizeof(kc->name)];
 
+    /* NAME is a path segment: a name with spaces or '/' comes percent-encoded. */
+    if (ig_percent_decode(raw, strlen(raw), false, name, sizeof(name)) < 0) {
+        gw_reply_error(req, 400,
+                       "key name in the path: a malformed percent escape, or longer than 127 "
+                       "characters",
+                       "invalid_request_error", 0);
+        return;
+    }
     if (name[0] == '\0' && strcmp(method, "POST") == 0) {
         create_key(app, req);
         return;
@@ -391,59 +401,20 @@ static void usage_done(int rc, void *arg)
 {
     struct usage_call *uc = arg;
 
-    if (uc->req != NULL) {
-        http_request_set_cancel_cb(uc->req, NULL, NULL);
-        if (rc != 0)
-            gw_reply_error(uc->req, 500, "the database failed; see the server log",
-                           "storage_error", 0);
-        else
-            gw_reply_json(uc->req, 200,
-                          json_pack("{s:s, s:I, s:I, s:O}", "object", "list", "from",
-                                    (json_int_t)uc->from, "to", (json_int_t)uc->to, "data",
-                                    uc->rows));
-    }
+    gw_reply_stored(uc->req, rc,
+                    rc == 0 ? json_pack("{s:s, s:I, s:I, s:O}", "object", "list", "from",
+                                        (json_int_t)uc->from, "to", (json_int_t)uc->to, "data",
+                                        uc->rows)
+                            : NULL);
     json_decref(uc->rows);
     free(uc);
 }
 
-/* Reads query parameter NAME of QUERY into BUF (URL-decoding + and %XX); returns whether set. */
-static bool query_param(const char *query, const char *name, char *buf, size_t size)
-{
-    size_t n = strlen(name);
-
-    for (const char *p = query; p != NULL && *p != '\0'; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
-        if (strncmp(p, name, n) != 0 || p[n] != '=')
-            continue;
-        size_t o = 0;
-        for (const char *v = p + n + 1; *v != '\0' && *v != '&' && o + 1 < size; v++) {
-            unsigned hex;
-            if (*v == '%' && sscanf(v + 1, "%2x", &hex) == 1) {
-                buf[o++] = (char)hex;
-                v += 2;
-            } else {
-                buf[o++] = *v == '+' ? ' ' : *v;
-            }
-        }
-        buf[o] = '\0';
-        return true;
-    }
-    return false;
-}
-
-/* Parses a time bound: unix seconds, or a UTC date (or date-time). Returns -1 when invalid. */
-static int64_t parse_time(const char *text)
-{
-    char *end = NULL;
-    long long v = strtoll(text, &end, 10);
-
-    return end != text && *end == '\0' && v >= 0 ? (int64_t)v : ig_parse_utc(text);
-}
-
 void gw_usage(struct gw_app *app, struct http_request *req)
 {
-    const char *query = http_request_query(req);
-    char buf[256], group[128] = "key,model";
+    char group[128] = "key,model";
     struct usage_call *uc = calloc(1, sizeof(*uc));
+    int has_key = 0;
 
     if (uc == NULL) {
         gw_reply_error(req, 500, "out of memory", "internal_error", 0);
@@ -451,11 +422,15 @@ void gw_usage(struct gw_app *app, struct http_request *req)
     }
     uc->req = req;
     uc->to = ig_unix_s() + 3600;
-    if (query_param(query, "from", buf, sizeof(buf)) && (uc->from = parse_time(buf)) < 0)
-        goto bad_time;
-    if (query_param(query, "to", buf, sizeof(buf)) && (uc->to = parse_time(buf)) < 0)
-        goto bad_time;
-    (void)query_param(query, "group_by", group, sizeof(group));
+    /* A key sees its own usage only; the admin sees all, or one key with ?key=NAME. */
+    if (gw_query_time(req, "from", &uc->from) != 0 || gw_query_time(req, "to", &uc->to) != 0 ||
+        gw_query_param(req, "group_by", group, sizeof(group)) < 0 ||
+        (has_key = gw_query_param(req, "key", uc->key, sizeof(uc->key))) < 0) {
+        free(uc);
+        return;
+    }
+    if (!app->caller.is_admin || has_key == 0)
+        snprintf(uc->key, sizeof(uc->key), "%s", app->caller.is_admin ? "" : app->caller.name);
     for (char *g = group, *comma; g != NULL && *g != '\0'; g = comma != NULL ? comma + 1 : NULL) {
         comma = strchr(g, ',');
         if (comma != NULL)
@@ -475,13 +450,6 @@ void gw_usage(struct gw_app *app, struct http_request *req)
     }
     if (uc->by_hour && uc->by_day)
         uc->by_day = false;
-    /* A key sees its own usage only; the admin sees all, or one key with ?key=NAME. */
-    if (!app->caller.is_admin)
-        snprintf(uc->key, sizeof(uc->key), "%s", app->caller.name);
-    bool has_key = query_param(query, "key", buf, sizeof(uc->key));
-    if (app->caller.is_admin)
-        snprintf(uc->key, sizeof(uc->key), "%.*s", (int)sizeof(uc->key) - 1,
-                 has_key ? buf : "");
     auth_flush(app->auth); /* the query runs after what is pending: it sees every request */
     if (store_submit(app->store, usage_job, usage_done, uc) != 0) {
         free(uc);
@@ -489,9 +457,4 @@ void gw_usage(struct gw_app *app, struct http_request *req)
         return;
     }
     http_request_set_cancel_cb(req, usage_call_cancel, uc);
-    return;
-bad_time:
-    free(uc);
-    gw_reply_error(req, 400, "from/to: unix seconds or a UTC date like 2026-11-23",
-                   "invalid_request_error", 0);
 }

@@ -30,7 +30,7 @@
 
 /* One sample of a model's engine. */
 struct sample {
-    char family[NAME_MAX_LEN]; /* renamed */
+    char family[NAME_MAX_LEN + 8]; /* renamed (+ "_total") */
     char type[16];
     char *help;   /* owned */
     char *labels; /* owned: the labels inside the braces, or NULL */
@@ -145,7 +145,11 @@ static void parse_body(struct engine_scrape *s, char *body)
         value[strcspn(value, " ")] = '\0'; /* a timestamp after the value is dropped */
         struct sample *sm = &s->samples[s->n_samples];
         memset(sm, 0, sizeof(*sm));
-        snprintf(sm->family, sizeof(sm->family), "%s", meta.name);
+        /* Prometheus wants counters named *_total (llama.cpp has some that are not). */
+        size_t fl = strlen(meta.name);
+        bool needs_total = strcmp(meta.type, "counter") == 0 &&
+                           (fl < 6 || strcmp(meta.name + fl - 6, "_total") != 0);
+        snprintf(sm->family, sizeof(sm->family), "%s%s", meta.name, needs_total ? "_total" : "");
         snprintf(sm->type, sizeof(sm->type), "%s", meta.type);
         snprintf(sm->value, sizeof(sm->value), "%s", value);
         sm->help = strdup(meta.help != NULL ? meta.help : "engine metric");

@@ -12,6 +12,7 @@
 #include "gw_internal.h"
 #include "http_server.h"
 #include "ig_log.h"
+#include "ig_text.h"
 #include "ig_time.h"
 
 #include <event2/buffer.h>
@@ -214,14 +215,17 @@ static void on_drained(struct http_request *req, void *arg)
     }
 }
 
-/* Parses ?types=a,b into a WANT_ mask; 0 when a name is unknown. */
+/* Parses ?types=a,b into a WANT_ mask; 0 when a name is unknown or the value malformed. */
 static unsigned parse_types(const char *query)
 {
     char buf[128];
     unsigned wants = 0;
+    int rc = ig_query_param(query, "types", buf, sizeof(buf));
 
-    if (!gw_query_param(query, "types", buf, sizeof(buf)))
+    if (rc == 0)
         return WANT_MODEL | WANT_REQUEST | WANT_STATUS;
+    if (rc < 0)
+        return 0;
     for (char *t = buf, *comma; t != NULL && *t != '\0'; t = comma != NULL ? comma + 1 : NULL) {
         comma = strchr(t, ',');
         if (comma != NULL)

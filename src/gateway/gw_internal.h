@@ -74,6 +74,32 @@ const char *gw_model_error_code(int status);
 /* Answers REQ with a JSON document (reference taken). */
 void gw_reply_json(struct http_request *req, int status, json_t *doc);
 
+/* Answers REQ, which waited for a store job that ended with RC, and clears its cancel
+ * callback: 200 with DOC (reference taken, also when not sent), or 500 storage_error. REQ
+ * NULL (its client went away) only releases DOC. */
+void gw_reply_stored(struct http_request *req, int rc, json_t *doc);
+
+/* Answers REQ as gw_reply_stored() does with a page of ROWS (reference taken):
+ * {"object":"list","data":ROWS,"has_more":HAS_MORE}. */
+void gw_reply_page(struct http_request *req, int rc, json_t *rows, bool has_more);
+
+/* gw_query.c: query parameters of GET handlers. Each reads parameter NAME of REQ when given
+ * and answers 400 naming it when malformed. */
+
+/* Reads NAME, percent-decoded, into OUT (SIZE bytes). Returns 1 when given, 0 when absent,
+ * or -1 after answering 400 (a bad escape, or longer than SIZE - 1). */
+int gw_query_param(struct http_request *req, const char *name, char *out, size_t size);
+
+/* Reads NAME as a time (unix seconds, or a UTC date or RFC 3339 date-time: ig_parse_time())
+ * into *OUT when given. Returns 0, or -1 after answering 400. */
+int gw_query_time(struct http_request *req, const char *name, int64_t *out);
+
+/* Reads NAME as an integer from MIN to MAX (at most IG_PARSE_INT_MAX) into *OUT when given;
+ * WHAT describes a valid value in the 400 (NULL: "an integer from MIN to MAX"). Returns 0,
+ * or -1 after answering 400. */
+int gw_query_int(struct http_request *req, const char *name, int64_t min, int64_t max,
+                 const char *what, int64_t *out);
+
 /* Proxies an OpenAI/llama.cpp inference request routed by its body's "model". */
 void gw_proxy_handle(struct gw_app *app, struct http_request *req);
 
@@ -163,6 +189,9 @@ void gw_auth_end_route(struct gw_app *app);
 
 /* GET/POST /admin/keys, DELETE/PATCH /admin/keys/NAME. */
 void gw_admin_keys(struct gw_app *app, struct http_request *req);
+
+/* GET /admin/audit?since&until&action&actor&limit&before: audit rows, newest first. */
+void gw_admin_audit(struct gw_app *app, struct http_request *req);
 
 /* GET /v1/usage?from&to&group_by&key: usage rows of the caller's key (any key for admin). */
 void gw_usage(struct gw_app *app, struct http_request *req);
@@ -279,11 +308,5 @@ void gw_route_info(size_t i, const char **path, const char **method, enum gw_acc
 
 /* GET /openapi.json: an OpenAPI 3.1 description of every route. */
 void gw_openapi_handle(struct gw_app *app, struct http_request *req);
-
-/* Reads query parameter NAME of QUERY into BUF (URL-decoding + and %XX); returns whether set. */
-bool gw_query_param(const char *query, const char *name, char *buf, size_t size);
-
-/* Parses a time bound: unix seconds, or a UTC date (or date-time). Returns -1 when invalid. */
-int64_t gw_parse_time(const char *text);
 
 #endif

@@ -67,7 +67,11 @@ static const struct route_doc docs[] = {
     {"/admin/keys", "*", NULL, "get,post", "keys", "List keys; make a key (shown once)",
      BODY_JSON, REPLY_JSON},
     {"/admin/keys/", "*", "/admin/keys/{name}", "patch,delete", "keys",
-     "Change a key's limits; revoke a key", BODY_JSON, REPLY_JSON},
+     "Change a key's limits; revoke a key (name percent-encoded)", BODY_JSON, REPLY_JSON},
+    {"/admin/audit", "GET", NULL, NULL, "keys",
+     "Audit log of key changes (who, what, when, from where), newest first, with filters and "
+     "paging",
+     BODY_NONE, REPLY_JSON},
     {"/admin/reload", "POST", NULL, NULL, "admin", "Re-read the config file", BODY_NONE,
      REPLY_JSON},
     {"/models/rescan", "POST", NULL, NULL, "admin", "Rescan models_dir (reloads the config)",

@@ -118,6 +118,11 @@ static void *worker(void *arg)
     char byte = 1;
 
     r->rc = catalog_load(r->path, r->prev, &r->next, &r->cause);
+    if (r->rc == 0 && cfg_keep_command_line(r->next, r->prev) != 0) { /* serve's flags */
+        cfg_free(r->next);
+        r->next = NULL;
+        r->rc = IG_ENOMEM;
+    }
     if (r->rc == 0)
         r->front = http_front_prepare(r->next); /* infergate-net: reads the certificate */
     /* One byte into an empty pipe cannot block or fail; no logging here (not thread-safe). */
@@ -150,13 +155,17 @@ static void on_waiter_gone(struct http_request *req, void *arg)
     free(w);
 }
 
-/* Answers one waiter with the outcome. */
-static void answer(struct waiter *w, int rc, const char *cause,
+/* Answers one waiter with the outcome; IS_BAD_CERTIFICATE: RC is the refusal of a
+ * certificate that cannot be used. */
+static void answer(struct waiter *w, int rc, bool is_bad_certificate, const char *cause,
                    const struct sup_reload_summary *sum)
 {
     http_request_set_cancel_cb(w->req, NULL, NULL);
     if (rc == IG_ECANCELED)
         gw_reply_error(w->req, 503, "the server is shutting down", "model_unavailable", 0);
+    else if (rc != 0 && is_bad_certificate) /* a valid file naming files that cannot serve */
+        gw_reply_error(w->req, 422, cause != NULL ? cause : ig_strerror(rc), "invalid_certificate",
+                       0);
     else if (rc != 0)
         gw_reply_error(w->req, rc == IG_ENOMEM ? 500 : 400,
                        cause != NULL ? cause : ig_strerror(rc), "invalid_config", 0);
@@ -173,12 +182,17 @@ static void finish(struct gw_reloader *r, int rc, struct cfg *next, char *cause)
 {
     struct sup_reload_summary sum = {0};
     struct waiter *w, *next_w;
-    bool is_stopping = r->app->is_stopping;
+    bool is_stopping = r->app->is_stopping, is_bad_certificate = false;
 
-    /* infergate-net: no reload turns auth off on a listener beyond loopback. */
+    /* infergate-net: no reload turns auth off on a listener beyond loopback, and none applies
+     * without its certificate (the whole reload is refused, the running one stays). */
     if (rc == 0 && !is_stopping && http_front_check_reload(r->app->server, next, &cause) != 0) {
         cfg_free(next);
         rc = IG_ECONFIG;
+    } else if (rc == 0 && !is_stopping && http_front_check_certificate(r->front, &cause) != 0) {
+        cfg_free(next);
+        rc = IG_ECONFIG;
+        is_bad_certificate = true;
     }
     if (rc == 0 && is_stopping) {
         cfg_free(next);
@@ -204,7 +218,7 @@ static void finish(struct gw_reloader *r, int rc, struct cfg *next, char *cause)
             continue;
         }
         TAILQ_REMOVE(&r->waiters, w, link);
-        answer(w, w->is_next ? IG_ECANCELED : rc, cause, &sum);
+        answer(w, w->is_next ? IG_ECANCELED : rc, is_bad_certificate, cause, &sum);
         free(w);
     }
     free(cause);

@@ -9,6 +9,7 @@
 #include "gw_internal.h"
 #include "http_server.h"
 #include "ig_log.h"
+#include "ig_text.h"
 #include "ig_time.h"
 #include "store.h"
 
@@ -394,17 +395,7 @@ static void query_done(int rc, void *arg)
 {
     struct log_query *q = arg;
 
-    if (q->req != NULL) {
-        http_request_set_cancel_cb(q->req, NULL, NULL);
-        if (rc != 0)
-            gw_reply_error(q->req, 500, "the database failed; see the server log",
-                           "storage_error", 0);
-        else
-            gw_reply_json(q->req, 200,
-                          json_pack("{s:s, s:O, s:b}", "object", "list", "data", q->rows,
-                                    "has_more", q->has_more));
-    }
-    json_decref(q->rows);
+    gw_reply_page(q->req, rc, q->rows, q->has_more);
     free(q);
 }
 
@@ -416,46 +407,24 @@ static void query_cancel(struct http_request *req, void *arg)
     q->req = NULL;
 }
 
-/* Parses an integer query parameter NAME into *OUT within [MIN, MAX]; false when present
- * and invalid. */
-static bool int_param(const char *query, const char *name, int64_t min, int64_t max,
-                      int64_t *out)
+/* Reads time bound NAME (unix seconds or milliseconds, or an RFC 3339 UTC date) into *MS
+ * when given. Returns 0, or -1 after answering 400. */
+static int time_param(struct http_request *req, const char *name, int64_t *ms)
 {
-    char buf[32], *end = NULL;
-    long long v;
+    int64_t t = -1;
 
-    if (!gw_query_param(query, name, buf, sizeof(buf)))
-        return true;
-    v = strtoll(buf, &end, 10);
-    if (end == buf || *end != '\0' || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
-/* Parses a time bound NAME (unix seconds or milliseconds, or an RFC 3339 UTC date) into *MS;
- * false when present and invalid. */
-static bool time_param(const char *query, const char *name, int64_t *ms)
-{
-    char buf[64];
-    int64_t s;
-
-    if (!gw_query_param(query, name, buf, sizeof(buf)))
-        return true;
-    s = gw_parse_time(buf);
-    if (s < 0)
-        return false;
-    *ms = s >= 100000000000LL ? s : s * 1000; /* a 12-digit number is milliseconds */
-    return true;
+    if (gw_query_time(req, name, &t) != 0)
+        return -1;
+    if (t >= 0)
+        *ms = t >= 100000000000LL ? t : t * 1000; /* a 12-digit number is milliseconds */
+    return 0;
 }
 
 /* GET /admin/requests and /admin/events: filters, then the query on the writer thread. */
 static void handle_query(struct gw_app *app, struct http_request *req, bool is_events)
 {
-    const char *query = http_request_query(req);
     struct log_query *q = calloc(1, sizeof(*q));
     int64_t status = 0, limit = DEFAULT_PAGE;
-    const char *bad = NULL;
 
     if (q == NULL || (q->rows = json_array()) == NULL) {
         free(q);
@@ -466,22 +435,18 @@ static void handle_query(struct gw_app *app, struct http_request *req, bool is_e
     q->is_events = is_events;
     q->until_ms = INT64_MAX;
     q->before_id = INT64_MAX;
-    (void)gw_query_param(query, "model", q->model, sizeof(q->model));
-    (void)gw_query_param(query, "key", q->key, sizeof(q->key));
-    (void)gw_query_param(query, "endpoint", q->endpoint, sizeof(q->endpoint));
-    (void)gw_query_param(query, "event", q->event, sizeof(q->event));
-    if (!int_param(query, "status", 0, 999, &status))
-        bad = "status: an HTTP status (404) or a class (4 for 4xx)";
-    else if (!int_param(query, "limit", 1, MAX_PAGE, &limit))
-        bad = "limit: 1 to 1000";
-    else if (!int_param(query, "before", 1, INT64_MAX, &q->before_id))
-        bad = "before: a row id from the previous page";
-    else if (!time_param(query, "since", &q->since_ms) || !time_param(query, "until", &q->until_ms))
-        bad = "since/until: unix seconds or milliseconds, or a UTC date like 2026-11-23";
-    if (bad != NULL) {
+    if (gw_query_param(req, "model", q->model, sizeof(q->model)) < 0 ||
+        gw_query_param(req, "key", q->key, sizeof(q->key)) < 0 ||
+        gw_query_param(req, "endpoint", q->endpoint, sizeof(q->endpoint)) < 0 ||
+        gw_query_param(req, "event", q->event, sizeof(q->event)) < 0 ||
+        gw_query_int(req, "status", 0, 999, "an HTTP status (404) or a class (4 for 4xx)",
+                     &status) != 0 ||
+        gw_query_int(req, "limit", 1, MAX_PAGE, NULL, &limit) != 0 ||
+        gw_query_int(req, "before", 1, IG_PARSE_INT_MAX, "a row id from the previous page",
+                     &q->before_id) != 0 ||
+        time_param(req, "since", &q->since_ms) != 0 || time_param(req, "until", &q->until_ms) != 0) {
         json_decref(q->rows);
         free(q);
-        gw_reply_error(req, 400, bad, "invalid_request_error", 0);
         return;
     }
     q->status = (int)status;

@@ -1,6 +1,8 @@
 /*
- * Internals shared by http_server.c (connections, parsing, timeouts) and http_response.c
- * (request accessors, response writing). Not for use outside src/http.
+ * Internals shared by the front server's files: http_server.c (listener, connections and
+ * their events), http_request.c (reading requests, deadlines, protocol errors),
+ * http_conn_io.c (socket and TLS reads and writes) and http_response.c (request accessors,
+ * response writing). Not for use outside src/http.
  */
 #ifndef IG_HTTP_CONN_H
 #define IG_HTTP_CONN_H
@@ -101,6 +103,34 @@ struct http_server {
 
 /* Writes what the socket takes now; arms the write event only when something is left. */
 void http_conn_flush(struct http_conn *conn);
+
+/* Reads what the socket has into conn->in (decrypting over TLS). Returns 1 on data, 0 when
+ * nothing was there, -1 at EOF or on an error (the peer is gone). */
+int http_conn_recv(struct http_conn *conn);
+
+/* Runs the request state machine over buffered input until it needs more. */
+void http_conn_process_input(struct http_conn *conn);
+
+/* Answers STATUS in OpenAI's error shape from the protocol layer (the request, if any, is
+ * freed) and stops reading requests: closes after the write, or with LINGER reads and
+ * drops input for a short while first. */
+void http_conn_send_error(struct http_conn *conn, int status, const char *message,
+                          const char *code, bool linger);
+
+/* Arms the connection timer for SECONDS; FOR_REQUEST tells a request deadline from idle. */
+void http_conn_arm_timer(struct http_conn *conn, int seconds, bool for_request);
+
+/* Starts the deadlines of a request whose first byte (or connection) is here now. */
+void http_conn_start_request_timer(struct http_conn *conn);
+
+/* Closes the connection once the output buffer is written. */
+void http_conn_close_after_write(struct http_conn *conn);
+
+/* Frees a connection, cancelling its request if the handler still holds it. */
+void http_conn_free(struct http_conn *conn);
+
+/* Frees a request and everything it owns; NULL is a no-op. */
+void http_request_free(struct http_request *req);
 
 /* Called after a response completed: next request on the connection, or close. */
 void http_request_finished(struct http_request *req);

@@ -199,6 +199,20 @@ void http_front_prep_free(struct http_front_prep *prep)
     free(prep);
 }
 
+int http_front_check_certificate(const struct http_front_prep *prep, char **cause)
+{
+    if (prep == NULL || !prep->has_tls || prep->tls != NULL)
+        return 0;
+    if (cause != NULL &&
+        asprintf(cause,
+                 "%s; the reload was not applied: the server goes on with its current "
+                 "certificate and configuration",
+                 prep->tls_cause != NULL ? prep->tls_cause : "tls: cannot load the certificate") <
+            0)
+        *cause = NULL;
+    return IG_ECONFIG;
+}
+
 int http_front_check_reload(const struct http_server *srv, const struct cfg *next, char **cause)
 {
     if (!srv->is_exposed || srv->allow_no_auth || cfg_auth_is_on(next))

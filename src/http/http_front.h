@@ -47,6 +47,13 @@ struct http_front_prep *http_front_prepare(const struct cfg *next);
 /* Frees PREP; NULL is a no-op. */
 void http_front_prep_free(struct http_front_prep *prep);
 
+/* Returns 0 when the certificate of PREP (NULL: out of memory, left to
+ * http_front_commit()) loaded, or when its configuration asks for none; else IG_ECONFIG with
+ * *CAUSE (caller frees) naming the file and why, e.g. "tls.cert /x.crt is not a PEM
+ * certificate (chain)". A reload that fails this check must not be applied: the running
+ * certificate stays, and so does the rest of the running configuration. */
+int http_front_check_certificate(const struct http_front_prep *prep, char **cause) IG_WUR;
+
 /* Returns 0 when NEXT may replace the running configuration of SRV, or IG_ECONFIG with
  * *CAUSE (caller frees) when it would turn authentication off on a non-loopback listener
  * started without --insecure-no-auth. */
@@ -57,8 +64,9 @@ int http_front_check_reload(const struct http_server *srv, const struct cfg *nex
  * Switches SRV to NEXT's settings, logging what it did: limits (except max_body_bytes,
  * max_header_bytes and idle_timeout_s, which need a restart), the CORS policy, and the
  * certificate of PREP (taken; NULL: out of memory). New connections use the new
- * certificate, existing ones keep theirs; a certificate that failed to load keeps the old
- * one and is logged as an error. Turning TLS on or off needs a restart (a warning).
+ * certificate, existing ones keep theirs (a certificate that failed to load, which
+ * http_front_check_certificate() refuses first, keeps the old one with an error logged).
+ * Turning TLS on or off needs a restart (a warning).
  */
 void http_front_commit(struct http_server *srv, const struct cfg *next,
                        struct http_front_prep *prep);

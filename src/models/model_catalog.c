@@ -293,8 +293,9 @@ char *catalog_engine_cmd(const struct cfg *cfg, const struct model_entry *e, con
     size_t n = 0;
     bool ok = qbin != NULL && qpath != NULL && cmd != NULL;
 
-    ok = ok && append(cmd, CMD_MAX, &n, "%s -m %s --port ${PORT} -c %d -np %d", qbin, qpath,
-                      d->ctx_size, d->parallel);
+    /* --metrics: the gateway's /metrics re-exports the engine's slot and KV figures. */
+    ok = ok && append(cmd, CMD_MAX, &n, "%s -m %s --port ${PORT} -c %d -np %d --metrics", qbin,
+                      qpath, d->ctx_size, d->parallel);
     if (ok && d->threads > 0)
         ok = append(cmd, CMD_MAX, &n, " -t %d", d->threads);
     if (ok && d->n_gpu_layers > 0)

@@ -635,31 +635,6 @@ void sup_unload_all(struct sup_manager *mgr)
         sup_unload(mgr->active[i]);
 }
 
-/* A preload got its model (or failed): it holds no request. */
-static void on_preload_ready(struct sup_model *m, int status, const char *message,
-                             int retry_after_s, void *arg)
-{
-    (void)retry_after_s;
-    (void)arg;
-    if (status == 0)
-        sup_release(m);
-    else
-        ig_warn("preload of model %s failed: %s", m->cfg->id, message);
-}
-
-void sup_preload(struct sup_manager *mgr)
-{
-    for (size_t i = 0; i < mgr->cfg->preload.len; i++) {
-        struct sup_model *m = sup_find(mgr, mgr->cfg->preload.items[i]);
-        struct sup_waiter *waiter;
-        if (m == NULL)
-            continue;
-        ig_info("preloading model %s", m->cfg->id);
-        if (sup_acquire(m, on_preload_ready, NULL, &waiter) == 0)
-            sup_release(m);
-    }
-}
-
 bool sup_model_check_alive(struct sup_model *m)
 {
     if (m->proc == NULL)

@@ -1,6 +1,7 @@
-/* Read-only views of the manager (snapshots, lists) and its hooks. */
+/* Read-only views of the manager (snapshots, lists), its hooks and the start-up preload. */
 #include "sup_internal.h"
 #include "cfg.h"
+#include "ig_log.h"
 #include "ig_time.h"
 #include "sup_proc.h"
 #include "sup_ring.h"
@@ -102,4 +103,29 @@ const char *sup_state_name(enum sup_state state)
 {
     static const char *const names[] = {"unloaded", "starting", "ready", "stopping", "failed"};
     return names[state];
+}
+
+/* A preload got its model (or failed): it holds no request. */
+static void on_preload_ready(struct sup_model *m, int status, const char *message,
+                             int retry_after_s, void *arg)
+{
+    (void)retry_after_s;
+    (void)arg;
+    if (status == 0)
+        sup_release(m);
+    else
+        ig_warn("preload of model %s failed: %s", m->cfg->id, message);
+}
+
+void sup_preload(struct sup_manager *mgr)
+{
+    for (size_t i = 0; i < mgr->cfg->preload.len; i++) {
+        struct sup_model *m = sup_find(mgr, mgr->cfg->preload.items[i]);
+        struct sup_waiter *waiter;
+        if (m == NULL)
+            continue;
+        ig_info("preloading model %s", m->cfg->id);
+        if (sup_acquire(m, on_preload_ready, NULL, &waiter) == 0)
+            sup_release(m);
+    }
 }

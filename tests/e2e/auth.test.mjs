@@ -1,10 +1,11 @@
 // Tenants: API keys from the config, the CLI and the admin API; each limit exact; model
 // allow-lists; expiry; budgets; usage equal to what the responses reported; isolation
-// between keys; only hashes in the database.
+// between keys; only hashes in the database; the audit log of key changes (/admin/audit).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
@@ -19,6 +20,11 @@ const KEYS = {
   delta: 'sk-delta-0123456789abcdef',
   legacy: 'sk-legacy-0123456789abcdef',
 };
+
+/** An openai client of GW with KEY. */
+function client(gw, apiKey) {
+  return new OpenAI({ apiKey, baseURL: gw.baseURL, maxRetries: 0, timeout: deadline(30000) });
+}
 
 /** Runs `infergate keys ARGS -c CONFIG`; returns {code, stdout, stderr}. */
 function keysCli(gw, args) {
@@ -263,6 +269,139 @@ describe('API keys', () => {
     }
     assert.equal(fs.statSync(path.join(gw.dir, 'infergate.secret')).mode & 0o777, 0o600);
     assert.equal(fs.statSync(path.join(gw.dir, 'infergate.db')).mode & 0o777, 0o600);
+  }));
+});
+
+describe('audit log', () => {
+  const scope = suiteScope();
+  let gw;
+  const guarded = guardWith(() => gw);
+  const admin = { authorization: `Bearer ${ADMIN}` };
+  const audit = (query = '', headers = admin) => gw.request(`/admin/audit${query}`, { headers });
+  const cliActor = `cli:${os.userInfo().username}`;
+
+  before(async () => {
+    gw = await startGateway(scope.t, {
+      models: { a: { cmd: fakeCmd('a') } },
+      extra: { apiKeys: [KEYS.legacy], auth: { admin_token: ADMIN, keys: [{ name: 'alpha', key: KEYS.alpha }] } },
+    });
+  });
+  after(scope.cleanup);
+
+  test('/admin/keys/NAME is percent-decoded: names with spaces and \'/\'; a bad escape is a 400', guarded(async () => {
+    const name = 'team a/b';
+    const made = await gw.request('/admin/keys', { method: 'POST', headers: admin, body: { name, rpm: 5 } });
+    assert.equal(made.status, 201, made.text);
+    const encoded = encodeURIComponent(name); // team%20a%2Fb
+    const patched = await gw.request(`/admin/keys/${encoded}`, { method: 'PATCH', headers: admin, body: { rpm: 10 } });
+    assert.equal(patched.status, 200, patched.text);
+    assert.equal(patched.json.name, name);
+    const row = (await gw.request('/admin/keys', { headers: admin })).json.data.find((k) => k.name === name);
+    assert.equal(row.rpm, 10);
+    assert.equal((await client(gw, made.json.key).models.list()).data.length, 1, 'the key works');
+    for (const bad of ['team%2', 'team%zz', 'a%00b', `${'x'.repeat(128)}`]) {
+      const r = await gw.request(`/admin/keys/${bad}`, { method: 'DELETE', headers: admin });
+      assertErrorShape(assert, r, 400);
+      assert.equal(r.json.error.code, 'invalid_request_error');
+    }
+    assert.equal((await gw.request(`/admin/keys/${encoded}`, { method: 'DELETE', headers: admin })).status, 200);
+    assertErrorShape(assert, await gw.request(`/admin/keys/${encoded}`, { method: 'DELETE', headers: admin }), 404);
+    assert.equal((await gw.request('/v1/models', { headers: { authorization: `Bearer ${made.json.key}` } })).status, 401, 'revoked');
+  }));
+
+  test('changes by the admin API and the CLI are listed newest first with who, what, when and from where', guarded(async () => {
+    const before = Math.floor(Date.now() / 1000);
+    for (const args of [['create', '--name', 'cli-audited', '--rpm', '3'], ['update', 'cli-audited', '--rpm', '7'], ['revoke', 'cli-audited']]) {
+      const r = keysCli(gw, args);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const r = await audit();
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.object, 'list');
+    assert.equal(r.json.has_more, false);
+    const rows = r.json.data;
+    assert.deepEqual(rows.map((x) => [x.action, x.target, x.actor]), [
+      ['key.revoke', 'cli-audited', cliActor],
+      ['key.update', 'cli-audited', cliActor],
+      ['key.create', 'cli-audited', cliActor],
+      ['key.revoke', 'team a/b', 'admin'],
+      ['key.update', 'team a/b', 'admin'],
+      ['key.create', 'team a/b', 'admin'],
+    ]);
+    for (let i = 1; i < rows.length; i++) assert.ok(rows[i].id < rows[i - 1].id, 'newest first');
+    for (const x of rows) {
+      assert.deepEqual(Object.keys(x).sort(), ['action', 'actor', 'at', 'client', 'detail', 'id', 'target']);
+      assert.match(x.at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+      const at = Date.parse(x.at) / 1000;
+      assert.ok(at >= before - 120 && at <= Date.now() / 1000 + 1, `${x.at} is recent`);
+    }
+    assert.equal(rows[0].client, 'cli');
+    assert.match(rows[3].client, /^127\.0\.0\.1:\d+$/, 'the API records the client address');
+    assert.deepEqual(JSON.parse(rows[1].detail), { rpm: 7 });
+    assert.deepEqual(JSON.parse(rows[4].detail), { rpm: 10 });
+    assert.equal(rows[3].detail, null);
+    assert.equal(JSON.stringify(rows).includes('ig-'), false, 'no key in the audit log');
+  }));
+
+  test('filters: action, actor, since and until (RFC 3339 or unix seconds)', guarded(async () => {
+    const creates = (await audit('?action=key.create')).json.data;
+    assert.deepEqual(creates.map((x) => x.target), ['cli-audited', 'team a/b']);
+    const byCli = (await audit(`?actor=${encodeURIComponent(cliActor)}`)).json.data;
+    assert.equal(byCli.length, 3);
+    assert.ok(byCli.every((x) => x.actor === cliActor));
+    assert.deepEqual((await audit('?actor=admin&action=key.update')).json.data.map((x) => x.target), ['team a/b']);
+    const now = Math.floor(Date.now() / 1000);
+    const iso = (s) => new Date(s * 1000).toISOString(); // with milliseconds: 2026-11-23T10:00:00.000Z
+    assert.equal((await audit(`?since=${iso(now - 3600)}`)).json.data.length, 6);
+    assert.equal((await audit(`?since=${now + 3600}`)).json.data.length, 0);
+    assert.equal((await audit(`?until=${now - 3600}`)).json.data.length, 0);
+    assert.equal((await audit(`?since=${now - 3600}&until=${iso(now + 3600)}`)).json.data.length, 6);
+    assert.equal((await audit('?until=2000-01-01')).json.data.length, 0);
+    assert.equal((await audit('?action=key.nothing')).json.data.length, 0);
+  }));
+
+  test('paging: limit and before=<id> walk every row once; has_more says when to stop', guarded(async () => {
+    const all = (await audit()).json.data.map((x) => x.id);
+    const seen = [];
+    let query = '?limit=4';
+    for (;;) {
+      const page = await audit(query);
+      assert.equal(page.status, 200, page.text);
+      assert.ok(page.json.data.length <= 4);
+      seen.push(...page.json.data.map((x) => x.id));
+      if (!page.json.has_more) break;
+      query = `?limit=4&before=${page.json.data.at(-1).id}`;
+    }
+    assert.deepEqual(seen, all);
+    const two = await audit('?limit=2&action=key.update');
+    assert.deepEqual([two.json.data.length, two.json.has_more], [2, false]);
+    const one = await audit('?limit=1&action=key.update');
+    assert.deepEqual([one.json.data.length, one.json.has_more], [1, true]);
+    assert.equal((await audit(`?before=${all.at(-1)}`)).json.data.length, 0);
+  }));
+
+  test('bad parameters get a 400; keys that are not the admin token get a 403, no key a 401', guarded(async () => {
+    for (const q of ['?limit=0', '?limit=1001', '?limit=ten', '?limit=-1', '?before=0', '?before=x', '?since=yesterday',
+      '?until=2026-13-01', '?since=2026-11-23T10:00:00', '?action=%zz', `?actor=${'x'.repeat(300)}`]) {
+      const r = await audit(q);
+      assertErrorShape(assert, r, 400);
+      assert.match(r.json.error.message, /^(limit|before|since|until|action|actor): /, q);
+    }
+    assert.equal((await audit('?limit=1000')).status, 200);
+    // /v1/usage reads its times and parameters the same way.
+    for (const q of ['?from=yesterday', '?to=2026-11-23T10:00', '?key=%zz']) {
+      const r = await gw.request(`/v1/usage${q}`, { headers: admin });
+      assertErrorShape(assert, r, 400);
+      assert.match(r.json.error.message, /^(from|to|key): /, q);
+    }
+    assert.equal((await gw.request('/v1/usage?from=2026-11-23T10:00:00.500Z', { headers: admin })).status, 200);
+    for (const key of [KEYS.alpha, KEYS.legacy]) {
+      const r = await audit('', { authorization: `Bearer ${key}` });
+      assertErrorShape(assert, r, 403);
+      assert.equal(r.json.error.code, 'admin_required');
+    }
+    assertErrorShape(assert, await audit('', {}), 401);
+    assertErrorShape(assert, await gw.request('/admin/audit', { method: 'POST', headers: admin, body: {} }), 405);
   }));
 });
 

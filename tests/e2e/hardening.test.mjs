@@ -1,6 +1,7 @@
 // Hardening of the front server: the exposure rule (no listening beyond loopback without auth),
 // HTTPS with the openai SDK (keep-alive, streaming, back-pressure), certificate reload on
-// SIGHUP, CORS, slow clients (slowloris) closed by the deadlines, connection caps, URL cap.
+// SIGHUP and /admin/reload (a bad one refused with a 422), llama-swap's TLS flags, CORS,
+// slow clients (slowloris) closed by the deadlines, connection caps, URL cap.
 // Every connection goes to 127.0.0.1, also when the gateway binds 0.0.0.0.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -59,14 +60,14 @@ process.on('exit', () => {
   }
 });
 
-/** A request over HTTPS on a fresh connection (or AGENT's); resolves {status, headers, text, fingerprint, reused}. */
+/** A request over HTTPS on a fresh connection (or AGENT's); resolves {status, reason, headers, text, fingerprint, reused}. */
 function httpsGet(port, pathname, { ca, agent, headers = {}, method = 'GET' } = {}) {
   return new Promise((resolve, reject) => {
     const req = https.request({ host: '127.0.0.1', port, path: pathname, method, servername: 'localhost', ca, agent: agent ?? false, headers, timeout: deadline(10000) }, (res) => {
       const parts = [];
       const fingerprint = res.socket.getPeerCertificate?.()?.fingerprint256;
       res.on('data', (d) => parts.push(d));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text: Buffer.concat(parts).toString(), fingerprint, reused: req.reusedSocket }));
+      res.on('end', () => resolve({ status: res.statusCode, reason: res.statusMessage, headers: res.headers, text: Buffer.concat(parts).toString(), fingerprint, reused: req.reusedSocket }));
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error(`${method} ${pathname} timed out`)));
@@ -387,7 +388,7 @@ describe('tls', () => {
     assert.match(missing.output(), /tls\.cert: cannot read .*nope\.crt: No such file or directory/);
   });
 
-  test('SIGHUP and /admin/reload reload the certificate: new connections get it, open ones keep theirs, a bad one is refused', async (t) => {
+  test('SIGHUP and /admin/reload reload the certificate: new connections get it, open ones keep theirs, a bad one refuses the reload (422)', async (t) => {
     const dir = await tempDir(t);
     const a = makeCert(dir, 'a');
     const b = makeCert(dir, 'b');
@@ -417,20 +418,93 @@ describe('tls', () => {
     assert.equal(again.reused, true, 'the kept-alive connection was reused');
     assert.equal(again.fingerprint, a.fingerprint, 'an open connection keeps its certificate');
 
-    // A broken certificate: logged, the running one stays.
+    // A broken certificate on SIGHUP: logged, nothing of the reload applies, the running
+    // certificate stays. The same config also adds a model, which must not appear.
+    await gw.rewrite({ models: { m2: { cmd: fakeCmd('m2') } } });
     fs.writeFileSync(cert, 'not a certificate\n');
     process.kill(gw.pid, 'SIGHUP');
-    await waitFor(() => /ERROR reload: keeping the current TLS certificate: tls\.cert .* is not a PEM certificate/.test(gw.output()),
-      { timeoutMs: deadline(10000), message: 'the bad certificate reported' });
+    const logged = new RegExp(`ERROR reload of .*config\\.yaml failed; keeping the running configuration:\\s+tls\\.cert ${cert.replace(/[.]/g, '\\.')} is not a PEM certificate`);
+    await waitFor(() => logged.test(gw.output()), { timeoutMs: deadline(10000), message: 'the bad certificate reported' });
     assert.equal(await servedFingerprint(gw.port, ca), b.fingerprint);
     assert.equal((await httpsGet(gw.port, '/healthz', { ca })).status, 200);
+    const modelIds = async () => JSON.parse((await httpsGet(gw.port, '/v1/models', { ca })).text).data.map((m) => m.id);
+    assert.deepEqual(await modelIds(), [], 'the rest of the refused reload did not apply either');
+
+    // POST /admin/reload says so: 422 naming the file and why, in OpenAI's error shape.
+    const refused = await httpsGet(gw.port, '/admin/reload', { ca, method: 'POST' });
+    assertErrorShape(assert, { ...refused, json: JSON.parse(refused.text) }, 422);
+    assert.equal(refused.reason, 'Unprocessable Content');
+    const err = JSON.parse(refused.text).error;
+    assert.equal(err.code, 'invalid_certificate');
+    assert.ok(err.message.includes(`tls.cert ${cert} is not a PEM certificate`), err.message);
+    assert.match(err.message, /the reload was not applied/);
+    // A key that does not belong to the certificate: refused the same way.
+    fs.copyFileSync(c.cert, cert);
+    const mismatch = await httpsGet(gw.port, '/admin/reload', { ca, method: 'POST' });
+    assert.equal(mismatch.status, 422, mismatch.text);
+    assert.ok(JSON.parse(mismatch.text).error.message.includes(`tls.key ${key} does not match the certificate in ${cert}`), mismatch.text);
+    assert.equal(await servedFingerprint(gw.port, ca), b.fingerprint, 'still the running certificate');
+    assert.deepEqual(await modelIds(), []);
 
     // POST /admin/reload answers once the reload is applied: the next connection has it.
+    fs.copyFileSync(c.key, key);
+    const reload = await httpsGet(gw.port, '/admin/reload', { ca, method: 'POST' });
+    assert.equal(reload.status, 200, reload.text);
+    assert.equal(await servedFingerprint(gw.port, ca), c.fingerprint);
+    assert.deepEqual(await modelIds(), ['m2']);
+  });
+});
+
+describe('tls flags', () => {
+  test('llama-swap\'s --tls-cert-file/--tls-key-file turn HTTPS on and win over the file\'s tls, reloads included', async (t) => {
+    const dir = await tempDir(t);
+    const a = makeCert(dir, 'a');
+    const b = makeCert(dir, 'b');
+    const c = makeCert(dir, 'c');
+    const ca = [a.pem, b.pem, c.pem];
+    // No tls section in the file: the flags alone turn HTTPS on.
+    const only = await spawnGateway(t, { args: ['--tls-cert-file', a.cert, '--tls-key-file', a.key], ca });
+    assert.match(only.output(), new RegExp(`listening on https://127\\.0\\.0\\.1:${only.port}`));
+    assert.equal(await servedFingerprint(only.port, ca), a.fingerprint);
+    const agent = new https.Agent({ ca });
+    t.after(() => agent.destroy());
+    const client = new OpenAI({ apiKey: 'sk-test', baseURL: `https://127.0.0.1:${only.port}/v1`, maxRetries: 0, timeout: deadline(30000),
+      fetch: httpsFetch(agent) });
+    assert.deepEqual((await client.models.list()).data, []);
+
+    // The file names b; the flags (the NAME=VALUE form too) name live copies of a.
+    const cert = path.join(dir, 'flag.crt');
+    const key = path.join(dir, 'flag.key');
+    fs.copyFileSync(a.cert, cert);
+    fs.copyFileSync(a.key, key);
+    fs.chmodSync(key, 0o600);
+    const gw = await spawnGateway(t, { config: { tls: { cert: b.cert, key: b.key } }, args: [`--tls-cert-file=${cert}`, '--tls-key-file', key], ca });
+    assert.equal(await servedFingerprint(gw.port, ca), a.fingerprint, 'the flags win over tls: in the file');
+    // A reload reads the flags' files again, not the file's tls section.
     fs.copyFileSync(c.cert, cert);
     fs.copyFileSync(c.key, key);
     const reload = await httpsGet(gw.port, '/admin/reload', { ca, method: 'POST' });
     assert.equal(reload.status, 200, reload.text);
     assert.equal(await servedFingerprint(gw.port, ca), c.fingerprint);
+    fs.writeFileSync(cert, 'not a certificate\n');
+    process.kill(gw.pid, 'SIGHUP');
+    await waitFor(() => /reload of .* failed; keeping the running configuration:\s+tls\.cert .*flag\.crt is not a PEM certificate/.test(gw.output()),
+      { timeoutMs: deadline(10000), message: 'the broken flag certificate refused' });
+    assert.equal(await servedFingerprint(gw.port, ca), c.fingerprint);
+  });
+
+  test('one TLS flag alone is a usage error; a file that cannot be read stops the start, naming the flags', async (t) => {
+    const dir = await tempDir(t);
+    const a = makeCert(dir, 'a');
+    for (const args of [['--tls-cert-file', a.cert], ['--tls-key-file', a.key], ['--tls-cert-file', a.cert, '--tls-key-file']]) {
+      const gw = await spawnGateway(t, { args, expectExit: true });
+      assert.equal(gw.result.code, 2, args.join(' '));
+      assert.match(gw.output(), /both --tls-cert-file and --tls-key-file must be given|incomplete argument/);
+    }
+    const missing = path.join(dir, 'nope.crt');
+    const gw = await spawnGateway(t, { args: ['--tls-cert-file', missing, '--tls-key-file', a.key], expectExit: true });
+    assert.equal(gw.result.code, 1);
+    assert.match(gw.output(), new RegExp(`--tls-cert-file/--tls-key-file: tls\\.cert: cannot read ${missing.replace(/[.]/g, '\\.')}: No such file or directory`));
   });
 });
 

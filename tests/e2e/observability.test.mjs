@@ -4,9 +4,11 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { after, before, describe, test } from 'node:test';
-import { assertErrorShape, deadline, fakeCmd, guardWith, startGateway, suiteScope, waitFor } from './lib/harness.mjs';
+import { makeTinyModel } from './lib/engine.mjs';
+import { assertErrorShape, deadline, fakeCmd, guardWith, startGateway, suiteScope, tempDir, waitFor } from './lib/harness.mjs';
 
 const ADMIN = 'admin-token-observability-0123456789';
 const ALICE = 'sk-alice-observability-0123456789';
@@ -237,10 +239,11 @@ describe('observability', () => {
     const r = await chat({ model: 'a', messages: MESSAGES, max_tokens: 2 }, { headers: { 'x-log-level': 'debug', 'x-request-id': 'debug-me-1' } });
     assert.equal(r.status, 200);
     await r.text();
-    await waitFor(() => /\[debug-me-1\] sending to http:\/\/[^/]+:\d+\/v1\/chat\/completions/.test(gw.output()), {
-      timeoutMs: deadline(5000), message: 'the debug lines',
+    // The last line is written once the response is out: wait for it, then check the others.
+    await waitFor(() => /\[debug-me-1\] a \/v1\/chat\/completions: 200 in \d+ ms/.test(gw.output()), {
+      timeoutMs: deadline(10000), message: 'the debug lines',
     });
-    assert.match(gw.output(), /\[debug-me-1\] a \/v1\/chat\/completions: 200 in \d+ ms/);
+    assert.match(gw.output(), /\[debug-me-1\] sending to http:\/\/[^/]+:\d+\/v1\/chat\/completions/);
     assert.doesNotMatch(gw.output(), /\[req-[0-9a-f]{16}\] sending to/, 'other requests stay at the configured level');
   }));
 
@@ -254,7 +257,7 @@ describe('observability', () => {
     assert.equal(r.status, 200);
     await r.text();
     await waitFor(() => /"request_id":"json-1","msg":"a \/v1\/chat\/completions: 200/.test(jgw.output()), {
-      timeoutMs: deadline(5000), message: 'the last debug line of json-1',
+      timeoutMs: deadline(10000), message: 'the last debug line of json-1',
     });
     const lines = jgw.output().split('\n').filter((l) => l !== '');
     for (const line of lines) {
@@ -311,6 +314,30 @@ describe('observability', () => {
     const ready = (await (await fetch(`${sgw.url}/status`)).json()).models[0];
     assert.equal(ready.state, 'ready');
     assert.equal(ready.load_progress, null);
+  }));
+
+  test('engine metrics (slots, KV cache) are re-exported per model', guarded(async () => {
+    const dir = await tempDir(scope.t);
+    await makeTinyModel(path.join(dir, 'tiny.gguf'));
+    const egw = await startGateway(scope.t, { models: {}, extra: { models_dir: dir, engine: { ctx_size: 256, parallel: 1, threads: 1 } } });
+    const r = await fetch(`${egw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'tiny', messages: MESSAGES, max_tokens: 3 }),
+      signal: AbortSignal.timeout(deadline(60000)),
+    });
+    assert.equal(r.status, 200);
+    await r.text();
+    // The first read starts the scraper; the engine's figures follow within a scrape.
+    let text = '';
+    await waitFor(async () => {
+      text = await (await fetch(`${egw.url}/metrics`)).text();
+      return /^infergate_engine_requests_processing\{model="tiny"\} \d/m.test(text);
+    }, { timeoutMs: deadline(15000), intervalMs: 200, message: 'the engine metrics' });
+    assert.match(text, /^infergate_engine_kv_cache_usage_ratio\{model="tiny"\} [\d.e-]+$/m);
+    assert.match(text, /^infergate_engine_tokens_predicted_total\{model="tiny"\} [1-9]/m);
+    const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: deadline(20000) });
+    assert.equal(check.status, 0, `promtool: ${check.stdout}${check.stderr}`);
   }));
 
   test('/readyz is public and says why it is not ready', guarded(async () => {

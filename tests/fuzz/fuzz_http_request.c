@@ -1,6 +1,6 @@
 /*
  * Fuzz harness: the front server's request head parser (src/http/http_parse.c), fed the way
- * http_server.c's read_head() feeds it. The input arrives in two reads (the first byte picks
+ * http_request.c's read_head() feeds it. The input arrives in two reads (the first byte picks
  * where it is split); after each read the buffer is searched for the blank line that ends
  * a head, a head over the 64 KiB default cap is refused, and a complete head is removed
  * from the buffer and parsed. The headers the server then reads (Content-Length,

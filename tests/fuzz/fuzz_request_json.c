@@ -21,10 +21,10 @@
  * body unchanged unless a profile pin rewrote its "model".
  */
 #include "cfg.h"
+#include "fuzz_net.h"
 #include "fuzz_stub.h"
 #include "gguf_meta.h"
 #include "gw_app.h"
-#include "ig_log.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -33,7 +33,6 @@
 #include <event2/event.h>
 #include <jansson.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -232,23 +231,11 @@ static void check_responses(const struct run *r)
 static void client_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct run *r = arg;
-    char buf[16384];
-    ssize_t n;
     (void)what;
 
-    for (;;) {
-        n = recv(fd, buf, sizeof(buf), 0);
-        if (n > 0) {
-            evbuffer_add(r->in, buf, (size_t)n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
-        break; /* EOF or error: the exchange is over */
-    }
-    event_del(r->read_ev);
+    if (fuzz_net_recv(fd, r->in) == 0)
+        return;
+    event_del(r->read_ev); /* EOF or error: the exchange is over */
     event_base_loopbreak(r->base);
 }
 
@@ -361,21 +348,9 @@ static evutil_socket_t client_connect(const struct run *r, int port)
     return fd;
 }
 
-/* Once per process, as infergate's main() does: writes to a closed peer fail with EPIPE
- * instead of killing the process, and only errors are logged. */
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    signal(SIGPIPE, SIG_IGN);
-    ig_log_set_level(IG_LOG_ERROR);
-    return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct timeval deadline = {DEADLINE_S, 0};
-    struct linger lg = {1, 0};
     struct run r = {0};
     char *cause = NULL;
     struct cfg *cfg;
@@ -424,8 +399,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     event_free(r.read_ev);
     event_free(r.write_ev);
     event_free(r.deadline_ev);
-    setsockopt(r.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-    close(r.fd);
+    fuzz_net_close_reset(r.fd);
     fuzz_stub_free(r.stub);
     gw_app_free(r.app);
     state_dir_remove(r.state_dir);

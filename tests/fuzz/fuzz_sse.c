@@ -15,12 +15,11 @@
  * as a drained client does. The rest is the response, written by a loopback upstream
  * (fuzz_stub.c) that ends the connection once everything is written.
  */
+#include "fuzz_net.h"
 #include "fuzz_stub.h"
 #include "http_upstream.h"
-#include "ig_log.h"
 
 #include <event2/event.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -139,17 +138,6 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     (void)arg;
     fprintf(stderr, "fuzz_sse: the transfer did not end within %d s\n", DEADLINE_S);
     abort();
-}
-
-/* Once per process, as infergate's main() does: writes to a closed peer fail with EPIPE
- * instead of killing the process, and only errors are logged. */
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    signal(SIGPIPE, SIG_IGN);
-    ig_log_set_level(IG_LOG_ERROR);
-    return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1,5 +1,6 @@
 /* A loopback HTTP upstream for fuzz harnesses; see fuzz_stub.h. */
 #include "fuzz_stub.h"
+#include "fuzz_net.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -43,15 +44,6 @@ struct fuzz_stub {
     int port;
 };
 
-/* Closes FD with a reset (SO_LINGER 0): no TIME_WAIT on either side. */
-static void close_reset(evutil_socket_t fd)
-{
-    struct linger lg = {1, 0};
-
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-    close(fd);
-}
-
 /* Ends CONN's answer: the client reads what was sent, then the end of the stream. A close
  * with a reset instead of a FIN: http_native.c takes both as the end of the body, but a FIN
  * sent first would leave this side in TIME_WAIT once the client closes, one per run. */
@@ -59,7 +51,7 @@ static void conn_end(struct fuzz_stub_conn *conn)
 {
     event_del(conn->read_ev);
     event_del(conn->write_ev);
-    close_reset(conn->fd);
+    fuzz_net_close_reset(conn->fd);
     conn->fd = -1;
 }
 
@@ -75,7 +67,7 @@ static void conn_free(struct fuzz_stub_conn *conn)
     if (conn->out != NULL)
         evbuffer_free(conn->out);
     if (conn->fd >= 0)
-        close_reset(conn->fd);
+        fuzz_net_close_reset(conn->fd);
     free(conn);
 }
 
@@ -124,22 +116,10 @@ static void parse_requests(struct fuzz_stub_conn *conn)
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct fuzz_stub_conn *conn = arg;
-    char buf[16384];
-    ssize_t n;
     (void)what;
 
-    for (;;) {
-        n = recv(fd, buf, sizeof(buf), 0);
-        if (n > 0) {
-            evbuffer_add(conn->in, buf, (size_t)n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
-            event_del(conn->read_ev); /* the client is gone; reset at the end */
-        break;
-    }
+    if (fuzz_net_recv(fd, conn->in) != 0)
+        event_del(conn->read_ev); /* the client is gone; reset at the end */
     parse_requests(conn);
 }
 
@@ -194,7 +174,7 @@ static void accept_cb(evutil_socket_t fd, short what, void *arg)
         return;
     conn = calloc(1, sizeof(*conn));
     if (conn == NULL) {
-        close_reset(cfd);
+        fuzz_net_close_reset(cfd);
         return;
     }
     conn->stub = stub;

@@ -13,6 +13,25 @@ static void touch(const char *path, mode_t mode)
     assert_int_equal(chmod(path, mode), 0);
 }
 
+/* Makes a directory DIR (a mkdtemp() template) holding CERT (0644) and KEY (0600), their
+ * paths written into CERT and KEY (64 bytes each). */
+static void make_tls_files(char *dir, char *cert, char *key)
+{
+    assert_non_null(mkdtemp(dir));
+    snprintf(cert, 64, "%s/cert.pem", dir);
+    snprintf(key, 64, "%s/key.pem", dir);
+    touch(cert, 0644);
+    touch(key, 0600);
+}
+
+/* Removes what make_tls_files() made. */
+static void remove_tls_files(const char *dir, const char *cert, const char *key)
+{
+    unlink(cert);
+    unlink(key);
+    rmdir(dir);
+}
+
 static void test_cfg_net_defaults(void **state)
 {
     struct cfg *cfg = load_ok("models: {}\n");
@@ -73,11 +92,7 @@ static void test_cfg_net_tls(void **state)
     struct cfg *cfg;
 
     (void)state;
-    assert_non_null(mkdtemp(dir));
-    snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
-    snprintf(key, sizeof(key), "%s/key.pem", dir);
-    touch(cert, 0644);
-    touch(key, 0600);
+    make_tls_files(dir, cert, key);
     snprintf(yaml, sizeof(yaml), "tls: {cert: %s, key: %s}\n", cert, key);
     cfg = load_ok(yaml);
     assert_string_equal(cfg->tls.cert_path, cert);
@@ -97,9 +112,49 @@ static void test_cfg_net_tls(void **state)
     assert_non_null(strstr(cfg->warnings.items[0], "config:3:8: tls.key: "));
     assert_non_null(strstr(cfg->warnings.items[0], "is readable by every user"));
     cfg_free(cfg);
-    unlink(cert);
-    unlink(key);
-    rmdir(dir);
+    remove_tls_files(dir, cert, key);
+}
+
+static void test_cfg_net_tls_flags_override_and_survive_reloads(void **state)
+{
+    char dir[] = "/tmp/ig-cfg-net-XXXXXX", cert[64], key[64], yaml[256];
+    struct cfg *cfg, *next;
+
+    (void)state;
+    make_tls_files(dir, cert, key);
+    snprintf(yaml, sizeof(yaml), "tls: {cert: %s, key: %s, min_version: 1.3}\n", cert, key);
+    cfg = load_ok(yaml);
+    assert_false(cfg->tls.is_from_command_line);
+    assert_int_equal(cfg_set_tls_files(cfg, "/flag/cert.pem", key), 0);
+    assert_string_equal(cfg->tls.cert_path, "/flag/cert.pem");
+    assert_string_equal(cfg->tls.key_path, key);
+    assert_int_equal(cfg->tls.min_version, 13); /* still the file's */
+    assert_true(cfg->tls.is_from_command_line);
+    assert_int_equal(cfg->warnings.len, 0);
+    cfg->is_insecure_no_auth = true;
+    /* A reload of a file without tls keeps the flags' files and --insecure-no-auth. */
+    next = load_ok("models: {}\n");
+    assert_int_equal(cfg_keep_command_line(next, cfg), 0);
+    assert_string_equal(next->tls.cert_path, "/flag/cert.pem");
+    assert_string_equal(next->tls.key_path, key);
+    assert_true(next->tls.is_from_command_line);
+    assert_true(next->is_insecure_no_auth);
+    cfg_free(cfg);
+    /* Without flags a reload takes the file as it is; a world-readable flag key warns. */
+    cfg_free(next);
+    cfg = load_ok("models: {}\n");
+    next = load_ok("models: {}\n");
+    assert_int_equal(cfg_keep_command_line(next, cfg), 0);
+    assert_null(next->tls.cert_path);
+    assert_false(next->tls.is_from_command_line);
+    assert_int_equal(chmod(key, 0644), 0);
+    assert_int_equal(cfg_set_tls_files(next, cert, key), 0);
+    assert_int_equal(next->warnings.len, 1);
+    assert_non_null(strstr(next->warnings.items[0], "--tls-key-file: "));
+    assert_non_null(strstr(next->warnings.items[0], "is readable by every user"));
+    cfg_free(cfg);
+    cfg_free(next);
+    remove_tls_files(dir, cert, key);
 }
 
 static void test_cfg_net_rejects_bad_tls(void **state)
@@ -175,10 +230,14 @@ static void test_cfg_net_rejects_bad_cors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cfg_net_defaults),           cmocka_unit_test(test_cfg_net_limits),
-        cmocka_unit_test(test_cfg_net_rejects_bad_limits), cmocka_unit_test(test_cfg_net_tls),
-        cmocka_unit_test(test_cfg_net_rejects_bad_tls),    cmocka_unit_test(test_cfg_net_cors),
+        cmocka_unit_test(test_cfg_net_defaults),
+        cmocka_unit_test(test_cfg_net_limits),
+        cmocka_unit_test(test_cfg_net_rejects_bad_limits),
+        cmocka_unit_test(test_cfg_net_tls),
+        cmocka_unit_test(test_cfg_net_rejects_bad_tls),
+        cmocka_unit_test(test_cfg_net_cors),
         cmocka_unit_test(test_cfg_net_rejects_bad_cors),
+        cmocka_unit_test(test_cfg_net_tls_flags_override_and_survive_reloads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -160,6 +160,68 @@ static void test_parse_utc_dates_and_times(void **state)
     assert_int_equal(ig_parse_utc("2027-13-01"), -1);
     assert_int_equal(ig_parse_utc("2027-01-31T12:00:00"), -1);
     assert_int_equal(ig_parse_utc("2027-01-31x"), -1);
+    assert_int_equal(ig_parse_utc("2027-01-31T12:00:00.250Z"), 1801396800);
+    assert_int_equal(ig_parse_utc("2027-01-31T12:00:00.Z"), -1);
+    assert_int_equal(ig_parse_utc("2027-01-31T1:2:3Z"), -1);
+}
+
+static void test_parse_time_takes_unix_seconds_or_utc(void **state)
+{
+    char out[IG_UTC_CHARS + 1];
+    (void)state;
+    assert_int_equal(ig_parse_time("0"), 0);
+    assert_int_equal(ig_parse_time("1801396800"), 1801396800);
+    assert_int_equal(ig_parse_time("2027-01-31T12:00:00Z"), 1801396800);
+    assert_int_equal(ig_parse_time("-5"), -1);
+    assert_int_equal(ig_parse_time("12abc"), -1);
+    assert_int_equal(ig_parse_time(""), -1);
+    assert_int_equal(ig_parse_time("99999999999999999999999"), -1);
+    assert_int_equal(ig_parse_time("1801396800123"), 1801396800123LL); /* milliseconds */
+    assert_int_equal(ig_parse_int("0"), 0);
+    assert_int_equal(ig_parse_int("999999999999999"), IG_PARSE_INT_MAX);
+    assert_int_equal(ig_parse_int("1000000000000000"), -1);
+    assert_int_equal(ig_parse_int("+1"), -1);
+    assert_int_equal(ig_parse_int(" 1"), -1);
+    assert_int_equal(ig_parse_int("1 "), -1);
+    assert_int_equal(ig_parse_int(""), -1);
+    ig_format_utc(1801396800, out);
+    assert_string_equal(out, "2027-01-31T12:00:00Z");
+    ig_format_utc(0, out);
+    assert_string_equal(out, "1970-01-01T00:00:00Z");
+}
+
+static void test_percent_decode_is_strict(void **state)
+{
+    char out[16];
+    (void)state;
+    assert_int_equal(ig_percent_decode("team%20a%2Fb", 12, false, out, sizeof(out)), 8);
+    assert_string_equal(out, "team a/b");
+    assert_int_equal(ig_percent_decode("a+b", 3, false, out, sizeof(out)), 3);
+    assert_string_equal(out, "a+b");
+    assert_int_equal(ig_percent_decode("a+b", 3, true, out, sizeof(out)), 3);
+    assert_string_equal(out, "a b");
+    assert_int_equal(ig_percent_decode("%e2%82%ac", 9, false, out, sizeof(out)), 3);
+    assert_string_equal(out, "\xe2\x82\xac");
+    const char *bad[] = {"%", "%4", "%zz", "a%g1", "%00", "x%2"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(ig_percent_decode(bad[i], strlen(bad[i]), false, out, sizeof(out)), -1);
+    assert_int_equal(ig_percent_decode("0123456789abcdef", 16, false, out, sizeof(out)), -1);
+    assert_int_equal(ig_percent_decode("0123456789abcde", 15, false, out, sizeof(out)), 15);
+}
+
+static void test_query_param_finds_and_decodes(void **state)
+{
+    char out[32] = "untouched";
+    (void)state;
+    assert_int_equal(ig_query_param("a=1&actor=cli%3Aroot&b", "actor", out, sizeof(out)), 1);
+    assert_string_equal(out, "cli:root");
+    assert_int_equal(ig_query_param("a=1&actor=cli%3Aroot&b", "b", out, sizeof(out)), 1);
+    assert_string_equal(out, "");
+    assert_int_equal(ig_query_param("xactor=1&act=2", "actor", out, sizeof(out)), 0);
+    assert_int_equal(ig_query_param("", "a", out, sizeof(out)), 0);
+    assert_int_equal(ig_query_param("a=x+y&a=2", "a", out, sizeof(out)), 1);
+    assert_string_equal(out, "x y");
+    assert_int_equal(ig_query_param("a=%zz", "a", out, sizeof(out)), -1);
 }
 
 static void test_ring_keeps_newest_bytes(void **state)
@@ -195,6 +257,9 @@ int main(void)
         cmocka_unit_test(test_replace_all),
         cmocka_unit_test(test_ring_keeps_newest_bytes),
         cmocka_unit_test(test_parse_utc_dates_and_times),
+        cmocka_unit_test(test_parse_time_takes_unix_seconds_or_utc),
+        cmocka_unit_test(test_percent_decode_is_strict),
+        cmocka_unit_test(test_query_param_finds_and_decodes),
         cmocka_unit_test(test_sysmem_detects_gpus),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
