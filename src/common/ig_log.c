@@ -24,10 +24,12 @@ void ig_log_set_json(int is_json)
     is_json_format = is_json;
 }
 
-/* Appends TEXT to LINE at *N as JSON string content (quotes not included), within SIZE. */
+/* Appends TEXT to LINE at *N as JSON string content (quotes not included), leaving room for
+ * the closing '"}', a newline and the NUL: an escape is at most 6 bytes. */
 static void json_escape(char *line, int *n, int size, const char *text)
 {
-    for (const unsigned char *p = (const unsigned char *)text; *p != '\0' && *n < size - 8; p++) {
+    for (const unsigned char *p = (const unsigned char *)text; *p != '\0' && *n + 6 < size - 4;
+         p++) {
         if (*p == '"' || *p == '\\') {
             line[(*n)++] = '\\';
             line[(*n)++] = (char)*p;
@@ -39,23 +41,23 @@ static void json_escape(char *line, int *n, int size, const char *text)
     }
 }
 
-/* Formats one JSON log line into LINE: time, level, request id (from a leading "[ID] "),
- * message. Returns its length without a newline. */
+/* Formats one JSON log line into LINE: time, level, REQUEST_ID (or NULL), message. Returns
+ * its length without a newline (at most SIZE - 2). */
 static int format_json(char *line, int size, const char *stamp, const char *level,
-                       const char *msg)
+                       const char *request_id, const char *msg)
 {
     int n = snprintf(line, (size_t)size, "{\"ts\":\"%s\",\"level\":\"%s\"", stamp, level);
-    size_t id_len = msg[0] == '[' ? strcspn(msg + 1, "] ") : 0;
 
-    if (id_len > 0 && id_len <= 64 && msg[id_len + 1] == ']' && msg[id_len + 2] == ' ') {
-        n += snprintf(line + n, (size_t)(size - n), ",\"request_id\":\"%.*s\"", (int)id_len,
-                      msg + 1);
-        msg += id_len + 3;
+    if (request_id != NULL) {
+        n += snprintf(line + n, (size_t)(size - n), ",\"request_id\":\"");
+        json_escape(line, &n, size, request_id);
+        line[n++] = '"';
     }
     n += snprintf(line + n, (size_t)(size - n), ",\"msg\":\"");
     json_escape(line, &n, size, msg);
-    n += snprintf(line + n, (size_t)(size - n), "\"}");
-    return n < size - 1 ? n : size - 2;
+    line[n++] = '"';
+    line[n++] = '}';
+    return n;
 }
 
 void ig_log_set_level(enum ig_log_level level)
@@ -80,29 +82,27 @@ int ig_log_enabled(enum ig_log_level level)
     return level >= min_level;
 }
 
-void ig_log(enum ig_log_level level, const char *fmt, ...)
+/* Prints one line (see ig_log()), for the request REQUEST_ID when not NULL. */
+static void vlog(enum ig_log_level level, const char *request_id, const char *fmt, va_list ap)
 {
     static const char *const tags[] = {"DEBUG", "INFO", "WARN", "ERROR"};
     static const char *const names[] = {"debug", "info", "warn", "error"};
     char line[2048], msg[1536], stamp[64];
     struct timespec now;
     struct tm tm;
-    va_list ap;
     int n;
 
-    if (!ig_log_enabled(level))
-        return;
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
     snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000);
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     if (is_json_format)
-        n = format_json(line, (int)sizeof(line), stamp, names[level], msg);
+        n = format_json(line, (int)sizeof(line), stamp, names[level], request_id, msg);
     else
-        n = snprintf(line, sizeof(line), "%s %-5s %s", stamp, tags[level], msg);
+        n = snprintf(line, sizeof(line), "%s %-5s %s%s%s%s", stamp, tags[level],
+                     request_id != NULL ? "[" : "", request_id != NULL ? request_id : "",
+                     request_id != NULL ? "] " : "", msg);
     if (n > (int)sizeof(line) - 2)
         n = (int)sizeof(line) - 2;
     line[n++] = '\n';
@@ -110,4 +110,26 @@ void ig_log(enum ig_log_level level, const char *fmt, ...)
         hook_fn(line, (size_t)n, hook_arg);
     if (write(STDERR_FILENO, line, (size_t)n) < 0)
         return;
+}
+
+void ig_log(enum ig_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!ig_log_enabled(level))
+        return;
+    va_start(ap, fmt);
+    vlog(level, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void ig_log_request(enum ig_log_level level, const char *request_id, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!ig_log_enabled(level))
+        return;
+    va_start(ap, fmt);
+    vlog(level, request_id, fmt, ap);
+    va_end(ap);
 }

@@ -15,8 +15,8 @@ int ig_log_parse_level(const char *name, enum ig_log_level *out);
 /* Returns whether messages at LEVEL are printed. */
 int ig_log_enabled(enum ig_log_level level);
 
-/* Switches to one JSON object per line: {"ts","level","msg"} plus "request_id" when the
- * message starts with "[ID] " (set once at start-up, or on reload from the loop's thread). */
+/* Switches to one JSON object per line: {"ts","level","msg"}, plus "request_id" for lines
+ * of ig_log_request() (set at start-up, or on reload from the loop's thread). */
 void ig_log_set_json(int is_json);
 
 /* Receives every printed line (with its newline) on the thread that logged it. */
@@ -28,6 +28,11 @@ void ig_log_set_hook(ig_log_hook_fn fn, void *arg);
 
 /* Prints one line "time level message" when LEVEL is enabled. */
 void ig_log(enum ig_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Like ig_log() for one request: its id in front ("[ID] message"), or as "request_id" in
+ * JSON lines. */
+void ig_log_request(enum ig_log_level level, const char *request_id, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #define ig_debug(...) ig_log(IG_LOG_DEBUG, __VA_ARGS__)
 #define ig_info(...) ig_log(IG_LOG_INFO, __VA_ARGS__)

@@ -96,3 +96,45 @@ long long ig_parse_int(const char *text)
         v = v * 10 + (*p - '0');
     return p != text && *p == '\0' && v <= IG_PARSE_INT_MAX ? v : -1;
 }
+
+/* Returns the length of the valid UTF-8 sequence at P (1-4), or 0 when it is not one. */
+static size_t utf8_sequence(const unsigned char *p)
+{
+    size_t n = p[0] < 0x80 ? 1 : (p[0] & 0xE0) == 0xC0 ? 2 : (p[0] & 0xF0) == 0xE0 ? 3
+               : (p[0] & 0xF8) == 0xF0                  ? 4
+                                                        : 0;
+
+    if (n == 0 || (n == 2 && p[0] < 0xC2) || (n == 4 && p[0] > 0xF4))
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    if ((n == 3 && p[0] == 0xE0 && p[1] < 0xA0) || (n == 3 && p[0] == 0xED && p[1] >= 0xA0) ||
+        (n == 4 && p[0] == 0xF0 && p[1] < 0x90) || (n == 4 && p[0] == 0xF4 && p[1] >= 0x90))
+        return 0; /* overlong forms, surrogates, beyond U+10FFFF */
+    return n;
+}
+
+void ig_utf8_copy(char *out, size_t size, const char *text)
+{
+    size_t o = 0;
+
+    if (size == 0)
+        return;
+    for (const unsigned char *p = (const unsigned char *)text; *p != '\0';) {
+        size_t n = utf8_sequence(p);
+        if (n == 0) { /* an invalid byte becomes '?' */
+            if (o + 1 >= size)
+                break;
+            out[o++] = '?';
+            p++;
+            continue;
+        }
+        if (o + n >= size)
+            break;
+        memcpy(out + o, p, n);
+        o += n;
+        p += n;
+    }
+    out[o] = '\0';
+}

@@ -28,4 +28,8 @@ int ig_query_param(const char *query, const char *name, char *out, size_t size);
  * one (empty, a sign, spaces, other characters, or too large). */
 long long ig_parse_int(const char *text);
 
+/* Copies TEXT into OUT (SIZE bytes, NUL-terminated when SIZE > 0) as valid UTF-8: invalid
+ * bytes become '?', and a cut falls between characters. */
+void ig_utf8_copy(char *out, size_t size, const char *text);
+
 #endif

@@ -217,11 +217,10 @@ static bool is_valid_request_id(const char *id)
 }
 
 /* Sets app->request_id for REQ: the client's X-Request-Id when valid, else a new one, and
- * returns it in the response's X-Request-Id; notes X-Log-Level: debug. */
+ * returns it in the response's X-Request-Id. */
 static void assign_request_id(struct gw_app *app, struct http_request *req)
 {
     const char *given = http_request_header(req, "x-request-id");
-    const char *level = http_request_header(req, "x-log-level");
 
     if (given != NULL && is_valid_request_id(given)) {
         snprintf(app->request_id, sizeof(app->request_id), "%s", given);
@@ -234,10 +233,21 @@ static void assign_request_id(struct gw_app *app, struct http_request *req)
                  (unsigned long long)(x ^ (x >> 31)));
     }
     http_response_add_header(req, "X-Request-Id", app->request_id);
-    app->is_debug_request = level != NULL && strcasecmp(level, "debug") == 0;
+}
+
+/* Notes X-Log-Level: debug on REQ, a request of ACCESS whose caller passed the check: the
+ * caller's steps are then logged at info. Only callers with a key or token may ask (anyone
+ * when auth is off), so strangers cannot flood the log. */
+static void note_debug_level(struct gw_app *app, struct http_request *req, enum gw_access access)
+{
+    const char *level = http_request_header(req, "x-log-level");
+
+    app->is_debug_request = level != NULL && strcasecmp(level, "debug") == 0 &&
+                            (access != GW_PUBLIC || !auth_is_on(app->auth));
     if (app->is_debug_request)
-        ig_info("[%s] %s %s from %s (X-Log-Level: debug)", app->request_id,
-                http_request_method(req), http_request_path(req), http_request_peer(req));
+        ig_log_request(IG_LOG_INFO, app->request_id, "%s %s from %s (X-Log-Level: debug)",
+                       http_request_method(req), http_request_path(req),
+                       http_request_peer(req));
 }
 
 /* Dispatches one request by path and method. */
@@ -261,7 +271,9 @@ static void route_request(struct http_request *req, void *arg)
         is_known_path = true;
         if (strcmp(routes[i].method, "*") == 0 || strcmp(routes[i].method, method) == 0 ||
             (strcmp(method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0)) {
+            app->is_debug_request = false;
             if (gw_auth_check(app, req, routes[i].access)) {
+                note_debug_level(app, req, routes[i].access);
                 routes[i].handler(app, req);
                 gw_auth_end_route(app);
             }
@@ -413,6 +425,7 @@ void gw_app_free(struct gw_app *app)
     gw_reloader_free(app->reloader);
     gw_logs_free(app->logs);
     gw_events_free(app->events);
+    app->events = NULL;
     if (app->mgr != NULL)
         sup_set_state_hook(app->mgr, NULL, NULL);
     sup_manager_free(app->mgr);

@@ -46,10 +46,12 @@ struct engine_scrape {
     bool has_no_metrics; /* its server answered 404 or refused */
     struct upstream_req *ureq;
     struct evbuffer *body;
+    bool is_truncated; /* the body passed MAX_BODY: the scrape is dropped */
     int status;
     struct sample *samples;
     size_t n_samples;
     uint64_t seen_ms; /* when it was last scraped */
+    bool is_live;     /* still a model of the config (marked by each scrape pass) */
 };
 
 struct gw_engine_scraper {
@@ -164,7 +166,9 @@ static int on_data(struct upstream_req *ureq, const char *data, size_t len, void
     struct engine_scrape *s = arg;
     (void)ureq;
 
-    if (evbuffer_get_length(s->body) + len <= MAX_BODY)
+    if (s->is_truncated || evbuffer_get_length(s->body) + len > MAX_BODY)
+        s->is_truncated = true;
+    else
         evbuffer_add(s->body, data, len);
     return 0;
 }
@@ -184,7 +188,7 @@ static void on_done(struct upstream_req *ureq, int rc, const char *message, void
     (void)message;
 
     s->ureq = NULL;
-    if (rc != 0 || s->status != 200) {
+    if (rc != 0 || s->status != 200 || s->is_truncated) {
         s->has_no_metrics = rc == 0 && (s->status == 404 || s->status == 501);
         samples_clear(s);
     } else {
@@ -220,6 +224,23 @@ static struct engine_scrape *scrape_of(struct gw_app *app, const char *id)
     return s;
 }
 
+/* Frees the records of models a reload removed (none scraping: their transfers ended). */
+static void drop_dead(struct gw_engine_scraper *sc)
+{
+    for (struct engine_scrape **at = &sc->models, *s; (s = *at) != NULL;) {
+        if (s->is_live || s->ureq != NULL) {
+            s->is_live = false;
+            at = &s->next;
+            continue;
+        }
+        *at = s->next;
+        samples_clear(s);
+        evbuffer_free(s->body);
+        free(s->model_id);
+        free(s);
+    }
+}
+
 /* Starts a scrape of every ready model with a process. */
 static void scrape_all(struct gw_app *app)
 {
@@ -234,8 +255,14 @@ static void scrape_all(struct gw_app *app)
         if (c->cmd == NULL || c->proxy == NULL)
             continue;
         sup_model_info(sup_find(app->mgr, c->id), &info);
-        if (info.state != SUP_READY || info.pid <= 0 || (s = scrape_of(app, c->id)) == NULL)
+        if ((s = scrape_of(app, c->id)) == NULL)
             continue;
+        s->is_live = true;
+        if (info.state != SUP_READY || info.pid <= 0) {
+            samples_clear(s); /* a stopped model's last figures are not its present */
+            s->pid = 0;
+            continue;
+        }
         if (s->pid != info.pid) {
             s->pid = info.pid;
             s->has_no_metrics = false;
@@ -248,6 +275,7 @@ static void scrape_all(struct gw_app *app)
                                      .timeout_ms = SCRAPE_TIMEOUT_MS,
                                      .connect_timeout_ms = SCRAPE_TIMEOUT_MS};
         s->status = 0;
+        s->is_truncated = false;
         s->ureq = upstream_start(app->pool, &spec, &cb, s);
     }
 }
@@ -262,6 +290,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     if (app->is_stopping || ig_now_ms() - app->engine_scraper->touched_ms > SCRAPE_IDLE_MS)
         return;
     scrape_all(app);
+    drop_dead(app->engine_scraper);
     evtimer_add(app->engine_scraper->timer, &tv);
 }
 

@@ -270,8 +270,7 @@ void gw_events_handle(struct gw_app *app, struct http_request *req)
     hub->n_listeners++;
     http_request_set_cancel_cb(req, on_gone, l);
     http_request_set_drain_cb(req, on_drained, l);
-    http_response_add_header(req, "Cache-Control", "no-cache");
-    http_response_add_header(req, "X-Accel-Buffering", "no");
+    http_response_add_header(req, "X-Accel-Buffering", "no"); /* http_stream_start adds no-cache */
     http_stream_start(req, 200, "text/event-stream");
     listener_write(l, ": infergate events\n\n", 20);
     if ((wants & WANT_STATUS) != 0)

@@ -144,8 +144,10 @@ static json_t *responses(enum reply_kind reply)
                      content, "default", error);
 }
 
-/* Returns the operation object for route D (or an undocumented one) of ACCESS. */
-static json_t *operation(const struct route_doc *d, enum gw_access access, const char *id)
+/* Returns the operation object for METHOD (lower case) of route D (or an undocumented one)
+ * of ACCESS. */
+static json_t *operation(const struct route_doc *d, const char *method, enum gw_access access,
+                         const char *id)
 {
     json_t *op = json_pack("{s:s, s:s, s:[s], s:o}", "operationId", id, "summary",
                            d != NULL ? d->summary : "undocumented", "tags",
@@ -156,7 +158,9 @@ static json_t *operation(const struct route_doc *d, enum gw_access access, const
         json_object_set_new(op, "security", json_pack("[{s:[]}]", "bearer"));
     if (access == GW_ADMIN)
         json_object_set_new(op, "x-infergate-access", json_string("admin"));
-    if (d != NULL && d->body != BODY_NONE)
+    bool takes_body = strcmp(method, "post") == 0 || strcmp(method, "put") == 0 ||
+                      strcmp(method, "patch") == 0;
+    if (d != NULL && d->body != BODY_NONE && takes_body)
         json_object_set_new(op, "requestBody",
                             json_pack("{s:b, s:{s:{s:{s:s}}}}", "required",
                                       d->body == BODY_INFERENCE, "content", "application/json",
@@ -218,7 +222,7 @@ static void add_route(json_t *paths, size_t i)
         for (char *c = id; *c != '\0'; c++)
             if (*c == '/' || *c == '{' || *c == '}' || *c == '.')
                 *c = '_';
-        json_object_set_new(item, lower, operation(d, access, id));
+        json_object_set_new(item, lower, operation(d, lower, access, id));
     }
 }
 

@@ -23,6 +23,7 @@
 #include "ig_errbody.h"
 #include "ig_json.h"
 #include "ig_log.h"
+#include "ig_text.h"
 #include "ig_time.h"
 #include "sup_manager.h"
 
@@ -85,8 +86,8 @@ struct gw_call {
 
 /* Logs a step of CALL: at info with its request id for X-Log-Level: debug, else at debug. */
 #define call_log(call, fmt, ...)                                                                \
-    ig_log((call)->is_debug ? IG_LOG_INFO : IG_LOG_DEBUG, "[%s] " fmt, (call)->request_id,       \
-           __VA_ARGS__)
+    ig_log_request((call)->is_debug ? IG_LOG_INFO : IG_LOG_DEBUG, (call)->request_id, fmt,        \
+                   __VA_ARGS__)
 
 static void on_watchdog(evutil_socket_t fd, short what, void *arg);
 
@@ -119,7 +120,7 @@ static void call_record(struct gw_call *call)
         .error = call->error,
         .upstream_error = call->upstream_error,
         .status = call->answered_status,
-        .is_stream = call->is_stream_asked,
+        .is_stream = call->is_stream_asked || call->is_streaming,
         .prompt_tokens = call->prompt_tokens,
         .completion_tokens = call->completion_tokens,
         .streamed_tokens = call->streamed_tokens,
@@ -136,13 +137,24 @@ static void call_record(struct gw_call *call)
     gw_stats_request(call->app, &r);
 }
 
+/* Returns a malloc'd valid-UTF-8 copy of TEXT (for the request log; caller frees), or NULL. */
+static char *utf8_dup(const char *text)
+{
+    size_t size = strlen(text) + 1;
+    char *copy = malloc(size);
+
+    if (copy != NULL)
+        ig_utf8_copy(copy, size, text);
+    return copy;
+}
+
 /* Answers CALL with an OpenAI error and notes it for the request log. */
 static void call_reply_error(struct gw_call *call, int status, const char *message,
                              const char *code, int retry_after_s)
 {
     call->answered_status = status;
     free(call->error);
-    call->error = strdup(message);
+    call->error = utf8_dup(message);
     gw_reply_error(call->req, status, message, code, retry_after_s);
 }
 
@@ -153,21 +165,26 @@ static void refuse_request(struct gw_app *app, struct http_request *req,
                            const char *message, const char *code)
 {
     size_t body_len = 0;
+    char asked_text[256], endpoint[256], error[512]; /* bounded, valid UTF-8 for the log */
     struct gw_request_record r = {
         .ts_ms = ig_unix_ms(),
         .request_id = app->request_id,
         .key = app->caller.name[0] != '\0' ? app->caller.name : "-",
         .model = model != NULL ? model->id : NULL,
-        .asked_model = asked,
-        .endpoint = http_request_path(req),
+        .asked_model = asked != NULL ? asked_text : NULL,
+        .endpoint = endpoint,
         .client = http_request_peer(req),
-        .error = message,
+        .error = error,
         .status = status,
         .ttft_ms = -1,
         .queue_ms = -1,
         .duration_ms = (int64_t)((ig_now_us() - http_request_start_us(req)) / 1000),
     };
 
+    if (asked != NULL)
+        ig_utf8_copy(asked_text, sizeof(asked_text), asked);
+    ig_utf8_copy(endpoint, sizeof(endpoint), http_request_path(req));
+    ig_utf8_copy(error, sizeof(error), message);
     (void)http_request_body(req, &body_len);
     r.bytes_in = body_len;
     gw_stats_request(app, &r); /* first: the reply ends REQ, whose strings R borrows */
@@ -188,7 +205,7 @@ static struct gw_call *call_new(struct gw_app *app, struct http_request *req,
     call->model = model;
     snprintf(call->request_id, sizeof(call->request_id), "%s", app->request_id);
     snprintf(call->key_name, sizeof(call->key_name), "%s", app->caller.name);
-    snprintf(call->endpoint, sizeof(call->endpoint), "%s", http_request_path(req));
+    ig_utf8_copy(call->endpoint, sizeof(call->endpoint), http_request_path(req));
     snprintf(call->client, sizeof(call->client), "%s", http_request_peer(req));
     (void)http_request_body(req, &len);
     call->bytes_in = len;
@@ -319,7 +336,7 @@ static void stream_fail(struct gw_call *call, const char *message)
     char *body = ig_error_body(502, message, "upstream_error");
 
     free(call->error);
-    call->error = strdup(message);
+    call->error = utf8_dup(message);
     call->upstream_error = "stream";
     if (body != NULL) {
         struct evbuffer *event = evbuffer_new();
@@ -384,7 +401,7 @@ static void fail_call(struct gw_call *call, int rc, const char *message)
 
     snprintf(text, sizeof(text), "upstream of model %s failed: %s",
              sup_model_cfg(call->model)->id, message != NULL ? message : "unknown error");
-    ig_warn("[%s] %s", call->request_id, text);
+    ig_log_request(IG_LOG_WARN, call->request_id, "%s", text);
     call->upstream_error = rc == IG_ETIMEDOUT ? "timeout" : "connect";
     if (call->is_streaming)
         stream_fail(call, text);

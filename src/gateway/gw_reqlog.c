@@ -21,7 +21,7 @@
 
 #define FLUSH_MS 1000
 #define PRUNE_EVERY_S 600
-#define MAX_PENDING 20000 /* rows held while the writer is slow; beyond it rows are dropped */
+#define MAX_PENDING 16384 /* rows held while the writer is slow; beyond it rows are dropped */
 #define MAX_PAGE 1000
 #define DEFAULT_PAGE 100
 
@@ -41,9 +41,8 @@ struct gw_reqlog {
     int64_t pruned_s; /* when the last prune was queued (monotonic seconds) */
 };
 
-/* A batch for the writer. */
+/* A batch for the writer: rows to insert, or a prune. */
 struct log_batch {
-    struct gw_reqlog *log;
     struct log_row *rows;
     size_t n;
     int retention_days;
@@ -216,8 +215,6 @@ static int write_job(sqlite3 *db, void *arg)
     for (size_t i = 0; i < b->n && rc == 0; i++)
         rc = b->rows[i].is_event ? insert_event(ev, &b->rows[i].r)
                                  : insert_request(req, &b->rows[i].r);
-    if (rc == 0 && b->is_prune)
-        rc = prune(db, b->retention_days, b->max_rows);
 out:
     sqlite3_finalize(req);
     sqlite3_finalize(ev);
@@ -232,43 +229,63 @@ static void rows_free(struct log_row *rows, size_t n)
     free(rows);
 }
 
+/* Pruning runs as a job of its own: its failure must not roll back the rows written. */
+static int prune_job(sqlite3 *db, void *arg)
+{
+    struct log_batch *b = arg;
+    return prune(db, b->retention_days, b->max_rows);
+}
+
 static void write_done(int rc, void *arg)
 {
     struct log_batch *b = arg;
 
     if (rc != 0)
-        ig_error("request log: %zu rows could not be written (%s)", b->n, ig_strerror(rc));
+        ig_error("request log: %s failed (%s)", b->is_prune ? "pruning" : "writing rows",
+                 ig_strerror(rc));
     rows_free(b->rows, b->n);
     free(b);
 }
 
+/* Queues the retention job when it is due. */
+static void prune_if_due(struct gw_reqlog *log, int64_t now)
+{
+    struct log_batch *b;
+
+    if ((log->pruned_s != 0 && now - log->pruned_s < PRUNE_EVERY_S) ||
+        (b = calloc(1, sizeof(*b))) == NULL)
+        return;
+    b->is_prune = true;
+    b->retention_days = log->app->cfg->storage.retention_days;
+    b->max_rows = log->app->cfg->storage.max_log_rows;
+    if (store_submit(log->app->store, prune_job, write_done, b) != 0) {
+        free(b);
+        return;
+    }
+    log->pruned_s = now;
+}
+
 void gw_reqlog_flush(struct gw_reqlog *log)
 {
-    int64_t now = (int64_t)(ig_now_ms() / 1000);
-    bool is_prune = log->pruned_s == 0 || now - log->pruned_s >= PRUNE_EVERY_S;
     struct log_batch *b;
 
     if (log->n_dropped > 0) {
         ig_warn("request log: %zu rows dropped (the database writer is behind)", log->n_dropped);
         log->n_dropped = 0;
     }
-    if (log->app->store == NULL || (log->n_pending == 0 && !is_prune) ||
-        (b = calloc(1, sizeof(*b))) == NULL)
+    if (log->app->store == NULL)
         return;
-    b->log = log;
-    b->rows = log->pending;
-    b->n = log->n_pending;
-    b->is_prune = is_prune;
-    b->retention_days = log->app->cfg->storage.retention_days;
-    b->max_rows = log->app->cfg->storage.max_log_rows;
-    if (store_submit(log->app->store, write_job, write_done, b) != 0) {
-        free(b); /* saturated or stopped: the rows wait for the next flush */
-        return;
+    if (log->n_pending > 0 && (b = calloc(1, sizeof(*b))) != NULL) {
+        b->rows = log->pending;
+        b->n = log->n_pending;
+        if (store_submit(log->app->store, write_job, write_done, b) != 0) {
+            free(b); /* saturated or stopped: the rows wait for the next flush */
+        } else {
+            log->pending = NULL;
+            log->n_pending = log->cap = 0;
+        }
     }
-    if (is_prune)
-        log->pruned_s = now;
-    log->pending = NULL;
-    log->n_pending = log->cap = 0;
+    prune_if_due(log, (int64_t)(ig_now_ms() / 1000));
 }
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg)

@@ -75,7 +75,7 @@ static double ring_rate(const struct rate_ring *r, int64_t now)
 {
     uint64_t sum = 0;
 
-    for (int64_t s = now - RATE_WINDOW_S; s < now; s++) {
+    for (int64_t s = now >= RATE_WINDOW_S ? now - RATE_WINDOW_S : 0; s < now; s++) {
         size_t i = (size_t)(s % RING_S);
         if (r->second[i] == s)
             sum += r->count[i];
@@ -178,8 +178,8 @@ struct gw_stats *gw_stats_new(void)
                                "Time from a model's start to its readiness.", model,
                                load_buckets, N_OF(load_buckets));
     st->model_events = family(st, METRIC_COUNTER, "infergate_model_events_total",
-                              "Model state changes: load, ready, unload, evict, stopped, "
-                              "crash, failed, restart.",
+                              "Model state changes: load, restart, ready, unload, evict, "
+                              "abort, stopped, crash, failed.",
                               model_event, NULL, 0);
     st->model_state = family(st, METRIC_GAUGE, "infergate_model_state",
                              "1 for the state each model is in, 0 for the others.", model_state,
@@ -283,7 +283,7 @@ void gw_stats_model_event(struct gw_app *app, const char *model, const char *sta
     int64_t ts_ms = ig_unix_ms();
 
     metric_add(metric_series(st->model_events, (const char *[]){model, event}), 1);
-    if (strcmp(event, "ready") == 0)
+    if (strcmp(event, "ready") == 0 && elapsed_ms > 0) /* 0: a model with no process */
         metric_observe(metric_series(st->load_duration, &model), (double)elapsed_ms / 1000.0);
     gw_reqlog_event(app->reqlog, ts_ms, model, event, detail);
     gw_events_model(app->events, ts_ms, model, state, event, detail);

@@ -97,6 +97,10 @@ static inline bool sup_is_running(const struct sup_model *m)
     return m->state == SUP_STARTING || m->state == SUP_READY || m->state == SUP_STOPPING;
 }
 
+/* sup_query.c */
+/* Names the change of M from its state to NEXT for the state hook ("load", "ready"...). */
+const char *sup_event_name(const struct sup_model *m, enum sup_state next);
+
 /* sup_manager.c */
 /* Asks for a scheduling pass on the next loop iteration. */
 void sup_request_schedule(struct sup_manager *mgr);

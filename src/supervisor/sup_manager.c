@@ -46,40 +46,26 @@
 
 static void model_stop(struct sup_model *m);
 
-/* Names the change of M from its state to NEXT for the state hook. */
-static const char *event_name(const struct sup_model *m, enum sup_state next)
-{
-    switch (next) {
-    case SUP_STARTING:
-        return m->failures > 0 ? "restart" : "load";
-    case SUP_READY:
-        return "ready";
-    case SUP_STOPPING:
-        return m->is_evicted ? "evict" : "unload";
-    case SUP_FAILED:
-        return m->state == SUP_STARTING ? "failed" : "crash";
-    case SUP_UNLOADED:
-        break;
-    }
-    return "stopped";
-}
-
 /* The one transition function: logs and records every state change. */
 void sup_set_state(struct sup_model *m, enum sup_state next)
 {
     uint64_t now = ig_now_ms();
     const char *event;
+    bool was_starting = m->state == SUP_STARTING;
 
     if (m->state == next)
         return;
     ig_info("model %s: %s -> %s", m->cfg->id, sup_state_name(m->state), sup_state_name(next));
-    event = event_name(m, next);
+    event = sup_event_name(m, next);
     m->state = next;
     if (next == SUP_STARTING)
         m->load_progress = -1; /* until its engine reports some */
     if (m->mgr->state_cb != NULL)
         m->mgr->state_cb(m, next, event, next == SUP_FAILED ? m->last_error : NULL,
-                         m->state_ms != 0 ? now - m->state_ms : 0, m->mgr->state_arg);
+                         next == SUP_READY && !was_starting ? 0 /* no process to load */
+                         : m->state_ms != 0                 ? now - m->state_ms
+                                                            : 0,
+                         m->mgr->state_arg);
     m->state_ms = now;
 }
 

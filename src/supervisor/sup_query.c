@@ -129,3 +129,20 @@ void sup_preload(struct sup_manager *mgr)
             sup_release(m);
     }
 }
+
+const char *sup_event_name(const struct sup_model *m, enum sup_state next)
+{
+    switch (next) {
+    case SUP_STARTING:
+        return m->failures > 0 ? "restart" : "load";
+    case SUP_READY:
+        return "ready";
+    case SUP_STOPPING: /* killed after a failed start or a hang; else asked to stop */
+        return m->has_failed ? "abort" : m->is_evicted ? "evict" : "unload";
+    case SUP_FAILED: /* never ready in this run: a failed start; else a crash */
+        return m->state == SUP_STARTING || m->ready_ms == 0 ? "failed" : "crash";
+    case SUP_UNLOADED:
+        break;
+    }
+    return "stopped";
+}

@@ -245,6 +245,15 @@ describe('observability', () => {
     });
     assert.match(gw.output(), /\[debug-me-1\] sending to http:\/\/[^/]+:\d+\/v1\/chat\/completions/);
     assert.doesNotMatch(gw.output(), /\[req-[0-9a-f]{16}\] sending to/, 'other requests stay at the configured level');
+    // A stranger cannot raise the level: no key, no debug lines.
+    const stranger = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-log-level': 'debug', 'x-request-id': 'stranger-1' },
+      body: JSON.stringify({ model: 'a', messages: MESSAGES }),
+    });
+    assert.equal(stranger.status, 401);
+    assert.equal(stranger.headers.get('x-request-id'), 'stranger-1');
+    assert.doesNotMatch(gw.output(), /\[stranger-1\]/);
   }));
 
   test('logFormat: json writes one JSON object per line with the request id as a field', guarded(async () => {
