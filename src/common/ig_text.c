@@ -138,3 +138,18 @@ void ig_utf8_copy(char *out, size_t size, const char *text)
     }
     out[o] = '\0';
 }
+
+size_t ig_format_u64(char *buf, uint64_t v)
+{
+    char tmp[21];
+    size_t n = 0;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    buf[n] = '\0';
+    return n;
+}

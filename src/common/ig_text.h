@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Returns a malloc'd copy of TEXT with every TOKEN replaced by VALUE (caller frees), or NULL
  * when out of memory. TOKEN must not be empty. */
@@ -27,6 +28,10 @@ int ig_query_param(const char *query, const char *name, char *out, size_t size);
 /* Parses TEXT, decimal digits only, as a number from 0 to IG_PARSE_INT_MAX; -1 if it is not
  * one (empty, a sign, spaces, other characters, or too large). */
 long long ig_parse_int(const char *text);
+
+/* Writes V in decimal into BUF (at least 21 bytes, NUL-terminated); returns the length. A
+ * printf-free formatter for hot paths (HTTP heads). */
+size_t ig_format_u64(char *buf, uint64_t v);
 
 /* Copies TEXT into OUT (SIZE bytes, NUL-terminated when SIZE > 0) as valid UTF-8: invalid
  * bytes become '?', and a cut falls between characters. */

@@ -17,6 +17,7 @@ struct sup_manager;
 struct gw_logs;
 struct gw_reloader;
 struct store;
+struct cfg_model;
 struct gw_stats;
 struct gw_reqlog;
 struct gw_events;
@@ -299,6 +300,19 @@ void gw_events_request(struct gw_events *hub, const struct gw_request_record *r)
 
 /* GET /events: server-sent events (model, request, status). */
 void gw_events_handle(struct gw_app *app, struct http_request *req);
+
+/* Applies a model's stripParams, setParams and useModelName to DOC; returns whether the body
+ * changed. */
+bool gw_apply_filters(const struct cfg_model *mc, json_t *doc);
+
+/* Returns whether model C is known to lack what PATH needs (embeddings, or text generation),
+ * with a message in MSG. Unknown capabilities (no GGUF file read) pass. */
+bool gw_lacks_capability(const struct cfg_model *c, const char *path, char *msg, size_t size);
+
+/* Returns the most tokens the request DOC may generate: the largest of max_tokens,
+ * max_completion_tokens and n_predict, LONG_MAX when one is negative or not an integer, -1
+ * when none is given. */
+long gw_requested_max_tokens(json_t *doc);
 
 /* Returns how many routes the gateway has. */
 size_t gw_route_count(void);

@@ -30,6 +30,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,12 +55,9 @@ struct gw_call {
     bool has_retried;    /* sent again once after its model died under it */
     bool is_streaming;   /* response headers sent as a stream */
     int status;
-    char content_type[128];
     struct evbuffer *response;
     struct event *watchdog; /* streams: fires when the upstream stalls (limits.watchdog_s) */
     struct event *recheck;  /* a failed request: is its model dead after all? */
-    char failure[256];      /* the upstream failure, kept for the recheck */
-    char url[MAX_URL];
     /* Tenancy: the caller's key (admitted against its limits) and the response's tokens. */
     struct auth_caller caller;
     struct gw_meter meter;
@@ -67,10 +65,6 @@ struct gw_call {
     bool is_success; /* the upstream answered < 400 and the client got it all */
     uint64_t started_ms;
     /* Observability: what the request log and metrics get when the call ends. */
-    char request_id[GW_REQUEST_ID_MAX + 1];
-    char key_name[sizeof(((struct auth_caller *)0)->name)]; /* who called, "-" without auth */
-    char endpoint[256];   /* the request's path and client, copied: the request may be gone */
-    char client[64];
     uint64_t bytes_in;
     bool is_debug;        /* X-Log-Level: debug: its steps are logged at info */
     bool is_stream_asked; /* "stream": true */
@@ -82,6 +76,15 @@ struct gw_call {
     char *error;                /* the error message answered (owned) */
     const char *upstream_error; /* kind of upstream failure, static */
     uint64_t prompt_tokens, completion_tokens;
+    /* Text buffers last: call_new() zeroes only what comes before them (zeroing ~3 KiB cost
+     * as much as the request log row), and each is written before it is read. */
+    char request_id[GW_REQUEST_ID_MAX + 1];
+    char key_name[sizeof(((struct auth_caller *)0)->name)]; /* who called, "-" without auth */
+    char endpoint[256]; /* the request's path and client, copied: the request may be gone */
+    char client[64];
+    char content_type[128];
+    char failure[256]; /* the upstream failure, kept for the recheck */
+    char url[MAX_URL];
 };
 
 /* Logs a step of CALL: at info with its request id for X-Log-Level: debug, else at debug. */
@@ -191,22 +194,33 @@ static void refuse_request(struct gw_app *app, struct http_request *req,
     gw_reply_error(req, status, message, code, 0);
 }
 
+/* Copies TEXT into OUT (SIZE bytes), cut to fit. */
+static void copy_text(char *out, size_t size, const char *text)
+{
+    size_t n = strnlen(text, size - 1);
+
+    memcpy(out, text, n);
+    out[n] = '\0';
+}
+
 /* Makes a call for REQ to MODEL (NULL when out of memory), stamped for the request log. */
 static struct gw_call *call_new(struct gw_app *app, struct http_request *req,
                                 struct sup_model *model)
 {
-    struct gw_call *call = calloc(1, sizeof(*call));
+    struct gw_call *call = malloc(sizeof(*call));
     size_t len = 0;
 
     if (call == NULL)
         return NULL;
+    memset(call, 0, offsetof(struct gw_call, request_id));
     call->app = app;
     call->req = req;
     call->model = model;
-    snprintf(call->request_id, sizeof(call->request_id), "%s", app->request_id);
-    snprintf(call->key_name, sizeof(call->key_name), "%s", app->caller.name);
+    copy_text(call->request_id, sizeof(call->request_id), app->request_id);
+    copy_text(call->key_name, sizeof(call->key_name), app->caller.name);
     ig_utf8_copy(call->endpoint, sizeof(call->endpoint), http_request_path(req));
-    snprintf(call->client, sizeof(call->client), "%s", http_request_peer(req));
+    copy_text(call->client, sizeof(call->client), http_request_peer(req));
+    call->content_type[0] = call->failure[0] = call->url[0] = '\0';
     (void)http_request_body(req, &len);
     call->bytes_in = len;
     call->is_debug = app->is_debug_request;
@@ -560,77 +574,13 @@ static void on_model_ready(struct sup_model *model, int status, const char *mess
     start_upstream(call);
 }
 
-/* Applies stripParams, setParams and useModelName; returns whether the body changed. */
-static bool apply_filters(const struct cfg_model *mc, json_t *doc)
-{
-    bool is_changed = false;
-
-    for (size_t i = 0; i < mc->strip_params.len; i++) {
-        const char *key = mc->strip_params.items[i];
-        if (strcmp(key, "model") != 0 && json_object_del(doc, key) == 0)
-            is_changed = true;
-    }
-    if (mc->set_params != NULL && json_object_size(mc->set_params) > 0) {
-        json_object_update(doc, mc->set_params);
-        is_changed = true;
-    }
-    if (mc->use_model_name != NULL) {
-        json_object_set_new(doc, "model", json_string(mc->use_model_name));
-        is_changed = true;
-    }
-    return is_changed;
-}
-
-/* Returns whether the model C is known to lack what PATH needs (embeddings, or text
- * generation), with a message in MSG. Unknown capabilities (no GGUF file read) pass. */
-static bool lacks_capability(const struct cfg_model *c, const char *path, char *msg, size_t size)
-{
-    bool wants_embeddings = strstr(path, "embedding") != NULL;
-    bool wants_text = strstr(path, "completion") != NULL;
-
-    if (c->caps == 0)
-        return false;
-    if (wants_embeddings && (c->caps & GGUF_CAP_EMBEDDINGS) == 0) {
-        snprintf(msg, size, "model %s does not support embeddings (capabilities: text generation)",
-                 c->id);
-        return true;
-    }
-    if (wants_text && (c->caps & GGUF_CAP_COMPLETION) == 0) {
-        snprintf(msg, size, "model %s does not generate text: it is an embedding model", c->id);
-        return true;
-    }
-    return false;
-}
-
-/* Parses the body and finds the model; answers the client itself on failure. */
-/* Returns the most tokens the request may generate: the largest of max_tokens,
- * max_completion_tokens and n_predict (llama-server reads n_predict first), LONG_MAX when
- * one is negative (unlimited in llama.cpp) or not an integer, -1 when none is given. */
-static long requested_max_tokens(json_t *doc)
-{
-    static const char *const names[] = {"max_tokens", "max_completion_tokens", "n_predict"};
-    long most = -1;
-
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        json_t *v = json_object_get(doc, names[i]);
-        if (v == NULL || json_is_null(v))
-            continue;
-        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-            json_integer_value(v) > (json_int_t)LONG_MAX)
-            return LONG_MAX;
-        if ((long)json_integer_value(v) > most)
-            most = (long)json_integer_value(v);
-    }
-    return most;
-}
-
 /* Takes the routed request's caller into CALL and admits it against its key's limits;
  * answers the refusal and returns false when over one. A key with a max_tokens cap gets it
  * set on requests that ask for none (*IS_REWRITTEN then). */
 static bool admit_call(struct gw_call *call, json_t *doc, bool *is_rewritten)
 {
     struct auth_refusal r;
-    long max_tokens = requested_max_tokens(doc), cap;
+    long max_tokens = gw_requested_max_tokens(doc), cap;
     bool is_stream = json_is_true(json_object_get(doc, "stream"));
 
     gw_auth_take_caller(call->app, &call->caller);
@@ -650,6 +600,7 @@ static bool admit_call(struct gw_call *call, json_t *doc, bool *is_rewritten)
     return true;
 }
 
+/* Parses the body and finds the model; answers the client itself on failure. */
 static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req)
 {
     size_t len = 0;
@@ -690,7 +641,7 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
         refuse_request(app, req, NULL, name, 404, msg, "model_not_found");
         goto out;
     }
-    if (lacks_capability(sup_model_cfg(model), http_request_path(req), msg, sizeof(msg))) {
+    if (gw_lacks_capability(sup_model_cfg(model), http_request_path(req), msg, sizeof(msg))) {
         refuse_request(app, req, sup_model_cfg(model), name, 400, msg, "model_not_supported");
         goto out;
     }
@@ -710,7 +661,7 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
         call = NULL;
         goto out;
     }
-    if (apply_filters(sup_model_cfg(model), doc) || is_pinned) {
+    if (gw_apply_filters(sup_model_cfg(model), doc) || is_pinned) {
         call->rewritten_body = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(16));
         if (call->rewritten_body != NULL) {
             call->body = call->rewritten_body;

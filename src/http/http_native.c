@@ -16,6 +16,7 @@
  * callback and stops. Nothing is freed while a callback of the same request is running.
  */
 #include "http_native.h"
+#include "http_head.h"
 #include "ig_time.h"
 
 #include <arpa/inet.h>
@@ -698,26 +699,12 @@ static int build_head(struct native_req *req, const struct upstream_spec *spec)
 {
     const char *host_end = NULL;
     const char *path = parse_url(req, spec->url, &host_end);
-    struct evbuffer *b = evbuffer_new();
-    int rc = IG_ENOMEM;
+    bool has_length = spec->body != NULL || strcmp(spec->method, "POST") == 0;
 
-    if (b == NULL)
-        return rc;
-    evbuffer_add_printf(b, "%s %s HTTP/1.1\r\nHost: %.*s\r\n", spec->method, path,
-                        (int)(host_end - (spec->url + 7)), spec->url + 7);
-    for (const char *const *h = spec->headers; h != NULL && *h != NULL; h++)
-        evbuffer_add_printf(b, "%s\r\n", *h);
-    if (spec->body != NULL || strcmp(spec->method, "POST") == 0)
-        evbuffer_add_printf(b, "Content-Length: %zu\r\n", spec->body_len);
-    evbuffer_add(b, "\r\n", 2);
-    req->head_len = evbuffer_get_length(b);
-    req->head = malloc(req->head_len);
-    if (req->head != NULL) {
-        evbuffer_remove(b, req->head, req->head_len);
-        rc = 0;
-    }
-    evbuffer_free(b);
-    return rc;
+    req->head = http_head_build(spec->method, path, spec->url + 7,
+                                (size_t)(host_end - (spec->url + 7)), spec->headers,
+                                has_length ? (long long)spec->body_len : -1, &req->head_len);
+    return req->head != NULL ? 0 : IG_ENOMEM;
 }
 
 struct native_req *native_start(struct native_pool *pool, const struct upstream_spec *spec,

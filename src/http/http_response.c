@@ -1,5 +1,6 @@
 /* Request accessors and response writing (whole, or streamed with chunked encoding). */
 #include "http_conn.h"
+#include "ig_text.h"
 
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -101,8 +102,23 @@ void http_response_add_header(struct http_request *req, const char *name, const 
         req->has_nosniff = true; /* then write_head() does not add its own */
     if (req->extra_headers == NULL)
         req->extra_headers = evbuffer_new();
-    if (req->extra_headers != NULL)
-        evbuffer_add_printf(req->extra_headers, "%s: %s\r\n", name, value);
+    if (req->extra_headers != NULL) {
+        evbuffer_add(req->extra_headers, name, strlen(name));
+        evbuffer_add(req->extra_headers, ": ", 2);
+        evbuffer_add(req->extra_headers, value, strlen(value));
+        evbuffer_add(req->extra_headers, "\r\n", 2);
+    }
+}
+
+/* Appends "Content-Length: LEN" and the blank line ending the head (no printf: hot path). */
+static void add_content_length(struct evbuffer *out, size_t len)
+{
+    char num[24];
+    size_t n = ig_format_u64(num, len);
+
+    evbuffer_add(out, "Content-Length: ", 16);
+    evbuffer_add(out, num, n);
+    evbuffer_add(out, "\r\n\r\n", 4);
 }
 
 void http_response_add_security_headers(struct http_request *req)
@@ -118,10 +134,21 @@ static void write_head(struct http_request *req, struct evbuffer *out, int statu
 {
     if (req->conn->srv->is_stopping)
         req->keep_alive = false;
-    evbuffer_add_printf(out, "HTTP/1.%d %d %s\r\n", req->head.minor == 0 ? 0 : 1, status,
-                        http_status_text(status));
-    if (content_type != NULL)
-        evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
+    char line[64];
+    const char *reason = http_status_text(status);
+    size_t n = 9;
+
+    memcpy(line, req->head.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ", 9);
+    n += ig_format_u64(line + n, (uint64_t)(status >= 0 ? status : 0));
+    line[n++] = ' ';
+    evbuffer_add(out, line, n);
+    evbuffer_add(out, reason, strlen(reason));
+    evbuffer_add(out, "\r\n", 2);
+    if (content_type != NULL) {
+        evbuffer_add(out, "Content-Type: ", 14);
+        evbuffer_add(out, content_type, strlen(content_type));
+        evbuffer_add(out, "\r\n", 2);
+    }
     if (!req->keep_alive)
         evbuffer_add(out, "Connection: close\r\n", 19);
     else if (req->head.minor == 0)
@@ -142,7 +169,7 @@ void http_respond(struct http_request *req, int status, const char *content_type
         len = 0;
         evbuffer_add(out, "\r\n", 2);
     } else {
-        evbuffer_add_printf(out, "Content-Length: %zu\r\n\r\n", len);
+        add_content_length(out, len);
     }
     if (len > 0 && strcmp(req->head.method, "HEAD") != 0)
         evbuffer_add(out, body, len);
@@ -155,7 +182,7 @@ void http_respond_buffer(struct http_request *req, int status, const char *conte
     struct evbuffer *out = req->conn->out;
 
     write_head(req, out, status, content_type);
-    evbuffer_add_printf(out, "Content-Length: %zu\r\n\r\n", evbuffer_get_length(body));
+    add_content_length(out, evbuffer_get_length(body));
     if (strcmp(req->head.method, "HEAD") != 0)
         evbuffer_add_buffer(out, body);
     else

@@ -1,0 +1,72 @@
+/* Rules applied to an inference request's body: the model's filters, capability checks and
+ * the token limit it asks for (see gw_internal.h). */
+#include "cfg.h"
+#include "gguf_meta.h"
+#include "gw_internal.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Applies stripParams, setParams and useModelName; returns whether the body changed. */
+bool gw_apply_filters(const struct cfg_model *mc, json_t *doc)
+{
+    bool is_changed = false;
+
+    for (size_t i = 0; i < mc->strip_params.len; i++) {
+        const char *key = mc->strip_params.items[i];
+        if (strcmp(key, "model") != 0 && json_object_del(doc, key) == 0)
+            is_changed = true;
+    }
+    if (mc->set_params != NULL && json_object_size(mc->set_params) > 0) {
+        json_object_update(doc, mc->set_params);
+        is_changed = true;
+    }
+    if (mc->use_model_name != NULL) {
+        json_object_set_new(doc, "model", json_string(mc->use_model_name));
+        is_changed = true;
+    }
+    return is_changed;
+}
+
+/* Returns whether the model C is known to lack what PATH needs (embeddings, or text
+ * generation), with a message in MSG. Unknown capabilities (no GGUF file read) pass. */
+bool gw_lacks_capability(const struct cfg_model *c, const char *path, char *msg, size_t size)
+{
+    bool wants_embeddings = strstr(path, "embedding") != NULL;
+    bool wants_text = strstr(path, "completion") != NULL;
+
+    if (c->caps == 0)
+        return false;
+    if (wants_embeddings && (c->caps & GGUF_CAP_EMBEDDINGS) == 0) {
+        snprintf(msg, size, "model %s does not support embeddings (capabilities: text generation)",
+                 c->id);
+        return true;
+    }
+    if (wants_text && (c->caps & GGUF_CAP_COMPLETION) == 0) {
+        snprintf(msg, size, "model %s does not generate text: it is an embedding model", c->id);
+        return true;
+    }
+    return false;
+}
+
+/* Returns the most tokens the request may generate: the largest of max_tokens,
+ * max_completion_tokens and n_predict (llama-server reads n_predict first), LONG_MAX when
+ * one is negative (unlimited in llama.cpp) or not an integer, -1 when none is given. */
+long gw_requested_max_tokens(json_t *doc)
+{
+    static const char *const names[] = {"max_tokens", "max_completion_tokens", "n_predict"};
+    long most = -1;
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        json_t *v = json_object_get(doc, names[i]);
+        if (v == NULL || json_is_null(v))
+            continue;
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) > (json_int_t)LONG_MAX)
+            return LONG_MAX;
+        if ((long)json_integer_value(v) > most)
+            most = (long)json_integer_value(v);
+    }
+    return most;
+}
