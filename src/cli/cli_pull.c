@@ -12,6 +12,7 @@
  * 10% or 5 seconds.
  */
 #include "cli.h"
+#include "ig_text.h"
 #include "cli_fmt.h"
 
 #include <curl/curl.h>
@@ -333,38 +334,6 @@ static CURLcode transfer(struct pull *p, char *errbuf)
     return res;
 }
 
-/* Returns the value of hex digit C, or -1. */
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes %XX escapes of TEXT (LEN bytes) into BUF; returns 0, or -1 when it does not fit. */
-static int percent_decode(const char *text, size_t len, char *buf, size_t size)
-{
-    size_t o = 0;
-
-    for (size_t i = 0; i < len; i++) {
-        char c = text[i];
-        if (c == '%' && i + 2 < len && hex_value(text[i + 1]) >= 0 &&
-            hex_value(text[i + 2]) >= 0) {
-            c = (char)(hex_value(text[i + 1]) << 4 | hex_value(text[i + 2]));
-            i += 2;
-        }
-        if (o + 1 >= size)
-            return -1;
-        buf[o++] = c;
-    }
-    buf[o] = '\0';
-    return 0;
-}
-
 /* Writes into NAME the file name URL ends with (no query or fragment); returns 0, or -1 when
  * it has none that is safe to use. */
 static int name_from_url(const char *url, char *name, size_t size)
@@ -382,7 +351,7 @@ static int name_from_url(const char *url, char *name, size_t size)
         if (path[i] == '/')
             base = path + i + 1;
     len -= (size_t)(base - path);
-    if (len == 0 || percent_decode(base, len, name, size) != 0)
+    if (len == 0 || ig_percent_decode(base, len, false, name, size) < 0)
         return -1;
     if (name[0] == '\0' || name[0] == '.' || strchr(name, '/') != NULL)
         return -1;
