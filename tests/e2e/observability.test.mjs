@@ -349,6 +349,31 @@ describe('observability', () => {
     assert.equal(check.status, 0, `promtool: ${check.stdout}${check.stderr}`);
   }));
 
+  test('the request log survives a restart and keeps at most storage.max_log_rows rows', guarded(async () => {
+    const opts = { models: { a: { cmd: fakeCmd('a') } }, extra: { storage: { max_log_rows: 1000 } } };
+    const first = await startGateway(scope.t, opts);
+    for (let i = 0; i < 1010; i++) {
+      const r = await fetch(`${first.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-request-id': `cap-${i}` },
+        body: JSON.stringify({ model: 'a', messages: MESSAGES, max_tokens: 1 }),
+      });
+      assert.equal(r.status, 200);
+      await r.text();
+    }
+    const before = await (await fetch(`${first.url}/admin/requests?limit=1000`)).json();
+    assert.equal(before.has_more, true, 'all 1010 rows are there until the next prune');
+    const st = await first.stop();
+    assert.equal(st.code, 0);
+    // The same database: pruning runs with the first write after start-up.
+    const second = await startGateway(scope.t, { ...opts, env: { INFERGATE_STATE_DIR: first.dir } });
+    const after = await (await fetch(`${second.url}/admin/requests?limit=1000`)).json();
+    assert.equal(after.data.length, 1000);
+    assert.equal(after.has_more, false);
+    assert.equal(after.data[0].request_id, 'cap-1009');
+    assert.equal(after.data[999].request_id, 'cap-10', 'the oldest rows went first');
+  }));
+
   test('/readyz is public and says why it is not ready', guarded(async () => {
     const ready = await fetch(`${gw.url}/readyz`);
     assert.equal(ready.status, 200);
