@@ -74,4 +74,12 @@ test('the README tour works against the demo config', { timeout: deadline(120000
   assert.equal(ui.status, 200);
   assert.match(ui.headers['content-type'], /^text\/html/);
   assert.deepEqual((await gw.request('/ui/auth.json')).json, { auth: false });
+
+  // /metrics, the request log and /events, as the tour names them
+  const metrics = await gw.request('/metrics');
+  assert.equal(metrics.status, 200);
+  assert.match(metrics.text, /^infergate_requests_total\{model="demo-chat",status="200",key="-"\} [1-9]/m);
+  const log = (await gw.request('/admin/requests?model=demo-chat')).json;
+  assert.ok(log.data.length >= 2 && log.data.every((r) => r.model === 'demo-chat'));
+  assert.equal((await gw.request('/events?types=bogus')).status, 400);
 });
