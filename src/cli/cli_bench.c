@@ -246,6 +246,18 @@ static void record(struct bench *b, struct slot *s, CURLcode result)
 
 /* Sends one request that is not measured, so that the model is loaded before the clock
  * starts; returns 0, or -1 after printing why it failed. */
+/* libcurl progress callback of the warm-up: Ctrl-C aborts it. */
+static int warm_up_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                            curl_off_t ulnow)
+{
+    (void)arg;
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return interrupted ? 1 : 0;
+}
+
 static int warm_up(struct bench *b)
 {
     struct curl_slist *headers = NULL;
@@ -267,6 +279,8 @@ static int warm_up(struct bench *b)
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &answer);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(b->timeout_s * 1000));
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, warm_up_progress);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     res = curl_easy_perform(h);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     if (res != CURLE_OK)

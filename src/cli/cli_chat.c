@@ -179,7 +179,9 @@ static size_t on_data(char *bytes, size_t size, size_t n, void *arg)
         return cli_buf_append(&t->body, bytes, len) == 0 ? len : 0;
     if (t->is_done)
         return len;
-    t->feed_rc = cli_sse_feed(t->sse, bytes, len);
+    int rc = cli_sse_feed(t->sse, bytes, len);
+    if (t->feed_rc == 0) /* an error show_text() set while feeding wins */
+        t->feed_rc = rc;
     if (t->feed_rc == EVENT_DONE) {
         t->feed_rc = 0;
         t->is_done = true;
@@ -268,6 +270,7 @@ static CURLcode run_transfer(struct turn *t)
     CURLcode result = CURLE_OUT_OF_MEMORY;
     bool is_finished = false;
 
+    interrupted = 0; /* a Ctrl-C that came as the last reply ended is not for this one */
     if (multi == NULL || curl_multi_add_handle(multi, t->easy) != CURLM_OK)
         goto out;
     while (!is_finished) {

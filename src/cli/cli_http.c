@@ -333,6 +333,11 @@ char *cli_error_text(long status, const char *body, size_t len)
     } else if (json_is_string(err)) {
         message = json_string_value(err);
     }
+    /* The server's words reach a terminal: no escape sequences. */
+    char *safe_message = message != NULL ? printable(message, strlen(message), 2000) : NULL;
+    char *safe_code = code != NULL ? printable(code, strlen(code), 200) : NULL;
+    message = message != NULL ? safe_message : NULL;
+    code = code != NULL ? safe_code : NULL;
     if (status == 401)
         hint = "; set INFERGATE_TOKEN (or --token-env NAME) to a key of this server";
     else if (status == 403)
@@ -350,6 +355,8 @@ char *cli_error_text(long status, const char *body, size_t len)
     else if (text != NULL)
         snprintf(text, size, "%s (HTTP %ld)%s", message, status, hint);
     free(raw);
+    free(safe_message);
+    free(safe_code);
     json_decref(doc);
     return text;
 }
