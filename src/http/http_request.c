@@ -146,6 +146,10 @@ static bool start_body(struct http_conn *conn)
     conn->chunk_in_data = false;
     conn->chunk_in_trailer = false;
     req->body = evbuffer_new();
+    if (req->body == NULL) {
+        http_conn_send_error(conn, 500, "out of memory", "internal_error", true);
+        return false;
+    }
     if (expect != NULL && strcasecmp(expect, "100-continue") == 0 && req->head.minor == 1 &&
         (conn->body_chunked || conn->body_need > 0))
     {
