@@ -514,7 +514,7 @@ static const struct cfg_field top_fields[] = {
     TOP_CHECK("sendLoadingState", CFG_F_BOOL, 0, 0, CFG_F_INACTIVE),
     TOP("includeAliasesInList", CFG_F_BOOL, include_aliases_in_list, 0, 0, NULL, 0),
     TOP_FN("apiKeys", top_api_keys, 0),
-    TOP_FN("peers", top_stash, CFG_F_INACTIVE),
+    TOP_FN("peers", top_stash, 0),
     TOP_FN("upstream", top_upstream, CFG_F_INACTIVE),
     TOP_FN("listen", top_listen, 0),
     TOP_FN("limits", top_stash, 0),
@@ -662,7 +662,6 @@ int cfg_load_string(const char *text, size_t len, const char *name, struct cfg *
     }
     cfg_free(ctx.cfg);
     cfg_strv_clear(&ctx.errors);
-    cfg_strv_clear(&ctx.peer_models);
     cfg_strv_clear(&ctx.selector_ids);
     cfg_macros_clear(&ctx.globals);
     cfg_scope_clear(&ctx.global_scope);

@@ -45,6 +45,10 @@ struct cfg_model {
      * when absent or empty. Never printed, logged or returned by any API. */
     char *api_key;
     char *ca_file; /* caFile: PEM CAs trusted for an https proxy instead of the system's */
+    /* The peer (llama-swap `peers:`) this model was made from, or NULL for `models:`. A peer
+     * model has id "<peer>/<model>", the peer's proxy, apiKey and filters, no cmd, and sends
+     * the peer's own model name (use_model_name) upstream. */
+    char *peer;
     struct cfg_strv aliases;
     struct cfg_strv env; /* "KEY=VALUE" entries */
     /* Seconds idle before unload, 0 = never. llama-swap semantics, resolved at load time:

@@ -84,7 +84,6 @@ struct cfg_ctx {
     yaml_node_t *selectors_node;  /* selectors */
     yaml_node_t *preload_node;    /* hooks.on_startup.preload */
     yaml_node_t *limits_node;     /* limits, parsed after healthCheckTimeout */
-    struct cfg_strv peer_models;  /* "peer/model" and plain model names of peers */
     struct cfg_strv selector_ids; /* ids of selectors */
 };
 
@@ -170,6 +169,8 @@ void cfg_model_clear(struct cfg_model *m);
 
 /* cfg_model_fields.c: a model's fields, for cfg_walk() (NULL-terminated). */
 extern const struct cfg_field cfg_model_fields[];
+/* A peer's fields (proxy, apiKey, models, filters, timeouts) read into one of its models. */
+extern const struct cfg_field cfg_peer_fields[];
 
 /* Field handler: timeouts of a model or a peer (llama-swap's connection timeouts: checked,
  * not used). */
@@ -184,6 +185,9 @@ char *cfg_read_command(struct cfg_ctx *ctx, yaml_node_t *node, const char *what)
 void cfg_routes_check(struct cfg_ctx *ctx);
 bool cfg_resolves(const struct cfg_ctx *ctx, const char *name);
 void cfg_group_clear(struct cfg_group *g);
+
+/* cfg_peer.c: expands `peers` into proxy-only models "<peer>/<model>"; runs after models. */
+void cfg_peers_expand(struct cfg_ctx *ctx);
 
 /* cfg_net.c: the front server's `tls` and `cors` sections (infergate-net). */
 void cfg_top_tls(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);

@@ -44,6 +44,7 @@ void cfg_model_clear(struct cfg_model *m)
         explicit_bzero(m->api_key, strlen(m->api_key));
     free(m->api_key);
     free(m->ca_file);
+    free(m->peer);
     cfg_strv_clear(&m->aliases);
     cfg_strv_clear(&m->env);
     cfg_strv_clear(&m->strip_params);

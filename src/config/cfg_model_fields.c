@@ -450,6 +450,21 @@ static void field_filters(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *va
     free(prefix);
 }
 
+/* llama-swap's peer filters: stripParams and setParams (no setParamsByID). */
+static const struct cfg_field peer_filters_fields[] = {
+    {"stripParams", CFG_F_FN, CFG_NO_STORE, 0, 0, field_strip_params, 0},
+    {"setParams", CFG_F_FN, CFG_NO_STORE, 0, 0, field_set_params, 0},
+    {NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+/* Field handler: a peer's filters, read into the peer model. */
+static void field_peer_filters(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value,
+                               void *obj)
+{
+    (void)key;
+    cfg_walk(ctx, value, peer_filters_fields, obj, NULL);
+}
+
 /* Reads VALUE, a size for model key NAME, into *OUT; returns whether it is one. */
 static bool read_model_size(struct cfg_ctx *ctx, yaml_node_t *value, const char *name,
                             uint64_t *out)
@@ -528,5 +543,14 @@ const struct cfg_field cfg_model_fields[] = {
     MODEL_FN("compat", field_compat, CFG_F_INACTIVE),
     MODEL_FN("capabilities", field_capabilities, CFG_F_INACTIVE),
     {"healthCheckTimeout", CFG_F_INT, CFG_NO_STORE, 0, CFG_MAX_SECONDS, NULL, CFG_F_INACTIVE},
+    {NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+const struct cfg_field cfg_peer_fields[] = {
+    MODEL_STR("proxy", proxy),
+    MODEL_FN("apiKey", field_api_key, 0),
+    {"models", CFG_F_STRV, CFG_NO_STORE, 0, 0, NULL, 0},
+    MODEL_FN("filters", field_peer_filters, 0),
+    MODEL_FN("timeouts", cfg_field_timeouts, CFG_F_INACTIVE),
     {NULL, 0, 0, 0, 0, NULL, 0},
 };

@@ -1,7 +1,7 @@
 /*
- * Sections that refer to models, checked after `models:` is read: groups (active), and the
- * accepted-not-active llama-swap features peers, profiles, selectors and
- * hooks, validated with llama-swap's rules so a config that llama-swap rejects is rejected.
+ * Sections that refer to models, checked after `models:` is read: groups, peers (expanded
+ * into models by cfg_peer.c), profiles, hooks, and the accepted-not-active selectors,
+ * validated with llama-swap's rules so a config that llama-swap rejects is rejected.
  */
 #include "cfg_internal.h"
 
@@ -26,10 +26,10 @@ static long model_index(const struct cfg *cfg, const char *id)
     return -1;
 }
 
-/* Returns whether NAME is a model id, an alias, or a peer model name. */
+/* Returns whether NAME is a model id or an alias (peer models included). */
 bool cfg_resolves(const struct cfg_ctx *ctx, const char *name)
 {
-    return cfg_find_model(ctx->cfg, name) != NULL || cfg_strv_has(&ctx->peer_models, name);
+    return cfg_find_model(ctx->cfg, name) != NULL;
 }
 
 static const struct cfg_field group_fields[] = {
@@ -437,60 +437,6 @@ static void walk_routing(struct cfg_ctx *ctx, yaml_node_t *routing)
     }
 }
 
-/* Field handler: peers.<id>.filters / models' filters shape (stripParams, setParams). */
-static void peer_filters(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
-{
-    static const struct cfg_field fields[] = {
-        {"stripParams", CFG_F_STR, CFG_NO_STORE, 0, 0, NULL, 0},
-        {"setParams", CFG_F_MAP, CFG_NO_STORE, 0, 0, NULL, 0},
-        {NULL, 0, 0, 0, 0, NULL, 0}};
-    json_t *j;
-
-    (void)key;
-    cfg_walk(ctx, value, fields, obj, NULL);
-    j = cfg_get_json(ctx, value, 0);
-    json_decref(j);
-}
-
-/* Checks one peer: proxy (required URL), apiKey, models (required), filters, timeouts. */
-static void check_peer(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value)
-{
-    static const struct cfg_field fields[] = {
-        {"proxy", CFG_F_STR, CFG_NO_STORE, 0, 0, NULL, 0},
-        {"apiKey", CFG_F_STR, CFG_NO_STORE, 0, 0, NULL, 0},
-        {"models", CFG_F_STRV, CFG_NO_STORE, 0, 0, NULL, 0},
-        {"filters", CFG_F_FN, CFG_NO_STORE, 0, 0, peer_filters, 0},
-        {"timeouts", CFG_F_FN, CFG_NO_STORE, 0, 0, cfg_field_timeouts, 0},
-        {NULL, 0, 0, 0, 0, NULL, 0}};
-    const char *id = cfg_key_text(key);
-    yaml_node_t *proxy = cfg_map_get(ctx, value, "proxy");
-    yaml_node_t *models = cfg_map_get(ctx, value, "models");
-    struct cfg_strv names = {0};
-    char *url = NULL;
-
-    if (!cfg_expect(ctx, value, YAML_MAPPING_NODE, "peer"))
-        return;
-    cfg_walk(ctx, value, fields, NULL, NULL);
-    if (proxy == NULL || cfg_get_str(ctx, proxy, "proxy", &url) != 0)
-        cfg_error(ctx, key, "peer '%s': proxy is required", id);
-    else if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
-        cfg_error(ctx, proxy, "peer '%s': proxy must be an http:// or https:// URL", id);
-    free(url);
-    if (models == NULL || cfg_get_strv(ctx, models, "models", &names) != 0 || names.len == 0)
-        cfg_error(ctx, key, "peer '%s': models can not be empty", id);
-    for (size_t i = 0; i < names.len; i++) {
-        char *fqn = NULL;
-        if (asprintf(&fqn, "%s/%s", id, names.items[i]) < 0 ||
-            cfg_strv_push_take(&ctx->peer_models, fqn) != 0 ||
-            cfg_strv_push(&ctx->peer_models, names.items[i]) != 0)
-            ctx->is_oom = true;
-        else if (cfg_find_model(ctx->cfg, ctx->peer_models.items[ctx->peer_models.len - 2]))
-            cfg_error(ctx, key, "peer model name '%s' conflicts with a model id or alias",
-                      ctx->peer_models.items[ctx->peer_models.len - 2]);
-    }
-    cfg_strv_clear(&names);
-}
-
 /* Applies FN to every (key, value) of the mapping NODE named WHAT. */
 static void each_entry(struct cfg_ctx *ctx, yaml_node_t *node, const char *what,
                        void (*fn)(struct cfg_ctx *, yaml_node_t *, yaml_node_t *))
@@ -671,7 +617,7 @@ void cfg_routes_check(struct cfg_ctx *ctx)
     if (ctx->routing_node != NULL)
         walk_routing(ctx, ctx->routing_node);
     check_routing(ctx);
-    each_entry(ctx, ctx->peers_node, "peers", check_peer);
+    cfg_peers_expand(ctx);
     each_entry(ctx, ctx->selectors_node, "selectors", note_selector);
     each_entry(ctx, ctx->selectors_node, "selectors", check_selector);
     each_entry(ctx, ctx->profiles_node, "profiles", check_profile);

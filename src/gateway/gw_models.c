@@ -54,7 +54,8 @@ static void append_model(json_t *data, const char *id, struct sup_model *m, int6
     for (size_t i = 0; i < c->aliases.len; i++)
         json_array_append_new(aliases, json_string(c->aliases.items[i]));
     obj = json_pack("{s:s, s:s, s:I, s:s, s:o, s:s}", "id", id, "object", "model", "created",
-                    (json_int_t)created, "owned_by", "infergate", "aliases", aliases, "state",
+                    (json_int_t)created, "owned_by", c->peer != NULL ? c->peer : "infergate",
+                    "aliases", aliases, "state",
                     sup_state_name(sup_model_state(m)));
     if (obj == NULL)
         return;
@@ -62,6 +63,8 @@ static void append_model(json_t *data, const char *id, struct sup_model *m, int6
         json_object_set_new(obj, "name", json_string(c->name));
     if (c->description != NULL)
         json_object_set_new(obj, "description", json_string(c->description));
+    if (c->peer != NULL)
+        json_object_set_new(obj, "peer", json_string(c->peer));
     if (c->metadata != NULL)
         json_object_set(obj, "meta", c->metadata);
     add_catalog_fields(obj, c, false);
@@ -131,11 +134,13 @@ void gw_models_router_list(struct gw_app *app, struct http_request *req)
             json_array_append_new(aliases, json_string(c->aliases.items[a]));
         obj = json_pack("{s:s, s:s, s:I, s:s, s:o, s:s, s:o, s:b}", "id", c->id, "object",
                         "model", "created", (json_int_t)app->started_unix_s, "owned_by",
-                        "infergate", "aliases", aliases, "state",
+                        c->peer != NULL ? c->peer : "infergate", "aliases", aliases, "state",
                         sup_state_name(sup_model_state(m)), "status", status_json(m),
                         "unlisted", c->unlisted);
         if (obj != NULL && c->gguf_path != NULL)
             json_object_set_new(obj, "path", json_string(c->gguf_path));
+        if (obj != NULL && c->peer != NULL)
+            json_object_set_new(obj, "peer", json_string(c->peer));
         add_catalog_fields(obj, c, true);
         json_array_append_new(data, obj);
     }

@@ -129,16 +129,20 @@ static const struct route_def *find_route(const char *uri, enum evhttp_cmd_type 
     return NULL;
 }
 
-/* Logs a "request" event for PATH with the request's model (when an events file is set). */
-static void log_request(struct fake_server *srv, const char *path, json_t *root)
+/* Logs a "request" event for PATH with the request's model, its Authorization header and its
+ * JSON body (when an events file is set), so tests can see what a proxy forwarded. */
+static void log_request(struct fake_server *srv, struct evhttp_request *req, const char *path,
+                        json_t *root)
 {
     json_t *model = root != NULL ? json_object_get(root, "model") : NULL;
+    const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
 
     if (srv->events == NULL)
         return;
     fake_event(srv, "request",
-               json_pack("{s:I,s:s,s:O}", "id", (json_int_t)srv->request_seq, "path", path, "model",
-                         model != NULL ? model : json_null()));
+               json_pack("{s:I,s:s,s:O,s:s?,s:O?}", "id", (json_int_t)srv->request_seq, "path",
+                         path, "model", model != NULL ? model : json_null(), "authorization",
+                         auth, "body", root));
 }
 
 /* Logs a "done" event for a response sent at once with STATUS. */
@@ -505,12 +509,12 @@ static void on_request(struct evhttp_request *req, void *arg)
     srv->request_seq++;
     if (!r->is_post) {
         if (r->route != ROUTE_HEALTH)
-            log_request(srv, r->path, NULL);
+            log_request(srv, req, r->path, NULL);
         status = dispatch_get(srv, req, r);
     } else {
         root = read_body(req);
         if (root != NULL)
-            log_request(srv, r->path, root);
+            log_request(srv, req, r->path, root);
         status = root != NULL ? dispatch_post(srv, req, r, root) : 400;
     }
     if (status != 0 && r->route != ROUTE_HEALTH)

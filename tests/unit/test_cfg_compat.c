@@ -175,7 +175,7 @@ static void test_cfg_llama_swap_style_config_loads(void **state)
     cfg = load_ok(llama_swap_style);
     for (size_t i = 0; i < cfg->warnings.len; i++)
         fail_msg("unexpected warning: %s", cfg->warnings.items[i]);
-    assert_int_equal(cfg->n_models, 4);
+    assert_int_equal(cfg->n_models, 7); /* 4 models and 3 peer models */
     assert_int_equal(cfg->health_check_timeout_s, 300);
     big = cfg_find_model(cfg, "gpt-4o");
     assert_non_null(big);
@@ -201,7 +201,10 @@ static void test_cfg_llama_swap_style_config_loads(void **state)
     assert_string_equal(cfg->api_keys.items[1], "sk-second");
     assert_int_equal(cfg->n_groups, 3);
     assert_true(cfg_model_group(cfg, "external")->persistent);
-    assert_true(is_inactive(cfg, "peers"));
+    assert_false(is_inactive(cfg, "peers"));
+    assert_true(is_inactive(cfg, "peers.hosted.timeouts"));
+    assert_string_equal(cfg_find_model(cfg, "qwen/qwen3")->id, "hosted/qwen/qwen3");
+    assert_string_equal(cfg_find_model(cfg, "hosted/qwen/qwen3")->api_key, "sk-second");
     assert_false(is_inactive(cfg, "profiles"));
     const struct cfg_profile *writing = cfg_find_profile(cfg, "writing");
     assert_non_null(writing);
