@@ -32,6 +32,7 @@ describe('Ollama API', () => {
       models: {
         alpha: { cmd: fakeCmd('alpha'), ttl: 300 },
         emb: { cmd: fakeCmd('emb', ['--embedding-dim', 8]) },
+        crashy: { cmd: fakeCmd('crashy', ['--crash-after-tokens', 3]) },
       },
       extra: {
         models_dir: dir,
@@ -51,7 +52,7 @@ describe('Ollama API', () => {
     const { version } = await ollama().version();
     assert.match(version, /^\d+\.\d+/);
     const { models } = await ollama().list();
-    assert.deepEqual(models.map((m) => m.name).sort(), ['alpha', 'emb', 'tiny']);
+    assert.deepEqual(models.map((m) => m.name).sort(), ['alpha', 'crashy', 'emb', 'tiny']);
     for (const m of models) {
       assert.equal(m.model, m.name);
       assert.equal(typeof m.size, 'number');
@@ -184,6 +185,15 @@ describe('Ollama API', () => {
     const notJson = await post('/api/embed', '{"model":');
     assert.equal(notJson.status, 400);
     assert.equal(typeof notJson.json.error, 'string');
+  }));
+
+  test('a model dying mid-stream ends the stream with an error the client raises', guarded(async () => {
+    const parts = [];
+    await assert.rejects(async () => {
+      for await (const part of await ollama().chat({ model: 'crashy', messages: MESSAGES, stream: true, options: { num_predict: 10 } }))
+        parts.push(part);
+    }, (e) => /crashy/.test(e.message));
+    assert.ok(parts.length >= 1 && parts.every((p) => p.done === false), JSON.stringify(parts));
   }));
 
   test('auth: the same keys as the OpenAI routes, and a key sees only its models', guarded(async () => {
