@@ -7,6 +7,7 @@
  */
 #include "cfg.h"
 #include "gw_internal.h"
+#include "gw_ollama.h"
 #include "http_front.h"
 #include "http_server.h"
 #include "http_upstream.h"
@@ -38,7 +39,9 @@ struct route {
 void gw_reply_error(struct http_request *req, int status, const char *message, const char *code,
                     int retry_after_s)
 {
-    char *body = ig_error_body(status, message, code);
+    /* Ollama's clients read {"error": message}; its routes answer that shape. */
+    char *body = gw_ollama_is_path(http_request_path(req)) ? gw_ollama_error_body(message)
+                                                           : ig_error_body(status, message, code);
     char retry[16];
 
     if (retry_after_s > 0) {
@@ -177,6 +180,13 @@ static const struct route routes[] = {
     {"/upstream/", "*", gw_proxy_upstream, GW_ADMIN},
     {"/ui", "GET", gw_ui_handle, GW_PUBLIC},
     {"/ui/*", "GET", gw_ui_handle, GW_PUBLIC},
+    {"/api/version", "GET", gw_ollama_version, GW_KEY},
+    {"/api/tags", "GET", gw_ollama_tags, GW_KEY},
+    {"/api/ps", "GET", gw_ollama_ps, GW_KEY},
+    {"/api/show", "POST", gw_ollama_show, GW_KEY},
+    {"/api/chat", "POST", gw_ollama_chat, GW_KEY},
+    {"/api/generate", "POST", gw_ollama_generate, GW_KEY},
+    {"/api/embed", "POST", gw_ollama_embed, GW_KEY},
     {"/v1/chat/completions", "POST", gw_proxy_handle, GW_KEY},
     {"/v1/completions", "POST", gw_proxy_handle, GW_KEY},
     {"/v1/embeddings", "POST", gw_proxy_handle, GW_KEY},

@@ -104,6 +104,50 @@ int gw_query_int(struct http_request *req, const char *name, int64_t min, int64_
 /* Proxies an OpenAI/llama.cpp inference request routed by its body's "model". */
 void gw_proxy_handle(struct gw_app *app, struct http_request *req);
 
+/* How a call translated from another API (gw_ollama.c) has its answer translated back. */
+struct gw_xlate_ops {
+    const char *stream_type; /* Content-Type of the translated stream */
+    /* Appends to OUT the translation of upstream stream bytes DATA; DATA NULL: the end. */
+    void (*stream)(void *state, const char *data, size_t len, struct evbuffer *out);
+    /* Appends to OUT the translated stream's last line for an upstream failure MESSAGE. */
+    void (*stream_error)(void *state, const char *message, struct evbuffer *out);
+    /* Replaces a whole upstream response BODY of STATUS by its translation; returns whether
+     * it did (the body is then JSON). */
+    bool (*body)(void *state, int status, struct evbuffer *body);
+    /* Frees STATE. */
+    void (*free)(void *state);
+};
+
+/* Proxies REQ as the OpenAI request DOC (borrowed) to API_PATH (static), like
+ * gw_proxy_handle(); OPS translate the answer with STATE (taken: freed with OPS->free). */
+void gw_proxy_translated(struct gw_app *app, struct http_request *req, const char *api_path,
+                         json_t *doc, const struct gw_xlate_ops *ops, void *state);
+
+/* GET /api/version (Ollama's API, gw_ollama.c): {"version"}. */
+void gw_ollama_version(struct gw_app *app, struct http_request *req);
+
+/* GET /api/tags: the models in Ollama's list shape. */
+void gw_ollama_tags(struct gw_app *app, struct http_request *req);
+
+/* GET /api/ps: the running models in Ollama's shape. */
+void gw_ollama_ps(struct gw_app *app, struct http_request *req);
+
+/* POST /api/show {"model"}: one model's details in Ollama's shape. */
+void gw_ollama_show(struct gw_app *app, struct http_request *req);
+
+/* POST /api/chat: proxied as /v1/chat/completions, answered in Ollama's shape. */
+void gw_ollama_chat(struct gw_app *app, struct http_request *req);
+
+/* POST /api/generate: proxied as a chat (or /v1/completions when raw), answered in Ollama's
+ * shape. */
+void gw_ollama_generate(struct gw_app *app, struct http_request *req);
+
+/* POST /api/embed: proxied as /v1/embeddings, answered in Ollama's shape. */
+void gw_ollama_embed(struct gw_app *app, struct http_request *req);
+
+/* Returns whether PATH is one of Ollama's routes, whose errors are {"error": message}. */
+bool gw_ollama_is_path(const char *path);
+
 /* GET /v1/models: OpenAI's list plus aliases and state. */
 void gw_models_list(struct gw_app *app, struct http_request *req);
 
@@ -313,6 +357,11 @@ bool gw_lacks_capability(const struct cfg_model *c, const char *path, char *msg,
  * max_completion_tokens and n_predict, LONG_MAX when one is negative or not an integer, -1
  * when none is given. */
 long gw_requested_max_tokens(json_t *doc);
+
+/* Writes into OUT (SIZE bytes) the upstream URL of a request to PATH, with query QUERY (or
+ * NULL), for a model whose proxy is PROXY. Returns the length, or -1 when it does not fit. */
+int gw_upstream_url(char *out, size_t size, const char *proxy, const char *path,
+                    const char *query) IG_WUR;
 
 /* Returns how many routes the gateway has. */
 size_t gw_route_count(void);

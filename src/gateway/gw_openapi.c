@@ -12,7 +12,9 @@
 
 /* What a route takes and answers, for the document. */
 enum body_kind { BODY_NONE, BODY_JSON, BODY_INFERENCE };
-enum reply_kind { REPLY_JSON, REPLY_INFERENCE, REPLY_TEXT, REPLY_SSE, REPLY_METRICS, REPLY_ANY };
+enum reply_kind {
+    REPLY_JSON, REPLY_INFERENCE, REPLY_TEXT, REPLY_SSE, REPLY_METRICS, REPLY_ANY, REPLY_NDJSON
+};
 
 struct route_doc {
     const char *path;     /* as in the route table */
@@ -92,6 +94,19 @@ static const struct route_doc docs[] = {
     {"/ui/*", "GET", "/ui/{file}", NULL, "dashboard",
      "The dashboard's files (/ui/ is its page); /ui/auth.json says whether auth is on",
      BODY_NONE, REPLY_ANY},
+    {"/api/version", "GET", NULL, NULL, "ollama", "Ollama: the version", BODY_NONE, REPLY_JSON},
+    {"/api/tags", "GET", NULL, NULL, "ollama", "Ollama: the models (a key sees its models)",
+     BODY_NONE, REPLY_JSON},
+    {"/api/ps", "GET", NULL, NULL, "ollama", "Ollama: the running models", BODY_NONE,
+     REPLY_JSON},
+    {"/api/show", "POST", NULL, NULL, "ollama", "Ollama: one model's details", BODY_JSON,
+     REPLY_JSON},
+    {"/api/chat", "POST", NULL, NULL, "ollama", "Ollama chat (NDJSON stream by default)",
+     BODY_INFERENCE, REPLY_NDJSON},
+    {"/api/generate", "POST", NULL, NULL, "ollama",
+     "Ollama generate (NDJSON stream by default)", BODY_INFERENCE, REPLY_NDJSON},
+    {"/api/embed", "POST", NULL, NULL, "ollama", "Ollama embeddings", BODY_INFERENCE,
+     REPLY_JSON},
     {"/v1/chat/completions", "POST", NULL, NULL, "inference", "OpenAI chat completion",
      BODY_INFERENCE, REPLY_INFERENCE},
     {"/v1/completions", "POST", NULL, NULL, "inference", "OpenAI text completion",
@@ -131,7 +146,8 @@ static const struct route_doc *doc_of(const char *path, const char *method)
 static json_t *responses(enum reply_kind reply)
 {
     static const char *const types[] = {"application/json", "application/json", "text/plain",
-                                        "text/event-stream", "text/plain", "*/*"};
+                                        "text/event-stream", "text/plain", "*/*",
+                                        "application/json"};
     json_t *content = json_object();
     json_t *error = json_pack("{s:s, s:{s:{s:{s:s}}}}", "description",
                               "An error in OpenAI's shape", "content", "application/json",
@@ -140,6 +156,8 @@ static json_t *responses(enum reply_kind reply)
     json_object_set_new(content, types[reply], json_object());
     if (reply == REPLY_INFERENCE) /* "stream": true answers server-sent events */
         json_object_set_new(content, "text/event-stream", json_object());
+    if (reply == REPLY_NDJSON) /* Ollama streams unless "stream": false */
+        json_object_set_new(content, "application/x-ndjson", json_object());
     return json_pack("{s:{s:s, s:o}, s:o}", "200", "description", "Success", "content",
                      content, "default", error);
 }

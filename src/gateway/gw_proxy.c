@@ -51,6 +51,9 @@ struct gw_call {
     const char *body;
     size_t body_len;
     const char *upstream_path; /* /upstream/MODEL/PATH: PATH (in the request's path) */
+    const char *api_path;      /* a translated call: the OpenAI path it goes to, else NULL */
+    const struct gw_xlate_ops *xlate; /* a translated call: its answer's translation */
+    void *xlate_state;
     bool has_model;      /* acquired: sup_release() owed */
     bool has_retried;    /* sent again once after its model died under it */
     bool is_streaming;   /* response headers sent as a stream */
@@ -93,6 +96,25 @@ struct gw_call {
                    __VA_ARGS__)
 
 static void on_watchdog(evutil_socket_t fd, short what, void *arg);
+
+/* Writes upstream stream bytes DATA (NULL at its end) to CALL's client, translated when the
+ * call is; returns http_stream_write()'s answer. */
+static int stream_write(struct gw_call *call, const char *data, size_t len)
+{
+    struct evbuffer *out;
+    int rc = 0;
+
+    if (call->xlate == NULL)
+        return data != NULL ? http_stream_write(call->req, data, len) : 0;
+    out = evbuffer_new();
+    if (out == NULL)
+        return 0;
+    call->xlate->stream(call->xlate_state, data, len, out);
+    if (evbuffer_get_length(out) > 0)
+        rc = http_stream_write(call->req, evbuffer_pullup(out, -1), evbuffer_get_length(out));
+    evbuffer_free(out);
+    return rc;
+}
 
 /* Reports the call's usage to its key (tokens metered from the response). */
 static void call_account(struct gw_call *call)
@@ -248,6 +270,8 @@ static void call_free(struct gw_call *call)
     if (call->recheck != NULL)
         event_free(call->recheck);
     free(call->rewritten_body);
+    if (call->xlate != NULL)
+        call->xlate->free(call->xlate_state);
     free(call);
 }
 
@@ -300,7 +324,8 @@ static void on_up_headers(struct upstream_req *ureq, int status, const char *ct,
     if (ct != NULL && strncasecmp(ct, "text/event-stream", 17) == 0) {
         call->is_streaming = true;
         call->answered_status = status;
-        http_stream_start(call->req, status, call->content_type);
+        http_stream_start(call->req, status,
+                          call->xlate != NULL ? call->xlate->stream_type : call->content_type);
         if (call->app->cfg->limits.watchdog_s > 0)
             call->watchdog = evtimer_new(call->app->base, on_watchdog, call);
         watchdog_arm(call);
@@ -324,7 +349,7 @@ static int on_up_data(struct upstream_req *ureq, const char *data, size_t len, v
                 call->streamed_tokens = call->meter.content_chunks;
             }
         }
-        if (http_stream_write(call->req, data, len) == 0) {
+        if (stream_write(call, data, len) == 0) {
             watchdog_arm(call);
             return 0;
         }
@@ -354,8 +379,11 @@ static void stream_fail(struct gw_call *call, const char *message)
     call->upstream_error = "stream";
     if (body != NULL) {
         struct evbuffer *event = evbuffer_new();
-        if (event != NULL) {
+        if (event != NULL && call->xlate != NULL)
+            call->xlate->stream_error(call->xlate_state, message, event);
+        else if (event != NULL)
             evbuffer_add_printf(event, "data: %s\n\n", body);
+        if (event != NULL) {
             size_t n = evbuffer_get_length(event);
             http_stream_write(call->req, evbuffer_pullup(event, -1), n);
             evbuffer_free(event);
@@ -455,9 +483,13 @@ static void on_up_done(struct upstream_req *ureq, int rc, const char *message, v
         if (call->status >= 500)
             call->upstream_error = "status";
         if (call->is_streaming) {
+            (void)stream_write(call, NULL, 0);
             http_stream_end(call->req);
         } else {
             call->answered_status = call->status;
+            if (call->xlate != NULL && call->xlate->body(call->xlate_state, call->status,
+                                                         call->response))
+                snprintf(call->content_type, sizeof(call->content_type), "application/json");
             http_respond_buffer(call->req, call->status, call->content_type, call->response);
         }
         call_free(call);
@@ -480,26 +512,6 @@ static void on_up_done(struct upstream_req *ureq, int rc, const char *message, v
     evtimer_add(call->recheck, &tv);
 }
 
-/*
- * Writes the upstream URL of CALL: the model's proxy base with PATH appended (as llama-swap
- * joins them: proxy https://openrouter.ai/api + /v1/chat/completions), then the proxy's own
- * query and the request's QUERY (or NULL). Returns the length, or -1 when it does not fit.
- */
-static int build_url(struct gw_call *call, const char *proxy, const char *path, const char *query)
-{
-    size_t base_len = strcspn(proxy, "?");
-    const char *base_query = proxy[base_len] == '?' ? proxy + base_len + 1 : "";
-    bool has_query = query != NULL && query[0] != '\0';
-    int n;
-
-    if (base_len > 0 && proxy[base_len - 1] == '/')
-        base_len--;
-    n = snprintf(call->url, sizeof(call->url), "%.*s%s%s%s%s%s", (int)base_len, proxy, path,
-                 base_query[0] != '\0' || has_query ? "?" : "", base_query,
-                 base_query[0] != '\0' && has_query ? "&" : "", has_query ? query : "");
-    return n < 0 || (size_t)n >= sizeof(call->url) ? -1 : n;
-}
-
 /* Sends the request to the model's upstream. */
 static void start_upstream(struct gw_call *call)
 {
@@ -515,11 +527,13 @@ static void start_upstream(struct gw_call *call)
     int n;
 
     if (call->upstream_path != NULL) {
-        n = build_url(call, mc->proxy, call->upstream_path, query);
+        n = gw_upstream_url(call->url, sizeof(call->url), mc->proxy, call->upstream_path, query);
         if (ctype != NULL)
             snprintf(ctype_header, sizeof(ctype_header), "Content-Type: %s", ctype);
     } else {
-        n = build_url(call, mc->proxy, http_request_path(call->req), NULL);
+        n = gw_upstream_url(call->url, sizeof(call->url), mc->proxy,
+                            call->api_path != NULL ? call->api_path : http_request_path(call->req),
+                            NULL);
     }
     if (n < 0) {
         call_reply_error(call, 414, "request URL too long for the upstream", "invalid_request_error", 0);
@@ -600,13 +614,16 @@ static bool admit_call(struct gw_call *call, json_t *doc, bool *is_rewritten)
     return true;
 }
 
-/* Parses the body and finds the model; answers the client itself on failure. */
-static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req)
+/* Parses the body (or takes GIVEN, a translated body for API_PATH, borrowed) and finds the
+ * model; answers the client itself on failure. */
+static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req, json_t *given,
+                                    const char *api_path)
 {
     size_t len = 0;
     const char *body = http_request_body(req, &len);
     char err[256], msg[512];
-    json_t *doc = ig_json_parse(body, len, MAX_JSON_DEPTH, err, sizeof(err));
+    json_t *doc = given != NULL ? json_incref(given)
+                                : ig_json_parse(body, len, MAX_JSON_DEPTH, err, sizeof(err));
     struct gw_call *call = NULL;
     const char *name, *pin;
     struct sup_model *model;
@@ -641,7 +658,9 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
         refuse_request(app, req, NULL, name, 404, msg, "model_not_found");
         goto out;
     }
-    if (gw_lacks_capability(sup_model_cfg(model), http_request_path(req), msg, sizeof(msg))) {
+    if (gw_lacks_capability(sup_model_cfg(model),
+                            api_path != NULL ? api_path : http_request_path(req), msg,
+                            sizeof(msg))) {
         refuse_request(app, req, sup_model_cfg(model), name, 400, msg, "model_not_supported");
         goto out;
     }
@@ -656,6 +675,8 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
              app->caller.name[0] != '\0' ? app->caller.name : "-");
     call->body = body;
     call->body_len = len;
+    call->api_path = api_path;
+    is_pinned = is_pinned || given != NULL; /* a translated body is always sent rewritten */
     if (!admit_call(call, doc, &is_pinned)) {
         call_free(call);
         call = NULL;
@@ -697,10 +718,24 @@ static void dispatch_call(struct gw_call *call)
 
 void gw_proxy_handle(struct gw_app *app, struct http_request *req)
 {
-    struct gw_call *call = prepare_call(app, req);
+    struct gw_call *call = prepare_call(app, req, NULL, NULL);
 
     if (call != NULL)
         dispatch_call(call);
+}
+
+void gw_proxy_translated(struct gw_app *app, struct http_request *req, const char *api_path,
+                         json_t *doc, const struct gw_xlate_ops *ops, void *state)
+{
+    struct gw_call *call = prepare_call(app, req, doc, api_path);
+
+    if (call == NULL) {
+        ops->free(state);
+        return;
+    }
+    call->xlate = ops;
+    call->xlate_state = state;
+    dispatch_call(call);
 }
 
 /* Finds the model named by the longest leading segments of NAME_PATH ("org/model/v1/x"

@@ -1,5 +1,5 @@
-/* Rules applied to an inference request's body: the model's filters, capability checks and
- * the token limit it asks for (see gw_internal.h). */
+/* Rules applied to an inference request: the model's filters, capability checks, the token
+ * limit it asks for and its upstream URL (see gw_internal.h). */
 #include "cfg.h"
 #include "gguf_meta.h"
 #include "gw_internal.h"
@@ -69,4 +69,24 @@ long gw_requested_max_tokens(json_t *doc)
             most = (long)json_integer_value(v);
     }
     return most;
+}
+
+/*
+ * The model's proxy base with PATH appended (as llama-swap joins them: proxy
+ * https://openrouter.ai/api + /v1/chat/completions), then the proxy's own query and QUERY.
+ */
+int gw_upstream_url(char *out, size_t size, const char *proxy, const char *path,
+                    const char *query)
+{
+    size_t base_len = strcspn(proxy, "?");
+    const char *base_query = proxy[base_len] == '?' ? proxy + base_len + 1 : "";
+    bool has_query = query != NULL && query[0] != '\0';
+    int n;
+
+    if (base_len > 0 && proxy[base_len - 1] == '/')
+        base_len--;
+    n = snprintf(out, size, "%.*s%s%s%s%s%s", (int)base_len, proxy, path,
+                 base_query[0] != '\0' || has_query ? "?" : "", base_query,
+                 base_query[0] != '\0' && has_query ? "&" : "", has_query ? query : "");
+    return n < 0 || (size_t)n >= size ? -1 : n;
 }

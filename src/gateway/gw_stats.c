@@ -32,11 +32,22 @@ struct rate_ring {
     uint64_t count[RING_S];
 };
 
+/* The series a model's requests touch most, found once (their families are never cleared,
+ * so the pointers stay valid): the per-request cost is then a compare, not a hash. */
+struct series_cache {
+    struct metric_series *duration, *ttft, *queue_wait;
+    struct metric_series *requests; /* for last_status and last_key */
+    struct metric_series *prompt_tokens, *completion_tokens; /* for tokens_key */
+    int last_status;
+    char last_key[128], tokens_key[128];
+};
+
 struct model_stats {
     struct model_stats *next;
     char *id;
     uint64_t requests, prompt_tokens, completion_tokens, errors;
     struct rate_ring tokens, reqs;
+    struct series_cache series;
 };
 
 struct gw_stats {
@@ -242,26 +253,54 @@ static void count_request(struct model_stats *ms, const struct gw_request_record
     ring_add(&ms->reqs, now, 1);
 }
 
+/* Fills C (a model's cache, or a scratch one for "other") with the series of R. */
+static void find_series(struct gw_stats *st, struct series_cache *c, const char *model,
+                        const struct gw_request_record *r)
+{
+    bool has_tokens = r->prompt_tokens > 0 || r->completion_tokens > 0;
+    char status[16];
+
+    if (c->duration == NULL) {
+        c->duration = metric_series(st->duration, &model);
+        c->ttft = metric_series(st->ttft, &model);
+        c->queue_wait = metric_series(st->queue_wait, &model);
+    }
+    if (c->requests == NULL || c->last_status != r->status || strcmp(c->last_key, r->key) != 0) {
+        snprintf(status, sizeof(status), "%d", r->status);
+        c->requests = metric_series(st->requests, (const char *[]){model, status, r->key});
+        c->last_status = r->status;
+        snprintf(c->last_key, sizeof(c->last_key), "%s", r->key);
+    }
+    if (has_tokens && (c->prompt_tokens == NULL || strcmp(c->tokens_key, r->key) != 0)) {
+        c->prompt_tokens = metric_series(st->prompt_tokens, (const char *[]){model, r->key});
+        c->completion_tokens =
+            metric_series(st->completion_tokens, (const char *[]){model, r->key});
+        snprintf(c->tokens_key, sizeof(c->tokens_key), "%s", r->key);
+    }
+}
+
 void gw_stats_request(struct gw_app *app, const struct gw_request_record *r)
 {
     struct gw_stats *st = app->stats;
     const char *model = r->model != NULL ? r->model : "other";
     struct model_stats *ms = model_stats(st, r->model);
+    struct series_cache scratch = {0};
+    struct series_cache *c = ms != NULL ? &ms->series : &scratch;
     int64_t now = now_s();
-    char status[16];
 
-    snprintf(status, sizeof(status), "%d", r->status);
-    metric_add(metric_series(st->requests, (const char *[]){model, status, r->key}), 1);
-    metric_observe(metric_series(st->duration, &model), (double)r->duration_ms / 1000.0);
+    /* A key name longer than the cache holds is looked up each time (never mismatched). */
+    if (strlen(r->key) >= sizeof(c->last_key))
+        c = &scratch;
+    find_series(st, c, model, r);
+    metric_add(c->requests, 1);
+    metric_observe(c->duration, (double)r->duration_ms / 1000.0);
     if (r->ttft_ms >= 0)
-        metric_observe(metric_series(st->ttft, &model), (double)r->ttft_ms / 1000.0);
+        metric_observe(c->ttft, (double)r->ttft_ms / 1000.0);
     if (r->queue_ms >= 0)
-        metric_observe(metric_series(st->queue_wait, &model), (double)r->queue_ms / 1000.0);
+        metric_observe(c->queue_wait, (double)r->queue_ms / 1000.0);
     if (r->prompt_tokens > 0 || r->completion_tokens > 0) {
-        metric_add(metric_series(st->prompt_tokens, (const char *[]){model, r->key}),
-                   (double)r->prompt_tokens);
-        metric_add(metric_series(st->completion_tokens, (const char *[]){model, r->key}),
-                   (double)r->completion_tokens);
+        metric_add(c->prompt_tokens, (double)r->prompt_tokens);
+        metric_add(c->completion_tokens, (double)r->completion_tokens);
     }
     if (r->upstream_error != NULL)
         metric_add(metric_series(st->upstream_errors, (const char *[]){model, r->upstream_error}),

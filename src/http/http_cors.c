@@ -262,6 +262,10 @@ bool http_cors_origin_allowed(const struct http_cors *cors, const char *origin)
 
 /* The Access-Control-Allow-Origin value: "*" for any origin without credentials (cacheable
  * by shared caches), else the request's own origin. */
+/* Response headers a browser page may read besides the safelisted ones: the request id (to
+ * find a request in the log) and when to retry after a 429 or 503. */
+#define EXPOSED_HEADERS "X-Request-Id, Retry-After"
+
 static const char *allow_origin_value(const struct http_cors *cors, const char *origin)
 {
     return cors->is_any_origin && !cors->allow_credentials ? "*" : origin;
@@ -272,7 +276,8 @@ void http_cors_add_response_headers(const struct http_cors *cors, const char *or
 {
     if (cors == NULL || !http_cors_origin_allowed(cors, origin))
         return;
-    evbuffer_add_printf(out, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n",
+    evbuffer_add_printf(out, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n"
+                             "Access-Control-Expose-Headers: " EXPOSED_HEADERS "\r\n",
                         allow_origin_value(cors, origin));
     if (cors->allow_credentials)
         evbuffer_add_printf(out, "Access-Control-Allow-Credentials: true\r\n");
@@ -340,6 +345,7 @@ bool http_cors_handle(const struct http_cors *cors, struct http_request *req)
         return false;
     http_response_add_header(req, "Access-Control-Allow-Origin", allow_origin_value(cors, origin));
     http_response_add_header(req, "Vary", "Origin");
+    http_response_add_header(req, "Access-Control-Expose-Headers", EXPOSED_HEADERS);
     if (cors->allow_credentials)
         http_response_add_header(req, "Access-Control-Allow-Credentials", "true");
     return false;

@@ -98,7 +98,8 @@ static void test_http_cors_policy_allows_listed_origins(void **state)
     http_cors_add_response_headers(cors, "https://app.example.com", out);
     evbuffer_remove(out, text, sizeof(text) - 1);
     assert_string_equal(text, "Access-Control-Allow-Origin: https://app.example.com\r\n"
-                              "Vary: Origin\r\n");
+                              "Vary: Origin\r\n"
+                              "Access-Control-Expose-Headers: X-Request-Id, Retry-After\r\n");
     http_cors_free(cors);
     evbuffer_free(out);
 }
@@ -116,12 +117,15 @@ static void test_http_cors_any_origin_answers_star_unless_credentials(void **sta
 
     http_cors_add_response_headers(a, "https://anything.example", out);
     evbuffer_remove(out, text, sizeof(text) - 1);
-    assert_string_equal(text, "Access-Control-Allow-Origin: *\r\nVary: Origin\r\n");
+    assert_string_equal(text, "Access-Control-Allow-Origin: *\r\nVary: Origin\r\n"
+                              "Access-Control-Expose-Headers: X-Request-Id, Retry-After\r\n");
     memset(text, 0, sizeof(text));
     http_cors_add_response_headers(c, "https://app.example.com", out);
     evbuffer_remove(out, text, sizeof(text) - 1);
     assert_string_equal(text, "Access-Control-Allow-Origin: https://app.example.com\r\n"
-                              "Vary: Origin\r\nAccess-Control-Allow-Credentials: true\r\n");
+                              "Vary: Origin\r\n"
+                              "Access-Control-Expose-Headers: X-Request-Id, Retry-After\r\n"
+                              "Access-Control-Allow-Credentials: true\r\n");
     http_cors_free(a);
     http_cors_free(c);
     http_cors_free(NULL);
