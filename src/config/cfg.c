@@ -504,7 +504,7 @@ static const struct cfg_field top_fields[] = {
     TOP("unloadTimeout", CFG_F_INT, unload_timeout_s, 0, CFG_MAX_SECONDS, NULL, 0),
     TOP_FN("models", top_stash, 0),
     TOP_FN("profiles", top_stash, 0),
-    TOP_FN("selectors", top_stash, CFG_F_INACTIVE),
+    TOP_FN("selectors", top_stash, 0),
     TOP_FN("routing", top_stash, 0),
     TOP_FN("groups", top_stash, 0),
     TOP_FN("matrix", top_stash, 0),
@@ -730,13 +730,7 @@ void cfg_free(struct cfg *cfg)
     cfg_strv_clear(&cfg->preload);
     cfg_net_clear(cfg);
     cfg_matrix_clear(&cfg->matrix);
-    for (size_t i = 0; i < cfg->n_profiles; i++) {
-        free(cfg->profiles[i].id);
-        free(cfg->profiles[i].description);
-        cfg_strv_clear(&cfg->profiles[i].pins);
-        cfg_strv_clear(&cfg->profiles[i].targets);
-    }
-    free(cfg->profiles);
+    cfg_routes_clear(cfg);
     cfg_strv_clear(&cfg->discovery.dirs);
     free(cfg->discovery.engine_bin);
     free(cfg->discovery.args);

@@ -126,6 +126,25 @@ struct cfg_profile {
     struct cfg_strv targets; /* what each pin resolves to; "" disables that name (404) */
 };
 
+/* How a selector picks its target per request (llama-swap's `selectors`). */
+enum cfg_selector_strategy {
+    CFG_SELECT_WARM,      /* the first ready target, else the first starting, else the first */
+    CFG_SELECT_PIN,       /* always the first target */
+    CFG_SELECT_SPILLOVER, /* fill active targets up to `spillover` requests, then the next */
+};
+
+/* A selector: a virtual model id resolved to one of its targets for each request. */
+struct cfg_selector {
+    char *id;
+    enum cfg_selector_strategy strategy;
+    struct cfg_strv targets; /* model ids, aliases or peer models, in order */
+    int spillover;           /* settings.spillover: requests per active target; default 1 */
+    char *name;              /* or NULL */
+    char *description;       /* or NULL */
+    bool unlisted;
+    json_t *metadata; /* metadata object or NULL; owned */
+};
+
 /* One combination of models that may run together (indices into cfg->models, sorted). */
 struct cfg_model_set {
     size_t *models;
@@ -222,6 +241,8 @@ struct cfg {
     struct cfg_matrix matrix;
     struct cfg_profile *profiles; /* in file order */
     size_t n_profiles;
+    struct cfg_selector *selectors; /* in file order */
+    size_t n_selectors;
     struct cfg_budget budget;
     struct cfg_discovery discovery;
     /* hooks.on_startup.preload: model ids (aliases resolved) started in order at start-up. */
@@ -264,6 +285,9 @@ struct cfg_model *cfg_append_model(struct cfg *cfg, const char *id, const char *
 
 /* Returns the profile ID (borrowed) or NULL. */
 const struct cfg_profile *cfg_find_profile(const struct cfg *cfg, const char *id);
+
+/* Returns the selector ID (borrowed) or NULL. */
+const struct cfg_selector *cfg_find_selector(const struct cfg *cfg, const char *id);
 
 /* Returns whether SET contains model index MODEL. */
 bool cfg_matrix_set_has(const struct cfg_model_set *set, size_t model);

@@ -183,6 +183,8 @@ char *cfg_read_command(struct cfg_ctx *ctx, yaml_node_t *node, const char *what)
 
 /* cfg_route.c: groups, routing, matrix, peers, profiles, selectors, hooks. */
 void cfg_routes_check(struct cfg_ctx *ctx);
+/* Releases the profiles and selectors of CFG. */
+void cfg_routes_clear(struct cfg *cfg);
 bool cfg_resolves(const struct cfg_ctx *ctx, const char *name);
 void cfg_group_clear(struct cfg_group *g);
 

@@ -1,6 +1,6 @@
 /*
  * Sections that refer to models, checked after `models:` is read: groups, peers (expanded
- * into models by cfg_peer.c), profiles, hooks, and the accepted-not-active selectors,
+ * into models by cfg_peer.c), profiles, hooks and selectors (recorded for the gateway),
  * validated with llama-swap's rules so a config that llama-swap rejects is rejected.
  */
 #include "cfg_internal.h"
@@ -461,9 +461,9 @@ static void note_selector(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *va
         ctx->is_oom = true;
 }
 
-/* Checks a selector's targets against its strategy. */
+/* Checks a selector's targets against its strategy; moves them into *KEPT. */
 static void check_targets(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *list,
-                          const char *strategy)
+                          const char *strategy, struct cfg_strv *kept)
 {
     const char *id = cfg_key_text(key);
     struct cfg_strv targets = {0};
@@ -495,42 +495,84 @@ static void check_targets(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *li
                 strcmp(targets.items[j], t) == 0)
                 cfg_error(ctx, at, "selectors.%s.targets contains duplicate model '%s'", id, t);
     }
+    *kept = targets;
+    targets = (struct cfg_strv){0};
 out:
     cfg_strv_clear(&targets);
 }
 
-/* Checks one selector: strategy, targets, settings.spillover, name/description/metadata. */
+/* Appends an empty selector ID to the config; NULL when out of memory. */
+static struct cfg_selector *add_selector(struct cfg_ctx *ctx, const char *id)
+{
+    struct cfg_selector *grown, *sel;
+
+    grown = realloc(ctx->cfg->selectors, (ctx->cfg->n_selectors + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        ctx->is_oom = true;
+        return NULL;
+    }
+    ctx->cfg->selectors = grown;
+    sel = &grown[ctx->cfg->n_selectors++];
+    memset(sel, 0, sizeof(*sel));
+    sel->spillover = 1;
+    sel->id = strdup(id);
+    if (sel->id == NULL)
+        ctx->is_oom = true;
+    return sel;
+}
+
+/* Checks one selector (strategy, targets, settings.spillover, name/description/metadata) and
+ * records it in the config. */
 static void check_selector(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value)
 {
-    static const struct cfg_field settings[] = {
-        {"spillover", CFG_F_INT, CFG_NO_STORE, 1, 1000000, NULL, 0}, {NULL, 0, 0, 0, 0, NULL, 0}};
+#define SEL_FIELD(k, type, field, max)                                                             \
+    {                                                                                              \
+        k, type, offsetof(struct cfg_selector, field), 1, max, NULL, 0                             \
+    }
+    static const struct cfg_field settings[] = {SEL_FIELD("spillover", CFG_F_INT, spillover,
+                                                          1000000),
+                                                {NULL, 0, 0, 0, 0, NULL, 0}};
     static const struct cfg_field fields[] = {
         {"strategy", CFG_F_ANY, CFG_NO_STORE, 0, 0, NULL, 0},
         {"targets", CFG_F_ANY, CFG_NO_STORE, 0, 0, NULL, 0},
         {"settings", CFG_F_MAP, CFG_NO_STORE, 0, 0, NULL, 0},
-        {"name", CFG_F_STR, CFG_NO_STORE, 0, 0, NULL, 0},
-        {"description", CFG_F_STR, CFG_NO_STORE, 0, 0, NULL, 0},
-        {"unlisted", CFG_F_BOOL, CFG_NO_STORE, 0, 0, NULL, 0},
+        SEL_FIELD("name", CFG_F_STR, name, 0),
+        SEL_FIELD("description", CFG_F_STR, description, 0),
+        SEL_FIELD("unlisted", CFG_F_BOOL, unlisted, 0),
         {"metadata", CFG_F_MAP, CFG_NO_STORE, 0, 0, NULL, 0},
         {NULL, 0, 0, 0, 0, NULL, 0}};
+#undef SEL_FIELD
     const char *id = cfg_key_text(key);
     yaml_node_t *strategy = cfg_map_get(ctx, value, "strategy");
+    yaml_node_t *metadata = cfg_map_get(ctx, value, "metadata");
+    struct cfg_selector *sel;
     char *s = NULL;
 
     if (!cfg_expect(ctx, value, YAML_MAPPING_NODE, "selector"))
         return;
-    cfg_walk(ctx, value, fields, NULL, NULL);
-    cfg_walk(ctx, cfg_map_get(ctx, value, "settings"), settings, NULL, NULL);
+    sel = add_selector(ctx, id);
+    if (sel == NULL)
+        return;
+    cfg_walk(ctx, value, fields, sel, NULL);
+    cfg_walk(ctx, cfg_map_get(ctx, value, "settings"), settings, sel, NULL);
+    if (metadata != NULL && metadata->type == YAML_MAPPING_NODE)
+        sel->metadata = cfg_get_json(ctx, metadata, 0);
     if (cfg_find_model(ctx->cfg, id) != NULL)
         cfg_error(ctx, key, "selectors.%s: name conflicts with a model id or alias", id);
     if (strategy == NULL || cfg_get_str(ctx, strategy, "strategy", &s) != 0)
         cfg_error(ctx, key, "selectors.%s.strategy is required", id);
-    else if (strcmp(s, "warm") != 0 && strcmp(s, "pin") != 0 && strcmp(s, "spillover") != 0)
+    else if (strcmp(s, "warm") == 0)
+        sel->strategy = CFG_SELECT_WARM;
+    else if (strcmp(s, "pin") == 0)
+        sel->strategy = CFG_SELECT_PIN;
+    else if (strcmp(s, "spillover") == 0)
+        sel->strategy = CFG_SELECT_SPILLOVER;
+    else
         cfg_error(ctx, strategy,
                   "selectors.%s.strategy: unknown strategy '%s' (valid: warm, "
                   "pin, spillover)",
                   id, s);
-    check_targets(ctx, key, cfg_map_get(ctx, value, "targets"), s);
+    check_targets(ctx, key, cfg_map_get(ctx, value, "targets"), s, &sel->targets);
     free(s);
 }
 
@@ -623,4 +665,32 @@ void cfg_routes_check(struct cfg_ctx *ctx)
     each_entry(ctx, ctx->profiles_node, "profiles", check_profile);
     if (ctx->preload_node != NULL)
         check_preload(ctx, ctx->preload_node);
+}
+
+const struct cfg_selector *cfg_find_selector(const struct cfg *cfg, const char *id)
+{
+    for (size_t i = 0; i < cfg->n_selectors; i++)
+        if (cfg->selectors[i].id != NULL && strcmp(cfg->selectors[i].id, id) == 0)
+            return &cfg->selectors[i];
+    return NULL;
+}
+
+/* Releases the profiles and selectors of CFG. */
+void cfg_routes_clear(struct cfg *cfg)
+{
+    for (size_t i = 0; i < cfg->n_profiles; i++) {
+        free(cfg->profiles[i].id);
+        free(cfg->profiles[i].description);
+        cfg_strv_clear(&cfg->profiles[i].pins);
+        cfg_strv_clear(&cfg->profiles[i].targets);
+    }
+    free(cfg->profiles);
+    for (size_t i = 0; i < cfg->n_selectors; i++) {
+        free(cfg->selectors[i].id);
+        free(cfg->selectors[i].name);
+        free(cfg->selectors[i].description);
+        cfg_strv_clear(&cfg->selectors[i].targets);
+        json_decref(cfg->selectors[i].metadata);
+    }
+    free(cfg->selectors);
 }

@@ -49,6 +49,7 @@ struct gw_app {
     bool is_debug_request;  /* it asked for X-Log-Level: debug */
     uint64_t request_seq;   /* numbers generated request ids */
     uint64_t request_id_salt;
+    unsigned selector_rotor; /* turns between equally loaded spillover targets */
     struct gw_stats *stats;
     struct gw_reqlog *reqlog;
     struct gw_events *events;

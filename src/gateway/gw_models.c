@@ -5,6 +5,7 @@
 #include "cfg.h"
 #include "gguf_meta.h"
 #include "gw_internal.h"
+#include "gw_selectors.h"
 #include "http_server.h"
 #include "ig_json.h"
 #include "ig_time.h"
@@ -84,6 +85,7 @@ void gw_models_list(struct gw_app *app, struct http_request *req)
         for (size_t a = 0; app->cfg->include_aliases_in_list && a < c->aliases.len; a++)
             append_model(data, c->aliases.items[a], m, app->started_unix_s);
     }
+    gw_selectors_list(app, data, app->started_unix_s);
     gw_reply_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 

@@ -18,6 +18,7 @@
 #include "gguf_meta.h"
 #include "gw_internal.h"
 #include "gw_meter.h"
+#include "gw_selectors.h"
 #include "http_server.h"
 #include "http_upstream.h"
 #include "ig_errbody.h"
@@ -651,6 +652,10 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
         json_object_set_new(doc, "model", json_string(pin));
         is_pinned = true;
         name = pin;
+    }
+    if (gw_selector_apply(app, doc, &name, &is_pinned, msg, sizeof(msg)) != 0) {
+        refuse_request(app, req, NULL, name, 503, msg, "model_unavailable");
+        goto out;
     }
     model = sup_find(app->mgr, name);
     if (model == NULL) {

@@ -213,7 +213,21 @@ static void test_cfg_llama_swap_style_config_loads(void **state)
     assert_string_equal(writing->pins.items[0], "llm-write");
     assert_string_equal(writing->targets.items[0], "big-model");
     assert_string_equal(writing->targets.items[2], ""); /* images: ~ disables the name */
-    assert_true(is_inactive(cfg, "selectors"));
+    assert_false(is_inactive(cfg, "selectors"));
+    assert_int_equal(cfg->n_selectors, 3);
+    const struct cfg_selector *fast = cfg_find_selector(cfg, "fast");
+    assert_non_null(fast);
+    assert_int_equal(fast->strategy, CFG_SELECT_WARM);
+    assert_string_equal(fast->name, "Fast");
+    assert_string_equal(json_string_value(json_object_get(fast->metadata, "purpose")), "chat");
+    assert_int_equal(fast->targets.len, 2);
+    assert_string_equal(fast->targets.items[1], "big-model");
+    assert_int_equal(fast->spillover, 1); /* llama-swap's default */
+    assert_int_equal(cfg_find_selector(cfg, "pinned")->strategy, CFG_SELECT_PIN);
+    assert_string_equal(cfg_find_selector(cfg, "pinned")->targets.items[1], "remote/llama-3-8b");
+    assert_int_equal(cfg_find_selector(cfg, "spill")->strategy, CFG_SELECT_SPILLOVER);
+    assert_int_equal(cfg_find_selector(cfg, "spill")->spillover, 2);
+    assert_null(cfg_find_selector(cfg, "big-model"));
     assert_false(is_inactive(cfg, "routing")); /* group router and fifo priorities */
     assert_int_equal(cfg_find_model(cfg, "big-model")->priority, 10);
     assert_int_equal(cfg_find_model(cfg, "gpt-4o")->priority, 10); /* alias of big-model */
