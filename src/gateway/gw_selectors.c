@@ -48,8 +48,7 @@ static bool is_active(const struct gw_sel_target *t)
 }
 
 /* Spillover's choice; see the comment at the top. */
-static int pick_spillover(const struct gw_sel_target *t, size_t n, int spillover,
-                          unsigned *rotor)
+static int pick_spillover(const struct gw_sel_target *t, size_t n, int spillover, unsigned *rotor)
 {
     int cold = -1, min_load = -1, n_tied = 0, pick = -1;
 
@@ -177,8 +176,7 @@ void gw_selectors_list(struct gw_app *app, json_t *data, int64_t created)
 
         for (size_t k = 0; k < sel->targets.len; k++)
             json_array_append_new(targets, json_string(sel->targets.items[k]));
-        about = json_pack("{s:s, s:o}", "strategy", strategies[sel->strategy], "targets",
-                          targets);
+        about = json_pack("{s:s, s:o}", "strategy", strategies[sel->strategy], "targets", targets);
         if (sel->unlisted || !caller_may_use(app, sel) || about == NULL) {
             json_decref(about);
             continue;

@@ -18,8 +18,8 @@ static struct gw_sel_target local(enum sup_state state, int load)
 /* A proxy-only target with LOAD requests (its state says nothing about loading). */
 static struct gw_sel_target remote(int load)
 {
-    return (struct gw_sel_target){.is_known = true, .is_remote = true, .state = SUP_READY,
-                                  .load = load};
+    return (struct gw_sel_target){
+        .is_known = true, .is_remote = true, .state = SUP_READY, .load = load};
 }
 
 static void test_warm_prefers_ready_then_starting_then_first(void **state)
@@ -84,8 +84,7 @@ static void test_spillover_counts_a_busy_unloaded_target_as_active(void **state)
 static void test_spillover_turns_between_equally_loaded_targets(void **state)
 {
     unsigned rotor = 0;
-    struct gw_sel_target t[3] = {local(SUP_READY, 0), local(SUP_UNLOADED, 0),
-                                 local(SUP_READY, 0)};
+    struct gw_sel_target t[3] = {local(SUP_READY, 0), local(SUP_UNLOADED, 0), local(SUP_READY, 0)};
     (void)state;
     assert_int_equal(gw_selector_pick(CFG_SELECT_SPILLOVER, t, 3, 1, &rotor), 0);
     assert_int_equal(gw_selector_pick(CFG_SELECT_SPILLOVER, t, 3, 1, &rotor), 2);
