@@ -241,8 +241,9 @@ static void test_cfg_llama_swap_style_config_loads(void **state)
     cfg_free(cfg);
 }
 
-/* Returns the first ```yaml block of FILE (caller frees), or NULL. */
-static char *first_yaml_block(const char *file)
+/* Returns the first ```yaml block of FILE after the text AFTER (NULL: from the start; caller
+ * frees), or NULL. */
+static char *first_yaml_block(const char *file, const char *after)
 {
     FILE *f = fopen(file, "rb");
     static char text[256 * 1024];
@@ -254,7 +255,10 @@ static char *first_yaml_block(const char *file)
     n = fread(text, 1, sizeof(text) - 1, f);
     fclose(f);
     text[n] = '\0';
-    start = strstr(text, "```yaml\n");
+    start = after != NULL ? strstr(text, after) : text;
+    if (start == NULL)
+        return NULL;
+    start = strstr(start, "```yaml\n");
     if (start == NULL)
         return NULL;
     start += 8;
@@ -266,7 +270,7 @@ static char *first_yaml_block(const char *file)
 
 static void test_cfg_docs_example_loads(void **state)
 {
-    char *yaml = first_yaml_block("docs/CONFIGURATION.md");
+    char *yaml = first_yaml_block("docs/CONFIGURATION.md", NULL);
     struct cfg *cfg;
 
     (void)state;
@@ -279,12 +283,49 @@ static void test_cfg_docs_example_loads(void **state)
     free(yaml);
 }
 
+/* The selectors example of docs/CONFIGURATION.md, with the models and peers it names. */
+static void test_cfg_docs_selectors_example_loads(void **state)
+{
+    static const char preamble[] =
+        "models:\n"
+        "  qwen-coder-32b: {cmd: \"srv --port ${PORT}\"}\n"
+        "  qwen-coder-7b: {cmd: \"srv --port ${PORT}\"}\n"
+        "  big-model: {cmd: \"srv --port ${PORT}\"}\n"
+        "  local-8b: {cmd: \"srv --port ${PORT}\"}\n"
+        "peers:\n"
+        "  openrouter: {proxy: \"https://openrouter.ai/api\", models: [z-ai/glm-4.7]}\n"
+        "  lan-box: {proxy: \"http://192.168.1.23:8080\", models: [llama-3.1-8b]}\n";
+    char *block = first_yaml_block("docs/CONFIGURATION.md", "## Selectors");
+    char *yaml = NULL;
+    const struct cfg_selector *sel;
+    struct cfg *cfg;
+
+    (void)state;
+    assert_non_null(block);
+    assert_true(asprintf(&yaml, "%s%s", preamble, block) > 0);
+    cfg = load_ok(yaml);
+    for (size_t i = 0; i < cfg->warnings.len; i++)
+        fail_msg("unexpected warning: %s", cfg->warnings.items[i]);
+    assert_int_equal(cfg->n_selectors, 3);
+    sel = cfg_find_selector(cfg, "coder");
+    assert_int_equal(sel->strategy, CFG_SELECT_WARM);
+    assert_string_equal(sel->description, "Best currently loaded coding model");
+    assert_int_equal(cfg_find_selector(cfg, "plan")->strategy, CFG_SELECT_PIN);
+    sel = cfg_find_selector(cfg, "chat");
+    assert_int_equal(sel->strategy, CFG_SELECT_SPILLOVER);
+    assert_int_equal(sel->spillover, 4);
+    assert_string_equal(sel->targets.items[1], "lan-box/llama-3.1-8b");
+    cfg_free(cfg);
+    free(yaml);
+    free(block);
+}
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cfg_llama_swap_style_config_loads),
         cmocka_unit_test(test_cfg_docs_example_loads),
+        cmocka_unit_test(test_cfg_docs_selectors_example_loads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
