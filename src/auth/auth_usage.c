@@ -55,7 +55,7 @@ static struct usage_row *pending_row(struct usage_log *a, const char *name, cons
     if (a->n_pending == MAX_PENDING)
         usage_log_flush(a);
     if (a->pending == NULL)
-        a->pending = calloc(MAX_PENDING, sizeof(*a->pending));
+        a->pending = malloc(MAX_PENDING * sizeof(*a->pending)); /* rows are zeroed as made */
     if (a->pending == NULL || a->n_pending == MAX_PENDING)
         return NULL;
     row = &a->pending[a->n_pending++];

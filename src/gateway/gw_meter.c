@@ -172,10 +172,13 @@ static void keep_tail(struct gw_meter *m, const char *data, size_t len)
 static const char *find_last(const char *hay, size_t len, const char *needle)
 {
     size_t n = strlen(needle);
+    const char *p;
 
-    for (size_t i = len >= n ? len - n + 1 : 0; i-- > 0;)
-        if (hay[i] == needle[0] && memcmp(hay + i, needle, n) == 0 && (i == 0 || hay[i - 1] != '\\'))
-            return hay + i;
+    /* From one candidate first character to the previous (memrchr reads words, not bytes). */
+    for (size_t left = len >= n ? len - n + 1 : 0;
+         left > 0 && (p = memrchr(hay, needle[0], left)) != NULL; left = (size_t)(p - hay))
+        if (p[1] == needle[1] && memcmp(p, needle, n) == 0 && (p == hay || p[-1] != '\\'))
+            return p;
     return NULL;
 }
 

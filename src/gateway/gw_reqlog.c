@@ -24,6 +24,13 @@
 #define MAX_PENDING 16384 /* rows held while the writer is slow; beyond it rows are dropped */
 #define MAX_PAGE 1000
 #define DEFAULT_PAGE 100
+#define REQUEST_COLS 16    /* parameters of one request row */
+#define ROWS_PER_INSERT 32 /* request rows per INSERT: 512 parameters, under SQLite's 999 */
+#define REQUEST_HEAD                                                                              \
+    "INSERT INTO requests (ts_ms, request_id, key_name, model, endpoint, status, stream,"         \
+    " prompt_tokens, completion_tokens, ttft_ms, queue_ms, duration_ms, bytes_in, bytes_out,"     \
+    " client, error) VALUES "
+#define REQUEST_TUPLE "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 /* One row waiting to be written: a request (is_event false) or a model event. */
 struct log_row {
@@ -136,26 +143,52 @@ static void bind_ms(sqlite3_stmt *stmt, int i, int64_t v)
         sqlite3_bind_null(stmt, i);
 }
 
-/* Inserts one request row with STMT. */
-static int insert_request(sqlite3_stmt *stmt, const struct gw_request_record *r)
+/* Binds R as the request row at parameters AT+1..AT+REQUEST_COLS of STMT. */
+static void bind_request(sqlite3_stmt *stmt, int at, const struct gw_request_record *r)
+{
+    sqlite3_bind_int64(stmt, at + 1, r->ts_ms);
+    bind_text(stmt, at + 2, r->request_id != NULL ? r->request_id : "");
+    bind_text(stmt, at + 3, r->key != NULL ? r->key : "-");
+    bind_text(stmt, at + 4,
+              r->model != NULL ? r->model : (r->asked_model != NULL ? r->asked_model : ""));
+    bind_text(stmt, at + 5, r->endpoint != NULL ? r->endpoint : "");
+    sqlite3_bind_int(stmt, at + 6, r->status);
+    sqlite3_bind_int(stmt, at + 7, r->is_stream ? 1 : 0);
+    sqlite3_bind_int64(stmt, at + 8, (sqlite3_int64)r->prompt_tokens);
+    sqlite3_bind_int64(stmt, at + 9, (sqlite3_int64)r->completion_tokens);
+    bind_ms(stmt, at + 10, r->ttft_ms);
+    bind_ms(stmt, at + 11, r->queue_ms);
+    sqlite3_bind_int64(stmt, at + 12, r->duration_ms);
+    sqlite3_bind_int64(stmt, at + 13, (sqlite3_int64)r->bytes_in);
+    sqlite3_bind_int64(stmt, at + 14, (sqlite3_int64)r->bytes_out);
+    bind_text(stmt, at + 15, r->client);
+    bind_text(stmt, at + 16, r->error);
+}
+
+/* Returns the kept INSERT of N request rows (N <= ROWS_PER_INSERT), or NULL. */
+static sqlite3_stmt *request_insert(sqlite3 *db, size_t n)
+{
+    static const char tuple[] = REQUEST_TUPLE;
+    char sql[sizeof(REQUEST_HEAD) + ROWS_PER_INSERT * sizeof(tuple)];
+    size_t at = sizeof(REQUEST_HEAD) - 1;
+
+    memcpy(sql, REQUEST_HEAD, at);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            sql[at++] = ',';
+        memcpy(sql + at, tuple, sizeof(tuple) - 1);
+        at += sizeof(tuple) - 1;
+    }
+    sql[at] = '\0';
+    return store_stmt(db, sql);
+}
+
+/* Inserts the N request rows at ROWS with STMT, an INSERT of N rows. */
+static int insert_requests(sqlite3_stmt *stmt, const struct log_row *rows, size_t n)
 {
     sqlite3_reset(stmt);
-    sqlite3_bind_int64(stmt, 1, r->ts_ms);
-    bind_text(stmt, 2, r->request_id != NULL ? r->request_id : "");
-    bind_text(stmt, 3, r->key != NULL ? r->key : "-");
-    bind_text(stmt, 4, r->model != NULL ? r->model : (r->asked_model != NULL ? r->asked_model : ""));
-    bind_text(stmt, 5, r->endpoint != NULL ? r->endpoint : "");
-    sqlite3_bind_int(stmt, 6, r->status);
-    sqlite3_bind_int(stmt, 7, r->is_stream ? 1 : 0);
-    sqlite3_bind_int64(stmt, 8, (sqlite3_int64)r->prompt_tokens);
-    sqlite3_bind_int64(stmt, 9, (sqlite3_int64)r->completion_tokens);
-    bind_ms(stmt, 10, r->ttft_ms);
-    bind_ms(stmt, 11, r->queue_ms);
-    sqlite3_bind_int64(stmt, 12, r->duration_ms);
-    sqlite3_bind_int64(stmt, 13, (sqlite3_int64)r->bytes_in);
-    sqlite3_bind_int64(stmt, 14, (sqlite3_int64)r->bytes_out);
-    bind_text(stmt, 15, r->client);
-    bind_text(stmt, 16, r->error);
+    for (size_t i = 0; i < n; i++)
+        bind_request(stmt, (int)i * REQUEST_COLS, &rows[i].r);
     return sqlite3_step(stmt) == SQLITE_DONE ? 0 : IG_EIO;
 }
 
@@ -194,30 +227,29 @@ static int prune(sqlite3 *db, int retention_days, int max_rows)
     return rc;
 }
 
+/* Writes the batch: request rows ROWS_PER_INSERT to a statement (one statement's overhead
+ * for many rows), the rest and the events one by one; the statements are kept prepared. */
 static int write_job(sqlite3 *db, void *arg)
 {
     struct log_batch *b = arg;
-    sqlite3_stmt *req = NULL, *ev = NULL;
-    int rc = IG_EIO;
+    int rc = 0;
 
-    if (sqlite3_prepare_v2(db,
-                           "INSERT INTO requests (ts_ms, request_id, key_name, model, endpoint,"
-                           " status, stream, prompt_tokens, completion_tokens, ttft_ms, queue_ms,"
-                           " duration_ms, bytes_in, bytes_out, client, error)"
-                           " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                           -1, &req, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db,
-                           "INSERT INTO model_events (ts_ms, model, event, detail)"
-                           " VALUES (?,?,?,?)",
-                           -1, &ev, NULL) != SQLITE_OK)
-        goto out;
-    rc = 0;
-    for (size_t i = 0; i < b->n && rc == 0; i++)
-        rc = b->rows[i].is_event ? insert_event(ev, &b->rows[i].r)
-                                 : insert_request(req, &b->rows[i].r);
-out:
-    sqlite3_finalize(req);
-    sqlite3_finalize(ev);
+    for (size_t i = 0, k; i < b->n && rc == 0; i += k) {
+        sqlite3_stmt *stmt;
+        for (k = 0; i + k < b->n && k < ROWS_PER_INSERT && !b->rows[i + k].is_event;)
+            k++;
+        if (k == 0) {
+            k = 1;
+            stmt = store_stmt(db, "INSERT INTO model_events (ts_ms, model, event, detail)"
+                                  " VALUES (?,?,?,?)");
+            rc = stmt != NULL ? insert_event(stmt, &b->rows[i].r) : IG_EIO;
+        } else {
+            k = k == ROWS_PER_INSERT ? k : 1;
+            stmt = request_insert(db, k);
+            rc = stmt != NULL ? insert_requests(stmt, b->rows + i, k) : IG_EIO;
+        }
+        sqlite3_reset(stmt); /* no-op on NULL */
+    }
     return rc;
 }
 

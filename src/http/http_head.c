@@ -46,3 +46,19 @@ char *http_head_build(const char *method, const char *path, const char *host, si
     *len = at;
     return head;
 }
+
+bool http_head_status(const char *head, int *minor, int *status)
+{
+    const char *p = head + 8;
+
+    if (strncmp(head, "HTTP/1.", 7) != 0 || head[7] < '0' || head[7] > '9' || *p != ' ')
+        return false;
+    while (*p == ' ')
+        p++;
+    for (int i = 0; i < 3; i++)
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+    *minor = head[7] - '0';
+    *status = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+    return *status >= 100;
+}

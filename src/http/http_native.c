@@ -354,7 +354,7 @@ static int parse_head(struct native_req *req)
     }
     evbuffer_remove(in, head, (size_t)end.pos + 4);
     head[end.pos + 4] = '\0';
-    if (sscanf(head, "HTTP/1.%d %3d", &minor, &req->status) != 2 || req->status < 100) {
+    if (!http_head_status(head, &minor, &req->status)) {
         free(head);
         req_fail(req, IG_EPROTO, "malformed upstream status line");
         return -1;

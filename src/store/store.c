@@ -256,8 +256,10 @@ int store_open(const char *path, bool is_owner, struct store **out, char **cause
     pthread_cond_init(&st->cv, NULL);
     make_parent_dirs(path);
     is_unclean = is_owner && was_left_open(path);
+    /* No mutex per connection: one thread uses it at a time (the caller's until store_start(),
+     * then the writer's until store_stop()), and each call into SQLite would pay for it. */
     if (sqlite3_open_v2(path, &st->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) !=
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {
         set_cause(cause, path, "cannot open the database", st->db);
         goto out;
@@ -321,6 +323,26 @@ static struct store_item *fifo_take(struct store_fifo *f, size_t max)
     last->next = NULL;
     f->len -= n;
     return first;
+}
+
+struct sqlite3_stmt *store_stmt(struct sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *stmt = NULL;
+
+    /* The connection's own list of statements is the cache: only a few are ever kept. */
+    while ((stmt = sqlite3_next_stmt(db, stmt)) != NULL) {
+        const char *text = sqlite3_sql(stmt);
+        if (text != NULL && strcmp(text, sql) == 0 && !sqlite3_stmt_busy(stmt)) {
+            sqlite3_reset(stmt);
+            sqlite3_clear_bindings(stmt);
+            return stmt;
+        }
+    }
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL) != SQLITE_OK) {
+        sqlite3_finalize(stmt);
+        stmt = NULL;
+    }
+    return stmt;
 }
 
 /* Runs the jobs of LIST in one transaction, setting each item's rc. */
@@ -558,8 +580,12 @@ void store_free(struct store *st)
         close(st->wake[0]);
     if (st->wake[1] >= 0)
         close(st->wake[1]);
-    if (st->db != NULL)
+    if (st->db != NULL) {
+        sqlite3_stmt *stmt;
+        while ((stmt = sqlite3_next_stmt(st->db, NULL)) != NULL)
+            sqlite3_finalize(stmt); /* those store_stmt() kept */
         sqlite3_close(st->db);
+    }
     pthread_cond_destroy(&st->cv);
     pthread_mutex_destroy(&st->mu);
     free(st->path);

@@ -16,6 +16,7 @@
 
 struct event_base;
 struct sqlite3;
+struct sqlite3_stmt;
 struct store;
 
 /* Work on the database: runs on the writer thread (or the caller's, for store_run()) inside
@@ -52,6 +53,12 @@ int store_run(struct store *st, store_job_fn job, void *arg) IG_WUR;
  * on the same file; checked every STORE_POLL_MS while the writer is idle. */
 void store_on_external_change(struct store *st, void (*cb)(void *arg), void *arg);
 #define STORE_POLL_MS 250
+
+/* Returns DB's prepared statement for SQL, kept across jobs (SQLITE_PREPARE_PERSISTENT) for
+ * statements run often: prepared on first use, reset with its bindings cleared when handed
+ * out again, finalized by store_free(). Use it within one job; never finalize it. Returns
+ * NULL when SQL does not prepare. */
+struct sqlite3_stmt *store_stmt(struct sqlite3 *db, const char *sql);
 
 /* Returns how long the oldest waiting job has waited, in milliseconds (0 when none). */
 uint64_t store_lag_ms(struct store *st);

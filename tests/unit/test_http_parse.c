@@ -1,10 +1,11 @@
-/* Unit tests for the HTTP request head parser. */
+/* Unit tests for the HTTP request head parser and the upstream status line reader. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "http_head.h"
 #include "http_parse.h"
 
 #include <stdio.h>
@@ -123,6 +124,24 @@ static void test_http_caps_header_count(void **state)
     http_head_release(&head);
 }
 
+static void test_http_reads_upstream_status_lines(void **state)
+{
+    int minor = -1, status = -1;
+    (void)state;
+
+    assert_true(http_head_status("HTTP/1.1 200 OK\r\n", &minor, &status));
+    assert_int_equal(minor, 1);
+    assert_int_equal(status, 200);
+    assert_true(http_head_status("HTTP/1.0  503\r\n", &minor, &status));
+    assert_int_equal(minor, 0);
+    assert_int_equal(status, 503);
+    assert_false(http_head_status("HTTP/1.1 099 Odd\r\n", &minor, &status));
+    assert_false(http_head_status("HTTP/1.1 20\r\n", &minor, &status));
+    assert_false(http_head_status("HTTP/2 200\r\n", &minor, &status));
+    assert_false(http_head_status("HTTP/1.", &minor, &status));
+    assert_false(http_head_status("", &minor, &status));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -132,6 +151,7 @@ int main(void)
         cmocka_unit_test(test_http_rejects_other_versions),
         cmocka_unit_test(test_http_content_length_checks),
         cmocka_unit_test(test_http_caps_header_count),
+        cmocka_unit_test(test_http_reads_upstream_status_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -241,6 +241,42 @@ static void test_store_notices_changes_by_another_process(void **state)
     event_base_free(base);
 }
 
+/* Inserts V (ARG) twice with the kept statement; checks it is the same one, reset. */
+static int kept_insert_job(sqlite3 *db, void *arg)
+{
+    static const char sql[] = "INSERT INTO t VALUES (?)";
+    sqlite3_stmt *first = store_stmt(db, sql), *again;
+
+    if (first == NULL || sqlite3_bind_int64(first, 1, *(long long *)arg) != SQLITE_OK ||
+        sqlite3_step(first) != SQLITE_DONE)
+        return IG_EIO;
+    again = store_stmt(db, sql); /* bindings cleared: NULL inserted */
+    if (again != first || sqlite3_step(again) != SQLITE_DONE ||
+        store_stmt(db, "SELECT v FROM t") == first)
+        return IG_EIO;
+    return 0;
+}
+
+static void test_store_keeps_statements_across_jobs(void **state)
+{
+    char path[256];
+    struct store *st = NULL;
+    char *cause = NULL;
+    struct job_arg counts = {NULL, 0, {0, 0}};
+    long long v = -5;
+
+    snprintf(path, sizeof(path), "%s/kept.db", (char *)*state);
+    assert_int_equal(store_open(path, true, &st, &cause), 0);
+    assert_int_equal(store_run(st, make_table, NULL), 0);
+    assert_int_equal(store_run(st, kept_insert_job, &v), 0);
+    v = 7;
+    assert_int_equal(store_run(st, kept_insert_job, &v), 0);
+    assert_int_equal(store_run(st, count_job, &counts), 0);
+    assert_int_equal(counts.counts[0], 4);
+    assert_int_equal(counts.counts[1], 1);
+    store_free(st); /* finalizes the kept statements, or the close would fail and leak */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -252,6 +288,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_free_delivers_the_last_completions, dir_setup,
                                         dir_teardown),
         cmocka_unit_test_setup_teardown(test_store_notices_changes_by_another_process, dir_setup,
+                                        dir_teardown),
+        cmocka_unit_test_setup_teardown(test_store_keeps_statements_across_jobs, dir_setup,
                                         dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
