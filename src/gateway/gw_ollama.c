@@ -382,6 +382,9 @@ void gw_ollama_chat(struct gw_app *app, struct http_request *req)
     bad = common_fields(app, src, doc, &is_stream);
     if (bad == NULL && !json_is_array(given))
         bad = "messages must be an array";
+    /* Tool calls are not translated yet (answers would lose them): say so instead. */
+    if (bad == NULL && json_array_size(json_object_get(src, "tools")) > 0)
+        bad = "tools are not supported on /api/chat yet; use /v1/chat/completions";
     json_array_foreach(given, i, m) {
         json_t *msg = bad == NULL ? message_json(m) : NULL;
         if (msg == NULL && bad == NULL)
@@ -393,8 +396,6 @@ void gw_ollama_chat(struct gw_app *app, struct http_request *req)
         goto out;
     }
     json_object_set(doc, "messages", messages);
-    if (json_is_array(json_object_get(src, "tools")))
-        json_object_set(doc, "tools", json_object_get(src, "tools"));
     send_translated(app, req, src, doc, "/v1/chat/completions", GW_OLLAMA_CHAT, is_stream);
     doc = NULL;
 out:

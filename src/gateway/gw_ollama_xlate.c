@@ -12,6 +12,7 @@
  */
 #include "gw_ollama.h"
 #include "ig_json.h"
+#include "ig_text.h"
 #include "ig_time.h"
 
 #include <event2/buffer.h>
@@ -41,15 +42,13 @@ struct gw_ollama_state *gw_ollama_state_new(enum gw_ollama_kind kind, const char
                                             bool is_stream)
 {
     struct gw_ollama_state *st = calloc(1, sizeof(*st));
-    size_t n = strnlen(model, MAX_MODEL_NAME);
 
     if (st == NULL)
         return NULL;
     st->kind = kind;
     st->is_stream = is_stream;
     st->started_us = ig_now_us();
-    memcpy(st->model, model, n);
-    st->model[n] = '\0';
+    ig_utf8_copy(st->model, sizeof(st->model), model); /* cut between characters: JSON-safe */
     snprintf(st->done_reason, sizeof(st->done_reason), "stop");
     return st;
 }
@@ -157,6 +156,8 @@ static void write_error(void *arg, const char *message, struct evbuffer *out)
 {
     struct gw_ollama_state *st = arg;
 
+    if (st->is_done) /* the final line is out: the answer is complete, say nothing more */
+        return;
     st->is_done = true;
     write_line(out, json_pack("{s:s}", "error", message));
 }

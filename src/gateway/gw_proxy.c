@@ -217,15 +217,6 @@ static void refuse_request(struct gw_app *app, struct http_request *req,
     gw_reply_error(req, status, message, code, 0);
 }
 
-/* Copies TEXT into OUT (SIZE bytes), cut to fit. */
-static void copy_text(char *out, size_t size, const char *text)
-{
-    size_t n = strnlen(text, size - 1);
-
-    memcpy(out, text, n);
-    out[n] = '\0';
-}
-
 /* Makes a call for REQ to MODEL (NULL when out of memory), stamped for the request log. */
 static struct gw_call *call_new(struct gw_app *app, struct http_request *req,
                                 struct sup_model *model)
@@ -239,10 +230,10 @@ static struct gw_call *call_new(struct gw_app *app, struct http_request *req,
     call->app = app;
     call->req = req;
     call->model = model;
-    copy_text(call->request_id, sizeof(call->request_id), app->request_id);
-    copy_text(call->key_name, sizeof(call->key_name), app->caller.name);
+    ig_utf8_copy(call->request_id, sizeof(call->request_id), app->request_id);
+    ig_utf8_copy(call->key_name, sizeof(call->key_name), app->caller.name);
     ig_utf8_copy(call->endpoint, sizeof(call->endpoint), http_request_path(req));
-    copy_text(call->client, sizeof(call->client), http_request_peer(req));
+    ig_utf8_copy(call->client, sizeof(call->client), http_request_peer(req));
     call->content_type[0] = call->failure[0] = call->url[0] = '\0';
     (void)http_request_body(req, &len);
     call->bytes_in = len;
@@ -692,6 +683,10 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
         if (call->rewritten_body != NULL) {
             call->body = call->rewritten_body;
             call->body_len = strlen(call->rewritten_body);
+        } else if (given != NULL) { /* never send an untranslated body */
+            call_reply_error(call, 500, "out of memory", "internal_error", 0);
+            call_free(call);
+            call = NULL;
         }
     }
 out:

@@ -182,6 +182,12 @@ describe('Ollama API', () => {
     const bad = await post('/api/chat', { model: 'alpha', messages: 'hello' });
     assert.equal(bad.status, 400);
     assert.match(bad.json.error, /messages/);
+    // Tool calls are not translated yet: refused rather than silently dropped.
+    const tools = await post('/api/chat', {
+      model: 'alpha', messages: MESSAGES, tools: [{ type: 'function', function: { name: 'f', parameters: {} } }],
+    });
+    assert.equal(tools.status, 400);
+    assert.match(tools.json.error, /tools/);
     const notJson = await post('/api/embed', '{"model":');
     assert.equal(notJson.status, 400);
     assert.equal(typeof notJson.json.error, 'string');
