@@ -239,9 +239,14 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
         return;
     pthread_join(r->thread, NULL);
     r->is_running = false;
-    finish(r, r->rc, r->next, r->cause); /* read after the join: no race with the worker */
+    /* Read after the join, and cleared before finish(): finish() may start the next reload,
+     * whose worker writes these fields again (clearing them after it raced with that worker,
+     * and a fast one's config was lost: a NULL config applied). */
+    struct cfg *next = r->next;
+    char *cause = r->cause;
     r->next = NULL;
     r->cause = NULL;
+    finish(r, r->rc, next, cause);
 }
 
 struct gw_reloader *gw_reloader_new(struct gw_app *app)

@@ -147,20 +147,23 @@ describe('dashboard', { skip }, () => {
   test('the overview shows a model loading live, with its progress, without a reload', guarded(async () => {
     await go('#/overview', '#overview-models tr[data-model="b"] .badge[data-state="unloaded"]');
     await page.evaluate(() => { window.notReloaded = true; });
-    const seen = page.evaluate(() => new Promise((resolve) => {
-      const states = [];
-      const progress = [];
-      const note = () => {
-        const row = document.querySelector('#overview-models tr[data-model="b"]');
-        const s = row?.querySelector('.badge')?.dataset.state;
-        const pct = row?.querySelector('.progress')?.dataset.progress;
-        if (s && states[states.length - 1] !== s) states.push(s);
-        if (pct !== undefined && progress[progress.length - 1] !== Number(pct)) progress.push(Number(pct));
-        if (s === 'ready') resolve({ states, progress });
-      };
-      new MutationObserver(note).observe(document.getElementById('main'), { subtree: true, childList: true });
-      note();
-    }));
+    // The observer is in place (awaited) before the load starts, so no state can be missed.
+    await page.evaluate(() => {
+      const seen = { states: [], progress: [] };
+      window.seenLoad = new Promise((resolve) => {
+        const note = () => {
+          const row = document.querySelector('#overview-models tr[data-model="b"]');
+          const s = row?.querySelector('.badge')?.dataset.state;
+          const pct = row?.querySelector('.progress')?.dataset.progress;
+          if (s && seen.states[seen.states.length - 1] !== s) seen.states.push(s);
+          if (pct !== undefined && seen.progress[seen.progress.length - 1] !== Number(pct)) seen.progress.push(Number(pct));
+          if (s === 'ready') resolve(seen);
+        };
+        new MutationObserver(note).observe(document.getElementById('main'), { subtree: true, childList: true });
+        note();
+      });
+    });
+    const seen = page.evaluate(() => window.seenLoad);
     const load = await api('/models/load', { method: 'POST', body: { model: 'b' } });
     assert.equal(load.status, 200, load.text);
     const { states, progress } = await Promise.race([seen, new Promise((_, rej) => setTimeout(() => rej(new Error('b never showed ready')), UI_WAIT))]);
