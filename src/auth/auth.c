@@ -3,6 +3,7 @@
 #include "auth_keys.h"
 #include "auth_hasher.h"
 #include "auth_usage.h"
+#include "ig_text.h"
 #include "cfg.h"
 #include "ig_log.h"
 #include "ig_time.h"
@@ -109,11 +110,7 @@ static int window_retry_s(const struct window *w, int64_t now, uint64_t limit)
 /* Returns a bucket index for LEN bytes at DATA (FNV-1a). */
 static size_t bucket_of(const struct auth *a, const void *data, size_t len)
 {
-    const uint8_t *p = data;
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * 1099511628211ull;
-    return (size_t)(h & (a->n_buckets - 1));
+    return (size_t)(ig_fnv1a(data, len, IG_FNV1A_INIT) & (a->n_buckets - 1));
 }
 
 /* Orders name totals (and states, through their first member) by name. */

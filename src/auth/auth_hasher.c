@@ -1,5 +1,6 @@
 /* Hashing of presented API keys with a memo (see auth_hasher.h). */
 #include "auth_hasher.h"
+#include "ig_text.h"
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -28,10 +29,8 @@ struct auth_hasher {
 /* FNV-1a of KEY: picks the memo slot (the comparison that follows is constant-time). */
 static size_t slot_of(const char *key, size_t len)
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = ig_fnv1a(key, len, IG_FNV1A_INIT);
 
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (uint8_t)key[i]) * 1099511628211ULL;
     return (size_t)(h ^ (h >> 32)) & (MEMO_SLOTS - 1);
 }
 

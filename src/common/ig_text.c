@@ -153,3 +153,12 @@ size_t ig_format_u64(char *buf, uint64_t v)
     buf[n] = '\0';
     return n;
 }
+
+uint64_t ig_fnv1a(const void *data, size_t len, uint64_t h)
+{
+    const uint8_t *p = data;
+
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    return h;
+}

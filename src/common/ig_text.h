@@ -29,6 +29,13 @@ int ig_query_param(const char *query, const char *name, char *out, size_t size);
  * one (empty, a sign, spaces, other characters, or too large). */
 long long ig_parse_int(const char *text);
 
+/* FNV-1a's starting value, for ig_fnv1a() (chain calls to hash several pieces). */
+#define IG_FNV1A_INIT 1469598103934665603ULL
+
+/* Returns the 64-bit FNV-1a hash H continued over LEN bytes at DATA: a fast table hash,
+ * not for secrets. */
+uint64_t ig_fnv1a(const void *data, size_t len, uint64_t h);
+
 /* Writes V in decimal into BUF (at least 21 bytes, NUL-terminated); returns the length. A
  * printf-free formatter for hot paths (HTTP heads). */
 size_t ig_format_u64(char *buf, uint64_t v);

@@ -11,6 +11,7 @@
 #include "cfg.h"
 #include "gw_internal.h"
 #include "http_server.h"
+#include "ig_text.h"
 #include "ig_time.h"
 #include "metrics.h"
 #include "store.h"
@@ -103,10 +104,7 @@ static int64_t now_s(void)
 /* FNV-1a of ID. */
 static size_t bucket_of(const char *id)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (; *id != '\0'; id++)
-        h = (h ^ (uint8_t)*id) * 1099511628211ULL;
-    return (size_t)(h % MODEL_BUCKETS);
+    return (size_t)(ig_fnv1a(id, strlen(id), IG_FNV1A_INIT) % MODEL_BUCKETS);
 }
 
 /* Returns the stats of model ID (made at first use), or NULL when ID is NULL, the table is

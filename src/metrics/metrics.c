@@ -1,5 +1,6 @@
 /* Counters, gauges and histograms in Prometheus' text format (see metrics.h). */
 #include "metrics.h"
+#include "ig_text.h"
 
 #include <event2/buffer.h>
 #include <math.h>
@@ -129,12 +130,11 @@ struct metric_family *metrics_family(struct metrics *m, enum metric_type type, c
 /* FNV-1a over the label values, each ended by a 0x1f separator. */
 static uint64_t hash_values(const char *const *values, size_t n)
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = IG_FNV1A_INIT;
 
     for (size_t i = 0; i < n; i++) {
-        for (const char *p = values[i] != NULL ? values[i] : ""; *p != '\0'; p++)
-            h = (h ^ (uint8_t)*p) * 1099511628211ULL;
-        h = (h ^ 0x1f) * 1099511628211ULL;
+        const char *v = values[i] != NULL ? values[i] : "";
+        h = ig_fnv1a("\x1f", 1, ig_fnv1a(v, strlen(v), h));
     }
     return h;
 }
