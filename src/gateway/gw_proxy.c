@@ -16,8 +16,7 @@
  */
 #include "cfg.h"
 #include "gguf_meta.h"
-#include "gw_internal.h"
-#include "gw_meter.h"
+#include "gw_call.h"
 #include "gw_selectors.h"
 #include "http_server.h"
 #include "http_upstream.h"
@@ -39,62 +38,7 @@
 
 #define MAX_JSON_DEPTH 64
 #define MAX_RESPONSE_BYTES (64u << 20)
-#define MAX_URL 2048
 #define DEATH_RECHECK_MS 50 /* how long a dropped request waits to see its model die */
-
-struct gw_call {
-    struct gw_app *app;
-    struct http_request *req;
-    struct sup_model *model;
-    struct sup_waiter *waiter;
-    struct upstream_req *ureq;
-    char *rewritten_body; /* owned when the filters changed the body */
-    const char *body;
-    size_t body_len;
-    const char *upstream_path; /* /upstream/MODEL/PATH: PATH (in the request's path) */
-    const char *api_path;      /* a translated call: the OpenAI path it goes to, else NULL */
-    const struct gw_xlate_ops *xlate; /* a translated call: its answer's translation */
-    void *xlate_state;
-    bool has_model;      /* acquired: sup_release() owed */
-    bool has_retried;    /* sent again once after its model died under it */
-    bool is_streaming;   /* response headers sent as a stream */
-    int status;
-    struct evbuffer *response;
-    struct event *watchdog; /* streams: fires when the upstream stalls (limits.watchdog_s) */
-    struct event *recheck;  /* a failed request: is its model dead after all? */
-    /* Tenancy: the caller's key (admitted against its limits) and the response's tokens. */
-    struct auth_caller caller;
-    struct gw_meter meter;
-    bool is_metered;
-    bool is_success; /* the upstream answered < 400 and the client got it all */
-    uint64_t started_ms;
-    /* Observability: what the request log and metrics get when the call ends. */
-    uint64_t bytes_in;
-    bool is_debug;        /* X-Log-Level: debug: its steps are logged at info */
-    bool is_stream_asked; /* "stream": true */
-    int64_t arrived_unix_ms;
-    uint64_t arrived_ms, dispatched_ms;
-    int64_t ttft_ms, queue_ms;
-    uint64_t bytes_out, streamed_tokens;
-    int answered_status;        /* 0 until answered; 499 when the client went away */
-    char *error;                /* the error message answered (owned) */
-    const char *upstream_error; /* kind of upstream failure, static */
-    uint64_t prompt_tokens, completion_tokens;
-    /* Text buffers last: call_new() zeroes only what comes before them (zeroing ~3 KiB cost
-     * as much as the request log row), and each is written before it is read. */
-    char request_id[GW_REQUEST_ID_MAX + 1];
-    char key_name[sizeof(((struct auth_caller *)0)->name)]; /* who called, "-" without auth */
-    char endpoint[256]; /* the request's path and client, copied: the request may be gone */
-    char client[64];
-    char content_type[128];
-    char failure[256]; /* the upstream failure, kept for the recheck */
-    char url[MAX_URL];
-};
-
-/* Logs a step of CALL: at info with its request id for X-Log-Level: debug, else at debug. */
-#define call_log(call, fmt, ...)                                                                \
-    ig_log_request((call)->is_debug ? IG_LOG_INFO : IG_LOG_DEBUG, (call)->request_id, fmt,        \
-                   __VA_ARGS__)
 
 static void on_watchdog(evutil_socket_t fd, short what, void *arg);
 
@@ -117,156 +61,6 @@ static int stream_write(struct gw_call *call, const char *data, size_t len)
     return rc;
 }
 
-/* Reports the call's usage to its key (tokens metered from the response). */
-static void call_account(struct gw_call *call)
-{
-    struct auth_usage u = {0, 0, 0, !call->is_success};
-
-    if (!call->is_metered)
-        return;
-    call->is_metered = false;
-    gw_meter_finish(&call->meter, &u.prompt_tokens, &u.completion_tokens);
-    call->prompt_tokens = u.prompt_tokens;
-    call->completion_tokens = u.completion_tokens;
-    u.latency_ms = ig_now_ms() - call->started_ms;
-    auth_finish(call->app->auth, &call->caller, sup_model_cfg(call->model)->id, &u);
-}
-
-/* Records the ended CALL: metrics, request log, /events. */
-static void call_record(struct gw_call *call)
-{
-    const struct cfg_model *mc = sup_model_cfg(call->model);
-    struct gw_request_record r = {
-        .ts_ms = call->arrived_unix_ms,
-        .request_id = call->request_id,
-        .key = call->key_name[0] != '\0' ? call->key_name : "-",
-        .model = mc->id,
-        .endpoint = call->endpoint,
-        .client = call->client,
-        .error = call->error,
-        .upstream_error = call->upstream_error,
-        .status = call->answered_status,
-        .is_stream = call->is_stream_asked || call->is_streaming,
-        .prompt_tokens = call->prompt_tokens,
-        .completion_tokens = call->completion_tokens,
-        .streamed_tokens = call->streamed_tokens,
-        .ttft_ms = call->ttft_ms,
-        .queue_ms = call->queue_ms,
-        .duration_ms = (int64_t)(ig_now_ms() - call->arrived_ms),
-        .bytes_in = call->bytes_in,
-        .bytes_out = call->bytes_out,
-    };
-
-    call_log(call, "%s %s: %d in %lld ms, %llu+%llu tokens", mc->id, r.endpoint, r.status,
-             (long long)r.duration_ms, (unsigned long long)r.prompt_tokens,
-             (unsigned long long)r.completion_tokens);
-    gw_stats_request(call->app, &r);
-}
-
-/* Returns a malloc'd valid-UTF-8 copy of TEXT (for the request log; caller frees), or NULL. */
-static char *utf8_dup(const char *text)
-{
-    size_t size = strlen(text) + 1;
-    char *copy = malloc(size);
-
-    if (copy != NULL)
-        ig_utf8_copy(copy, size, text);
-    return copy;
-}
-
-/* Answers CALL with an OpenAI error and notes it for the request log. */
-static void call_reply_error(struct gw_call *call, int status, const char *message,
-                             const char *code, int retry_after_s)
-{
-    call->answered_status = status;
-    free(call->error);
-    call->error = utf8_dup(message);
-    gw_reply_error(call->req, status, message, code, retry_after_s);
-}
-
-/* Answers a request refused before it became a call (no model found, bad body), and records
- * it: MODEL is the configured model when known, else ASKED what the client named. */
-static void refuse_request(struct gw_app *app, struct http_request *req,
-                           const struct cfg_model *model, const char *asked, int status,
-                           const char *message, const char *code)
-{
-    size_t body_len = 0;
-    char asked_text[256], endpoint[256], error[512]; /* bounded, valid UTF-8 for the log */
-    struct gw_request_record r = {
-        .ts_ms = ig_unix_ms(),
-        .request_id = app->request_id,
-        .key = app->caller.name[0] != '\0' ? app->caller.name : "-",
-        .model = model != NULL ? model->id : NULL,
-        .asked_model = asked != NULL ? asked_text : NULL,
-        .endpoint = endpoint,
-        .client = http_request_peer(req),
-        .error = error,
-        .status = status,
-        .ttft_ms = -1,
-        .queue_ms = -1,
-        .duration_ms = (int64_t)((ig_now_us() - http_request_start_us(req)) / 1000),
-    };
-
-    if (asked != NULL)
-        ig_utf8_copy(asked_text, sizeof(asked_text), asked);
-    ig_utf8_copy(endpoint, sizeof(endpoint), http_request_path(req));
-    ig_utf8_copy(error, sizeof(error), message);
-    (void)http_request_body(req, &body_len);
-    r.bytes_in = body_len;
-    gw_stats_request(app, &r); /* first: the reply ends REQ, whose strings R borrows */
-    gw_reply_error(req, status, message, code, 0);
-}
-
-/* Makes a call for REQ to MODEL (NULL when out of memory), stamped for the request log. */
-static struct gw_call *call_new(struct gw_app *app, struct http_request *req,
-                                struct sup_model *model)
-{
-    struct gw_call *call = malloc(sizeof(*call));
-    size_t len = 0;
-
-    if (call == NULL)
-        return NULL;
-    memset(call, 0, offsetof(struct gw_call, request_id));
-    call->app = app;
-    call->req = req;
-    call->model = model;
-    ig_utf8_copy(call->request_id, sizeof(call->request_id), app->request_id);
-    ig_utf8_copy(call->key_name, sizeof(call->key_name), app->caller.name);
-    ig_utf8_copy(call->endpoint, sizeof(call->endpoint), http_request_path(req));
-    ig_utf8_copy(call->client, sizeof(call->client), http_request_peer(req));
-    call->content_type[0] = call->failure[0] = call->url[0] = '\0';
-    (void)http_request_body(req, &len);
-    call->bytes_in = len;
-    call->is_debug = app->is_debug_request;
-    call->arrived_unix_ms = ig_unix_ms() - (int64_t)((ig_now_us() - http_request_start_us(req)) / 1000);
-    call->arrived_ms = ig_now_ms() - (ig_now_us() - http_request_start_us(req)) / 1000;
-    call->ttft_ms = -1;
-    call->queue_ms = -1;
-    return call;
-}
-
-/* Frees a call; releases the model if it was acquired. */
-static void call_free(struct gw_call *call)
-{
-    call_account(call);
-    call_record(call);
-    free(call->error);
-    auth_caller_release(call->app->auth, &call->caller);
-    gw_meter_clear(&call->meter);
-    if (call->has_model)
-        sup_release(call->model);
-    if (call->response != NULL)
-        evbuffer_free(call->response);
-    if (call->watchdog != NULL)
-        event_free(call->watchdog);
-    if (call->recheck != NULL)
-        event_free(call->recheck);
-    free(call->rewritten_body);
-    if (call->xlate != NULL)
-        call->xlate->free(call->xlate_state);
-    free(call);
-}
-
 /* The client went away: withdraw from the queue or abort the upstream transfer. */
 static void on_client_gone(struct http_request *req, void *arg)
 {
@@ -281,7 +75,7 @@ static void on_client_gone(struct http_request *req, void *arg)
         ig_debug("client %s went away; cancelling upstream %s", http_request_peer(req), call->url);
         upstream_cancel(call->ureq);
     }
-    call_free(call);
+    gw_call_free(call);
 }
 
 /* (Re)starts the stall timer of a streaming call. */
@@ -353,8 +147,8 @@ static int on_up_data(struct upstream_req *ureq, const char *data, size_t len, v
         upstream_cancel(ureq);
         call->ureq = NULL;
         call->upstream_error = "too_large";
-        call_reply_error(call, 502, "upstream response too large", "upstream_error", 0);
-        call_free(call);
+        gw_call_reply_error(call, 502, "upstream response too large", "upstream_error", 0);
+        gw_call_free(call);
         return 0;
     }
     evbuffer_add(call->response, data, len);
@@ -366,8 +160,7 @@ static void stream_fail(struct gw_call *call, const char *message)
 {
     char *body = ig_error_body(502, message, "upstream_error");
 
-    free(call->error);
-    call->error = utf8_dup(message);
+    gw_call_note_error(call, message);
     call->upstream_error = "stream";
     if (body != NULL) {
         struct evbuffer *event = evbuffer_new();
@@ -401,7 +194,7 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     call->ureq = NULL;
     sup_model_abort(call->model, text);
     stream_fail(call, text);
-    call_free(call);
+    gw_call_free(call);
 }
 
 static void dispatch_call(struct gw_call *call);
@@ -417,9 +210,9 @@ static void retry_call(struct gw_call *call)
     call->has_model = false;
     sup_release(call->model);
     if (next == NULL) {
-        call_reply_error(call, 503, "the model was removed by a configuration reload",
+        gw_call_reply_error(call, 503, "the model was removed by a configuration reload",
                        "model_unavailable", 1);
-        call_free(call);
+        gw_call_free(call);
         return;
     }
     call->model = next;
@@ -440,8 +233,8 @@ static void fail_call(struct gw_call *call, int rc, const char *message)
     if (call->is_streaming)
         stream_fail(call, text);
     else
-        call_reply_error(call, rc == IG_ETIMEDOUT ? 504 : 502, text, "upstream_error", 0);
-    call_free(call);
+        gw_call_reply_error(call, rc == IG_ETIMEDOUT ? 504 : 502, text, "upstream_error", 0);
+    gw_call_free(call);
 }
 
 /* A moment after the upstream dropped the request with its process still alive: a killed
@@ -484,7 +277,7 @@ static void on_up_done(struct upstream_req *ureq, int rc, const char *message, v
                 snprintf(call->content_type, sizeof(call->content_type), "application/json");
             http_respond_buffer(call->req, call->status, call->content_type, call->response);
         }
-        call_free(call);
+        gw_call_free(call);
         return;
     }
     if (call->is_streaming || call->has_retried || rc == IG_ETIMEDOUT) {
@@ -528,8 +321,8 @@ static void start_upstream(struct gw_call *call)
                             NULL);
     }
     if (n < 0) {
-        call_reply_error(call, 414, "request URL too long for the upstream", "invalid_request_error", 0);
-        call_free(call);
+        gw_call_reply_error(call, 414, "request URL too long for the upstream", "invalid_request_error", 0);
+        gw_call_free(call);
         return;
     }
     if (accept != NULL) {
@@ -554,8 +347,8 @@ static void start_upstream(struct gw_call *call)
     call->ureq = call->response != NULL ? upstream_start(call->app->pool, &spec, &callbacks, call)
                                         : NULL;
     if (call->ureq == NULL) {
-        call_reply_error(call, 500, "out of memory", "internal_error", 0);
-        call_free(call);
+        gw_call_reply_error(call, 500, "out of memory", "internal_error", 0);
+        gw_call_free(call);
     }
 }
 
@@ -570,10 +363,10 @@ static void on_model_ready(struct sup_model *model, int status, const char *mess
     if (status == 0 && call->queue_ms < 0)
         call->queue_ms = (int64_t)(ig_now_ms() - call->dispatched_ms);
     if (status != 0) {
-        call_reply_error(call, status, message,
+        gw_call_reply_error(call, status, message,
                        gw_model_error_code(status),
                        retry_after_s);
-        call_free(call);
+        gw_call_free(call);
         return;
     }
     call->has_model = true;
@@ -592,7 +385,7 @@ static bool admit_call(struct gw_call *call, json_t *doc, bool *is_rewritten)
     gw_auth_take_caller(call->app, &call->caller);
     if (auth_admit(call->app->auth, &call->caller, sup_model_cfg(call->model)->id, max_tokens,
                    &r) != 0) {
-        call_reply_error(call, r.status, r.message, r.code, r.retry_after_s);
+        gw_call_reply_error(call, r.status, r.message, r.code, r.retry_after_s);
         return false;
     }
     cap = auth_max_tokens(&call->caller);
@@ -622,13 +415,13 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
     bool is_pinned = false;
 
     if (doc == NULL || !json_is_object(doc)) {
-        refuse_request(app, req, NULL, NULL, 400,
+        gw_refuse_request(app, req, NULL, NULL, 400,
                        doc == NULL ? err : "request body must be a JSON object", "invalid_json");
         goto out;
     }
     name = json_string_value(json_object_get(doc, "model"));
     if (name == NULL || name[0] == '\0') {
-        refuse_request(app, req, NULL, NULL, 400, "you must provide a model parameter",
+        gw_refuse_request(app, req, NULL, NULL, 400, "you must provide a model parameter",
                        "missing_model");
         goto out;
     }
@@ -636,7 +429,7 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
     if (pin != NULL && pin[0] == '\0') {
         snprintf(msg, sizeof(msg), "The model `%.200s` is disabled by profile %s", name,
                  app->active_profile);
-        refuse_request(app, req, NULL, name, 404, msg, "model_not_found");
+        gw_refuse_request(app, req, NULL, name, 404, msg, "model_not_found");
         goto out;
     }
     if (pin != NULL) { /* the profile's pin replaces the requested model, as in llama-swap */
@@ -645,24 +438,24 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
         name = pin;
     }
     if (gw_selector_apply(app, doc, &name, &is_pinned, msg, sizeof(msg)) != 0) {
-        refuse_request(app, req, NULL, name, 503, msg, "model_unavailable");
+        gw_refuse_request(app, req, NULL, name, 503, msg, "model_unavailable");
         goto out;
     }
     model = sup_find(app->mgr, name);
     if (model == NULL) {
         snprintf(msg, sizeof(msg), "The model `%.200s` does not exist", name);
-        refuse_request(app, req, NULL, name, 404, msg, "model_not_found");
+        gw_refuse_request(app, req, NULL, name, 404, msg, "model_not_found");
         goto out;
     }
     if (gw_lacks_capability(sup_model_cfg(model),
                             api_path != NULL ? api_path : http_request_path(req), msg,
                             sizeof(msg))) {
-        refuse_request(app, req, sup_model_cfg(model), name, 400, msg, "model_not_supported");
+        gw_refuse_request(app, req, sup_model_cfg(model), name, 400, msg, "model_not_supported");
         goto out;
     }
-    call = call_new(app, req, model);
+    call = gw_call_new(app, req, model);
     if (call == NULL) {
-        refuse_request(app, req, sup_model_cfg(model), name, 500, "out of memory", "internal_error");
+        gw_refuse_request(app, req, sup_model_cfg(model), name, 500, "out of memory", "internal_error");
         goto out;
     }
     call->is_stream_asked = json_is_true(json_object_get(doc, "stream"));
@@ -674,7 +467,7 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
     call->api_path = api_path;
     is_pinned = is_pinned || given != NULL; /* a translated body is always sent rewritten */
     if (!admit_call(call, doc, &is_pinned)) {
-        call_free(call);
+        gw_call_free(call);
         call = NULL;
         goto out;
     }
@@ -684,8 +477,8 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
             call->body = call->rewritten_body;
             call->body_len = strlen(call->rewritten_body);
         } else if (given != NULL) { /* never send an untranslated body */
-            call_reply_error(call, 500, "out of memory", "internal_error", 0);
-            call_free(call);
+            gw_call_reply_error(call, 500, "out of memory", "internal_error", 0);
+            gw_call_free(call);
             call = NULL;
         }
     }
@@ -711,8 +504,8 @@ static void dispatch_call(struct gw_call *call)
         call->has_model = true;
         start_upstream(call);
     } else if (rc < 0) {
-        call_reply_error(call, 500, ig_strerror(rc), "internal_error", 0);
-        call_free(call);
+        gw_call_reply_error(call, 500, ig_strerror(rc), "internal_error", 0);
+        gw_call_free(call);
     }
 }
 
@@ -773,18 +566,18 @@ void gw_proxy_upstream(struct gw_app *app, struct http_request *req)
     if (pin != NULL)
         rest = path + pin_len;
     if (model == NULL) {
-        refuse_request(app, req, NULL, NULL, 404, "no model matches the path after /upstream/",
+        gw_refuse_request(app, req, NULL, NULL, 404, "no model matches the path after /upstream/",
                        "model_not_found");
         return;
     }
     if (sup_model_cfg(model)->proxy == NULL) {
-        refuse_request(app, req, sup_model_cfg(model), NULL, 400,
+        gw_refuse_request(app, req, sup_model_cfg(model), NULL, 400,
                        "this model has no upstream to pass requests to", "invalid_request_error");
         return;
     }
-    call = call_new(app, req, model);
+    call = gw_call_new(app, req, model);
     if (call == NULL) {
-        refuse_request(app, req, sup_model_cfg(model), NULL, 500, "out of memory", "internal_error");
+        gw_refuse_request(app, req, sup_model_cfg(model), NULL, 500, "out of memory", "internal_error");
         return;
     }
     call->body = http_request_body(req, &call->body_len);
