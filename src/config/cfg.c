@@ -523,7 +523,7 @@ static const struct cfg_field top_fields[] = {
     TOP_FN("auth", cfg_top_auth, 0),
     TOP_FN("storage", cfg_top_storage, 0),
     TOP_FN("budget", cfg_top_budget, 0),
-    TOP_CHECK("nats", CFG_F_ANY, 0, 0, CFG_F_INACTIVE),
+    TOP_FN("nats", cfg_top_nats, 0),
     TOP_FN("cors", cfg_top_cors, 0),
     TOP_FN("tls", cfg_top_tls, 0),
     {NULL, 0, 0, 0, 0, NULL, 0},
@@ -729,6 +729,7 @@ void cfg_free(struct cfg *cfg)
     free(cfg->storage.path);
     cfg_strv_clear(&cfg->preload);
     cfg_net_clear(cfg);
+    cfg_nats_clear(cfg);
     cfg_matrix_clear(&cfg->matrix);
     cfg_routes_clear(cfg);
     cfg_strv_clear(&cfg->discovery.dirs);

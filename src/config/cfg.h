@@ -106,6 +106,18 @@ struct cfg_tls {
     bool is_from_command_line; /* the files come from serve --tls-cert-file/--tls-key-file */
 };
 
+/* `nats:` the bus of distributed mode (docs/DISTRIBUTED.md); urls NULL: not configured. */
+struct cfg_nats {
+    char *urls;       /* comma-separated nats:// or tls:// URLs */
+    char *name;       /* this process's name on the bus; NULL: the host name */
+    char *token;      /* token authentication, or NULL */
+    char *user, *password;
+    char *creds_file; /* a .creds file (JWT and NKey seed), or NULL */
+    char *ca_file;    /* PEM CAs trusted for the server's certificate, or NULL */
+    char *cert_file, *key_file; /* a client certificate, or NULL */
+    char *strategy;   /* routing between a model's backends; NULL: least-loaded */
+};
+
 /* `cors:` which browser origins may call the API (llama-swap's default: any). */
 struct cfg_cors {
     bool is_enabled;         /* default true; `cors: false` turns CORS handling off */
@@ -235,6 +247,7 @@ struct cfg {
     struct cfg_limits limits;
     struct cfg_tls tls;   /* infergate-net */
     struct cfg_cors cors; /* infergate-net */
+    struct cfg_nats nats;
     /* serve --insecure-no-auth (the command line, never the file): listening beyond loopback
      * without authentication is allowed (infergate-net). */
     bool is_insecure_no_auth;
@@ -300,6 +313,14 @@ bool cfg_model_same_process(const struct cfg_model *a, const struct cfg_model *b
  * section says (its min_version still applies): serve --tls-cert-file/--tls-key-file. A key
  * file readable by every user adds a warning. Returns 0 or IG_ENOMEM. */
 int cfg_set_tls_files(struct cfg *cfg, const char *cert_path, const char *key_path) IG_WUR;
+
+/* Replaces nats.urls with URLS (comma-separated nats:// or tls:// URLs, e.g. from
+ * `worker --nats`); returns 0, or -1 when URLS is not such a list or out of memory. */
+int cfg_nats_set_urls(struct cfg *cfg, const char *urls) IG_WUR;
+
+/* Returns whether NAME is a routing strategy (least-loaded, round-robin, priority,
+ * prefix-affinity). */
+bool cfg_strategy_valid(const char *name);
 
 /* Carries the settings of PREV that came from the command line, not the file (TLS files,
  * --insecure-no-auth), over to NEXT, a reload of the same file. Returns 0 or IG_ENOMEM. */

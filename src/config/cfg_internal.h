@@ -195,6 +195,12 @@ void cfg_peers_expand(struct cfg_ctx *ctx);
 void cfg_top_tls(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
 void cfg_top_cors(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
 /* Sets the defaults of `tls` and `cors`. */
+/* Section handler: `nats` (cfg_nats.c). */
+void cfg_top_nats(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
+
+/* Frees the nats section's strings. */
+void cfg_nats_clear(struct cfg *cfg);
+
 void cfg_net_defaults(struct cfg *cfg);
 /* Releases the `tls` and `cors` sections. */
 void cfg_net_clear(struct cfg *cfg);

@@ -92,6 +92,8 @@ struct native_req {
     char message[160];
     struct sockaddr_storage addr;
     socklen_t addr_len;
+    int (*open_socket)(void *arg); /* set: the connection comes from it, used once */
+    void *open_socket_arg;
 };
 
 struct native_pool {
@@ -127,21 +129,26 @@ static void conn_free(struct native_conn *conn)
 }
 
 /* Opens a non-blocking connection to ADDR; returns it (busy) or NULL with errno set. */
-static struct native_conn *conn_open(struct native_pool *pool, const struct sockaddr_storage *addr,
-                                     socklen_t addr_len, bool *is_connected)
+static struct native_conn *conn_open(struct native_pool *pool, const struct native_req *req,
+                                     const struct sockaddr_storage *addr, socklen_t addr_len,
+                                     bool *is_connected)
 {
     struct native_conn *conn = calloc(1, sizeof(*conn));
     int one = 1, err;
 
     if (conn == NULL)
         return NULL;
-    conn->fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    conn->fd = req->open_socket != NULL
+                   ? req->open_socket(req->open_socket_arg)
+                   : socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (conn->fd < 0) {
         free(conn);
+        errno = req->open_socket != NULL ? ECONNREFUSED : errno;
         return NULL;
     }
     setsockopt(conn->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    *is_connected = connect(conn->fd, (const struct sockaddr *)addr, addr_len) == 0;
+    *is_connected = req->open_socket != NULL ||
+                    connect(conn->fd, (const struct sockaddr *)addr, addr_len) == 0;
     if (!*is_connected && errno != EINPROGRESS) {
         err = errno;
         close(conn->fd);
@@ -219,13 +226,14 @@ static void pool_put_idle(struct native_pool *pool, struct native_conn *conn)
 /* Attaches REQ to a connection (idle or new) and sends its request. */
 static int req_connect(struct native_req *req, bool may_reuse)
 {
-    struct native_conn *conn = may_reuse ? pool_take_idle(req->pool, &req->addr, req->addr_len)
-                                         : NULL;
+    struct native_conn *conn = may_reuse && req->open_socket == NULL
+                                   ? pool_take_idle(req->pool, &req->addr, req->addr_len)
+                                   : NULL;
     bool is_connected = true;
 
     req->is_reused = conn != NULL;
     if (conn == NULL) {
-        conn = conn_open(req->pool, &req->addr, req->addr_len, &is_connected);
+        conn = conn_open(req->pool, req, &req->addr, req->addr_len, &is_connected);
         if (conn == NULL)
             return -errno;
     }
@@ -253,7 +261,8 @@ static void req_release_conn(struct native_req *req, bool is_clean)
     if (conn == NULL)
         return;
     req->conn = NULL;
-    if (is_clean && req->is_keep_alive && !conn->is_eof && evbuffer_get_length(conn->in) == 0) {
+    if (is_clean && req->is_keep_alive && req->open_socket == NULL && !conn->is_eof &&
+        evbuffer_get_length(conn->in) == 0) {
         pool_put_idle(req->pool, conn);
         return;
     }
@@ -625,73 +634,69 @@ static void req_timer_cb(evutil_socket_t fd, short what, void *arg)
                                                              : "upstream request timed out");
 }
 
-bool native_can_serve(const char *url)
+/* Parses URL, http:// with a literal address or "localhost", into *ADDR and *LEN and sets
+ * *HOST_END to the end of its authority; returns false for any other URL. */
+static bool literal_url(const char *url, struct sockaddr_storage *addr, socklen_t *len,
+                        const char **host_end)
 {
-    struct sockaddr_storage addr;
-    const char *host = strncmp(url, "http://", 7) == 0 ? url + 7 : NULL;
-    char name[64];
-    size_t n;
-
-    if (host == NULL)
-        return false;
-    if (strncmp(host, "localhost", 9) == 0 && (host[9] == ':' || host[9] == '/' || host[9] == 0))
-        return true;
-    if (host[0] == '[') {
-        n = strcspn(host + 1, "]");
-        if (n >= sizeof(name) || host[1 + n] != ']')
-            return false;
-        memcpy(name, host + 1, n);
-        name[n] = '\0';
-        return inet_pton(AF_INET6, name, &((struct sockaddr_in6 *)&addr)->sin6_addr) == 1;
-    }
-    n = strcspn(host, ":/");
-    if (n >= sizeof(name))
-        return false;
-    memcpy(name, host, n);
-    name[n] = '\0';
-    return inet_pton(AF_INET, name, &((struct sockaddr_in *)&addr)->sin_addr) == 1;
-}
-
-/* Parses URL (already checked by native_can_serve) into REQ's address; returns the path
- * and sets HOST_END to the end of the authority. */
-static const char *parse_url(struct native_req *req, const char *url, const char **host_end)
-{
-    const char *host = url + 7, *p;
+    const char *host = strncmp(url, "http://", 7) == 0 ? url + 7 : NULL, *p;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)addr;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)addr;
     char name[64];
     long port = 80;
     size_t n;
 
-    memset(&req->addr, 0, sizeof(req->addr));
+    memset(addr, 0, sizeof(*addr));
+    if (host == NULL)
+        return false;
+    n = host[0] == '[' ? strcspn(host + 1, "]") : strcspn(host, ":/");
+    if (n >= sizeof(name) || (host[0] == '[' && host[1 + n] != ']'))
+        return false;
+    memcpy(name, host + (host[0] == '['), n);
+    name[n] = '\0';
     if (host[0] == '[') {
-        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&req->addr;
-        n = strcspn(host + 1, "]");
-        memcpy(name, host + 1, n);
-        name[n] = '\0';
         a6->sin6_family = AF_INET6;
-        inet_pton(AF_INET6, name, &a6->sin6_addr);
+        *len = sizeof(*a6);
         p = host + n + 2;
-        req->addr_len = sizeof(*a6);
+        if (inet_pton(AF_INET6, name, &a6->sin6_addr) != 1)
+            return false;
     } else {
-        struct sockaddr_in *a4 = (struct sockaddr_in *)&req->addr;
-        n = strcspn(host, ":/");
-        memcpy(name, host, n);
-        name[n] = '\0';
         a4->sin_family = AF_INET;
+        *len = sizeof(*a4);
+        p = host + n;
         if (strcmp(name, "localhost") == 0)
             a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        else
-            inet_pton(AF_INET, name, &a4->sin_addr);
-        p = host + n;
-        req->addr_len = sizeof(*a4);
+        else if (inet_pton(AF_INET, name, &a4->sin_addr) != 1)
+            return false;
     }
     if (*p == ':')
         port = strtol(p + 1, (char **)&p, 10);
-    if (req->addr.ss_family == AF_INET6)
-        ((struct sockaddr_in6 *)&req->addr)->sin6_port = htons((uint16_t)port);
+    if (port <= 0 || port > 65535)
+        return false;
+    if (addr->ss_family == AF_INET6)
+        a6->sin6_port = htons((uint16_t)port);
     else
-        ((struct sockaddr_in *)&req->addr)->sin_port = htons((uint16_t)port);
+        a4->sin_port = htons((uint16_t)port);
     *host_end = p;
-    return *p == '/' ? p : "/";
+    return true;
+}
+
+bool native_can_serve(const char *url)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    const char *end;
+
+    return literal_url(url, &addr, &len, &end);
+}
+
+/* Parses URL into REQ's address (none for a socket of SPEC's open_socket, whose URL may
+ * name any host); returns the path and sets HOST_END to the end of the authority. */
+static const char *parse_url(struct native_req *req, const char *url, const char **host_end)
+{
+    if (!literal_url(url, &req->addr, &req->addr_len, host_end))
+        *host_end = url + 7 + strcspn(url + 7, "/");
+    return **host_end == '/' ? *host_end : "/";
 }
 
 /* Builds the request head for SPEC into REQ->head. */
@@ -722,6 +727,8 @@ struct native_req *native_start(struct native_pool *pool, const struct upstream_
     req->body = spec->body;
     req->body_len = spec->body != NULL ? spec->body_len : 0;
     req->is_head_method = strcmp(spec->method, "HEAD") == 0;
+    req->open_socket = spec->open_socket;
+    req->open_socket_arg = spec->open_socket_arg;
     req->timer = evtimer_new(pool->base, req_timer_cb, req);
     if (req->timer == NULL || build_head(req, spec) != 0) {
         req_free(req);

@@ -339,6 +339,23 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struc
     http_conn_start_request_timer(conn);
 }
 
+int http_server_adopt(struct http_server *srv, int fd, const char *peer)
+{
+    struct sockaddr_storage none = {0};
+    struct http_conn *conn;
+
+    if (srv->is_stopping || srv->n_conns >= srv->opt.max_connections)
+        return -1;
+    conn = conn_new(srv, fd, (const struct sockaddr *)&none);
+    if (conn == NULL)
+        return -1;
+    snprintf(conn->peer, sizeof(conn->peer), "%s", peer);
+    srv->n_conns++;
+    event_add(conn->read_ev, NULL);
+    http_conn_start_request_timer(conn);
+    return 0;
+}
+
 /* Accepting again after a pause for lack of descriptors. */
 static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 {

@@ -43,6 +43,11 @@ struct upstream_spec {
     /* PEM file of the CAs trusted for an https URL instead of the system's, or NULL.
      * Certificate and host name verification are always on. */
     const char *ca_file;
+    /* Set for an upstream reached through something else than the network (a bus tunnel):
+     * the connection is the connected non-blocking stream socket it returns (-1: refused),
+     * used for this one transfer; the URL's host is then only the Host header. */
+    int (*open_socket)(void *arg);
+    void *open_socket_arg;
 };
 
 /* Creates a pool on BASE; caller frees with upstream_pool_free(). */
