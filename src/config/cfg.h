@@ -318,6 +318,13 @@ int cfg_set_tls_files(struct cfg *cfg, const char *cert_path, const char *key_pa
  * `worker --nats`); returns 0, or -1 when URLS is not such a list or out of memory. */
 int cfg_nats_set_urls(struct cfg *cfg, const char *urls) IG_WUR;
 
+/* Makes the config of a model that only workers serve (distributed mode): id ID and the
+ * capability bits CAPS (enum gguf_cap), nothing else; NULL when out of memory. */
+struct cfg_model *cfg_model_new_remote(const char *id, unsigned caps);
+
+/* Frees a model made by cfg_model_new_remote(); NULL is a no-op. */
+void cfg_model_free_remote(struct cfg_model *m);
+
 /* Returns whether NAME is a routing strategy (least-loaded, round-robin, priority,
  * prefix-affinity). */
 bool cfg_strategy_valid(const char *name);

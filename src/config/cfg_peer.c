@@ -155,3 +155,26 @@ void cfg_peers_expand(struct cfg_ctx *ctx)
 out:
     free(pairs);
 }
+
+struct cfg_model *cfg_model_new_remote(const char *id, unsigned caps)
+{
+    struct cfg_model *m = calloc(1, sizeof(*m));
+
+    if (m == NULL)
+        return NULL;
+    m->id = strdup(id);
+    if (m->id == NULL) {
+        free(m);
+        return NULL;
+    }
+    m->caps = caps;
+    return m;
+}
+
+void cfg_model_free_remote(struct cfg_model *m)
+{
+    if (m == NULL)
+        return;
+    cfg_model_clear(m);
+    free(m);
+}

@@ -432,6 +432,8 @@ void gw_app_free(struct gw_app *app)
     if (app == NULL)
         return;
     http_server_free(app->server);
+    app->server = NULL;
+    gw_bus_close(app); /* its tunnels' requests are gone with the server */
     gw_reloader_free(app->reloader);
     gw_logs_free(app->logs);
     gw_events_free(app->events);

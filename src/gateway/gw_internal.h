@@ -22,6 +22,10 @@ struct gw_stats;
 struct gw_reqlog;
 struct gw_events;
 struct gw_engine_scraper;
+struct bus;
+struct bus_tunnels;
+struct gw_workers;
+struct event;
 struct evbuffer;
 
 #define GW_REQUEST_ID_MAX 64 /* longest X-Request-Id taken from a client */
@@ -54,6 +58,14 @@ struct gw_app {
     struct gw_reqlog *reqlog;
     struct gw_events *events;
     struct gw_engine_scraper *engine_scraper;
+    /* Distributed mode (gw_bus.c): the bus, its tunnels, and either the registry of workers
+     * (a gateway) or the heartbeat (a worker). */
+    struct bus *bus;
+    struct bus_tunnels *tunnels;
+    struct gw_workers *workers;
+    struct event *heartbeat;
+    char bus_id[65];
+    size_t bus_capacity;
     struct cfg **old_cfgs; /* replaced by reloads, kept while retiring models use them */
     size_t n_old_cfgs;
     int64_t started_unix_s;
@@ -65,6 +77,17 @@ struct gw_app {
     gw_stopped_fn stopped_cb;
     void *stopped_arg;
 };
+
+/* Joins the bus of APP's nats config as a gateway (routes to workers); 0 or -1 with
+ * *CAUSE (caller frees). */
+int gw_bus_join(struct gw_app *app, char **cause) IG_WUR;
+
+/* Serves APP's models over the bus as worker NAME (NULL: nats.name or the host name), at
+ * most CAPACITY requests at once; 0 or -1 with *CAUSE (caller frees). */
+int gw_bus_serve(struct gw_app *app, const char *name, size_t capacity, char **cause) IG_WUR;
+
+/* Leaves the bus (worker or gateway); safe when never joined. */
+void gw_bus_close(struct gw_app *app);
 
 /* Answers REQ with an OpenAI error body; adds Retry-After when RETRY_AFTER_S > 0. */
 void gw_reply_error(struct http_request *req, int status, const char *message, const char *code,

@@ -1,0 +1,370 @@
+/* The gateway's registry of workers (gw_workers.h). */
+#include "gw_workers.h"
+
+#include "bus.h"
+#include "bus_tunnel.h"
+#include "cfg.h"
+#include "gw_internal.h"
+#include "ig_json.h"
+#include "ig_log.h"
+#include "ig_text.h"
+#include "ig_time.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_WORKERS 1024
+#define MAX_REMOTE_MODELS 4096
+#define MAX_MODELS_PER_WORKER 256
+#define SILENT_MS 3000  /* three missed heartbeats */
+#define SWEEP_MS 250
+#define TRIP_FAILURES 3
+#define TRIP_MS 5000
+#define TTFT_WEIGHT 0.2 /* of the newest sample in the moving average */
+
+struct worker_model {
+    size_t remote;     /* index into the registry's models */
+    bool is_ready;
+    int load;          /* in flight + queued there, as last reported */
+};
+
+struct worker {
+    char id[BUS_ID_MAX + 1];
+    char version[32];
+    uint64_t last_seen_ms, joined_ms;
+    int capacity, in_flight;
+    bool is_busy;
+    double tok_s;
+    struct worker_model *models;
+    size_t n_models;
+    int ours;             /* this gateway's requests there now */
+    double ttft_ms;       /* moving average of ours; 0 until one */
+    int failures;         /* in a row */
+    uint64_t tripped_until_ms;
+    uint64_t affinity_id;
+};
+
+struct remote_model {
+    struct cfg_model *mc;
+    size_t n_workers; /* live workers serving it, recounted per heartbeat */
+};
+
+struct gw_workers {
+    struct gw_app *app;
+    struct event *sweep;
+    struct worker **w;
+    size_t n;
+    struct remote_model *models;
+    size_t n_models;
+};
+
+/* Returns the worker ID, or NULL. */
+static struct worker *find_worker(struct gw_workers *ws, const char *id)
+{
+    for (size_t i = 0; i < ws->n; i++)
+        if (strcmp(ws->w[i]->id, id) == 0)
+            return ws->w[i];
+    return NULL;
+}
+
+/* Returns the index of remote model NAME, adding it (with CAPS) if new; -1 at the cap. */
+static long remote_index(struct gw_workers *ws, const char *name, unsigned caps)
+{
+    struct remote_model *grown;
+    struct cfg_model *mc;
+
+    for (size_t i = 0; i < ws->n_models; i++) {
+        if (strcmp(ws->models[i].mc->id, name) == 0) {
+            ws->models[i].mc->caps = caps;
+            return (long)i;
+        }
+    }
+    if (ws->n_models >= MAX_REMOTE_MODELS)
+        return -1;
+    grown = realloc(ws->models, (ws->n_models + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return -1;
+    ws->models = grown;
+    mc = cfg_model_new_remote(name, caps);
+    if (mc == NULL)
+        return -1;
+    ws->models[ws->n_models] = (struct remote_model){mc, 0};
+    return (long)ws->n_models++;
+}
+
+/* Takes the models of heartbeat DOC into W. */
+static void take_models(struct gw_workers *ws, struct worker *w, json_t *models)
+{
+    size_t i, n = json_is_array(models) ? json_array_size(models) : 0;
+    struct worker_model *list;
+
+    if (n > MAX_MODELS_PER_WORKER)
+        n = MAX_MODELS_PER_WORKER;
+    list = calloc(n > 0 ? n : 1, sizeof(*list));
+    if (list == NULL)
+        return;
+    for (i = 0; i < n && list != NULL; i++) {
+        json_t *m = json_array_get(models, i);
+        const char *id = json_string_value(json_object_get(m, "id"));
+        const char *state = json_string_value(json_object_get(m, "state"));
+        long index;
+
+        if (id == NULL || id[0] == '\0' || strlen(id) > 256)
+            continue;
+        index = remote_index(ws, id, (unsigned)json_integer_value(json_object_get(m, "caps")));
+        if (index < 0)
+            continue;
+        list[w->n_models].remote = (size_t)index;
+        list[w->n_models].is_ready = state != NULL && strcmp(state, "ready") == 0;
+        list[w->n_models].load = (int)json_integer_value(json_object_get(m, "load"));
+        w->n_models++;
+    }
+    free(w->models);
+    w->models = list;
+}
+
+/* Recounts how many live workers serve each remote model. */
+static void recount(struct gw_workers *ws)
+{
+    for (size_t i = 0; i < ws->n_models; i++)
+        ws->models[i].n_workers = 0;
+    for (size_t i = 0; i < ws->n; i++)
+        for (size_t j = 0; j < ws->w[i]->n_models; j++)
+            ws->models[ws->w[i]->models[j].remote].n_workers++;
+}
+
+/* A heartbeat on infergate.v1.workers.<id>.hb. */
+static void on_heartbeat(struct bus *bus, const struct bus_msg *msg, void *arg)
+{
+    struct gw_workers *ws = arg;
+    const char *subject = bus_msg_subject(msg) + strlen("infergate.v1.workers.");
+    char id[BUS_ID_MAX + 1];
+    size_t len, id_len = strcspn(subject, ".");
+    const char *data = bus_msg_data(msg, &len);
+    json_t *doc;
+    struct worker *w;
+    (void)bus;
+
+    if (id_len == 0 || id_len > BUS_ID_MAX || strcmp(subject + id_len, ".hb") != 0)
+        return;
+    memcpy(id, subject, id_len);
+    id[id_len] = '\0';
+    if (!bus_id_valid(id))
+        return;
+    doc = ig_json_parse(data, len, 8, NULL, 0);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        return;
+    }
+    w = find_worker(ws, id);
+    if (w == NULL && ws->n < MAX_WORKERS) {
+        struct worker **grown = realloc(ws->w, (ws->n + 1) * sizeof(*grown));
+        if (grown != NULL) {
+            ws->w = grown;
+            w = calloc(1, sizeof(*w));
+        }
+        if (w != NULL) {
+            snprintf(w->id, sizeof(w->id), "%s", id);
+            w->joined_ms = ig_now_ms();
+            w->affinity_id = ig_fnv1a(id, strlen(id), IG_FNV1A_INIT);
+            ws->w[ws->n++] = w;
+            ig_info("worker %s joined (%s)", id, json_string_value(json_object_get(doc, "version"))
+                                                     ? json_string_value(json_object_get(doc, "version"))
+                                                     : "?");
+        }
+    }
+    if (w != NULL) {
+        const char *version = json_string_value(json_object_get(doc, "version"));
+        w->last_seen_ms = ig_now_ms();
+        snprintf(w->version, sizeof(w->version), "%s", version != NULL ? version : "");
+        w->capacity = (int)json_integer_value(json_object_get(doc, "capacity"));
+        w->in_flight = (int)json_integer_value(json_object_get(doc, "in_flight"));
+        w->is_busy = json_is_true(json_object_get(doc, "busy"));
+        w->tok_s = json_number_value(json_object_get(doc, "tok_s"));
+        w->n_models = 0;
+        take_models(ws, w, json_object_get(doc, "models"));
+        recount(ws);
+    }
+    json_decref(doc);
+}
+
+/* Drops worker I (silent): its tunnels end, its models leave routing. */
+static void drop_worker(struct gw_workers *ws, size_t i)
+{
+    struct worker *w = ws->w[i];
+
+    ig_warn("worker %s lost: no heartbeat for %d s; %d request(s) of ours there end", w->id,
+            SILENT_MS / 1000, w->ours);
+    bus_tunnels_drop_worker(ws->app->tunnels, w->id);
+    free(w->models);
+    free(w);
+    ws->w[i] = ws->w[--ws->n];
+    recount(ws);
+}
+
+/* Every SWEEP_MS: drop the silent workers. */
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_workers *ws = arg;
+    uint64_t now = ig_now_ms();
+    (void)fd;
+    (void)what;
+
+    for (size_t i = ws->n; i-- > 0;)
+        if (now - ws->w[i]->last_seen_ms > SILENT_MS)
+            drop_worker(ws, i);
+}
+
+struct gw_workers *gw_workers_new(struct gw_app *app)
+{
+    struct gw_workers *ws = calloc(1, sizeof(*ws));
+    struct timeval tv = {0, SWEEP_MS * 1000};
+
+    if (ws == NULL)
+        return NULL;
+    ws->app = app;
+    ws->sweep = event_new(app->base, -1, EV_PERSIST, on_sweep, ws);
+    if (ws->sweep == NULL ||
+        bus_subscribe(app->bus, "infergate.v1.workers.*.hb", on_heartbeat, ws) != 0) {
+        gw_workers_free(ws);
+        return NULL;
+    }
+    evtimer_add(ws->sweep, &tv);
+    return ws;
+}
+
+void gw_workers_free(struct gw_workers *ws)
+{
+    if (ws == NULL)
+        return;
+    if (ws->sweep != NULL)
+        event_free(ws->sweep);
+    for (size_t i = 0; i < ws->n; i++) {
+        free(ws->w[i]->models);
+        free(ws->w[i]);
+    }
+    free(ws->w);
+    for (size_t i = 0; i < ws->n_models; i++)
+        cfg_model_free_remote(ws->models[i].mc);
+    free(ws->models);
+    free(ws);
+}
+
+const struct cfg_model *gw_workers_model(struct gw_workers *ws, const char *name)
+{
+    if (ws == NULL)
+        return NULL;
+    for (size_t i = 0; i < ws->n_models; i++)
+        if (ws->models[i].n_workers > 0 && strcmp(ws->models[i].mc->id, name) == 0)
+            return ws->models[i].mc;
+    return NULL;
+}
+
+size_t gw_workers_candidates(struct gw_workers *ws, const char *name, const char **ids,
+                             struct gw_route_cand *out, size_t max)
+{
+    uint64_t now = ig_now_ms();
+    size_t n = 0;
+
+    for (size_t i = 0; ws != NULL && i < ws->n && n < max; i++) {
+        struct worker *w = ws->w[i];
+        for (size_t j = 0; j < w->n_models; j++) {
+            const struct worker_model *m = &w->models[j];
+            int load;
+            if (strcmp(ws->models[m->remote].mc->id, name) != 0)
+                continue;
+            /* Its report is up to a second old; ours is now: take the larger. */
+            load = m->load > w->ours ? m->load : w->ours;
+            out[n] = (struct gw_route_cand){
+                .is_ready = m->is_ready,
+                .is_full = w->is_busy || (w->capacity > 0 && w->ours >= w->capacity),
+                .is_tripped = w->tripped_until_ms > now,
+                .load = load,
+                .ttft_ms = w->ttft_ms,
+                .affinity_id = w->affinity_id,
+            };
+            ids[n++] = w->id;
+            break;
+        }
+    }
+    return n;
+}
+
+void gw_workers_begin(struct gw_workers *ws, const char *id)
+{
+    struct worker *w = find_worker(ws, id);
+    if (w != NULL)
+        w->ours++;
+}
+
+void gw_workers_end(struct gw_workers *ws, const char *id, bool is_failure, int64_t ttft_ms)
+{
+    struct worker *w = find_worker(ws, id);
+
+    if (w == NULL)
+        return;
+    if (w->ours > 0)
+        w->ours--;
+    if (is_failure) {
+        if (++w->failures >= TRIP_FAILURES) {
+            w->tripped_until_ms = ig_now_ms() + TRIP_MS;
+            ig_warn("worker %s: %d failures in a row; out of routing for %d s", w->id,
+                    w->failures, TRIP_MS / 1000);
+        }
+        return;
+    }
+    w->failures = 0;
+    w->tripped_until_ms = 0;
+    if (ttft_ms >= 0)
+        w->ttft_ms = w->ttft_ms > 0 ? (1 - TTFT_WEIGHT) * w->ttft_ms + TTFT_WEIGHT * (double)ttft_ms
+                                    : (double)ttft_ms;
+}
+
+void gw_workers_list_models(struct gw_workers *ws, json_t *data, int64_t created)
+{
+    for (size_t i = 0; ws != NULL && i < ws->n_models; i++) {
+        const struct remote_model *rm = &ws->models[i];
+        json_t *workers;
+
+        if (rm->n_workers == 0 || sup_find(ws->app->mgr, rm->mc->id) != NULL)
+            continue;
+        workers = json_array();
+        for (size_t k = 0; k < ws->n; k++)
+            for (size_t j = 0; j < ws->w[k]->n_models; j++)
+                if (ws->w[k]->models[j].remote == i)
+                    json_array_append_new(workers, json_string(ws->w[k]->id));
+        json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s, s:o}", "id", rm->mc->id,
+                                              "object", "model", "created", (json_int_t)created,
+                                              "owned_by", "infergate-worker", "workers",
+                                              workers));
+    }
+}
+
+json_t *gw_workers_json(struct gw_workers *ws)
+{
+    json_t *list = json_array();
+    uint64_t now = ig_now_ms();
+
+    for (size_t i = 0; ws != NULL && i < ws->n; i++) {
+        const struct worker *w = ws->w[i];
+        json_t *models = json_array();
+
+        for (size_t j = 0; j < w->n_models; j++)
+            json_array_append_new(models,
+                                  json_pack("{s:s, s:s, s:i}", "id",
+                                            ws->models[w->models[j].remote].mc->id, "state",
+                                            w->models[j].is_ready ? "ready" : "stopped", "load",
+                                            w->models[j].load));
+        json_array_append_new(
+            list, json_pack("{s:s, s:s, s:I, s:I, s:i, s:i, s:i, s:b, s:b, s:f, s:f, s:o}",
+                            "id", w->id, "version", w->version, "last_heartbeat_ms",
+                            (json_int_t)(now - w->last_seen_ms), "uptime_ms",
+                            (json_int_t)(now - w->joined_ms), "capacity", w->capacity,
+                            "in_flight", w->in_flight, "ours", w->ours, "busy", w->is_busy,
+                            "tripped", w->tripped_until_ms > now, "tok_s", w->tok_s,
+                            "ttft_ms", w->ttft_ms, "models", models));
+    }
+    return list;
+}

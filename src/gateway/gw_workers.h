@@ -1,0 +1,56 @@
+/*
+ * The gateway's view of the workers on the bus (docs/DISTRIBUTED.md): built from their
+ * heartbeats (`infergate.v1.workers.<id>.hb`, one a second), a worker silent for three is
+ * dropped from routing and the requests it was serving end; it rejoins with its next
+ * heartbeat. Per worker it keeps what routing needs: its models and their states, its load,
+ * capacity, this gateway's requests in flight there, their recent TTFT and a circuit
+ * breaker (3 failures in a row keep it out of routing for 5 s, then one request tries it).
+ */
+#ifndef IG_GW_WORKERS_H
+#define IG_GW_WORKERS_H
+
+#include "gw_route.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct gw_app;
+struct gw_workers;
+struct cfg_model;
+
+#define GW_MAX_CANDIDATES 16 /* backends one request chooses from */
+
+/* Starts listening to heartbeats on APP's bus; NULL when out of memory or the subscription
+ * fails. Free with gw_workers_free(). */
+struct gw_workers *gw_workers_new(struct gw_app *app);
+
+/* Frees the registry; NULL is a no-op. */
+void gw_workers_free(struct gw_workers *ws);
+
+/* Returns the config of NAME as the workers serve it (capabilities from their heartbeats),
+ * or NULL when no live worker has it. Lives as long as the registry. */
+const struct cfg_model *gw_workers_model(struct gw_workers *ws, const char *name);
+
+/* Fills up to MAX candidates (and their worker ids in IDS, borrowed until the next loop
+ * turn) for model NAME; returns the count. */
+size_t gw_workers_candidates(struct gw_workers *ws, const char *name, const char **ids,
+                             struct gw_route_cand *out, size_t max);
+
+/* A request of this gateway starts on worker ID. */
+void gw_workers_begin(struct gw_workers *ws, const char *id);
+
+/* It ended: IS_FAILURE when the worker failed it (no answer, busy, cut), with TTFT_MS
+ * (negative when none) feeding the worker's recent TTFT. */
+void gw_workers_end(struct gw_workers *ws, const char *id, bool is_failure, int64_t ttft_ms);
+
+/* Appends an OpenAI model object for each model served only by workers (not in the local
+ * config) to DATA, created at CREATED. */
+void gw_workers_list_models(struct gw_workers *ws, json_t *data, int64_t created);
+
+/* Returns the workers as JSON (caller owns): id, version, age of the last heartbeat, load,
+ * capacity, models and their states. */
+json_t *gw_workers_json(struct gw_workers *ws);
+
+#endif
