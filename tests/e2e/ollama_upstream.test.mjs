@@ -64,6 +64,10 @@ function ollamaHandler(state) {
       };
       const head = () => ({ model: body.model, created_at: new Date().toISOString() });
       const isChat = req.url === '/api/chat';
+      if (req.method === 'GET' && req.url === '/api/tags') {
+        json(200, { models: [{ name: OLLAMA_MODEL, model: OLLAMA_MODEL }] });
+        return;
+      }
       if (req.method !== 'POST' || !['/api/chat', '/api/generate', '/api/embed'].includes(req.url)) {
         res.writeHead(404, { 'content-type': 'text/plain' });
         res.end('404 page not found');
@@ -264,7 +268,7 @@ describe('Ollama upstreams (api: ollama)', () => {
     }
   }));
 
-  test('what has no Ollama equivalent is refused with a 400', guarded(async () => {
+  test('what has no Ollama equivalent is refused with a 400; /upstream/ passes through', guarded(async () => {
     const from = state.requests.length;
     const rerank = await gw.request('/v1/rerank', {
       method: 'POST',
@@ -281,6 +285,9 @@ describe('Ollama upstreams (api: ollama)', () => {
       (e) => e.status === 400 && /tools/.test(e.message),
     );
     assert.equal(state.requests.length, from, 'nothing reached the Ollama host');
+    const tags = await gw.request('/upstream/ol/api/tags');
+    assert.equal(tags.status, 200, '/upstream/<model>/... still reaches the host untranslated');
+    assert.equal(tags.json.models[0].name, OLLAMA_MODEL);
   }));
 
   test('Ollama clients reach an Ollama upstream through the gateway\'s Ollama front', guarded(async () => {
