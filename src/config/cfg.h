@@ -31,6 +31,12 @@ struct cfg_group {
     int line;
 };
 
+/* The API a model's upstream speaks (`api:`). */
+enum cfg_model_api {
+    CFG_API_OPENAI, /* OpenAI / llama.cpp routes, passed through (the default) */
+    CFG_API_OLLAMA, /* Ollama's /api/chat, /api/generate, /api/embed: translated */
+};
+
 /* One entry of `models:`; strings are macro-expanded, NULL when absent. */
 struct cfg_model {
     char *id;
@@ -45,6 +51,7 @@ struct cfg_model {
      * when absent or empty. Never printed, logged or returned by any API. */
     char *api_key;
     char *ca_file; /* caFile: PEM CAs trusted for an https proxy instead of the system's */
+    enum cfg_model_api api; /* api: openai (default) or ollama */
     /* The peer (llama-swap `peers:`) this model was made from, or NULL for `models:`. A peer
      * model has id "<peer>/<model>", the peer's proxy, apiKey and filters, no cmd, and sends
      * the peer's own model name (use_model_name) upstream. */

@@ -238,6 +238,24 @@ static void field_ca_file(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *va
     m->ca_file = s;
 }
 
+/* Field handler: api, what the model's upstream speaks: "openai" (default) or "ollama". */
+static void field_api(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj)
+{
+    struct cfg_model *m = obj;
+    char *s = NULL;
+
+    (void)key;
+    if (cfg_get_str(ctx, value, "api", &s) != 0)
+        return;
+    if (strcmp(s, "openai") == 0)
+        m->api = CFG_API_OPENAI;
+    else if (strcmp(s, "ollama") == 0)
+        m->api = CFG_API_OLLAMA;
+    else
+        cfg_error(ctx, value, "api: must be \"openai\" or \"ollama\", got '%s'", s);
+    free(s);
+}
+
 /* Orders strings for qsort. */
 static int str_order(const void *a, const void *b)
 {
@@ -529,6 +547,7 @@ const struct cfg_field cfg_model_fields[] = {
     MODEL_STR("useModelName", use_model_name),
     MODEL_FN("apiKey", field_api_key, 0),
     MODEL_FN("caFile", field_ca_file, 0),
+    MODEL_FN("api", field_api, 0),
     MODEL_STR("name", name),
     MODEL_STR("description", description),
     {"concurrencyLimit", CFG_F_INT, offsetof(struct cfg_model, concurrency_limit), 0, 1000000, NULL,

@@ -2,6 +2,7 @@
 #include "gw_call.h"
 
 #include "cfg.h"
+#include "gw_ollama_up.h"
 #include "http_server.h"
 #include "ig_log.h"
 #include "ig_text.h"
@@ -161,5 +162,6 @@ void gw_call_free(struct gw_call *call)
     free(call->rewritten_body);
     if (call->xlate != NULL)
         call->xlate->free(call->xlate_state);
+    gw_ollama_up_free(call->ollama_up);
     free(call);
 }

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 struct evbuffer;
+struct gw_ollama_up;
 struct event;
 struct http_request;
 struct sup_model;
@@ -36,6 +37,7 @@ struct gw_call {
     const char *api_path;      /* a translated call: the OpenAI path it goes to, else NULL */
     const struct gw_xlate_ops *xlate; /* a translated call: its answer's translation */
     void *xlate_state;
+    struct gw_ollama_up *ollama_up; /* api: ollama: the translation to the upstream (owned) */
     bool has_model;      /* acquired: sup_release() owed */
     bool has_retried;    /* sent again once after its model died under it */
     bool is_streaming;   /* response headers sent as a stream */

@@ -17,6 +17,7 @@
 #include "cfg.h"
 #include "gguf_meta.h"
 #include "gw_call.h"
+#include "gw_ollama_up.h"
 #include "gw_selectors.h"
 #include "http_server.h"
 #include "http_upstream.h"
@@ -309,6 +310,8 @@ static void start_upstream(struct gw_call *call)
     char accept_header[256], ctype_header[256] = "Content-Type: application/json";
     const char *headers[3] = {ctype_header, NULL, NULL};
     struct upstream_spec spec = {0};
+    const struct upstream_callbacks *cbs = &callbacks;
+    void *cb_arg = call;
     int n;
 
     if (call->upstream_path != NULL) {
@@ -342,9 +345,13 @@ static void start_upstream(struct gw_call *call)
     spec.connect_timeout_ms = 5000;
     spec.api_key = mc->api_key;
     spec.ca_file = mc->ca_file;
+    if (gw_ollama_up_wrap(call, &spec, &cbs, &cb_arg) != 0) { /* api: ollama models */
+        gw_call_free(call);
+        return;
+    }
     if (call->response == NULL)
         call->response = evbuffer_new();
-    call->ureq = call->response != NULL ? upstream_start(call->app->pool, &spec, &callbacks, call)
+    call->ureq = call->response != NULL ? upstream_start(call->app->pool, &spec, cbs, cb_arg)
                                         : NULL;
     if (call->ureq == NULL) {
         gw_call_reply_error(call, 500, "out of memory", "internal_error", 0);
