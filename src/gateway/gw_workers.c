@@ -9,6 +9,7 @@
 #include "ig_log.h"
 #include "ig_text.h"
 #include "ig_time.h"
+#include "sup_manager.h"
 
 #include <event2/event.h>
 #include <stdio.h>
