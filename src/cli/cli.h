@@ -5,6 +5,10 @@
 /* `infergate serve -c FILE [--listen HOST:PORT]`: runs the gateway; returns the exit code. */
 int cli_serve(int argc, char **argv);
 
+/* `infergate worker --nats URL [--models-dir DIR] [-c FILE] [--name N] [--capacity N]`:
+ * serves models over the bus without listening; returns the exit code. */
+int cli_worker(int argc, char **argv);
+
 /* `infergate check -c FILE`: validates a config; returns 0 when valid, 1 otherwise. */
 int cli_check(int argc, char **argv);
 

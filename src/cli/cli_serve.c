@@ -2,6 +2,7 @@
 #include "model_catalog.h"
 #include "cfg.h"
 #include "cli.h"
+#include "bus.h"
 #include "gw_app.h"
 #include "http_front.h"
 #include "http_tls.h"
@@ -228,14 +229,21 @@ static struct event_base *new_event_base(void)
     return base;
 }
 
-/* Runs the loop until shutdown. */
-static int run(struct cfg *cfg, const char *host, int port)
+/* `worker` mode: serves over the bus instead of listening. */
+struct worker_opts {
+    const char *name;  /* --name, or NULL */
+    size_t capacity;   /* --capacity */
+};
+
+/* Runs the loop until shutdown: listening on HOST:PORT, or as the worker WORKER. */
+static int run(struct cfg *cfg, const char *host, int port, const struct worker_opts *worker)
 {
     struct serve_ctx ctx = {0};
     struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
     char *cause = NULL;
     int rc = 1;
     bool cfg_tls_on = cfg->tls.cert_path != NULL; /* cfg belongs to the app once it exists */
+    bool has_bus = false;
 
     ctx.base = new_event_base();
     if (ctx.base == NULL) {
@@ -245,7 +253,11 @@ static int run(struct cfg *cfg, const char *host, int port)
     ctx.app = gw_app_new(ctx.base, cfg, &cause);
     if (ctx.app == NULL)
         goto out;
-    if (gw_app_listen(ctx.app, host, port, &cause) != 0)
+    has_bus = cfg->nats.urls != NULL;
+    if (worker != NULL ? gw_bus_serve(ctx.app, worker->name, worker->capacity, &cause) != 0
+                       : gw_app_listen(ctx.app, host, port, &cause) != 0)
+        goto out;
+    if (worker == NULL && has_bus && gw_bus_join(ctx.app, &cause) != 0)
         goto out;
     sigterm = evsignal_new(ctx.base, SIGTERM, on_signal, &ctx);
     sigint = evsignal_new(ctx.base, SIGINT, on_signal, &ctx);
@@ -255,9 +267,10 @@ static int run(struct cfg *cfg, const char *host, int port)
     evsignal_add(sigterm, NULL);
     evsignal_add(sigint, NULL);
     evsignal_add(sighup, NULL);
-    ig_info("infergate %s listening on %s://%s%s%s:%d", IG_VERSION,
-            cfg_tls_on ? "https" : "http", strchr(host, ':') != NULL ? "[" : "", host,
-            strchr(host, ':') != NULL ? "]" : "", gw_app_port(ctx.app));
+    if (worker == NULL)
+        ig_info("infergate %s listening on %s://%s%s%s:%d", IG_VERSION,
+                cfg_tls_on ? "https" : "http", strchr(host, ':') != NULL ? "[" : "", host,
+                strchr(host, ':') != NULL ? "]" : "", gw_app_port(ctx.app));
     event_base_dispatch(ctx.base);
     rc = 0;
 out:
@@ -274,6 +287,8 @@ out:
     gw_app_free(ctx.app);
     if (ctx.base != NULL)
         event_base_free(ctx.base);
+    if (has_bus)
+        bus_library_close(); /* cnats's threads and memory */
     return rc;
 }
 
@@ -327,5 +342,81 @@ int cli_serve(int argc, char **argv)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
-    return run(cfg, host, port);
+    return run(cfg, host, port, NULL);
+}
+
+/* Parses a count of at least 1 from TEXT into *OUT; returns 0 or -1. */
+static int parse_count(const char *text, size_t *out)
+{
+    char *end = NULL;
+    long value = strtol(text, &end, 10);
+
+    if (end == text || *end != '\0' || value < 1 || value > 100000)
+        return -1;
+    *out = (size_t)value;
+    return 0;
+}
+
+int cli_worker(int argc, char **argv)
+{
+    struct worker_opts opts = {NULL, 64};
+    const char *config = NULL, *models_dir = NULL, *nats = NULL, *v;
+    struct cfg *cfg = NULL;
+    char *cause = NULL, *text = NULL;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+            config = argv[++i];
+        else if ((v = option_value("--config", argc, argv, &i)) != NULL)
+            config = v;
+        else if ((v = option_value("--nats", argc, argv, &i)) != NULL)
+            nats = v;
+        else if ((v = option_value("--models-dir", argc, argv, &i)) != NULL)
+            models_dir = v;
+        else if ((v = option_value("--name", argc, argv, &i)) != NULL)
+            opts.name = v;
+        else if ((v = option_value("--capacity", argc, argv, &i)) != NULL &&
+                 parse_count(v, &opts.capacity) == 0)
+            continue;
+        else {
+            fprintf(stderr, "infergate worker: unknown or incomplete argument '%s'\n"
+                            "usage: infergate worker --nats URL[,URL...] [--models-dir DIR] "
+                            "[-c worker.yaml] [--name NAME] [--capacity N]\n", argv[i]);
+            return 2;
+        }
+    }
+    if (config == NULL && models_dir == NULL) {
+        fprintf(stderr, "infergate worker: give -c FILE or --models-dir DIR\n");
+        return 2;
+    }
+    if (config != NULL) {
+        cfg = cli_load_config(config);
+    } else if (asprintf(&text, "models_dir: \"%s\"\n", models_dir) >= 0) {
+        if (strchr(models_dir, '"') != NULL || strchr(models_dir, '\\') != NULL ||
+            cfg_load_string(text, strlen(text), "--models-dir", &cfg, &cause) != 0 ||
+            catalog_apply(cfg, NULL) != 0) {
+            fprintf(stderr, "infergate worker: --models-dir %s: %s\n", models_dir,
+                    cause != NULL ? cause : "unusable");
+            cfg_free(cfg);
+            cfg = NULL;
+        }
+        free(text);
+        free(cause);
+    }
+    if (cfg == NULL)
+        return 1;
+    if (nats != NULL && cfg_nats_set_urls(cfg, nats) != 0) {
+        fprintf(stderr, "infergate worker: --nats '%s': expected nats://HOST:PORT or "
+                        "tls://HOST:PORT URLs, comma-separated\n", nats);
+        cfg_free(cfg);
+        return 2;
+    }
+    if (cfg->nats.urls == NULL) {
+        fprintf(stderr, "infergate worker: no NATS server: give --nats URL (or nats: in the "
+                        "config)\n");
+        cfg_free(cfg);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    return run(cfg, NULL, 0, &opts);
 }

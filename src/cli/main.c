@@ -13,6 +13,8 @@ static void usage(FILE *out)
           "                                           run the gateway\n"
           "       infergate check -c FILE             validate a config\n"
           "       infergate models -c FILE [--json]   a config's models, capabilities, memory\n"
+          "       infergate worker --nats URL [--models-dir DIR] [-c FILE] [--name N] "
+          "[--capacity N]\n"
           "       infergate config generate --models-dir DIR [--write FILE]\n"
           "                                           write a config for GGUF files\n"
           "       infergate keys create|list|revoke|update -c FILE ...\n"
@@ -42,7 +44,7 @@ struct subcommand {
 };
 
 static const struct subcommand subcommands[] = {
-    {"serve", cli_serve}, {"check", cli_check}, {"models", cli_models}, {"config", cli_config},
+    {"serve", cli_serve}, {"worker", cli_worker}, {"check", cli_check}, {"models", cli_models}, {"config", cli_config},
     {"keys", cli_keys},   {"ps", cli_ps},       {"chat", cli_chat},     {"top", cli_top},
     {"pull", cli_pull},   {"bench", cli_bench},
 };

@@ -7,6 +7,8 @@
 
 #include "ig_error.h"
 
+#include <stddef.h>
+
 struct event_base;
 struct cfg;
 struct gw_app;
@@ -20,6 +22,14 @@ struct gw_app *gw_app_new(struct event_base *base, struct cfg *cfg, char **cause
 
 /* Listens on HOST:PORT; returns 0 or IG_EIO with *CAUSE (caller frees). */
 int gw_app_listen(struct gw_app *app, const char *host, int port, char **cause) IG_WUR;
+
+/* Joins the bus of APP's nats config as a gateway (routes to workers); 0 or -1 with
+ * *CAUSE (caller frees). */
+int gw_bus_join(struct gw_app *app, char **cause) IG_WUR;
+
+/* Serves APP's models over the bus as worker NAME (NULL: nats.name or the host name), at
+ * most CAPACITY requests at once; 0 or -1 with *CAUSE (caller frees). */
+int gw_bus_serve(struct gw_app *app, const char *name, size_t capacity, char **cause) IG_WUR;
 
 /* Returns the bound port. */
 int gw_app_port(const struct gw_app *app);

@@ -3,6 +3,7 @@
 
 #include "cfg.h"
 #include "gw_ollama_up.h"
+#include "gw_workers.h"
 #include "http_server.h"
 #include "ig_log.h"
 #include "ig_text.h"
@@ -27,13 +28,13 @@ static void call_account(struct gw_call *call)
     call->prompt_tokens = u.prompt_tokens;
     call->completion_tokens = u.completion_tokens;
     u.latency_ms = ig_now_ms() - call->started_ms;
-    auth_finish(call->app->auth, &call->caller, sup_model_cfg(call->model)->id, &u);
+    auth_finish(call->app->auth, &call->caller, call->mc->id, &u);
 }
 
 /* Records the ended CALL: metrics, request log, /events. */
 static void call_record(struct gw_call *call)
 {
-    const struct cfg_model *mc = sup_model_cfg(call->model);
+    const struct cfg_model *mc = call->mc;
     struct gw_request_record r = {
         .ts_ms = call->arrived_unix_ms,
         .request_id = call->request_id,
@@ -118,7 +119,7 @@ void gw_refuse_request(struct gw_app *app, struct http_request *req,
 }
 
 struct gw_call *gw_call_new(struct gw_app *app, struct http_request *req,
-                            struct sup_model *model)
+                            struct sup_model *model, const struct cfg_model *mc)
 {
     struct gw_call *call = malloc(sizeof(*call));
     size_t len = 0;
@@ -129,11 +130,12 @@ struct gw_call *gw_call_new(struct gw_app *app, struct http_request *req,
     call->app = app;
     call->req = req;
     call->model = model;
+    call->mc = mc;
     ig_utf8_copy(call->request_id, sizeof(call->request_id), app->request_id);
     ig_utf8_copy(call->key_name, sizeof(call->key_name), app->caller.name);
     ig_utf8_copy(call->endpoint, sizeof(call->endpoint), http_request_path(req));
     ig_utf8_copy(call->client, sizeof(call->client), http_request_peer(req));
-    call->content_type[0] = call->failure[0] = call->url[0] = '\0';
+    call->content_type[0] = call->failure[0] = call->url[0] = call->worker[0] = '\0';
     (void)http_request_body(req, &len);
     call->bytes_in = len;
     call->is_debug = app->is_debug_request;
@@ -153,6 +155,8 @@ void gw_call_free(struct gw_call *call)
     gw_meter_clear(&call->meter);
     if (call->has_model)
         sup_release(call->model);
+    if (call->is_on_worker) /* ended without a verdict on the worker (client gone) */
+        gw_workers_end(call->app->workers, call->worker, false, -1);
     if (call->response != NULL)
         evbuffer_free(call->response);
     if (call->watchdog != NULL)

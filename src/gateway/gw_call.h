@@ -23,11 +23,13 @@ struct sup_waiter;
 struct upstream_req;
 
 #define GW_CALL_MAX_URL 2048
+#define GW_CALL_MAX_TRIES 3
 
 struct gw_call {
     struct gw_app *app;
     struct http_request *req;
-    struct sup_model *model;
+    struct sup_model *model;        /* the local model, or NULL when only workers serve it */
+    const struct cfg_model *mc;     /* its config (a worker-served model's from the registry) */
     struct sup_waiter *waiter;
     struct upstream_req *ureq;
     char *rewritten_body; /* owned when the filters changed the body */
@@ -39,6 +41,10 @@ struct gw_call {
     void *xlate_state;
     struct gw_ollama_up *ollama_up; /* api: ollama: the translation to the upstream (owned) */
     bool has_model;      /* acquired: sup_release() owed */
+    bool is_on_worker;   /* sent to WORKER: gw_workers_end() owed */
+    unsigned n_tries;    /* backends tried (a worker's failure before any byte moves on) */
+    const char *route_reason;   /* why this backend, static; NULL: the only one */
+    uint64_t prefix_hash;       /* of the prompt's start (prefix-affinity) */
     bool has_retried;    /* sent again once after its model died under it */
     bool is_streaming;   /* response headers sent as a stream */
     int status;
@@ -72,6 +78,8 @@ struct gw_call {
     char content_type[128];
     char failure[256]; /* the upstream failure, kept for the recheck */
     char url[GW_CALL_MAX_URL];
+    char worker[65];           /* the worker serving it, "" when local */
+    char tried[GW_CALL_MAX_TRIES][65]; /* workers that failed it */
 };
 
 /* Logs a step of CALL: at info with its request id for X-Log-Level: debug, else at debug. */
@@ -79,8 +87,10 @@ struct gw_call {
     ig_log_request((call)->is_debug ? IG_LOG_INFO : IG_LOG_DEBUG, (call)->request_id, fmt,        \
                    __VA_ARGS__)
 
-/* Makes a call for REQ to MODEL (NULL when out of memory), stamped for the request log. */
-struct gw_call *gw_call_new(struct gw_app *app, struct http_request *req, struct sup_model *model);
+/* Makes a call for REQ to MODEL (NULL: served only by workers) of config MC (NULL when out of
+ * memory), stamped for the request log. */
+struct gw_call *gw_call_new(struct gw_app *app, struct http_request *req, struct sup_model *model,
+                            const struct cfg_model *mc);
 
 /* Ends a call: usage to its key, metrics and request log; releases the model if it was
  * acquired, and frees it. */

@@ -54,6 +54,7 @@ struct gw_app {
     uint64_t request_seq;   /* numbers generated request ids */
     uint64_t request_id_salt;
     unsigned selector_rotor; /* turns between equally loaded spillover targets */
+    unsigned route_rotor;    /* turns between a model's backends (gw_route.h) */
     struct gw_stats *stats;
     struct gw_reqlog *reqlog;
     struct gw_events *events;
@@ -78,16 +79,12 @@ struct gw_app {
     void *stopped_arg;
 };
 
-/* Joins the bus of APP's nats config as a gateway (routes to workers); 0 or -1 with
- * *CAUSE (caller frees). */
-int gw_bus_join(struct gw_app *app, char **cause) IG_WUR;
-
-/* Serves APP's models over the bus as worker NAME (NULL: nats.name or the host name), at
- * most CAPACITY requests at once; 0 or -1 with *CAUSE (caller frees). */
-int gw_bus_serve(struct gw_app *app, const char *name, size_t capacity, char **cause) IG_WUR;
-
 /* Leaves the bus (worker or gateway); safe when never joined. */
 void gw_bus_close(struct gw_app *app);
+
+/* Returns the hash of the start of DOC's prompt (its first two messages, or the first 1 KiB
+ * of "prompt"), the key of prefix-affinity routing; 0 when it has none. */
+uint64_t gw_prefix_hash(json_t *doc);
 
 /* Answers REQ with an OpenAI error body; adds Retry-After when RETRY_AFTER_S > 0. */
 void gw_reply_error(struct http_request *req, int status, const char *message, const char *code,

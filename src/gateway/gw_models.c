@@ -6,6 +6,7 @@
 #include "gguf_meta.h"
 #include "gw_internal.h"
 #include "gw_selectors.h"
+#include "gw_workers.h"
 #include "http_server.h"
 #include "ig_json.h"
 #include "ig_time.h"
@@ -86,6 +87,7 @@ void gw_models_list(struct gw_app *app, struct http_request *req)
             append_model(data, c->aliases.items[a], m, app->started_unix_s);
     }
     gw_selectors_list(app, data, app->started_unix_s);
+    gw_workers_list_models(app->workers, data, app->started_unix_s);
     gw_reply_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 

@@ -18,6 +18,9 @@
 #include "gguf_meta.h"
 #include "gw_call.h"
 #include "gw_ollama_up.h"
+#include "gw_route.h"
+#include "gw_workers.h"
+#include "bus_tunnel.h"
 #include "gw_selectors.h"
 #include "http_server.h"
 #include "http_upstream.h"
@@ -42,6 +45,7 @@
 #define DEATH_RECHECK_MS 50 /* how long a dropped request waits to see its model die */
 
 static void on_watchdog(evutil_socket_t fd, short what, void *arg);
+static void dispatch_call(struct gw_call *call);
 
 /* Writes upstream stream bytes DATA (NULL at its end) to CALL's client, translated when the
  * call is; returns http_stream_write()'s answer. */
@@ -131,7 +135,7 @@ static int on_up_data(struct upstream_req *ureq, const char *data, size_t len, v
         if (call->is_metered) {
             gw_meter_feed(&call->meter, data, len);
             if (call->meter.content_chunks > call->streamed_tokens) {
-                gw_stats_tokens(call->app, sup_model_cfg(call->model)->id,
+                gw_stats_tokens(call->app, call->mc->id,
                                 call->meter.content_chunks - call->streamed_tokens);
                 call->streamed_tokens = call->meter.content_chunks;
             }
@@ -189,24 +193,23 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     (void)what;
 
     snprintf(text, sizeof(text), "model %s made no progress for %d s (watchdog); restarting it",
-             sup_model_cfg(call->model)->id, call->app->cfg->limits.watchdog_s);
+             call->mc->id, call->app->cfg->limits.watchdog_s);
     ig_warn("%s", text);
     upstream_cancel(call->ureq);
     call->ureq = NULL;
-    sup_model_abort(call->model, text);
+    if (call->worker[0] == '\0') /* a worker's own watchdog restarts its model */
+        sup_model_abort(call->model, text);
     stream_fail(call, text);
     gw_call_free(call);
 }
-
-static void dispatch_call(struct gw_call *call);
 
 /* Sends CALL again after its model died under it; the model restarts for it. The model is
  * looked up again by id: a reload may have replaced or removed it meanwhile. */
 static void retry_call(struct gw_call *call)
 {
-    struct sup_model *next = sup_find(call->app->mgr, sup_model_cfg(call->model)->id);
+    struct sup_model *next = sup_find(call->app->mgr, call->mc->id);
 
-    ig_info("model %s died during a request; sending it again", sup_model_cfg(call->model)->id);
+    ig_info("model %s died during a request; sending it again", call->mc->id);
     call->has_retried = true;
     call->has_model = false;
     sup_release(call->model);
@@ -217,6 +220,7 @@ static void retry_call(struct gw_call *call)
         return;
     }
     call->model = next;
+    call->mc = sup_model_cfg(next);
     evbuffer_drain(call->response, evbuffer_get_length(call->response));
     call->status = 0;
     dispatch_call(call);
@@ -227,8 +231,9 @@ static void fail_call(struct gw_call *call, int rc, const char *message)
 {
     char text[512];
 
-    snprintf(text, sizeof(text), "upstream of model %s failed: %s",
-             sup_model_cfg(call->model)->id, message != NULL ? message : "unknown error");
+    snprintf(text, sizeof(text), "upstream of model %s%s%s failed: %s", call->mc->id,
+             call->worker[0] != '\0' ? " on worker " : "", call->worker,
+             message != NULL ? message : "unknown error");
     ig_log_request(IG_LOG_WARN, call->request_id, "%s", text);
     call->upstream_error = rc == IG_ETIMEDOUT ? "timeout" : "connect";
     if (call->is_streaming)
@@ -252,6 +257,25 @@ static void on_recheck(evutil_socket_t fd, short what, void *arg)
         fail_call(call, IG_EIO, call->failure);
 }
 
+/* A worker's transfer ended with RC: tells the registry; when the worker failed before any
+ * byte of an answer (gone, busy, cut), sends CALL to another backend and returns true. */
+static bool worker_failed(struct gw_call *call, int rc, const char *message)
+{
+    bool is_early = rc != 0 && rc != IG_ETIMEDOUT && call->status == 0 && !call->is_streaming;
+
+    call->is_on_worker = false;
+    gw_workers_end(call->app->workers, call->worker, rc != 0, call->ttft_ms);
+    if (!is_early || call->n_tries >= GW_CALL_MAX_TRIES)
+        return false;
+    snprintf(call->tried[call->n_tries++], sizeof(call->tried[0]), "%s", call->worker);
+    ig_log_request(IG_LOG_WARN, call->request_id,
+                   "worker %s did not answer (%s); trying another backend of model %s",
+                   call->worker, message != NULL ? message : "no answer", call->mc->id);
+    evbuffer_drain(call->response, evbuffer_get_length(call->response));
+    dispatch_call(call);
+    return true;
+}
+
 /* Upstream transfer finished. A request that failed before the client got a byte (no
  * stream started), not by a time-out, is sent once more if its model died under it. */
 static void on_up_done(struct upstream_req *ureq, int rc, const char *message, void *arg)
@@ -261,6 +285,8 @@ static void on_up_done(struct upstream_req *ureq, int rc, const char *message, v
     (void)ureq;
 
     call->ureq = NULL;
+    if (call->is_on_worker && worker_failed(call, rc, message))
+        return;
     if (rc == 0) {
         call->is_success = call->status > 0 && call->status < 400;
         if (call->is_metered && !call->is_streaming)
@@ -285,6 +311,10 @@ static void on_up_done(struct upstream_req *ureq, int rc, const char *message, v
         fail_call(call, rc, message);
         return;
     }
+    if (call->worker[0] != '\0') {
+        fail_call(call, rc, message);
+        return;
+    }
     if (!sup_model_check_alive(call->model)) {
         retry_call(call);
         return;
@@ -298,28 +328,41 @@ static void on_up_done(struct upstream_req *ureq, int rc, const char *message, v
     evtimer_add(call->recheck, &tv);
 }
 
+/* Opens the bus tunnel to the worker of call ARG (the upstream client's socket). */
+static int open_tunnel(void *arg)
+{
+    struct gw_call *call = arg;
+    return call->app->tunnels != NULL ? bus_tunnel_dial(call->app->tunnels, call->worker) : -1;
+}
+
 /* Sends the request to the model's upstream. */
 static void start_upstream(struct gw_call *call)
 {
     static const struct upstream_callbacks callbacks = {
         .on_headers = on_up_headers, .on_data = on_up_data, .on_done = on_up_done};
-    const struct cfg_model *mc = sup_model_cfg(call->model);
+    const struct cfg_model *mc = call->mc;
     const char *accept = http_request_header(call->req, "accept");
     const char *ctype = http_request_header(call->req, "content-type");
     const char *query = http_request_query(call->req);
     char accept_header[256], ctype_header[256] = "Content-Type: application/json";
-    const char *headers[3] = {ctype_header, NULL, NULL};
+    char worker_base[96], id_header[32 + GW_REQUEST_ID_MAX];
+    const char *headers[5] = {ctype_header, NULL, NULL, NULL, NULL};
+    const char *base = mc->proxy;
     struct upstream_spec spec = {0};
     const struct upstream_callbacks *cbs = &callbacks;
     void *cb_arg = call;
     int n;
 
+    if (call->worker[0] != '\0') { /* through a bus tunnel: the host is only a name */
+        snprintf(worker_base, sizeof(worker_base), "http://%s.worker", call->worker);
+        base = worker_base;
+    }
     if (call->upstream_path != NULL) {
-        n = gw_upstream_url(call->url, sizeof(call->url), mc->proxy, call->upstream_path, query);
+        n = gw_upstream_url(call->url, sizeof(call->url), base, call->upstream_path, query);
         if (ctype != NULL)
             snprintf(ctype_header, sizeof(ctype_header), "Content-Type: %s", ctype);
     } else {
-        n = gw_upstream_url(call->url, sizeof(call->url), mc->proxy,
+        n = gw_upstream_url(call->url, sizeof(call->url), base,
                             call->api_path != NULL ? call->api_path : http_request_path(call->req),
                             NULL);
     }
@@ -345,7 +388,14 @@ static void start_upstream(struct gw_call *call)
     spec.connect_timeout_ms = 5000;
     spec.api_key = mc->api_key;
     spec.ca_file = mc->ca_file;
-    if (gw_ollama_up_wrap(call, &spec, &cbs, &cb_arg) != 0) { /* api: ollama models */
+    if (call->worker[0] != '\0') {
+        snprintf(id_header, sizeof(id_header), "X-Request-Id: %s", call->request_id);
+        headers[accept != NULL ? 2 : 1] = "Connection: close"; /* one exchange per tunnel */
+        headers[accept != NULL ? 3 : 2] = id_header;
+        spec.api_key = spec.ca_file = NULL;
+        spec.open_socket = open_tunnel;
+        spec.open_socket_arg = call;
+    } else if (gw_ollama_up_wrap(call, &spec, &cbs, &cb_arg) != 0) { /* api: ollama models */
         gw_call_free(call);
         return;
     }
@@ -367,6 +417,7 @@ static void on_model_ready(struct sup_model *model, int status, const char *mess
 
     call->waiter = NULL;
     call->model = model; /* a reload may have moved the request to the model's new version */
+    call->mc = sup_model_cfg(model);
     if (status == 0 && call->queue_ms < 0)
         call->queue_ms = (int64_t)(ig_now_ms() - call->dispatched_ms);
     if (status != 0) {
@@ -390,7 +441,7 @@ static bool admit_call(struct gw_call *call, json_t *doc, bool *is_rewritten)
     bool is_stream = json_is_true(json_object_get(doc, "stream"));
 
     gw_auth_take_caller(call->app, &call->caller);
-    if (auth_admit(call->app->auth, &call->caller, sup_model_cfg(call->model)->id, max_tokens,
+    if (auth_admit(call->app->auth, &call->caller, call->mc->id, max_tokens,
                    &r) != 0) {
         gw_call_reply_error(call, r.status, r.message, r.code, r.retry_after_s);
         return false;
@@ -419,6 +470,7 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
     struct gw_call *call = NULL;
     const char *name, *pin;
     struct sup_model *model;
+    const struct cfg_model *mc;
     bool is_pinned = false;
 
     if (doc == NULL || !json_is_object(doc)) {
@@ -449,25 +501,27 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
         goto out;
     }
     model = sup_find(app->mgr, name);
-    if (model == NULL) {
+    mc = model != NULL ? sup_model_cfg(model) : gw_workers_model(app->workers, name);
+    if (mc == NULL) {
         snprintf(msg, sizeof(msg), "The model `%.200s` does not exist", name);
         gw_refuse_request(app, req, NULL, name, 404, msg, "model_not_found");
         goto out;
     }
-    if (gw_lacks_capability(sup_model_cfg(model),
-                            api_path != NULL ? api_path : http_request_path(req), msg,
+    if (gw_lacks_capability(mc, api_path != NULL ? api_path : http_request_path(req), msg,
                             sizeof(msg))) {
-        gw_refuse_request(app, req, sup_model_cfg(model), name, 400, msg, "model_not_supported");
+        gw_refuse_request(app, req, mc, name, 400, msg, "model_not_supported");
         goto out;
     }
-    call = gw_call_new(app, req, model);
+    call = gw_call_new(app, req, model, mc);
     if (call == NULL) {
-        gw_refuse_request(app, req, sup_model_cfg(model), name, 500, "out of memory", "internal_error");
+        gw_refuse_request(app, req, mc, name, 500, "out of memory", "internal_error");
         goto out;
     }
+    if (app->workers != NULL)
+        call->prefix_hash = gw_prefix_hash(doc);
     call->is_stream_asked = json_is_true(json_object_get(doc, "stream"));
     call_log(call, "%s %s for model %s (key %s)", http_request_method(req),
-             http_request_path(req), sup_model_cfg(model)->id,
+             http_request_path(req), mc->id,
              app->caller.name[0] != '\0' ? app->caller.name : "-");
     call->body = body;
     call->body_len = len;
@@ -478,7 +532,7 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
         call = NULL;
         goto out;
     }
-    if (gw_apply_filters(sup_model_cfg(model), doc) || is_pinned) {
+    if (gw_apply_filters(mc, doc) || is_pinned) {
         call->rewritten_body = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(16));
         if (call->rewritten_body != NULL) {
             call->body = call->rewritten_body;
@@ -494,7 +548,42 @@ out:
     return call;
 }
 
-/* Waits for the call's model, then sends the call upstream. */
+/* Picks CALL's backend among its local model and the workers serving it: sets its worker
+ * ("" for local) and the reason. Returns false when every one has failed it. */
+static bool route_call(struct gw_call *call)
+{
+    struct gw_route_cand cand[GW_MAX_CANDIDATES + 1];
+    const char *ids[GW_MAX_CANDIDATES + 1];
+    struct gw_app *app = call->app;
+    size_t n = 0;
+    int pick;
+
+    call->worker[0] = '\0';
+    if (app->workers == NULL)
+        return call->model != NULL; /* no bus: the local model, the fast path */
+    if (call->model != NULL) {
+        struct sup_model_info info;
+        sup_model_info(call->model, &info);
+        cand[n] = (struct gw_route_cand){.is_ready = info.state == SUP_READY,
+                                         .load = info.in_flight + (int)info.waiting};
+        ids[n++] = NULL;
+    }
+    n += gw_workers_candidates(app->workers, call->mc->id, ids + n, cand + n, GW_MAX_CANDIDATES);
+    for (size_t i = 0; i < n; i++)
+        for (unsigned t = 0; ids[i] != NULL && t < call->n_tries; t++)
+            cand[i].is_excluded = cand[i].is_excluded || strcmp(ids[i], call->tried[t]) == 0;
+    pick = gw_route_pick(gw_strategy_from_name(app->cfg->nats.strategy), cand, n,
+                         call->prefix_hash, &app->route_rotor, &call->route_reason);
+    if (pick < 0)
+        return false;
+    if (ids[pick] != NULL)
+        snprintf(call->worker, sizeof(call->worker), "%s", ids[pick]);
+    call_log(call, "routed to %s (%s)", ids[pick] != NULL ? ids[pick] : "the local model",
+             call->route_reason);
+    return true;
+}
+
+/* Routes the call, waits for its model when local, then sends it upstream. */
 static void dispatch_call(struct gw_call *call)
 {
     struct http_request *req = call->req;
@@ -504,6 +593,23 @@ static void dispatch_call(struct gw_call *call)
     http_request_set_drain_cb(req, on_client_drained, call);
     if (call->dispatched_ms == 0)
         call->dispatched_ms = ig_now_ms();
+    if (!route_call(call)) {
+        char text[512];
+        snprintf(text, sizeof(text), "no backend of model %s could take the request (%u worker(s) "
+                 "failed it)", call->mc->id, call->n_tries);
+        gw_call_reply_error(call, 503, text, "model_unavailable", 1);
+        gw_call_free(call);
+        return;
+    }
+    if (call->worker[0] != '\0') {
+        call->is_on_worker = true;
+        gw_workers_begin(call->app->workers, call->worker);
+        if (call->queue_ms < 0)
+            call->queue_ms = (int64_t)(ig_now_ms() - call->dispatched_ms);
+        call->status = 0;
+        start_upstream(call);
+        return;
+    }
     rc = sup_acquire(call->model, on_model_ready, call, &call->waiter);
     if (rc == 0) {
         if (call->queue_ms < 0)
@@ -582,7 +688,7 @@ void gw_proxy_upstream(struct gw_app *app, struct http_request *req)
                        "this model has no upstream to pass requests to", "invalid_request_error");
         return;
     }
-    call = gw_call_new(app, req, model);
+    call = gw_call_new(app, req, model, sup_model_cfg(model));
     if (call == NULL) {
         gw_refuse_request(app, req, sup_model_cfg(model), NULL, 500, "out of memory", "internal_error");
         return;

@@ -3,6 +3,7 @@
 #include "cfg.h"
 #include "gguf_meta.h"
 #include "gw_internal.h"
+#include "ig_text.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -89,4 +90,32 @@ int gw_upstream_url(char *out, size_t size, const char *proxy, const char *path,
                  base_query[0] != '\0' || has_query ? "?" : "", base_query,
                  base_query[0] != '\0' && has_query ? "&" : "", has_query ? query : "");
     return n < 0 || (size_t)n >= size ? -1 : n;
+}
+
+#define PREFIX_MESSAGES 2
+#define PREFIX_BYTES 1024
+
+uint64_t gw_prefix_hash(json_t *doc)
+{
+    json_t *messages = json_object_get(doc, "messages");
+    const char *prompt = json_string_value(json_object_get(doc, "prompt"));
+    uint64_t h = IG_FNV1A_INIT;
+
+    if (prompt != NULL) {
+        size_t len = strlen(prompt);
+        return ig_fnv1a(prompt, len < PREFIX_BYTES ? len : PREFIX_BYTES, h);
+    }
+    if (!json_is_array(messages) || json_array_size(messages) == 0)
+        return 0;
+    for (size_t i = 0; i < json_array_size(messages) && i < PREFIX_MESSAGES; i++) {
+        json_t *m = json_array_get(messages, i);
+        const char *role = json_string_value(json_object_get(m, "role"));
+        const char *content = json_string_value(json_object_get(m, "content"));
+        if (role != NULL)
+            h = ig_fnv1a(role, strlen(role), h);
+        if (content != NULL)
+            h = ig_fnv1a(content, strlen(content) < PREFIX_BYTES ? strlen(content) : PREFIX_BYTES,
+                         h);
+    }
+    return h;
 }

@@ -329,7 +329,8 @@ void gw_workers_list_models(struct gw_workers *ws, json_t *data, int64_t created
         const struct remote_model *rm = &ws->models[i];
         json_t *workers;
 
-        if (rm->n_workers == 0 || sup_find(ws->app->mgr, rm->mc->id) != NULL)
+        if (rm->n_workers == 0 || sup_find(ws->app->mgr, rm->mc->id) != NULL ||
+            !auth_allows_model(&ws->app->caller, rm->mc->id))
             continue;
         workers = json_array();
         for (size_t k = 0; k < ws->n; k++)
