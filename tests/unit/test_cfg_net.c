@@ -227,6 +227,38 @@ static void test_cfg_net_rejects_bad_cors(void **state)
     expect_error("cors: maybe\n", "config:1:7: cors: expected a boolean, got 'maybe'");
 }
 
+static void test_cfg_nats(void **state)
+{
+    struct cfg *cfg = load_ok("nats: nats://127.0.0.1:4222,tls://b:4223\n");
+
+    (void)state;
+    assert_string_equal(cfg->nats.urls, "nats://127.0.0.1:4222,tls://b:4223");
+    assert_null(cfg->nats.strategy);
+    assert_int_equal(cfg_nats_set_urls(cfg, "nats://c:1"), 0);
+    assert_string_equal(cfg->nats.urls, "nats://c:1");
+    assert_int_equal(cfg_nats_set_urls(cfg, "http://c:1"), -1);
+    assert_false(is_inactive(cfg, "nats"));
+    cfg_free(cfg);
+    cfg = load_ok("nats:\n"
+                  "  url: [nats://a:1, nats://b:2]\n"
+                  "  name: gw-1\n"
+                  "  token: t0k\n"
+                  "  strategy: prefix-affinity\n");
+    assert_string_equal(cfg->nats.urls, "nats://a:1,nats://b:2");
+    assert_string_equal(cfg->nats.name, "gw-1");
+    assert_string_equal(cfg->nats.token, "t0k");
+    assert_string_equal(cfg->nats.strategy, "prefix-affinity");
+    cfg_free(cfg);
+    expect_error("nats: {name: x}\n", "config:1:7: nats: needs url (nats://HOST:PORT)");
+    expect_error("nats: http://a:1\n", "config:1:7: nats.url: expected nats://HOST:PORT or tls://HOST:PORT "
+                                       "URLs (at most 32, comma-separated)");
+    expect_error("nats: {url: nats://a:1, strategy: fastest}\n",
+                 "config:1:35: nats.strategy: expected least-loaded, round-robin, priority or "
+                 "prefix-affinity, got 'fastest'");
+    expect_error("nats: {url: nats://a:1, tls: {cert: c.pem}}\n",
+                 "config:1:30: nats.tls: cert and key go together");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -238,6 +270,7 @@ int main(void)
         cmocka_unit_test(test_cfg_net_cors),
         cmocka_unit_test(test_cfg_net_rejects_bad_cors),
         cmocka_unit_test(test_cfg_net_tls_flags_override_and_survive_reloads),
+        cmocka_unit_test(test_cfg_nats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
