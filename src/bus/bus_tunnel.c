@@ -168,14 +168,14 @@ static struct tunnel *tunnel_new(struct bus_tunnels *t, const char *id, int fd)
     return tn;
 }
 
-/* The local side closed or failed: a worker reports the end, a gateway whose answer is not
- * complete cancels the request. */
-static void local_closed(struct tunnel *tn)
+/* The local side closed or failed: a worker reports the end (unless HAS_SENT_END), a gateway
+ * whose answer is not complete cancels the request. */
+static void local_closed(struct tunnel *tn, bool has_sent_end)
 {
     char subject[SUBJECT_MAX];
 
     if (tn->owner->is_serving) {
-        if (send_part(tn, NULL, 0, "ok") != 0)
+        if (!has_sent_end && send_part(tn, NULL, 0, "ok") != 0)
             ig_debug("nats: cannot end tunnel %s", tn->id);
     } else if (!tn->is_peer_ended) {
         snprintf(subject, sizeof(subject), "infergate.v1.cancel.%s", tn->id);
@@ -185,28 +185,38 @@ static void local_closed(struct tunnel *tn)
     tunnel_free(tn);
 }
 
-/* The local side wrote bytes (or closed): send them to the peer. */
+/* The local side wrote bytes (or closed): send them to the peer. What is there is read at
+ * once, up to the payload size, so that an answer followed by the end of the exchange goes
+ * in one message (a worker marks it Ig-End: ok). */
 static void on_fd_readable(evutil_socket_t fd, short what, void *arg)
 {
     struct tunnel *tn = arg;
-    size_t max = bus_max_payload(tn->owner->bus);
+    size_t max = bus_max_payload(tn->owner->bus), len = 0;
     char buf[READ_CHUNK];
-    ssize_t n;
+    bool is_eof = false;
     (void)what;
 
     if (max > sizeof(buf))
         max = sizeof(buf);
-    n = read(fd, buf, max);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
-    if (n <= 0) {
-        local_closed(tn);
-        return;
+    while (len < max) {
+        ssize_t n = read(fd, buf + len, max - len);
+        if (n > 0) {
+            len += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        is_eof = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+        break;
     }
-    if (send_part(tn, buf, (size_t)n, NULL) != 0) {
+    if (len > 0 &&
+        send_part(tn, buf, len, is_eof && tn->owner->is_serving ? "ok" : NULL) != 0) {
         ig_warn("nats: tunnel %s: cannot send; closing it", tn->id);
         tunnel_free(tn);
+        return;
     }
+    if (is_eof)
+        local_closed(tn, len > 0);
 }
 
 /* Writes what is pending into the local side; after the peer's end, closes our writing
@@ -220,7 +230,7 @@ static int flush_pending(struct tunnel *tn)
             return 0;
         }
         if (n <= 0) {
-            local_closed(tn);
+            local_closed(tn, false);
             return -1;
         }
     }

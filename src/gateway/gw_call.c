@@ -54,6 +54,8 @@ static void call_record(struct gw_call *call)
         .duration_ms = (int64_t)(ig_now_ms() - call->arrived_ms),
         .bytes_in = call->bytes_in,
         .bytes_out = call->bytes_out,
+        .backend = call->worker[0] != '\0' ? call->worker : "local",
+        .route = call->route_reason,
     };
 
     call_log(call, "%s %s: %d in %lld ms, %llu+%llu tokens", mc->id, r.endpoint, r.status,

@@ -283,6 +283,8 @@ struct gw_request_record {
     int64_t queue_ms;           /* waiting for the model; -1: never got it */
     int64_t duration_ms;
     uint64_t bytes_in, bytes_out;
+    const char *backend;        /* "local", or the worker's id; NULL when not routed */
+    const char *route;          /* why that backend (routing strategy), or NULL */
 };
 
 /* Creates the metrics and per-model counters; NULL when out of memory. */

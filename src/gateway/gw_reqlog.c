@@ -24,13 +24,13 @@
 #define MAX_PENDING 16384 /* rows held while the writer is slow; beyond it rows are dropped */
 #define MAX_PAGE 1000
 #define DEFAULT_PAGE 100
-#define REQUEST_COLS 16    /* parameters of one request row */
-#define ROWS_PER_INSERT 32 /* request rows per INSERT: 512 parameters, under SQLite's 999 */
+#define REQUEST_COLS 18    /* parameters of one request row */
+#define ROWS_PER_INSERT 32 /* request rows per INSERT: 576 parameters, under SQLite's 999 */
 #define REQUEST_HEAD                                                                              \
     "INSERT INTO requests (ts_ms, request_id, key_name, model, endpoint, status, stream,"         \
     " prompt_tokens, completion_tokens, ttft_ms, queue_ms, duration_ms, bytes_in, bytes_out,"     \
-    " client, error) VALUES "
-#define REQUEST_TUPLE "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " client, error, backend, route) VALUES "
+#define REQUEST_TUPLE "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 /* One row waiting to be written: a request (is_event false) or a model event. */
 struct log_row {
@@ -61,9 +61,10 @@ struct log_batch {
 static bool row_copy(struct log_row *row, const struct gw_request_record *r)
 {
     const char *src[] = {r->request_id, r->key,    r->model, r->asked_model,
-                         r->endpoint,   r->client, r->error};
-    const char **dst[] = {&row->r.request_id, &row->r.key,    &row->r.model, &row->r.asked_model,
-                          &row->r.endpoint,   &row->r.client, &row->r.error};
+                         r->endpoint,   r->client, r->error, r->backend, r->route};
+    const char **dst[] = {&row->r.request_id, &row->r.key,    &row->r.model,
+                          &row->r.asked_model, &row->r.endpoint, &row->r.client,
+                          &row->r.error,      &row->r.backend, &row->r.route};
     size_t n = sizeof(src) / sizeof(src[0]), total = 0, at = 0;
 
     row->r = *r;
@@ -163,6 +164,8 @@ static void bind_request(sqlite3_stmt *stmt, int at, const struct gw_request_rec
     sqlite3_bind_int64(stmt, at + 14, (sqlite3_int64)r->bytes_out);
     bind_text(stmt, at + 15, r->client);
     bind_text(stmt, at + 16, r->error);
+    bind_text(stmt, at + 17, r->backend);
+    bind_text(stmt, at + 18, r->route);
 }
 
 /* Returns the kept INSERT of N request rows (N <= ROWS_PER_INSERT), or NULL. */
@@ -409,7 +412,7 @@ static int query_job(sqlite3 *db, void *arg)
               " AND ts_ms >= ?6 AND ts_ms < ?7 AND id < ?8 ORDER BY id DESC LIMIT ?9"
             : "SELECT id, ts_ms, request_id, key_name AS key, model, endpoint, status,"
               " stream, prompt_tokens, completion_tokens, ttft_ms, queue_ms, duration_ms,"
-              " bytes_in, bytes_out, client, error FROM requests"
+              " bytes_in, bytes_out, client, error, backend, route FROM requests"
               " WHERE (?1 = '' OR model = ?1) AND (?2 = '' OR key_name = ?2)"
               " AND (?3 = '' OR endpoint = ?3)"
               " AND (?5 = 0 OR status = ?5 OR (?5 < 10 AND status / 100 = ?5))"
@@ -548,5 +551,9 @@ json_t *gw_request_record_json(const struct gw_request_record *r)
     set_ms(row, "queue_ms", r->queue_ms);
     json_object_set_new(row, "client", r->client != NULL ? json_string(r->client) : json_null());
     json_object_set_new(row, "error", r->error != NULL ? json_string(r->error) : json_null());
+    if (r->backend != NULL)
+        json_object_set_new(row, "backend", json_string(r->backend));
+    if (r->route != NULL)
+        json_object_set_new(row, "route", json_string(r->route));
     return row;
 }
