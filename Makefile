@@ -35,6 +35,7 @@ check-clang: bootstrap
 
 bench: release
 	@bench/proxy/run.sh
+	@bench/distributed/run.sh
 	@bench/engine/run.sh
 	@IG_BIN_DIR=build node bench/lifecycle/run.mjs
 

@@ -87,3 +87,17 @@ wait_http() {
 calc() { awk "BEGIN { printf \"%.${2:-3}f\", $1 }"; }
 kv() { sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p" <<<" $2" | head -n 1; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/'; }
+
+# Median of the numbers on stdin (space- or newline-separated); "nan" when there are none.
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+CLK_TCK=$(getconf CLK_TCK)
+# CPU time (user+system, clock ticks) of the PIDs given.
+cpu_ticks() {
+    local total=0 pid t
+    for pid in "$@"; do
+        t=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
+        total=$(( total + t ))
+    done
+    echo "$total"
+}

@@ -58,7 +58,7 @@ TARGETS=(direct nginx infergate)
 
 BENCH_NAME=bench
 # shellcheck source=../lib.sh
-source "$ROOT/bench/lib.sh"  # die, cleanup on exit, start_bg, stop_pid, pick_port, wait_http
+source "$ROOT/bench/lib.sh"  # die, cleanup, start_bg, stop_pid, pick_port, wait_http, median
 
 for tool in wrk node curl awk; do
     command -v "$tool" >/dev/null || die "'$tool' is not installed (apt-get install $tool)"
@@ -89,17 +89,6 @@ check_path() {
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-CLK_TCK=$(getconf CLK_TCK)
-# CPU time (user+system, clock ticks) of the PIDs given.
-cpu_ticks() {
-    local total=0 pid t
-    for pid in "$@"; do
-        t=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
-        total=$(( total + t ))
-    done
-    echo "$total"
-}
 
 # ---- processes -------------------------------------------------------------------------
 pick_port; FAST_PORT=$PORT
