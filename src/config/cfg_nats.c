@@ -173,6 +173,6 @@ void cfg_top_nats(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, voi
     if (!cfg_expect(ctx, value, YAML_MAPPING_NODE, "nats"))
         return;
     cfg_walk(ctx, value, fields, &ctx->cfg->nats, NULL);
-    if (ctx->cfg->nats.urls == NULL)
+    if (cfg_map_get(ctx, value, "url") == NULL)
         cfg_error(ctx, value, "nats: needs url (nats://HOST:PORT)");
 }

@@ -28,13 +28,13 @@ static void call_account(struct gw_call *call)
     call->prompt_tokens = u.prompt_tokens;
     call->completion_tokens = u.completion_tokens;
     u.latency_ms = ig_now_ms() - call->started_ms;
-    auth_finish(call->app->auth, &call->caller, call->mc->id, &u);
+    auth_finish(call->app->auth, &call->caller, gw_call_cfg(call)->id, &u);
 }
 
 /* Records the ended CALL: metrics, request log, /events. */
 static void call_record(struct gw_call *call)
 {
-    const struct cfg_model *mc = call->mc;
+    const struct cfg_model *mc = gw_call_cfg(call);
     struct gw_request_record r = {
         .ts_ms = call->arrived_unix_ms,
         .request_id = call->request_id,
@@ -132,7 +132,7 @@ struct gw_call *gw_call_new(struct gw_app *app, struct http_request *req,
     call->app = app;
     call->req = req;
     call->model = model;
-    call->mc = mc;
+    call->remote_mc = model == NULL ? mc : NULL;
     ig_utf8_copy(call->request_id, sizeof(call->request_id), app->request_id);
     ig_utf8_copy(call->key_name, sizeof(call->key_name), app->caller.name);
     ig_utf8_copy(call->endpoint, sizeof(call->endpoint), http_request_path(req));

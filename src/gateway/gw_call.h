@@ -9,6 +9,7 @@
 #include "auth.h"
 #include "gw_internal.h"
 #include "gw_meter.h"
+#include "sup_manager.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -29,7 +30,8 @@ struct gw_call {
     struct gw_app *app;
     struct http_request *req;
     struct sup_model *model;        /* the local model, or NULL when only workers serve it */
-    const struct cfg_model *mc;     /* its config (a worker-served model's from the registry) */
+    const struct cfg_model *remote_mc; /* without a local model: its config from the registry
+                                        * of workers (read it with gw_call_cfg()) */
     struct sup_waiter *waiter;
     struct upstream_req *ureq;
     char *rewritten_body; /* owned when the filters changed the body */
@@ -86,6 +88,13 @@ struct gw_call {
 #define call_log(call, fmt, ...)                                                                \
     ig_log_request((call)->is_debug ? IG_LOG_INFO : IG_LOG_DEBUG, (call)->request_id, fmt,        \
                    __VA_ARGS__)
+
+/* Returns CALL's model config: the local model's current one (a reload may replace it while
+ * the call runs, so it is never kept), or the workers' one. */
+static inline const struct cfg_model *gw_call_cfg(const struct gw_call *call)
+{
+    return call->model != NULL ? sup_model_cfg(call->model) : call->remote_mc;
+}
 
 /* Makes a call for REQ to MODEL (NULL: served only by workers) of config MC (NULL when out of
  * memory), stamped for the request log. */

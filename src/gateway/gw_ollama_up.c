@@ -677,7 +677,7 @@ int gw_ollama_up_wrap(struct gw_call *call, struct upstream_spec *spec,
     static const struct upstream_callbacks wrapped = {
         .on_headers = on_headers, .on_data = on_data, .on_done = on_done};
     static const char *const paths[] = {"/api/chat", "/api/generate", "/api/embed"};
-    const struct cfg_model *mc = call->mc;
+    const struct cfg_model *mc = gw_call_cfg(call);
     const char *path = call->api_path != NULL ? call->api_path : http_request_path(call->req);
     struct gw_ollama_up *up = call->ollama_up;
     const char *bad = NULL;

@@ -135,7 +135,7 @@ static int on_up_data(struct upstream_req *ureq, const char *data, size_t len, v
         if (call->is_metered) {
             gw_meter_feed(&call->meter, data, len);
             if (call->meter.content_chunks > call->streamed_tokens) {
-                gw_stats_tokens(call->app, call->mc->id,
+                gw_stats_tokens(call->app, gw_call_cfg(call)->id,
                                 call->meter.content_chunks - call->streamed_tokens);
                 call->streamed_tokens = call->meter.content_chunks;
             }
@@ -193,7 +193,7 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     (void)what;
 
     snprintf(text, sizeof(text), "model %s made no progress for %d s (watchdog); restarting it",
-             call->mc->id, call->app->cfg->limits.watchdog_s);
+             gw_call_cfg(call)->id, call->app->cfg->limits.watchdog_s);
     ig_warn("%s", text);
     upstream_cancel(call->ureq);
     call->ureq = NULL;
@@ -207,9 +207,9 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
  * looked up again by id: a reload may have replaced or removed it meanwhile. */
 static void retry_call(struct gw_call *call)
 {
-    struct sup_model *next = sup_find(call->app->mgr, call->mc->id);
+    struct sup_model *next = sup_find(call->app->mgr, gw_call_cfg(call)->id);
 
-    ig_info("model %s died during a request; sending it again", call->mc->id);
+    ig_info("model %s died during a request; sending it again", gw_call_cfg(call)->id);
     call->has_retried = true;
     call->has_model = false;
     sup_release(call->model);
@@ -220,7 +220,6 @@ static void retry_call(struct gw_call *call)
         return;
     }
     call->model = next;
-    call->mc = sup_model_cfg(next);
     evbuffer_drain(call->response, evbuffer_get_length(call->response));
     call->status = 0;
     dispatch_call(call);
@@ -231,7 +230,7 @@ static void fail_call(struct gw_call *call, int rc, const char *message)
 {
     char text[512];
 
-    snprintf(text, sizeof(text), "upstream of model %s%s%s failed: %s", call->mc->id,
+    snprintf(text, sizeof(text), "upstream of model %s%s%s failed: %s", gw_call_cfg(call)->id,
              call->worker[0] != '\0' ? " on worker " : "", call->worker,
              message != NULL ? message : "unknown error");
     ig_log_request(IG_LOG_WARN, call->request_id, "%s", text);
@@ -270,7 +269,7 @@ static bool worker_failed(struct gw_call *call, int rc, const char *message)
     snprintf(call->tried[call->n_tries++], sizeof(call->tried[0]), "%s", call->worker);
     ig_log_request(IG_LOG_WARN, call->request_id,
                    "worker %s did not answer (%s); trying another backend of model %s",
-                   call->worker, message != NULL ? message : "no answer", call->mc->id);
+                   call->worker, message != NULL ? message : "no answer", gw_call_cfg(call)->id);
     evbuffer_drain(call->response, evbuffer_get_length(call->response));
     dispatch_call(call);
     return true;
@@ -340,7 +339,7 @@ static void start_upstream(struct gw_call *call)
 {
     static const struct upstream_callbacks callbacks = {
         .on_headers = on_up_headers, .on_data = on_up_data, .on_done = on_up_done};
-    const struct cfg_model *mc = call->mc;
+    const struct cfg_model *mc = gw_call_cfg(call);
     const char *accept = http_request_header(call->req, "accept");
     const char *ctype = http_request_header(call->req, "content-type");
     const char *query = http_request_query(call->req);
@@ -417,7 +416,6 @@ static void on_model_ready(struct sup_model *model, int status, const char *mess
 
     call->waiter = NULL;
     call->model = model; /* a reload may have moved the request to the model's new version */
-    call->mc = sup_model_cfg(model);
     if (status == 0 && call->queue_ms < 0)
         call->queue_ms = (int64_t)(ig_now_ms() - call->dispatched_ms);
     if (status != 0) {
@@ -441,7 +439,7 @@ static bool admit_call(struct gw_call *call, json_t *doc, bool *is_rewritten)
     bool is_stream = json_is_true(json_object_get(doc, "stream"));
 
     gw_auth_take_caller(call->app, &call->caller);
-    if (auth_admit(call->app->auth, &call->caller, call->mc->id, max_tokens,
+    if (auth_admit(call->app->auth, &call->caller, gw_call_cfg(call)->id, max_tokens,
                    &r) != 0) {
         gw_call_reply_error(call, r.status, r.message, r.code, r.retry_after_s);
         return false;
@@ -568,7 +566,7 @@ static bool route_call(struct gw_call *call)
                                          .load = info.in_flight + (int)info.waiting};
         ids[n++] = NULL;
     }
-    n += gw_workers_candidates(app->workers, call->mc->id, ids + n, cand + n, GW_MAX_CANDIDATES);
+    n += gw_workers_candidates(app->workers, gw_call_cfg(call)->id, ids + n, cand + n, GW_MAX_CANDIDATES);
     for (size_t i = 0; i < n; i++)
         for (unsigned t = 0; ids[i] != NULL && t < call->n_tries; t++)
             cand[i].is_excluded = cand[i].is_excluded || strcmp(ids[i], call->tried[t]) == 0;
@@ -596,7 +594,7 @@ static void dispatch_call(struct gw_call *call)
     if (!route_call(call)) {
         char text[512];
         snprintf(text, sizeof(text), "no backend of model %s could take the request (%u worker(s) "
-                 "failed it)", call->mc->id, call->n_tries);
+                 "failed it)", gw_call_cfg(call)->id, call->n_tries);
         gw_call_reply_error(call, 503, text, "model_unavailable", 1);
         gw_call_free(call);
         return;

@@ -288,7 +288,7 @@ static void test_cfg_records_inactive_keys(void **state)
                               "metricsMaxInMemory: 10\n"
                               "hooks: {on_startup: {preload: [a]}}\n"
                               "models_dir: /models\n"
-                              "nats: {url: x}\n"
+                              "nats: {url: nats://x:4222}\n"
                               "models:\n"
                               "  a:\n"
                               "    cmd: s --port ${PORT}\n"
@@ -309,7 +309,7 @@ static void test_cfg_records_inactive_keys(void **state)
     assert_false(is_inactive(cfg, "models_dir"));
     assert_int_equal(cfg->discovery.dirs.len, 1);
     assert_string_equal(cfg->discovery.dirs.items[0], "/models");
-    assert_true(is_inactive(cfg, "nats"));
+    assert_false(is_inactive(cfg, "nats"));
     assert_true(is_inactive(cfg, "models.a.sendLoadingState"));
     assert_false(is_inactive(cfg, "models.a.unloadTimeout"));
     assert_int_equal(cfg->models[0].unload_timeout_s, 5);

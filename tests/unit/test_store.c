@@ -124,13 +124,13 @@ static void test_store_opens_in_wal_mode_with_schema(void **state)
     assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
     assert_string_equal((const char *)sqlite3_column_text(stmt, 0), "wal");
     sqlite3_finalize(stmt);
-    assert_int_equal(sqlite3_exec(db, "SELECT * FROM keys, usage_hourly, audit, requests, model_events",
+    assert_int_equal(sqlite3_exec(db, "SELECT backend, route FROM keys, usage_hourly, audit, requests, model_events",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &stmt, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(stmt, 0), 2);
+    assert_int_equal(sqlite3_column_int(stmt, 0), 3);
     assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
     sqlite3_finalize(stmt);
     sqlite3_close(db);
