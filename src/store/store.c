@@ -132,8 +132,8 @@ static const char *const migrations[] = {
     ");"
     "CREATE INDEX model_events_ts ON model_events (ts_ms);",
     /* 3: which backend served a request, and why (distributed mode). */
-    "ALTER TABLE requests ADD COLUMN backend TEXT;"
-    "ALTER TABLE requests ADD COLUMN route TEXT;",
+    ("ALTER TABLE requests ADD COLUMN backend TEXT;"
+     "ALTER TABLE requests ADD COLUMN route TEXT;"),
 };
 
 /* Sets *CAUSE to "PATH: WHAT: SQLite's message". */
