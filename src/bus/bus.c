@@ -34,6 +34,8 @@
 #define PING_INTERVAL_MS 5000
 #define IO_BUF_SIZE (256 * 1024)
 #define DEFAULT_MAX_PAYLOAD (1u << 20)
+#define REAP_DELAY_US 5000 /* messages are destroyed in batches (see defer_destroy()) */
+#define REAP_BATCH 1024
 
 struct bus_sub {
     natsSubscription *sub;
@@ -82,6 +84,9 @@ struct bus {
     bool is_reading;          /* read_ev is added */
     struct bus_sub **subs;
     size_t n_subs;
+    natsMsg **dead;           /* messages done with, destroyed by the reaper */
+    size_t n_dead, dead_cap;
+    struct event *reap_ev;
     bool is_up;
     bus_state_fn state_cb;
     void *state_arg;
@@ -236,6 +241,45 @@ static natsStatus io_detach(void *user)
     return NATS_OK;
 }
 
+/* Loop: destroys the messages done with. */
+static void reap(struct bus *bus)
+{
+    for (size_t i = 0; i < bus->n_dead; i++)
+        natsMsg_Destroy(bus->dead[i]);
+    bus->n_dead = 0;
+}
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    reap(arg);
+}
+
+/* Loop: destroys M soon. cnats hands every destroyed message to its collector thread and
+ * wakes it when idle: one wake-up (two futex calls and a thread switch) per message when
+ * messages are destroyed one at a time, one per batch this way. */
+static void defer_destroy(struct bus *bus, natsMsg *m)
+{
+    if (bus->n_dead == bus->dead_cap) {
+        size_t cap = bus->dead_cap > 0 ? bus->dead_cap * 2 : 64;
+        natsMsg **dead = cap <= REAP_BATCH ? realloc(bus->dead, cap * sizeof(*dead)) : NULL;
+
+        if (dead == NULL) {
+            reap(bus);
+            natsMsg_Destroy(m);
+            return;
+        }
+        bus->dead = dead;
+        bus->dead_cap = cap;
+    }
+    bus->dead[bus->n_dead++] = m;
+    if (!evtimer_pending(bus->reap_ev, NULL)) {
+        struct timeval tv = {0, REAP_DELAY_US};
+        evtimer_add(bus->reap_ev, &tv);
+    }
+}
+
 /* Loop: hands every queued message of every subscription to its callback, in the order
  * the subscriptions were made. */
 static void drain_subs(struct bus *bus)
@@ -256,7 +300,7 @@ static void drain_subs(struct bus *bus)
                 break;
             struct bus_msg msg = {m};
             s->cb(bus, &msg, s->arg);
-            natsMsg_Destroy(m);
+            defer_destroy(bus, m);
         }
     }
 }
@@ -456,8 +500,10 @@ struct bus *bus_open(struct event_base *base, const struct cfg_nats *nats, const
     bus->io_fd = -1;
     bus->wake_ev = event_new(base, bus->inbox->wake_fd, EV_READ | EV_PERSIST, on_wake, bus);
     bus->flush_ev = event_new(base, -1, 0, on_flush, bus);
-    s = bus->wake_ev != NULL && bus->flush_ev != NULL ? natsOptions_Create(&opts)
-                                                       : NATS_NO_MEMORY;
+    bus->reap_ev = evtimer_new(base, on_reap, bus);
+    s = bus->wake_ev != NULL && bus->flush_ev != NULL && bus->reap_ev != NULL
+            ? natsOptions_Create(&opts)
+            : NATS_NO_MEMORY;
     if (s == NATS_OK)
         s = set_options(opts, nats, name, bus->inbox, &what);
     if (s == NATS_OK) {
@@ -504,6 +550,10 @@ void bus_free(struct bus *bus)
         event_free(bus->write_ev);
     if (bus->flush_ev != NULL)
         event_free(bus->flush_ev);
+    if (bus->reap_ev != NULL)
+        event_free(bus->reap_ev);
+    reap(bus);
+    free(bus->dead);
     if (bus->wake_ev != NULL)
         event_free(bus->wake_ev);
     free(bus->subs);
@@ -564,7 +614,8 @@ int bus_publish(struct bus *bus, const char *subject, const char *reply,
             s = natsMsgHeader_Set(m, headers[i].name, headers[i].value);
         if (s == NATS_OK)
             s = natsConnection_PublishMsg(bus->nc, m);
-        natsMsg_Destroy(m);
+        if (m != NULL)
+            defer_destroy(bus, m);
     }
     if (s != NATS_OK) {
         ig_debug("nats: publish to %s failed: %s", subject, natsStatus_GetText(s));
