@@ -328,8 +328,8 @@ static void on_up_done(struct upstream_req *ureq, int rc, const char *message, v
 }
 
 /* Opens the bus tunnel to the worker of call ARG as the upstream client's stream. */
-static void *open_tunnel(void *arg, const struct upstream_stream_sink *sink, void *client,
-                         const struct upstream_stream_ops **ops)
+static void *open_tunnel(void *arg, const struct http_stream_sink *sink, void *client,
+                         const struct http_stream_ops **ops)
 {
     struct gw_call *call = arg;
     return call->app->tunnels != NULL

@@ -53,7 +53,7 @@ struct native_conn {
     struct native_pool *pool;
     evutil_socket_t fd;                     /* -1 for a stream */
     void *stream;                           /* set: an in-memory stream, not a socket */
-    const struct upstream_stream_ops *sops;
+    const struct http_stream_ops *sops;
     struct event *read_ev;
     struct event *write_ev;
     struct evbuffer *in;
@@ -157,7 +157,7 @@ static void stream_on_end(void *client)
     event_active(conn->read_ev, EV_READ, 0);
 }
 
-static const struct upstream_stream_sink stream_sink = {stream_on_data, stream_on_end};
+static const struct http_stream_sink stream_sink = {stream_on_data, stream_on_end};
 
 /* Opens REQ's stream as CONN's connection; returns 0 or -1. */
 static int conn_open_stream(struct native_conn *conn, const struct native_req *req)

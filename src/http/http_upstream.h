@@ -6,12 +6,12 @@
 #ifndef IG_HTTP_UPSTREAM_H
 #define IG_HTTP_UPSTREAM_H
 
+#include "http_stream.h"
 #include "ig_error.h"
 
 #include <stddef.h>
 
 struct event_base;
-struct evbuffer;
 struct upstream_pool;
 struct upstream_req;
 
@@ -27,28 +27,11 @@ struct upstream_callbacks {
     void (*on_done)(struct upstream_req *ureq, int rc, const char *message, void *arg);
 };
 
-/* How an in-memory stream hands the HTTP client (CLIENT) what the upstream sends. */
-struct upstream_stream_sink {
-    /* Bytes of the answer; returns -1 when the client takes no more (the stream ends). */
-    int (*on_data)(void *client, const void *data, size_t len);
-    /* The upstream's side ended, cleanly or not; the stream is released: no call on it
-     * after this one. */
-    void (*on_end)(void *client);
-};
-
-/* What the HTTP client does with an in-memory stream (STREAM). */
-struct upstream_stream_ops {
-    /* Sends every byte of OUT (which it drains); returns 0, or -1 when the stream is gone. */
-    int (*send)(void *stream, struct evbuffer *out);
-    /* The client is done with it: the stream is released, the exchange cancelled if it
-     * was not complete. */
-    void (*close)(void *stream);
-};
-
-/* Opens an in-memory stream for CLIENT, fed through SINK (callbacks never run before this
- * returns); returns it with *OPS, or NULL when refused. */
-typedef void *(*upstream_open_stream_fn)(void *arg, const struct upstream_stream_sink *sink,
-                                         void *client, const struct upstream_stream_ops **ops);
+/* Opens an in-memory stream (http_stream.h) for the HTTP client's end CLIENT, fed through
+ * SINK (callbacks never run before this returns); returns it with *OPS, or NULL when
+ * refused. */
+typedef void *(*upstream_open_stream_fn)(void *arg, const struct http_stream_sink *sink,
+                                         void *client, const struct http_stream_ops **ops);
 
 /* One request to send. */
 struct upstream_spec {
