@@ -263,7 +263,8 @@ static bool worker_failed(struct gw_call *call, int rc, const char *message)
     bool is_early = rc != 0 && rc != IG_ETIMEDOUT && call->status == 0 && !call->is_streaming;
 
     call->is_on_worker = false;
-    gw_workers_end(call->app->workers, call->worker, rc != 0, call->ttft_ms);
+    gw_workers_end(call->app->workers, call->worker, gw_call_cfg(call)->id, rc != 0,
+                   call->ttft_ms);
     if (!is_early || call->n_tries >= GW_CALL_MAX_TRIES)
         return false;
     snprintf(call->tried[call->n_tries++], sizeof(call->tried[0]), "%s", call->worker);
@@ -601,7 +602,7 @@ static void dispatch_call(struct gw_call *call)
     }
     if (call->worker[0] != '\0') {
         call->is_on_worker = true;
-        gw_workers_begin(call->app->workers, call->worker);
+        gw_workers_begin(call->app->workers, call->worker, gw_call_cfg(call)->id);
         if (call->queue_ms < 0)
             call->queue_ms = (int64_t)(ig_now_ms() - call->dispatched_ms);
         call->status = 0;

@@ -26,21 +26,21 @@
 #define TTFT_WEIGHT 0.2 /* of the newest sample in the moving average */
 
 struct worker_model {
-    size_t remote;     /* index into the registry's models */
+    size_t remote;        /* index into the registry's models */
     bool is_ready;
-    int load;          /* in flight + queued there, as last reported */
+    struct gw_load load;  /* its requests in flight + queued there (gw_route.h) */
 };
 
 struct worker {
     char id[BUS_ID_MAX + 1];
     char version[32];
     uint64_t last_seen_ms, joined_ms;
-    int capacity, in_flight;
+    int capacity;
+    struct gw_load load;  /* requests in flight there (the tunnels it serves) */
     bool is_busy;
     double tok_s;
     struct worker_model *models;
     size_t n_models;
-    int ours;             /* this gateway's requests there now */
     double ttft_ms;       /* moving average of ours; 0 until one */
     int failures;         /* in a row */
     uint64_t tripped_until_ms;
@@ -95,10 +95,19 @@ static long remote_index(struct gw_workers *ws, const char *name, unsigned caps)
     return (long)ws->n_models++;
 }
 
-/* Takes the models of heartbeat DOC into W. */
+/* Returns the entry of W for remote model INDEX, or NULL. */
+static struct worker_model *model_on(struct worker *w, size_t index)
+{
+    for (size_t j = 0; j < w->n_models; j++)
+        if (w->models[j].remote == index)
+            return &w->models[j];
+    return NULL;
+}
+
+/* Takes the models of heartbeat DOC into W, keeping our count of requests on each. */
 static void take_models(struct gw_workers *ws, struct worker *w, json_t *models)
 {
-    size_t i, n = json_is_array(models) ? json_array_size(models) : 0;
+    size_t i, n_taken = 0, n = json_is_array(models) ? json_array_size(models) : 0;
     struct worker_model *list;
 
     if (n > MAX_MODELS_PER_WORKER)
@@ -117,11 +126,16 @@ static void take_models(struct gw_workers *ws, struct worker *w, json_t *models)
         index = remote_index(ws, id, (unsigned)json_integer_value(json_object_get(m, "caps")));
         if (index < 0)
             continue;
-        list[w->n_models].remote = (size_t)index;
-        list[w->n_models].is_ready = state != NULL && strcmp(state, "ready") == 0;
-        list[w->n_models].load = (int)json_integer_value(json_object_get(m, "load"));
-        w->n_models++;
+        list[n_taken].remote = (size_t)index;
+        list[n_taken].is_ready = state != NULL && strcmp(state, "ready") == 0;
+        gw_load_report(&list[n_taken].load, (int)json_integer_value(json_object_get(m, "load")));
+        n_taken++;
     }
+    for (i = 0; i < n_taken; i++) {
+        const struct worker_model *old = model_on(w, list[i].remote);
+        list[i].load.ours = old != NULL ? old->load.ours : 0;
+    }
+    w->n_models = n_taken;
     free(w->models);
     w->models = list;
 }
@@ -181,10 +195,9 @@ static void on_heartbeat(struct bus *bus, const struct bus_msg *msg, void *arg)
         w->last_seen_ms = ig_now_ms();
         snprintf(w->version, sizeof(w->version), "%s", version != NULL ? version : "");
         w->capacity = (int)json_integer_value(json_object_get(doc, "capacity"));
-        w->in_flight = (int)json_integer_value(json_object_get(doc, "in_flight"));
+        gw_load_report(&w->load, (int)json_integer_value(json_object_get(doc, "in_flight")));
         w->is_busy = json_is_true(json_object_get(doc, "busy"));
         w->tok_s = json_number_value(json_object_get(doc, "tok_s"));
-        w->n_models = 0;
         take_models(ws, w, json_object_get(doc, "models"));
         recount(ws);
     }
@@ -197,7 +210,7 @@ static void drop_worker(struct gw_workers *ws, size_t i)
     struct worker *w = ws->w[i];
 
     ig_warn("worker %s lost: no heartbeat for %d s; %d request(s) of ours there end", w->id,
-            SILENT_MS / 1000, w->ours);
+            SILENT_MS / 1000, w->load.ours);
     bus_tunnels_drop_worker(ws->app->tunnels, w->id);
     free(w->models);
     free(w);
@@ -273,16 +286,14 @@ size_t gw_workers_candidates(struct gw_workers *ws, const char *name, const char
         struct worker *w = ws->w[i];
         for (size_t j = 0; j < w->n_models; j++) {
             const struct worker_model *m = &w->models[j];
-            int load;
             if (strcmp(ws->models[m->remote].mc->id, name) != 0)
                 continue;
-            /* Its report is up to a second old; ours is now: take the larger. */
-            load = m->load > w->ours ? m->load : w->ours;
             out[n] = (struct gw_route_cand){
                 .is_ready = m->is_ready,
-                .is_full = w->is_busy || (w->capacity > 0 && w->ours >= w->capacity),
+                .is_full = w->is_busy ||
+                           (w->capacity > 0 && gw_load_estimate(&w->load) >= w->capacity),
                 .is_tripped = w->tripped_until_ms > now,
-                .load = load,
+                .load = gw_load_estimate(&m->load),
                 .ttft_ms = w->ttft_ms,
                 .affinity_id = w->affinity_id,
             };
@@ -293,21 +304,38 @@ size_t gw_workers_candidates(struct gw_workers *ws, const char *name, const char
     return n;
 }
 
-void gw_workers_begin(struct gw_workers *ws, const char *id)
+/* Returns the entry of model NAME on W, or NULL. */
+static struct worker_model *model_named(struct gw_workers *ws, struct worker *w,
+                                        const char *name)
 {
-    struct worker *w = find_worker(ws, id);
-    if (w != NULL)
-        w->ours++;
+    for (size_t j = 0; w != NULL && j < w->n_models; j++)
+        if (strcmp(ws->models[w->models[j].remote].mc->id, name) == 0)
+            return &w->models[j];
+    return NULL;
 }
 
-void gw_workers_end(struct gw_workers *ws, const char *id, bool is_failure, int64_t ttft_ms)
+void gw_workers_begin(struct gw_workers *ws, const char *id, const char *model)
 {
     struct worker *w = find_worker(ws, id);
+    struct worker_model *m = model_named(ws, w, model);
+
+    if (w != NULL)
+        gw_load_add(&w->load, 1);
+    if (m != NULL)
+        gw_load_add(&m->load, 1);
+}
+
+void gw_workers_end(struct gw_workers *ws, const char *id, const char *model, bool is_failure,
+                    int64_t ttft_ms)
+{
+    struct worker *w = find_worker(ws, id);
+    struct worker_model *m = model_named(ws, w, model);
 
     if (w == NULL)
         return;
-    if (w->ours > 0)
-        w->ours--;
+    gw_load_add(&w->load, -1);
+    if (m != NULL)
+        gw_load_add(&m->load, -1);
     if (is_failure) {
         if (++w->failures >= TRIP_FAILURES) {
             w->tripped_until_ms = ig_now_ms() + TRIP_MS;
@@ -358,13 +386,13 @@ json_t *gw_workers_json(struct gw_workers *ws)
                                   json_pack("{s:s, s:s, s:i}", "id",
                                             ws->models[w->models[j].remote].mc->id, "state",
                                             w->models[j].is_ready ? "ready" : "stopped", "load",
-                                            w->models[j].load));
+                                            gw_load_estimate(&w->models[j].load)));
         json_array_append_new(
             list, json_pack("{s:s, s:s, s:I, s:I, s:i, s:i, s:i, s:b, s:b, s:f, s:f, s:o}",
                             "id", w->id, "version", w->version, "last_heartbeat_ms",
                             (json_int_t)(now - w->last_seen_ms), "uptime_ms",
                             (json_int_t)(now - w->joined_ms), "capacity", w->capacity,
-                            "in_flight", w->in_flight, "ours", w->ours, "busy", w->is_busy,
+                            "in_flight", gw_load_estimate(&w->load), "ours", w->load.ours, "busy", w->is_busy,
                             "tripped", w->tripped_until_ms > now, "tok_s", w->tok_s,
                             "ttft_ms", w->ttft_ms, "models", models));
     }

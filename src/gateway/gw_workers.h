@@ -38,12 +38,13 @@ const struct cfg_model *gw_workers_model(struct gw_workers *ws, const char *name
 size_t gw_workers_candidates(struct gw_workers *ws, const char *name, const char **ids,
                              struct gw_route_cand *out, size_t max);
 
-/* A request of this gateway starts on worker ID. */
-void gw_workers_begin(struct gw_workers *ws, const char *id);
+/* A request of this gateway for MODEL starts on worker ID. */
+void gw_workers_begin(struct gw_workers *ws, const char *id, const char *model);
 
 /* It ended: IS_FAILURE when the worker failed it (no answer, busy, cut), with TTFT_MS
  * (negative when none) feeding the worker's recent TTFT. */
-void gw_workers_end(struct gw_workers *ws, const char *id, bool is_failure, int64_t ttft_ms);
+void gw_workers_end(struct gw_workers *ws, const char *id, const char *model, bool is_failure,
+                    int64_t ttft_ms);
 
 /* Appends an OpenAI model object for each model served only by workers (not in the local
  * config) to DATA, created at CREATED. */
