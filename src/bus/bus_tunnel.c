@@ -2,6 +2,7 @@
 #include "bus_tunnel.h"
 
 #include "bus.h"
+#include "ig_errbody.h"
 #include "ig_log.h"
 #include "ig_text.h"
 
@@ -31,6 +32,7 @@ struct tunnel {
     struct evbuffer *pending;       /* received, to write into FD */
     unsigned long long out_seq, in_seq;
     bool is_peer_ended;             /* the other side sent its terminal message */
+    bool has_input;                 /* bytes of the peer reached the local side */
     struct tunnel *next_in_bucket;
     struct tunnel *prev, *next;     /* all tunnels */
 };
@@ -247,6 +249,31 @@ static void on_fd_writable(evutil_socket_t fd, short what, void *arg)
     (void)flush_pending(arg);
 }
 
+/*
+ * Gateway: answers the local side (the HTTP client) itself with STATUS and an OpenAI error
+ * MESSAGE of CODE, as the worker's server would have, when no byte of the worker's answer
+ * came: a worker at capacity becomes 429 (as a model at its concurrencyLimit answers), so
+ * the gateway treats both alike. Returns -1 when TN was freed.
+ */
+static int answer_locally(struct tunnel *tn, int status, const char *reason,
+                          const char *message, const char *code)
+{
+    char *body = ig_error_body(status, message, code);
+
+    if (body == NULL) {
+        tunnel_free(tn);
+        return -1;
+    }
+    evbuffer_add_printf(tn->pending,
+                        "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                        "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                        status, reason, strlen(body), body);
+    free(body);
+    tn->is_peer_ended = true;
+    tn->has_input = true;
+    return flush_pending(tn);
+}
+
 /* Takes a numbered part of the peer's bytes; returns -1 when TN was freed. */
 static int take_part(struct tunnel *tn, const struct bus_msg *msg)
 {
@@ -266,7 +293,10 @@ static int take_part(struct tunnel *tn, const struct bus_msg *msg)
     tn->in_seq++;
     if (end != NULL && strcmp(end, "ok") != 0) {
         ig_log(IG_LOG_INFO, "nats: tunnel %s to %s: %s", tn->id, tn->worker, end);
-        tunnel_free(tn); /* busy or failed before answering: the client sees no answer */
+        if (strcmp(end, "busy") == 0 && !tn->owner->is_serving && !tn->has_input)
+            return answer_locally(tn, 429, "Too Many Requests", "the worker is at capacity",
+                                  "worker_busy");
+        tunnel_free(tn); /* failed: the client sees no answer, or a cut one */
         return -1;
     }
     if (evbuffer_get_length(tn->pending) + len > MAX_PENDING) {
@@ -274,8 +304,10 @@ static int take_part(struct tunnel *tn, const struct bus_msg *msg)
         tunnel_free(tn);
         return -1;
     }
-    if (len > 0)
+    if (len > 0) {
         evbuffer_add(tn->pending, data, len);
+        tn->has_input = true;
+    }
     if (end != NULL)
         tn->is_peer_ended = true;
     return flush_pending(tn);

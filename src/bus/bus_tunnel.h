@@ -10,7 +10,7 @@
  * a socketpair, hands one end to its HTTP server, and sends what the server answers back
  * to the reply subject, numbered the same way; when the server closes the connection it
  * sends a terminal message (Ig-End: ok). A worker at capacity answers at once with
- * Ig-End: busy and no bytes. A gateway whose client hangs up first publishes
+ * Ig-End: busy and no bytes, which the gateway's end turns into an HTTP 429 answer. A gateway whose client hangs up first publishes
  * `infergate.v1.cancel.<id>`; the worker closes its end, which cancels the request.
  * A message out of sequence ends the tunnel: the socket closes and the HTTP client sees a
  * truncated answer.

@@ -81,7 +81,8 @@ struct gw_call {
     char failure[256]; /* the upstream failure, kept for the recheck */
     char url[GW_CALL_MAX_URL];
     char worker[65];           /* the worker serving it, "" when local */
-    char tried[GW_CALL_MAX_TRIES][65]; /* workers that failed it */
+    char tried[GW_CALL_MAX_TRIES][65]; /* workers that failed it or refused it busy */
+    bool tried_busy[GW_CALL_MAX_TRIES]; /* that one refused it busy (it may take it later) */
 };
 
 /* Logs a step of CALL: at info with its request id for X-Log-Level: debug, else at debug. */

@@ -112,6 +112,8 @@ static void on_up_headers(struct upstream_req *ureq, int status, const char *ct,
     snprintf(call->content_type, sizeof(call->content_type), "%s",
              ct != NULL ? ct : "application/json");
     call_log(call, "upstream answered %d (%s)", status, call->content_type);
+    if (call->is_on_worker && status == 429)
+        return; /* a busy worker: the request goes elsewhere (worker_failed()) */
     if (ct != NULL && strncasecmp(ct, "text/event-stream", 17) == 0) {
         call->is_streaming = true;
         call->answered_status = status;
@@ -256,21 +258,36 @@ static void on_recheck(evutil_socket_t fd, short what, void *arg)
         fail_call(call, IG_EIO, call->failure);
 }
 
-/* A worker's transfer ended with RC: tells the registry; when the worker failed before any
- * byte of an answer (gone, busy, cut), sends CALL to another backend and returns true. */
+/*
+ * A worker's transfer ended with RC: tells the registry; when the worker failed before any
+ * byte of an answer (gone, cut) or refused it busy, sends CALL to another backend and
+ * returns true. Busy is the worker at its capacity (its tunnel answers 429, bus_tunnel.h)
+ * or the model at its concurrencyLimit there (429 as well): never a failure of the worker.
+ * A worker's 504 is its tunnel's stall deadline (or its own upstream's time-out): a failure.
+ */
 static bool worker_failed(struct gw_call *call, int rc, const char *message)
 {
-    bool is_early = rc != 0 && rc != IG_ETIMEDOUT && call->status == 0 && !call->is_streaming;
+    bool is_busy = rc == 0 && call->status == 429;
+    bool is_early = is_busy || (rc != 0 && rc != IG_ETIMEDOUT && call->status == 0 &&
+                                !call->is_streaming);
+    enum gw_worker_outcome outcome = is_busy ? GW_WORKER_BUSY
+                                     : rc != 0 || call->status == 504 ? GW_WORKER_FAILED
+                                                                      : GW_WORKER_OK;
 
     call->is_on_worker = false;
-    gw_workers_end(call->app->workers, call->worker, gw_call_cfg(call)->id, rc != 0,
-                   call->ttft_ms);
+    gw_workers_end(call->app->workers, call->worker, gw_call_cfg(call)->id, outcome,
+                   is_busy ? -1 : call->ttft_ms);
     if (!is_early || call->n_tries >= GW_CALL_MAX_TRIES)
         return false;
+    call->tried_busy[call->n_tries] = is_busy;
     snprintf(call->tried[call->n_tries++], sizeof(call->tried[0]), "%s", call->worker);
     ig_log_request(IG_LOG_WARN, call->request_id,
-                   "worker %s did not answer (%s); trying another backend of model %s",
-                   call->worker, message != NULL ? message : "no answer", gw_call_cfg(call)->id);
+                   "worker %s %s (%s); trying another backend of model %s", call->worker,
+                   is_busy ? "is busy" : "did not answer",
+                   is_busy ? "429" : message != NULL ? message : "no answer",
+                   gw_call_cfg(call)->id);
+    call->status = 0;
+    call->ttft_ms = -1;
     evbuffer_drain(call->response, evbuffer_get_length(call->response));
     dispatch_call(call);
     return true;
@@ -568,9 +585,16 @@ static bool route_call(struct gw_call *call)
         ids[n++] = NULL;
     }
     n += gw_workers_candidates(app->workers, gw_call_cfg(call)->id, ids + n, cand + n, GW_MAX_CANDIDATES);
-    for (size_t i = 0; i < n; i++)
-        for (unsigned t = 0; ids[i] != NULL && t < call->n_tries; t++)
-            cand[i].is_excluded = cand[i].is_excluded || strcmp(ids[i], call->tried[t]) == 0;
+    for (size_t i = 0; i < n; i++) {
+        for (unsigned t = 0; ids[i] != NULL && t < call->n_tries; t++) {
+            if (strcmp(ids[i], call->tried[t]) != 0)
+                continue;
+            if (call->tried_busy[t])
+                cand[i].is_full = true; /* it may have room later */
+            else
+                cand[i].is_excluded = true;
+        }
+    }
     pick = gw_route_pick(gw_strategy_from_name(app->cfg->nats.strategy), cand, n,
                          call->prefix_hash, &app->route_rotor, &call->route_reason);
     if (pick < 0)

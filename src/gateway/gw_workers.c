@@ -29,6 +29,8 @@ struct worker_model {
     size_t remote;        /* index into the registry's models */
     bool is_ready;
     struct gw_load load;  /* its requests in flight + queued there (gw_route.h) */
+    int limit;            /* its concurrencyLimit there; 0: none */
+    bool is_full;         /* it refused one of ours as busy since the last heartbeat */
 };
 
 struct worker {
@@ -129,6 +131,7 @@ static void take_models(struct gw_workers *ws, struct worker *w, json_t *models)
         list[n_taken].remote = (size_t)index;
         list[n_taken].is_ready = state != NULL && strcmp(state, "ready") == 0;
         gw_load_report(&list[n_taken].load, (int)json_integer_value(json_object_get(m, "load")));
+        list[n_taken].limit = (int)json_integer_value(json_object_get(m, "limit"));
         n_taken++;
     }
     for (i = 0; i < n_taken; i++) {
@@ -276,6 +279,14 @@ const struct cfg_model *gw_workers_model(struct gw_workers *ws, const char *name
     return NULL;
 }
 
+/* Returns whether model M of worker W can take no more requests now. */
+static bool is_full(const struct worker *w, const struct worker_model *m)
+{
+    return w->is_busy || m->is_full ||
+           (w->capacity > 0 && gw_load_estimate(&w->load) >= w->capacity) ||
+           (m->limit > 0 && gw_load_estimate(&m->load) >= m->limit);
+}
+
 size_t gw_workers_candidates(struct gw_workers *ws, const char *name, const char **ids,
                              struct gw_route_cand *out, size_t max)
 {
@@ -290,8 +301,7 @@ size_t gw_workers_candidates(struct gw_workers *ws, const char *name, const char
                 continue;
             out[n] = (struct gw_route_cand){
                 .is_ready = m->is_ready,
-                .is_full = w->is_busy ||
-                           (w->capacity > 0 && gw_load_estimate(&w->load) >= w->capacity),
+                .is_full = is_full(w, m),
                 .is_tripped = w->tripped_until_ms > now,
                 .load = gw_load_estimate(&m->load),
                 .ttft_ms = w->ttft_ms,
@@ -325,8 +335,8 @@ void gw_workers_begin(struct gw_workers *ws, const char *id, const char *model)
         gw_load_add(&m->load, 1);
 }
 
-void gw_workers_end(struct gw_workers *ws, const char *id, const char *model, bool is_failure,
-                    int64_t ttft_ms)
+void gw_workers_end(struct gw_workers *ws, const char *id, const char *model,
+                    enum gw_worker_outcome outcome, int64_t ttft_ms)
 {
     struct worker *w = find_worker(ws, id);
     struct worker_model *m = model_named(ws, w, model);
@@ -334,9 +344,13 @@ void gw_workers_end(struct gw_workers *ws, const char *id, const char *model, bo
     if (w == NULL)
         return;
     gw_load_add(&w->load, -1);
-    if (m != NULL)
+    if (m != NULL) {
         gw_load_add(&m->load, -1);
-    if (is_failure) {
+        m->is_full = outcome == GW_WORKER_BUSY; /* else one of its places is free again */
+    }
+    if (outcome == GW_WORKER_BUSY || outcome == GW_WORKER_LEFT)
+        return;
+    if (outcome == GW_WORKER_FAILED) {
         if (++w->failures >= TRIP_FAILURES) {
             w->tripped_until_ms = ig_now_ms() + TRIP_MS;
             ig_warn("worker %s: %d failures in a row; out of routing for %d s", w->id,

@@ -38,13 +38,22 @@ const struct cfg_model *gw_workers_model(struct gw_workers *ws, const char *name
 size_t gw_workers_candidates(struct gw_workers *ws, const char *name, const char **ids,
                              struct gw_route_cand *out, size_t max);
 
+/* How a request of this gateway on a worker ended. */
+enum gw_worker_outcome {
+    GW_WORKER_OK,     /* answered (whatever the status) */
+    GW_WORKER_BUSY,   /* refused at capacity: the worker's, or 429 at the model's
+                       * concurrencyLimit; not a failure, the model counts as full there
+                       * until the next heartbeat or the end of one of our requests there */
+    GW_WORKER_FAILED, /* no answer, cut, stalled: counts for the circuit breaker */
+    GW_WORKER_LEFT,   /* the client went away first: no verdict */
+};
+
 /* A request of this gateway for MODEL starts on worker ID. */
 void gw_workers_begin(struct gw_workers *ws, const char *id, const char *model);
 
-/* It ended: IS_FAILURE when the worker failed it (no answer, busy, cut), with TTFT_MS
- * (negative when none) feeding the worker's recent TTFT. */
-void gw_workers_end(struct gw_workers *ws, const char *id, const char *model, bool is_failure,
-                    int64_t ttft_ms);
+/* It ended with OUTCOME, TTFT_MS (negative when none) feeding the worker's recent TTFT. */
+void gw_workers_end(struct gw_workers *ws, const char *id, const char *model,
+                    enum gw_worker_outcome outcome, int64_t ttft_ms);
 
 /* Appends an OpenAI model object for each model served only by workers (not in the local
  * config) to DATA, created at CREATED. */

@@ -1,0 +1,52 @@
+// Distributed mode under pressure and in operation (docs/DISTRIBUTED.md): a worker whose
+// model is at its concurrencyLimit answers 429 through the tunnel and the request goes to
+// another worker (busy, not a failure); a model whose workers are all gone answers 503
+// model_unavailable until one rejoins; requests wait at the gateway while every worker is
+// busy; a worker that goes silent mid-request (SIGSTOP) ends the request at the tunnel's
+// stall deadline; /workers, /running, /metrics and /models/load reach remote models.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { assertErrorShape, deadline, rawRequest, tempDir, waitFor, withTimeout } from './lib/harness.mjs';
+import {
+  MESSAGES, MODEL, guarded, served, startBusGateway, startNats, startWorker, waitWorkers,
+} from './lib/bus.mjs';
+
+/** A streamed chat of N tokens through CLIENT; resolves its text. */
+async function streamChat(client, n, content = 'stream') {
+  const s = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content }], max_tokens: n, stream: true });
+  let text = '';
+  for await (const chunk of s) text += chunk.choices[0]?.delta?.content ?? '';
+  return text;
+}
+
+test('a worker at its concurrencyLimit answers 429: the request goes to another worker, no failure', async (t) => {
+  const dir = await tempDir(t);
+  const nats = await startNats(t);
+  // w1 takes one request at a time (20 ms a token); both gateways try it first (priority).
+  const w1 = await startWorker(t, dir, nats.url, 'w1', { flags: ['--token-us', '20000'], modelExtra: { concurrencyLimit: 1 } });
+  const a = await startBusGateway(t, nats.url, 'priority');
+  const b = await startBusGateway(t, nats.url, 'priority');
+  await waitWorkers(a, ['w1']);
+  await waitWorkers(b, ['w1']);
+  const w2 = await startWorker(t, dir, nats.url, 'w2', { flags: ['--token-us', '1000'] });
+  await guarded(a, [nats, w1, w2, b], async () => {
+    await waitWorkers(a, ['w1', 'w2']);
+    await waitWorkers(b, ['w1', 'w2']);
+    // Each gateway sends one stream at the same moment: both pick w1, whose heartbeat shows
+    // room; the second to reach it gets 429 there and its gateway moves it to w2. (Unless a
+    // heartbeat fell between the two: then the second gateway knew and chose w2 at once;
+    // the rounds go on until a 429 was seen.)
+    let rounds = 0;
+    const busyLines = () => (a.output() + b.output()).match(/worker w1 is busy/g)?.length ?? 0;
+    await waitFor(async () => {
+      rounds++;
+      const texts = await Promise.all([streamChat(a.client(), 30, `a${rounds}`), streamChat(b.client(), 30, `b${rounds}`)]);
+      for (const text of texts) assert.equal(text.split(' ').length, 30, 'every stream whole');
+      return busyLines() > 0;
+    }, { timeoutMs: deadline(20000), message: 'a 429 from w1 moved to w2' });
+    t.diagnostic(`rounds until a 429: ${rounds}; w1 served ${served(w1)}, w2 ${served(w2)}`);
+    assert.ok(served(w2) >= 1, 'w2 took what w1 refused');
+    // Busy is not a failure: w1 was never taken out of routing.
+    assert.doesNotMatch(a.output() + b.output(), /failures in a row/);
+  });
+});
