@@ -518,6 +518,13 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
     }
     model = sup_find(app->mgr, name);
     mc = model != NULL ? sup_model_cfg(model) : gw_workers_model(app->workers, name);
+    if (mc == NULL && gw_workers_has_seen(app->workers, name)) {
+        snprintf(msg, sizeof(msg), "The model `%.200s` is served by workers, and none is up now",
+                 name);
+        http_response_add_header(req, "Retry-After", "1");
+        gw_refuse_request(app, req, NULL, name, 503, msg, "model_unavailable");
+        goto out;
+    }
     if (mc == NULL) {
         snprintf(msg, sizeof(msg), "The model `%.200s` does not exist", name);
         gw_refuse_request(app, req, NULL, name, 404, msg, "model_not_found");

@@ -287,6 +287,14 @@ static bool is_full(const struct worker *w, const struct worker_model *m)
            (m->limit > 0 && gw_load_estimate(&m->load) >= m->limit);
 }
 
+bool gw_workers_has_seen(struct gw_workers *ws, const char *name)
+{
+    for (size_t i = 0; ws != NULL && i < ws->n_models; i++)
+        if (strcmp(ws->models[i].mc->id, name) == 0)
+            return true;
+    return false;
+}
+
 size_t gw_workers_candidates(struct gw_workers *ws, const char *name, const char **ids,
                              struct gw_route_cand *out, size_t max)
 {

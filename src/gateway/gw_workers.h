@@ -33,6 +33,10 @@ void gw_workers_free(struct gw_workers *ws);
  * or NULL when no live worker has it. Lives as long as the registry. */
 const struct cfg_model *gw_workers_model(struct gw_workers *ws, const char *name);
 
+/* Returns whether model NAME was served by some worker during this gateway's life (whether
+ * or not one serves it now). */
+bool gw_workers_has_seen(struct gw_workers *ws, const char *name);
+
 /* Fills up to MAX candidates (and their worker ids in IDS, borrowed until the next loop
  * turn) for model NAME; returns the count. */
 size_t gw_workers_candidates(struct gw_workers *ws, const char *name, const char **ids,

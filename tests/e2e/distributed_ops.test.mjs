@@ -50,3 +50,33 @@ test('a worker at its concurrencyLimit answers 429: the request goes to another 
     assert.doesNotMatch(a.output() + b.output(), /failures in a row/);
   });
 });
+
+/** POSTs a chat for MODEL to gateway GW on a fresh connection: {status, headers, json}. */
+const chat = (gw, model = MODEL, extra = {}) => rawRequest({ port: gw.port, method: 'POST', path: '/v1/chat/completions', body: { model, messages: MESSAGES, max_tokens: 2, ...extra } });
+
+test('every worker of a model gone: 503 model_unavailable with Retry-After, served again when one rejoins', async (t) => {
+  const dir = await tempDir(t);
+  const nats = await startNats(t);
+  const w1 = await startWorker(t, dir, nats.url, 'w1');
+  const gw = await startBusGateway(t, nats.url);
+  await guarded(gw, [nats, w1], async () => {
+    await waitWorkers(gw, ['w1']);
+    assert.equal((await chat(gw)).status, 200);
+    await w1.kill('SIGKILL');
+    await waitWorkers(gw, [], deadline(6000));
+
+    const gone = await chat(gw);
+    const err = assertErrorShape(assert, gone, 503);
+    assert.equal(err.code, 'model_unavailable');
+    assert.ok(Number(gone.headers['retry-after']) >= 1, `Retry-After: ${gone.headers['retry-after']}`);
+    // A model no worker ever served is still unknown.
+    assert.equal(assertErrorShape(assert, await chat(gw, 'never-seen'), 404).code, 'model_not_found');
+
+    const again = await startWorker(t, dir, nats.url, 'w1');
+    await waitWorkers(gw, ['w1']);
+    const before = served(again); /* the same events file as the first w1 */
+    const back = await chat(gw);
+    assert.equal(back.status, 200, back.text);
+    assert.equal(served(again), before + 1);
+  });
+});
