@@ -5,6 +5,7 @@
 #include "ig_errbody.h"
 #include "ig_log.h"
 #include "ig_text.h"
+#include "ig_time.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -20,6 +21,9 @@
 #define READ_CHUNK (64u << 10)
 #define MAX_PENDING (64u << 20) /* bytes received but not yet taken by the local side */
 #define SUBJECT_MAX 192
+#define SWEEP_MS 250          /* stall deadlines and keep-alives are checked this often */
+#define KEEPALIVE_MIN_MS 250  /* a worker keeps a silent tunnel alive at most this often */
+#define KEEPALIVE_MAX_MS 5000
 
 struct tunnel {
     struct bus_tunnels *owner;
@@ -33,6 +37,9 @@ struct tunnel {
     unsigned long long out_seq, in_seq;
     bool is_peer_ended;             /* the other side sent its terminal message */
     bool has_input;                 /* bytes of the peer reached the local side */
+    uint64_t last_in_ms;            /* gateway: when the peer's last message came */
+    uint64_t last_out_ms;           /* worker: when our last message went */
+    unsigned keepalive_ms;          /* worker: keep-alive after this much silence; 0: none */
     struct tunnel *next_in_bucket;
     struct tunnel *prev, *next;     /* all tunnels */
 };
@@ -45,6 +52,8 @@ struct bus_tunnels {
     struct tunnel *buckets[N_BUCKETS];
     struct tunnel *all;
     size_t n_open;
+    struct event *sweep;   /* stall deadlines (gateway), keep-alives (worker) */
+    unsigned stall_ms;     /* gateway: a tunnel silent this long ends; 0: never */
     /* Worker side. */
     bool is_serving;
     size_t capacity;
@@ -108,13 +117,30 @@ static void tunnel_free(struct tunnel *tn)
     free(tn);
 }
 
-/* Sends this side's bytes DATA (or a terminal message END with no bytes) to the peer. */
+/* Returns how often a gateway with stall deadline STALL_MS asks its workers to keep a silent
+ * tunnel alive: four times per deadline, within KEEPALIVE_MIN_MS..KEEPALIVE_MAX_MS. */
+static unsigned keepalive_for(unsigned stall_ms)
+{
+    unsigned ms = stall_ms / 4;
+
+    return ms < KEEPALIVE_MIN_MS ? KEEPALIVE_MIN_MS : ms > KEEPALIVE_MAX_MS ? KEEPALIVE_MAX_MS : ms;
+}
+
+/* Sends this side's bytes DATA (or a terminal message END with no bytes) to the peer. A
+ * gateway's first message asks for keep-alives (Ig-Keepalive-Ms) when it has a deadline. */
 static int send_part(struct tunnel *tn, const char *data, size_t len, const char *end)
 {
-    char seq[24];
-    struct bus_header h[3] = {{"Ig-Seq", seq}, {"Ig-Id", tn->id}, {"Ig-End", end}};
-    size_t n_headers = end != NULL ? 3 : 2;
+    char seq[24], keepalive[16];
+    struct bus_header h[4] = {{"Ig-Seq", seq}, {"Ig-Id", tn->id}};
+    size_t n_headers = 2;
 
+    if (end != NULL)
+        h[n_headers++] = (struct bus_header){"Ig-End", end};
+    if (tn->out_seq == 0 && !tn->owner->is_serving && tn->owner->stall_ms > 0) {
+        snprintf(keepalive, sizeof(keepalive), "%u", keepalive_for(tn->owner->stall_ms));
+        h[n_headers++] = (struct bus_header){"Ig-Keepalive-Ms", keepalive};
+    }
+    tn->last_out_ms = ig_now_ms();
     snprintf(seq, sizeof(seq), "%llu", tn->out_seq++);
     return bus_publish(tn->owner->bus, tn->out_subject, tn->reply[0] != '\0' ? tn->reply : NULL,
                        h, n_headers, data, len);
@@ -143,6 +169,7 @@ static struct tunnel *tunnel_new(struct bus_tunnels *t, const char *id, int fd)
         return NULL;
     tn->owner = t;
     tn->fd = fd;
+    tn->last_in_ms = tn->last_out_ms = ig_now_ms();
     snprintf(tn->id, sizeof(tn->id), "%s", id);
     tn->read_ev = event_new(t->base, fd, EV_READ | EV_PERSIST, on_fd_readable, tn);
     tn->write_ev = event_new(t->base, fd, EV_WRITE | EV_PERSIST, on_fd_writable, tn);
@@ -283,6 +310,7 @@ static int take_part(struct tunnel *tn, const struct bus_msg *msg)
     const char *data = bus_msg_data(msg, &len);
     char expected[24];
 
+    tn->last_in_ms = ig_now_ms();
     snprintf(expected, sizeof(expected), "%llu", tn->in_seq);
     if (seq == NULL || strcmp(seq, expected) != 0) {
         ig_warn("nats: tunnel %s: part %s arrived, %s expected; ending it", tn->id,
@@ -321,8 +349,81 @@ static void on_reply(struct bus *bus, const struct bus_msg *msg, void *arg)
     struct tunnel *tn = id != NULL ? find(t, id) : NULL;
     (void)bus;
 
-    if (tn != NULL)
+    if (tn != NULL && bus_msg_header(msg, "Ig-Alive") != NULL)
+        tn->last_in_ms = ig_now_ms(); /* the worker is there, still working on it */
+    else if (tn != NULL)
         (void)take_part(tn, msg);
+}
+
+/*
+ * Gateway: TN got no message for the stall deadline. Its worker is frozen, cut off, or a
+ * message was lost: the request is cancelled there, and the HTTP client gets a 504 when
+ * nothing of the answer came yet, else a cut answer (its stream ends with an error).
+ */
+static void stall(struct tunnel *tn)
+{
+    char subject[SUBJECT_MAX], message[160];
+
+    ig_warn("nats: tunnel %s to worker %s: no message for %u ms (nats.stall_timeout_s); "
+            "ending it", tn->id, tn->worker, tn->owner->stall_ms);
+    snprintf(subject, sizeof(subject), "infergate.v1.cancel.%s", tn->id);
+    if (bus_publish(tn->owner->bus, subject, NULL, NULL, 0, NULL, 0) != 0)
+        ig_debug("nats: cannot cancel %s", tn->id);
+    if (tn->has_input) {
+        tunnel_free(tn);
+        return;
+    }
+    snprintf(message, sizeof(message), "worker %s sent nothing for %u s (stall deadline)",
+             tn->worker, tn->owner->stall_ms / 1000);
+    (void)answer_locally(tn, 504, "Gateway Timeout", message, "worker_stalled");
+}
+
+/* Worker: tells the gateway that TN is still being worked on. */
+static void keep_alive(struct tunnel *tn)
+{
+    struct bus_header h[2] = {{"Ig-Id", tn->id}, {"Ig-Alive", "1"}};
+
+    tn->last_out_ms = ig_now_ms();
+    if (bus_publish(tn->owner->bus, tn->out_subject, NULL, h, 2, NULL, 0) != 0)
+        ig_debug("nats: cannot keep %s alive", tn->id);
+}
+
+/* Every SWEEP_MS: ends the tunnels past their stall deadline (gateway), keeps the silent
+ * ones alive (worker). */
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct bus_tunnels *t = arg;
+    uint64_t now = ig_now_ms();
+    struct tunnel *tn, *next;
+    (void)fd;
+    (void)what;
+
+    for (tn = t->all; tn != NULL; tn = next) {
+        next = tn->next;
+        if (t->is_serving && tn->keepalive_ms > 0 && now - tn->last_out_ms >= tn->keepalive_ms)
+            keep_alive(tn);
+        else if (!t->is_serving && t->stall_ms > 0 && !tn->is_peer_ended &&
+                 now - tn->last_in_ms >= t->stall_ms)
+            stall(tn);
+    }
+}
+
+/* Starts the sweep of T if it is not running; 0 or IG_ENOMEM. */
+static int start_sweep(struct bus_tunnels *t)
+{
+    struct timeval tv = {0, SWEEP_MS * 1000};
+
+    if (t->sweep == NULL)
+        t->sweep = event_new(t->base, -1, EV_PERSIST, on_sweep, t);
+    if (t->sweep == NULL)
+        return IG_ENOMEM;
+    return evtimer_add(t->sweep, &tv) == 0 ? 0 : IG_ENOMEM;
+}
+
+int bus_tunnels_set_stall(struct bus_tunnels *t, unsigned stall_ms)
+{
+    t->stall_ms = stall_ms;
+    return stall_ms > 0 ? start_sweep(t) : 0;
 }
 
 struct bus_tunnels *bus_tunnels_new(struct bus *bus, struct event_base *base,
@@ -359,6 +460,8 @@ void bus_tunnels_free(struct bus_tunnels *t)
         return;
     while (t->all != NULL)
         tunnel_free(t->all);
+    if (t->sweep != NULL)
+        event_free(t->sweep);
     free(t);
 }
 
@@ -452,6 +555,13 @@ static void on_infer(struct bus *bus, const struct bus_msg *msg, void *arg)
         return;
     }
     snprintf(tn->out_subject, sizeof(tn->out_subject), "%s", reply);
+    if (bus_msg_header(msg, "Ig-Keepalive-Ms") != NULL) {
+        long long ms = ig_parse_int(bus_msg_header(msg, "Ig-Keepalive-Ms"));
+        tn->keepalive_ms = ms < 0 ? 0
+                           : ms < KEEPALIVE_MIN_MS ? KEEPALIVE_MIN_MS
+                           : ms > KEEPALIVE_MAX_MS ? KEEPALIVE_MAX_MS
+                                                   : (unsigned)ms;
+    }
     (void)take_part(tn, msg);
 }
 
@@ -481,5 +591,5 @@ int bus_tunnels_serve(struct bus_tunnels *t, size_t capacity, bus_accept_fn acce
     if (bus_subscribe(t->bus, subject, on_infer, t) != 0 ||
         bus_subscribe(t->bus, "infergate.v1.cancel.*", on_cancel, t) != 0)
         return IG_EIO;
-    return 0;
+    return start_sweep(t);
 }

@@ -45,6 +45,13 @@ void bus_tunnels_free(struct bus_tunnels *t);
  * non-blocking stream socket, closed by the caller when done), or -1. */
 int bus_tunnel_dial(struct bus_tunnels *t, const char *worker);
 
+/* Gateway side: a tunnel that gets no message for STALL_MS (0: never) while its answer is
+ * not complete ends: its worker gets a cancel, its socket a 504 answer when nothing came
+ * yet, else it closes (a cut answer). Workers are asked for a keep-alive message after a
+ * quarter of it of silence (header Ig-Keepalive-Ms on the first part), so a long silent
+ * phase (prompt processing, a non-streamed answer) is not a stall. Returns 0 or IG_ENOMEM. */
+int bus_tunnels_set_stall(struct bus_tunnels *t, unsigned stall_ms) IG_WUR;
+
 /* Gateway side: ends every tunnel to WORKER (gone from the bus); their sockets close. */
 void bus_tunnels_drop_worker(struct bus_tunnels *t, const char *worker);
 

@@ -65,6 +65,11 @@ int gw_bus_join(struct gw_app *app, char **cause)
     app->tunnels = bus_tunnels_new(app->bus, app->base, id, cause);
     if (app->tunnels == NULL)
         return -1;
+    if (bus_tunnels_set_stall(app->tunnels, (unsigned)app->cfg->nats.stall_timeout_s * 1000u) !=
+        0) {
+        *cause = strdup("out of memory");
+        return -1;
+    }
     app->workers = gw_workers_new(app);
     if (app->workers == NULL) {
         *cause = strdup("cannot subscribe to worker heartbeats");

@@ -80,3 +80,54 @@ test('every worker of a model gone: 503 model_unavailable with Retry-After, serv
     assert.equal(served(again), before + 1);
   });
 });
+
+test('a worker that goes silent mid-request (SIGSTOP): the tunnel stall deadline ends the request; keep-alives keep a silent answer alive', async (t) => {
+  const dir = await tempDir(t);
+  const nats = await startNats(t);
+  const w1 = await startWorker(t, dir, nats.url, 'w1', { flags: ['--token-us', '20000'] });
+  // A 1 s stall deadline: shorter than the 3 s after which the silent worker is dropped.
+  const gw = await startBusGateway(t, nats.url, 'least-loaded', { stall_timeout_s: 1 });
+  t.after(() => {
+    try {
+      process.kill(w1.pid, 'SIGCONT');
+    } catch {}
+  });
+  await guarded(gw, [nats, w1], async () => {
+    await waitWorkers(gw, ['w1']);
+    const client = gw.client();
+
+    // A non-streamed answer of 100 tokens × 20 ms: 2 s with nothing on the tunnel but the
+    // worker's keep-alives. Not a stall.
+    const whole = await chat(gw, MODEL, { max_tokens: 100 });
+    assert.equal(whole.status, 200, whole.text);
+    assert.equal(whole.json.choices[0].message.content.split(' ').length, 100);
+
+    // A stream under way when the worker freezes: the client's stream ends with an error
+    // about a second later, long before the worker is dropped.
+    let tokens = 0;
+    let stoppedAt = 0;
+    const streamed = (async () => {
+      const s = await client.chat.completions.create({ model: MODEL, messages: MESSAGES, max_tokens: 200, stream: true });
+      for await (const chunk of s) {
+        if (chunk.choices[0]?.delta?.content) tokens++;
+        if (tokens === 3 && stoppedAt === 0) {
+          process.kill(w1.pid, 'SIGSTOP');
+          stoppedAt = Date.now();
+        }
+      }
+    })();
+    const err = await withTimeout(streamed.then(() => null, (e) => e), deadline(10000), 'the frozen stream');
+    const after = Date.now() - stoppedAt;
+    t.diagnostic(`the frozen stream ended ${after} ms after SIGSTOP: ${err?.message}`);
+    assert.ok(err instanceof Error, `the SDK raised (got ${tokens} tokens)`);
+    assert.ok(after < 2800, `ended by the stall deadline, before the drop: ${after} ms`);
+    assert.match(gw.output(), /tunnel \S+ to worker w1: no message for 1000 ms/);
+
+    // Sent to the frozen worker (still in routing): nothing comes back, 504 at the deadline.
+    const frozen = await chat(gw);
+    assert.equal(assertErrorShape(assert, frozen, 504).code, 'worker_stalled');
+
+    process.kill(w1.pid, 'SIGCONT');
+    await waitFor(async () => (await chat(gw)).status === 200, { timeoutMs: deadline(10000), message: 'w1 serving again' });
+  });
+});
