@@ -17,6 +17,7 @@
 
 struct evbuffer;
 struct gw_ollama_up;
+struct gw_wait;
 struct event;
 struct http_request;
 struct sup_model;
@@ -33,6 +34,7 @@ struct gw_call {
     const struct cfg_model *remote_mc; /* without a local model: its config from the registry
                                         * of workers (read it with gw_call_cfg()) */
     struct sup_waiter *waiter;
+    struct gw_wait *wait; /* waiting for room on the workers (every one at capacity) */
     struct upstream_req *ureq;
     char *rewritten_body; /* owned when the filters changed the body */
     const char *body;

@@ -277,10 +277,12 @@ static bool worker_failed(struct gw_call *call, int rc, const char *message)
     call->is_on_worker = false;
     gw_workers_end(call->app->workers, call->worker, gw_call_cfg(call)->id, outcome,
                    is_busy ? -1 : call->ttft_ms);
-    if (!is_early || call->n_tries >= GW_CALL_MAX_TRIES)
+    if (!is_early || (!is_busy && call->n_tries >= GW_CALL_MAX_TRIES))
         return false;
-    call->tried_busy[call->n_tries] = is_busy;
-    snprintf(call->tried[call->n_tries++], sizeof(call->tried[0]), "%s", call->worker);
+    if (call->n_tries < GW_CALL_MAX_TRIES) { /* busy ones beyond: the registry knows them full */
+        call->tried_busy[call->n_tries] = is_busy;
+        snprintf(call->tried[call->n_tries++], sizeof(call->tried[0]), "%s", call->worker);
+    }
     ig_log_request(IG_LOG_WARN, call->request_id,
                    "worker %s %s (%s); trying another backend of model %s", call->worker,
                    is_busy ? "is busy" : "did not answer",
@@ -571,9 +573,16 @@ out:
     return call;
 }
 
+/* What route_call() found. */
+enum route_result {
+    ROUTE_OK,   /* a backend with room: call->worker ("" for the local model) */
+    ROUTE_NONE, /* every backend has failed the call */
+    ROUTE_FULL, /* only workers at capacity (or that refused it busy): wait for room */
+};
+
 /* Picks CALL's backend among its local model and the workers serving it: sets its worker
- * ("" for local) and the reason. Returns false when every one has failed it. */
-static bool route_call(struct gw_call *call)
+ * ("" for local) and the reason. */
+static enum route_result route_call(struct gw_call *call)
 {
     struct gw_route_cand cand[GW_MAX_CANDIDATES + 1];
     const char *ids[GW_MAX_CANDIDATES + 1];
@@ -582,8 +591,8 @@ static bool route_call(struct gw_call *call)
     int pick;
 
     call->worker[0] = '\0';
-    if (app->workers == NULL)
-        return call->model != NULL; /* no bus: the local model, the fast path */
+    if (app->workers == NULL) /* no bus: the local model, the fast path */
+        return call->model != NULL ? ROUTE_OK : ROUTE_NONE;
     if (call->model != NULL) {
         struct sup_model_info info;
         sup_model_info(call->model, &info);
@@ -605,12 +614,63 @@ static bool route_call(struct gw_call *call)
     pick = gw_route_pick(gw_strategy_from_name(app->cfg->nats.strategy), cand, n,
                          call->prefix_hash, &app->route_rotor, &call->route_reason);
     if (pick < 0)
-        return false;
+        return ROUTE_NONE;
+    if (ids[pick] != NULL && cand[pick].is_full && !cand[pick].is_tripped)
+        return ROUTE_FULL; /* the best there is is full: every backend is */
     if (ids[pick] != NULL)
         snprintf(call->worker, sizeof(call->worker), "%s", ids[pick]);
     call_log(call, "routed to %s (%s)", ids[pick] != NULL ? ids[pick] : "the local model",
              call->route_reason);
-    return true;
+    return ROUTE_OK;
+}
+
+/* A waiting CALL may go on (HAS_ROOM), or no worker had room in time. Workers that refused
+ * it busy may take it now. */
+static void on_room(void *arg, bool has_room)
+{
+    struct gw_call *call = arg;
+    char text[256];
+    unsigned kept = 0;
+
+    call->wait = NULL;
+    if (!has_room) {
+        snprintf(text, sizeof(text), "every worker of model %s stayed at capacity for %d s",
+                 gw_call_cfg(call)->id, call->app->cfg->nats.queue_timeout_s);
+        gw_call_reply_error(call, 503, text, "model_unavailable", 1);
+        gw_call_free(call);
+        return;
+    }
+    for (unsigned t = 0; t < call->n_tries; t++) {
+        if (call->tried_busy[t])
+            continue;
+        if (kept != t)
+            memcpy(call->tried[kept], call->tried[t], sizeof(call->tried[0]));
+        call->tried_busy[kept++] = false;
+    }
+    call->n_tries = kept;
+    dispatch_call(call);
+}
+
+/* Every worker of CALL's model is at capacity: CALL waits for room at the gateway. */
+static void queue_call(struct gw_call *call)
+{
+    char text[256];
+
+    call->wait = gw_workers_wait(call->app->workers, gw_call_cfg(call)->id, on_room, call);
+    if (call->wait != NULL) {
+        call_log(call, "every worker of model %s is at capacity: waiting for room",
+                 gw_call_cfg(call)->id);
+        return;
+    }
+    if (call->app->cfg->nats.queue_timeout_s > 0)
+        snprintf(text, sizeof(text), "every worker of model %s is at capacity and %d "
+                 "request(s) wait already", gw_call_cfg(call)->id,
+                 call->app->cfg->nats.queue_length);
+    else
+        snprintf(text, sizeof(text), "every worker of model %s is at capacity",
+                 gw_call_cfg(call)->id);
+    gw_call_reply_error(call, 503, text, "model_unavailable", 1);
+    gw_call_free(call);
 }
 
 /* Routes the call, waits for its model when local, then sends it upstream. */
@@ -623,13 +683,20 @@ static void dispatch_call(struct gw_call *call)
     http_request_set_drain_cb(req, on_client_drained, call);
     if (call->dispatched_ms == 0)
         call->dispatched_ms = ig_now_ms();
-    if (!route_call(call)) {
+    switch (route_call(call)) {
+    case ROUTE_FULL:
+        queue_call(call);
+        return;
+    case ROUTE_NONE: {
         char text[512];
         snprintf(text, sizeof(text), "no backend of model %s could take the request (%u worker(s) "
                  "failed it)", gw_call_cfg(call)->id, call->n_tries);
         gw_call_reply_error(call, 503, text, "model_unavailable", 1);
         gw_call_free(call);
         return;
+    }
+    case ROUTE_OK:
+        break;
     }
     if (call->worker[0] != '\0') {
         call->is_on_worker = true;

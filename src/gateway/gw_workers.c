@@ -52,6 +52,18 @@ struct worker {
 struct remote_model {
     struct cfg_model *mc;
     size_t n_workers; /* live workers serving it, recounted per heartbeat */
+    struct gw_wait *head, *tail; /* requests waiting for room, oldest first */
+    size_t n_waiting;
+    bool has_news;    /* room may have come: look at the queue on the next turn */
+};
+
+struct gw_wait {
+    struct gw_workers *ws;
+    size_t model;     /* index of the remote model */
+    struct gw_wait *prev, *next;
+    struct event *timer;
+    gw_wait_fn cb;
+    void *arg;
 };
 
 struct gw_workers {
@@ -61,7 +73,12 @@ struct gw_workers {
     size_t n;
     struct remote_model *models;
     size_t n_models;
+    struct event *wake; /* looks at the queues with news, on a loop turn of its own */
 };
+
+static void note_room(struct gw_workers *ws, size_t model);
+static void wait_free(struct gw_wait *wait);
+static void on_wake(evutil_socket_t fd, short what, void *arg);
 
 /* Returns the worker ID, or NULL. */
 static struct worker *find_worker(struct gw_workers *ws, const char *id)
@@ -93,7 +110,7 @@ static long remote_index(struct gw_workers *ws, const char *name, unsigned caps)
     mc = cfg_model_new_remote(name, caps);
     if (mc == NULL)
         return -1;
-    ws->models[ws->n_models] = (struct remote_model){mc, 0};
+    ws->models[ws->n_models] = (struct remote_model){.mc = mc};
     return (long)ws->n_models++;
 }
 
@@ -203,6 +220,8 @@ static void on_heartbeat(struct bus *bus, const struct bus_msg *msg, void *arg)
         w->tok_s = json_number_value(json_object_get(doc, "tok_s"));
         take_models(ws, w, json_object_get(doc, "models"));
         recount(ws);
+        for (size_t j = 0; j < w->n_models; j++)
+            note_room(ws, w->models[j].remote);
     }
     json_decref(doc);
 }
@@ -243,7 +262,8 @@ struct gw_workers *gw_workers_new(struct gw_app *app)
         return NULL;
     ws->app = app;
     ws->sweep = event_new(app->base, -1, EV_PERSIST, on_sweep, ws);
-    if (ws->sweep == NULL ||
+    ws->wake = event_new(app->base, -1, 0, on_wake, ws);
+    if (ws->sweep == NULL || ws->wake == NULL ||
         bus_subscribe(app->bus, "infergate.v1.workers.*.hb", on_heartbeat, ws) != 0) {
         gw_workers_free(ws);
         return NULL;
@@ -258,6 +278,11 @@ void gw_workers_free(struct gw_workers *ws)
         return;
     if (ws->sweep != NULL)
         event_free(ws->sweep);
+    if (ws->wake != NULL)
+        event_free(ws->wake);
+    for (size_t i = 0; i < ws->n_models; i++) /* their requests are gone with the server */
+        while (ws->models[i].head != NULL)
+            wait_free(ws->models[i].head);
     for (size_t i = 0; i < ws->n; i++) {
         free(ws->w[i]->models);
         free(ws->w[i]);
@@ -355,6 +380,8 @@ void gw_workers_end(struct gw_workers *ws, const char *id, const char *model,
     if (m != NULL) {
         gw_load_add(&m->load, -1);
         m->is_full = outcome == GW_WORKER_BUSY; /* else one of its places is free again */
+        if (!m->is_full)
+            note_room(ws, m->remote);
     }
     if (outcome == GW_WORKER_BUSY || outcome == GW_WORKER_LEFT)
         return;
@@ -371,6 +398,127 @@ void gw_workers_end(struct gw_workers *ws, const char *id, const char *model,
     if (ttft_ms >= 0)
         w->ttft_ms = w->ttft_ms > 0 ? (1 - TTFT_WEIGHT) * w->ttft_ms + TTFT_WEIGHT * (double)ttft_ms
                                     : (double)ttft_ms;
+}
+
+/* Returns whether some live worker serving remote model INDEX has room now. */
+static bool has_room(struct gw_workers *ws, size_t index)
+{
+    uint64_t now = ig_now_ms();
+
+    for (size_t i = 0; i < ws->n; i++) {
+        const struct worker_model *m = model_on(ws->w[i], index);
+        if (m != NULL && !is_full(ws->w[i], m) && ws->w[i]->tripped_until_ms <= now)
+            return true;
+    }
+    return false;
+}
+
+/* Unlinks WAIT from its queue and frees it. */
+static void wait_free(struct gw_wait *wait)
+{
+    struct remote_model *rm = &wait->ws->models[wait->model];
+
+    if (wait->prev != NULL)
+        wait->prev->next = wait->next;
+    else
+        rm->head = wait->next;
+    if (wait->next != NULL)
+        wait->next->prev = wait->prev;
+    else
+        rm->tail = wait->prev;
+    rm->n_waiting--;
+    event_free(wait->timer);
+    free(wait);
+}
+
+/* Ends WAIT, telling its request HAS_ROOM. */
+static void wait_end(struct gw_wait *wait, bool has_room)
+{
+    gw_wait_fn cb = wait->cb;
+    void *arg = wait->arg;
+
+    wait_free(wait);
+    cb(arg, has_room);
+}
+
+/* Room may have come for remote model INDEX: its queue is looked at on the next loop turn
+ * (not from inside the heartbeat or the ending request that brought the news). */
+static void note_room(struct gw_workers *ws, size_t index)
+{
+    if (ws->models[index].head == NULL)
+        return;
+    ws->models[index].has_news = true;
+    event_active(ws->wake, EV_TIMEOUT, 0);
+}
+
+/* Sends waiting requests on, oldest first, while their model has room. Each routed one
+ * counts at once in its worker's load; one that finds no room after all waits again at the
+ * tail, so a pass takes each request at most once. */
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_workers *ws = arg;
+    (void)fd;
+    (void)what;
+
+    for (size_t k = 0; k < ws->n_models; k++) {
+        size_t n = ws->models[k].n_waiting;
+
+        if (!ws->models[k].has_news)
+            continue;
+        ws->models[k].has_news = false;
+        while (n-- > 0 && ws->models[k].head != NULL && has_room(ws, k))
+            wait_end(ws->models[k].head, true);
+    }
+}
+
+/* A waiting request's time is up. */
+static void on_wait_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wait_end(arg, false);
+}
+
+struct gw_wait *gw_workers_wait(struct gw_workers *ws, const char *name, gw_wait_fn cb,
+                                void *arg)
+{
+    const struct cfg_nats *nats = &ws->app->cfg->nats;
+    struct timeval tv = {nats->queue_timeout_s, 0};
+    struct gw_wait *wait;
+    struct remote_model *rm = NULL;
+    size_t k;
+
+    for (k = 0; k < ws->n_models && rm == NULL; k++)
+        if (strcmp(ws->models[k].mc->id, name) == 0)
+            rm = &ws->models[k];
+    if (rm == NULL || nats->queue_timeout_s <= 0 || rm->n_waiting >= (size_t)nats->queue_length)
+        return NULL;
+    wait = calloc(1, sizeof(*wait));
+    if (wait == NULL)
+        return NULL;
+    wait->timer = evtimer_new(ws->app->base, on_wait_timeout, wait);
+    if (wait->timer == NULL) {
+        free(wait);
+        return NULL;
+    }
+    *wait = (struct gw_wait){.ws = ws, .model = k - 1, .prev = rm->tail, .timer = wait->timer,
+                             .cb = cb, .arg = arg};
+    if (rm->tail != NULL)
+        rm->tail->next = wait;
+    else
+        rm->head = wait;
+    rm->tail = wait;
+    rm->n_waiting++;
+    evtimer_add(wait->timer, &tv);
+    if (has_room(ws, k - 1)) /* room came between the choice and now */
+        note_room(ws, k - 1);
+    return wait;
+}
+
+void gw_workers_wait_cancel(struct gw_wait *wait)
+{
+    if (wait != NULL)
+        wait_free(wait);
 }
 
 void gw_workers_list_models(struct gw_workers *ws, json_t *data, int64_t created)

@@ -59,6 +59,25 @@ void gw_workers_begin(struct gw_workers *ws, const char *id, const char *model);
 void gw_workers_end(struct gw_workers *ws, const char *id, const char *model,
                     enum gw_worker_outcome outcome, int64_t ttft_ms);
 
+/* A request waiting for room on the workers of its model. */
+struct gw_wait;
+
+/* Told that a waiting request may be routed now (HAS_ROOM), or that its time is up. */
+typedef void (*gw_wait_fn)(void *arg, bool has_room);
+
+/*
+ * Queues a request for model NAME while every worker serving it is at capacity: CB(ARG)
+ * runs once, on a later loop turn, when a heartbeat shows room or one of this gateway's
+ * requests there ends (oldest first), or after nats.queue_timeout_s. Returns the handle,
+ * valid until CB runs or gw_workers_wait_cancel(); NULL when the model's queue holds
+ * nats.queue_length requests already, queueing is off (queue_timeout_s 0) or out of memory.
+ */
+struct gw_wait *gw_workers_wait(struct gw_workers *ws, const char *name, gw_wait_fn cb,
+                                void *arg);
+
+/* Withdraws a waiting request (its client went away); CB will not run. NULL is a no-op. */
+void gw_workers_wait_cancel(struct gw_wait *wait);
+
 /* Appends an OpenAI model object for each model served only by workers (not in the local
  * config) to DATA, created at CREATED. */
 void gw_workers_list_models(struct gw_workers *ws, json_t *data, int64_t created);

@@ -52,7 +52,13 @@ test('a worker at its concurrencyLimit answers 429: the request goes to another 
 });
 
 /** POSTs a chat for MODEL to gateway GW on a fresh connection: {status, headers, json}. */
-const chat = (gw, model = MODEL, extra = {}) => rawRequest({ port: gw.port, method: 'POST', path: '/v1/chat/completions', body: { model, messages: MESSAGES, max_tokens: 2, ...extra } });
+const chat = (gw, model = MODEL, extra = {}, headers = {}) => rawRequest({ port: gw.port, method: 'POST', path: '/v1/chat/completions', headers, body: { model, messages: MESSAGES, max_tokens: 2, ...extra } });
+
+/** X-Log-Level: debug: the gateway logs the request's steps (routing, queueing) at info. */
+const DEBUG = { 'X-Log-Level': 'debug' };
+
+/** How many requests GW logged as waiting for room (those sent with DEBUG). */
+const queued = (gw) => gw.output().match(/waiting for room/g)?.length ?? 0;
 
 test('every worker of a model gone: 503 model_unavailable with Retry-After, served again when one rejoins', async (t) => {
   const dir = await tempDir(t);
@@ -129,5 +135,61 @@ test('a worker that goes silent mid-request (SIGSTOP): the tunnel stall deadline
 
     process.kill(w1.pid, 'SIGCONT');
     await waitFor(async () => (await chat(gw)).status === 200, { timeoutMs: deadline(10000), message: 'w1 serving again' });
+  });
+});
+
+test('every worker busy: requests wait at the gateway for room (bounded in time and number, a client that leaves is withdrawn)', async (t) => {
+  const dir = await tempDir(t);
+  const nats = await startNats(t);
+  // One request at a time (--capacity 1), 20 ms a token.
+  const w1 = await startWorker(t, dir, nats.url, 'w1', { flags: ['--token-us', '20000'], capacity: 1 });
+  const gw = await startBusGateway(t, nats.url);
+  const tight = await startBusGateway(t, nats.url, 'least-loaded', { queue_timeout_s: 1, queue_length: 1 });
+  await guarded(gw, [nats, w1, tight], async () => {
+    await waitWorkers(gw, ['w1']);
+    await waitWorkers(tight, ['w1']);
+
+    // Four requests of 15 tokens (0.3 s each) at once: one runs, three wait their turn; no
+    // client sees an error.
+    const before = served(w1);
+    const replies = await Promise.all([1, 2, 3, 4].map((i) => chat(gw, MODEL, { max_tokens: 15, messages: [{ role: 'user', content: `q${i}` }] })));
+    for (const r of replies) assert.equal(r.status, 200, r.text);
+    assert.equal(served(w1), before + 4);
+
+    // Through the tight gateway: a long request runs, one waits (the queue's one place); a
+    // third is refused at once; the waiting one gives up after 1 s with 503 + Retry-After.
+    const long = chat(tight, MODEL, { max_tokens: 150 }); // 3 s
+    await waitFor(() => served(w1) === before + 5, { timeoutMs: deadline(5000), message: 'the long request on w1' });
+    const t0 = Date.now();
+    const waiting = chat(tight, MODEL, {}, DEBUG);
+    await waitFor(() => queued(tight) === 1, { timeoutMs: deadline(2000), message: 'a request waiting' });
+    const refused = await chat(tight);
+    assert.equal(assertErrorShape(assert, refused, 503).code, 'model_unavailable');
+    assert.match(refused.json.error.message, /wait already/);
+    const late = await waiting;
+    const waited = Date.now() - t0;
+    assert.equal(assertErrorShape(assert, late, 503).code, 'model_unavailable');
+    assert.ok(Number(late.headers['retry-after']) >= 1);
+    assert.ok(waited >= 900 && waited < 2500, `gave up after the 1 s queue_timeout_s: ${waited} ms`);
+
+    // A client that leaves while waiting frees its place: the next one may wait and is served.
+    const ac = new AbortController();
+    const leaving = tight.client().chat.completions.create({ model: MODEL, messages: MESSAGES, max_tokens: 2 }, { signal: ac.signal, headers: DEBUG }).catch((e) => e);
+    await waitFor(() => queued(tight) === 2, { timeoutMs: deadline(2000), message: 'the leaving request waiting' });
+    ac.abort();
+    assert.ok((await leaving) instanceof Error);
+    // While the long one still runs, a new request gets the freed place (refused with "wait
+    // already" only until the gateway has seen the client leave).
+    let after;
+    await waitFor(async () => {
+      const n = queued(tight);
+      const p = chat(tight, MODEL, {}, DEBUG);
+      const first = await Promise.race([p, waitFor(() => queued(tight) > n, { timeoutMs: deadline(1000) }).then(() => 'queued', () => 'no')]);
+      if (first === 'queued') after = p;
+      else assert.match((first === 'no' ? await p : first).json.error.message, /wait already/);
+      return first === 'queued';
+    }, { timeoutMs: deadline(2000), message: 'the place of the client that left' });
+    assert.equal((await after).status, 503, 'it waited its 1 s like the first one');
+    assert.equal((await long).status, 200);
   });
 });
