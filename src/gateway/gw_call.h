@@ -104,6 +104,10 @@ static inline const struct cfg_model *gw_call_cfg(const struct gw_call *call)
 struct gw_call *gw_call_new(struct gw_app *app, struct http_request *req, struct sup_model *model,
                             const struct cfg_model *mc);
 
+/* Routes CALL to a backend (waiting for one with room when needed) and sends it there; the
+ * call answers its client and frees itself. */
+void gw_call_dispatch(struct gw_call *call);
+
 /* Ends a call: usage to its key, metrics and request log; releases the model if it was
  * acquired, and frees it. */
 void gw_call_free(struct gw_call *call);

@@ -31,6 +31,7 @@ struct worker_model {
     struct gw_load load;  /* its requests in flight + queued there (gw_route.h) */
     int limit;            /* its concurrencyLimit there; 0: none */
     bool is_full;         /* it refused one of ours as busy since the last heartbeat */
+    char state[16];       /* as the worker reports it: ready, starting, unloaded... */
 };
 
 struct worker {
@@ -147,6 +148,8 @@ static void take_models(struct gw_workers *ws, struct worker *w, json_t *models)
             continue;
         list[n_taken].remote = (size_t)index;
         list[n_taken].is_ready = state != NULL && strcmp(state, "ready") == 0;
+        snprintf(list[n_taken].state, sizeof(list[n_taken].state), "%s",
+                 state != NULL ? state : "unknown");
         gw_load_report(&list[n_taken].load, (int)json_integer_value(json_object_get(m, "load")));
         list[n_taken].limit = (int)json_integer_value(json_object_get(m, "limit"));
         n_taken++;
@@ -542,6 +545,44 @@ void gw_workers_list_models(struct gw_workers *ws, json_t *data, int64_t created
     }
 }
 
+/* Returns the routing state of worker W: tripped, busy or ready. */
+static const char *worker_state(const struct worker *w, uint64_t now)
+{
+    if (w->tripped_until_ms > now)
+        return "tripped";
+    return w->is_busy || (w->capacity > 0 && gw_load_estimate(&w->load) >= w->capacity)
+               ? "busy"
+               : "ready";
+}
+
+void gw_workers_running(struct gw_workers *ws, json_t *list)
+{
+    uint64_t now = ig_now_ms();
+
+    for (size_t i = 0; ws != NULL && i < ws->n; i++) {
+        const struct worker *w = ws->w[i];
+        for (size_t j = 0; j < w->n_models; j++) {
+            const struct worker_model *m = &w->models[j];
+            if (strcmp(m->state, "unloaded") == 0 || strcmp(m->state, "failed") == 0)
+                continue;
+            json_array_append_new(
+                list, json_pack("{s:s, s:s, s:s, s:s, s:i}", "model",
+                                ws->models[m->remote].mc->id, "state", m->state, "worker",
+                                w->id, "worker_state", worker_state(w, now), "in_flight",
+                                gw_load_estimate(&m->load)));
+        }
+    }
+}
+
+size_t gw_workers_ids(struct gw_workers *ws, char (*ids)[BUS_ID_MAX + 1], size_t max)
+{
+    size_t n = 0;
+
+    for (; ws != NULL && n < ws->n && n < max; n++)
+        snprintf(ids[n], sizeof(ids[n]), "%s", ws->w[n]->id);
+    return n;
+}
+
 json_t *gw_workers_json(struct gw_workers *ws)
 {
     json_t *list = json_array();
@@ -552,11 +593,12 @@ json_t *gw_workers_json(struct gw_workers *ws)
         json_t *models = json_array();
 
         for (size_t j = 0; j < w->n_models; j++)
-            json_array_append_new(models,
-                                  json_pack("{s:s, s:s, s:i}", "id",
-                                            ws->models[w->models[j].remote].mc->id, "state",
-                                            w->models[j].is_ready ? "ready" : "stopped", "load",
-                                            gw_load_estimate(&w->models[j].load)));
+            json_array_append_new(
+                models, json_pack("{s:s, s:s, s:i, s:i, s:b}", "id",
+                                  ws->models[w->models[j].remote].mc->id, "state",
+                                  w->models[j].state, "load",
+                                  gw_load_estimate(&w->models[j].load), "limit",
+                                  w->models[j].limit, "full", is_full(w, &w->models[j])));
         json_array_append_new(
             list, json_pack("{s:s, s:s, s:I, s:I, s:i, s:i, s:i, s:b, s:b, s:f, s:f, s:o}",
                             "id", w->id, "version", w->version, "last_heartbeat_ms",
@@ -565,6 +607,8 @@ json_t *gw_workers_json(struct gw_workers *ws)
                             "in_flight", gw_load_estimate(&w->load), "ours", w->load.ours, "busy", w->is_busy,
                             "tripped", w->tripped_until_ms > now, "tok_s", w->tok_s,
                             "ttft_ms", w->ttft_ms, "models", models));
+        json_object_set_new(json_array_get(list, json_array_size(list) - 1), "state",
+                            json_string(worker_state(w, now)));
     }
     return list;
 }

@@ -9,6 +9,7 @@
 #ifndef IG_GW_WORKERS_H
 #define IG_GW_WORKERS_H
 
+#include "bus_tunnel.h"
 #include "gw_route.h"
 
 #include <jansson.h>
@@ -81,6 +82,13 @@ void gw_workers_wait_cancel(struct gw_wait *wait);
 /* Appends an OpenAI model object for each model served only by workers (not in the local
  * config) to DATA, created at CREATED. */
 void gw_workers_list_models(struct gw_workers *ws, json_t *data, int64_t created);
+
+/* Appends to LIST (llama-swap's /running) an entry per model loaded on a worker: model,
+ * state there, worker, worker_state (ready, busy or tripped) and in_flight. */
+void gw_workers_running(struct gw_workers *ws, json_t *list);
+
+/* Copies the ids of up to MAX live workers into IDS; returns how many. */
+size_t gw_workers_ids(struct gw_workers *ws, char (*ids)[BUS_ID_MAX + 1], size_t max);
 
 /* Returns the workers as JSON (caller owns): id, version, age of the last heartbeat, load,
  * capacity, models and their states. */

@@ -5,8 +5,9 @@
 // busy; a worker that goes silent mid-request (SIGSTOP) ends the request at the tunnel's
 // stall deadline; /workers, /running, /metrics and /models/load reach remote models.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { assertErrorShape, deadline, rawRequest, tempDir, waitFor, withTimeout } from './lib/harness.mjs';
+import { assertErrorShape, deadline, fakeCmd, rawRequest, tempDir, waitFor, withTimeout } from './lib/harness.mjs';
 import {
   MESSAGES, MODEL, guarded, served, startBusGateway, startNats, startWorker, waitWorkers,
 } from './lib/bus.mjs';
@@ -191,5 +192,66 @@ test('every worker busy: requests wait at the gateway for room (bounded in time 
     }, { timeoutMs: deadline(2000), message: 'the place of the client that left' });
     assert.equal((await after).status, 503, 'it waited its 1 s like the first one');
     assert.equal((await long).status, 200);
+  });
+});
+
+test('/workers, /running, /metrics and /models/load reach the models on workers', async (t) => {
+  const dir = await tempDir(t);
+  const nats = await startNats(t);
+  const w1 = await startWorker(t, dir, nats.url, 'w1');
+  // w2 also has a model `cold` that it does not start by itself.
+  const w2 = await startWorker(t, dir, nats.url, 'w2', { extra: { models: { [MODEL]: { cmd: fakeCmd(MODEL, ['--events-file', `${dir}/w2.events`]) }, cold: { cmd: fakeCmd('cold') } } } });
+  const gw = await startBusGateway(t, nats.url);
+  t.after(() => {
+    try {
+      process.kill(w2.pid, 'SIGCONT');
+    } catch {}
+  });
+  await guarded(gw, [nats, w1, w2], async () => {
+    await waitWorkers(gw, ['w1', 'w2']);
+    assert.equal((await chat(gw)).status, 200);
+
+    // /workers: the registry as the router sees it.
+    const workers = await gw.json('/workers');
+    assert.deepEqual(workers.data.map((w) => w.id).sort(), ['w1', 'w2']);
+    for (const w of workers.data) {
+      assert.equal(typeof w.last_heartbeat_ms, 'number');
+      assert.equal(w.capacity, 64);
+      assert.equal(w.tripped, false);
+      assert.ok(w.models.some((m) => m.id === MODEL && m.state === 'ready'), JSON.stringify(w));
+    }
+    assert.ok(workers.data.find((w) => w.id === 'w2').models.some((m) => m.id === 'cold' && m.state === 'unloaded'));
+
+    // /running: the local shape, plus remote models with their worker.
+    const running = (await gw.json('/running')).running;
+    const remote = running.filter((r) => r.model === MODEL).map((r) => `${r.worker}:${r.state}:${r.worker_state}`).sort();
+    assert.deepEqual(remote, ['w1:ready:ready', 'w2:ready:ready']);
+    assert.ok(!running.some((r) => r.model === 'cold'), 'an unloaded remote model is not running');
+
+    // /models/load of a model only w2 has: forwarded there, answered when it is ready.
+    const load = await rawRequest({ port: gw.port, method: 'POST', path: '/models/load', body: { model: 'cold' } });
+    assert.equal(load.status, 200, load.text);
+    assert.deepEqual([load.json.success, load.json.model, load.json.state], [true, 'cold', 'ready']);
+    await waitFor(async () => (await gw.json('/running')).running.some((r) => r.model === 'cold' && r.worker === 'w2'), { timeoutMs: deadline(5000), message: 'cold running on w2' });
+    assert.equal(assertErrorShape(assert, await rawRequest({ port: gw.port, method: 'POST', path: '/models/load', body: { model: 'nowhere' } }), 404).code, 'model_not_found');
+
+    // /metrics: each worker's own metrics, read through a tunnel, renamed and labelled (w2
+    // swapped m out for cold: one model at a time, as llama-swap does without groups).
+    const res = await fetch(`${gw.url}/metrics`);
+    const text = await res.text();
+    const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: deadline(20000) });
+    assert.equal(check.status, 0, `promtool: ${check.stdout}${check.stderr}`);
+    for (const w of ['w1', 'w2']) assert.match(text, new RegExp(`^infergate_worker_model_state\\{worker="${w}",model="[^"]+",state="ready"} 1$`, 'm'));
+    assert.match(text, /^infergate_requests_total\{model="m"/m, "the gateway's own are still there");
+
+    // A worker that does not answer in time is left out; the others still show.
+    process.kill(w2.pid, 'SIGSTOP');
+    const t0 = Date.now();
+    const partial = await (await fetch(`${gw.url}/metrics`)).text();
+    const took = Date.now() - t0;
+    assert.ok(took < 3000, `answered without the frozen worker in ${took} ms`);
+    assert.match(partial, /worker="w1"/);
+    assert.doesNotMatch(partial, /worker="w2"/);
+    process.kill(w2.pid, 'SIGCONT');
   });
 });
