@@ -2,8 +2,10 @@
 #include "bus_tunnel.h"
 
 #include "bus.h"
+#include "ig_errbody.h"
 #include "ig_log.h"
 #include "ig_text.h"
+#include "ig_time.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -16,6 +18,9 @@
 #define MIN_PART (64u << 10)
 #define HEADERS_ROOM 512 /* of a message's payload, kept for its headers */
 #define SUBJECT_MAX 192
+#define SWEEP_MS 250          /* stall deadlines and keep-alives are checked this often */
+#define KEEPALIVE_MIN_MS 250  /* a worker keeps a silent tunnel alive at most this often */
+#define KEEPALIVE_MAX_MS 5000
 
 struct tunnel {
     struct bus_tunnels *owner;
@@ -30,6 +35,10 @@ struct tunnel {
     bool is_peer_ended;             /* the other side sent its terminal message */
     bool has_sent_end;              /* worker side: the terminal message is out */
     bool is_dirty;                  /* worker side: OUT is waiting for the flush */
+    bool has_input;                 /* bytes of the peer reached the local end */
+    uint64_t last_in_ms;            /* gateway: when the peer's last message came */
+    uint64_t last_out_ms;           /* worker: when our last message went */
+    unsigned keepalive_ms;          /* worker: keep-alive after this much silence; 0: none */
     struct tunnel *next_in_bucket;
     struct tunnel *prev, *next;     /* all tunnels */
     struct tunnel *next_dirty;
@@ -43,6 +52,8 @@ struct bus_tunnels {
     struct tunnel *buckets[N_BUCKETS];
     struct tunnel *all;
     size_t n_open;
+    struct event *sweep;   /* stall deadlines (gateway), keep-alives (worker) */
+    unsigned stall_ms;     /* gateway: a tunnel silent this long ends; 0: never */
     /* Worker side. */
     bool is_serving;
     size_t capacity;
@@ -122,13 +133,30 @@ static void tunnel_free(struct tunnel *tn)
     free(tn);
 }
 
-/* Sends this side's bytes DATA (with the terminal message END, or NULL) to the peer. */
+/* Returns how often a gateway with stall deadline STALL_MS asks its workers to keep a silent
+ * tunnel alive: four times per deadline, within KEEPALIVE_MIN_MS..KEEPALIVE_MAX_MS. */
+static unsigned keepalive_for(unsigned stall_ms)
+{
+    unsigned ms = stall_ms / 4;
+
+    return ms < KEEPALIVE_MIN_MS ? KEEPALIVE_MIN_MS : ms > KEEPALIVE_MAX_MS ? KEEPALIVE_MAX_MS : ms;
+}
+
+/* Sends this side's bytes DATA (with the terminal message END, or NULL) to the peer. A
+ * gateway's first message asks for keep-alives (Ig-Keepalive-Ms) when it has a deadline. */
 static int send_part(struct tunnel *tn, const char *data, size_t len, const char *end)
 {
-    char seq[24];
-    struct bus_header h[3] = {{"Ig-Seq", seq}, {"Ig-Id", tn->id}, {"Ig-End", end}};
-    size_t n_headers = end != NULL ? 3 : 2;
+    char seq[24], keepalive[16];
+    struct bus_header h[4] = {{"Ig-Seq", seq}, {"Ig-Id", tn->id}};
+    size_t n_headers = 2;
 
+    if (end != NULL)
+        h[n_headers++] = (struct bus_header){"Ig-End", end};
+    if (tn->out_seq == 0 && !tn->owner->is_serving && tn->owner->stall_ms > 0) {
+        snprintf(keepalive, sizeof(keepalive), "%u", keepalive_for(tn->owner->stall_ms));
+        h[n_headers++] = (struct bus_header){"Ig-Keepalive-Ms", keepalive};
+    }
+    tn->last_out_ms = ig_now_ms();
     snprintf(seq, sizeof(seq), "%llu", tn->out_seq++);
     return bus_publish(tn->owner->bus, tn->out_subject, tn->reply[0] != '\0' ? tn->reply : NULL,
                        h, n_headers, data, len);
@@ -171,6 +199,7 @@ static struct tunnel *tunnel_new(struct bus_tunnels *t, const char *id)
     if (tn == NULL)
         return NULL;
     tn->owner = t;
+    tn->last_in_ms = tn->last_out_ms = ig_now_ms();
     snprintf(tn->id, sizeof(tn->id), "%s", id);
     b = bucket_of(t, tn->id);
     tn->next_in_bucket = *b;
@@ -270,6 +299,32 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/*
+ * Gateway: answers the local end (the HTTP client) itself with STATUS and an OpenAI error
+ * MESSAGE of CODE, as the worker's server would have, when no byte of the worker's answer
+ * came: a worker at capacity becomes 429 (as a model at its concurrencyLimit answers), so
+ * the gateway treats both alike. Frees TN; returns -1.
+ */
+static int answer_locally(struct tunnel *tn, int status, const char *reason,
+                          const char *message, const char *code)
+{
+    char *body = ig_error_body(status, message, code);
+    char *answer = NULL;
+    int len = body == NULL ? -1
+                           : asprintf(&answer,
+                                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                                      "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                                      status, reason, strlen(body), body);
+
+    free(body);
+    if (len > 0 && tn->sink != NULL)
+        (void)tn->sink->on_data(tn->end, answer, (size_t)len);
+    free(answer);
+    tn->is_peer_ended = true;
+    tunnel_free(tn);
+    return -1;
+}
+
 /* Takes a numbered part of the peer's bytes into the local end; returns -1 when TN was
  * freed. */
 static int take_part(struct tunnel *tn, const struct bus_msg *msg)
@@ -280,6 +335,7 @@ static int take_part(struct tunnel *tn, const struct bus_msg *msg)
     const char *data = bus_msg_data(msg, &len);
     char expected[24];
 
+    tn->last_in_ms = ig_now_ms();
     snprintf(expected, sizeof(expected), "%llu", tn->in_seq);
     if (seq == NULL || strcmp(seq, expected) != 0) {
         ig_warn("nats: tunnel %s: part %s arrived, %s expected; ending it", tn->id,
@@ -290,9 +346,13 @@ static int take_part(struct tunnel *tn, const struct bus_msg *msg)
     tn->in_seq++;
     if (end != NULL && strcmp(end, "ok") != 0) {
         ig_log(IG_LOG_INFO, "nats: tunnel %s to %s: %s", tn->id, tn->worker, end);
-        tunnel_free(tn); /* busy or failed before answering: the client sees no answer */
+        if (strcmp(end, "busy") == 0 && !tn->owner->is_serving && !tn->has_input)
+            return answer_locally(tn, 429, "Too Many Requests", "the worker is at capacity",
+                                  "worker_busy");
+        tunnel_free(tn); /* failed: the client sees no answer, or a cut one */
         return -1;
     }
+    tn->has_input = tn->has_input || len > 0;
     if (len > 0 && tn->sink != NULL && tn->sink->on_data(tn->end, data, len) != 0) {
         ig_warn("nats: tunnel %s: the local side takes no more; ending it", tn->id);
         tn->is_peer_ended = end != NULL;
@@ -314,8 +374,82 @@ static void on_reply(struct bus *bus, const struct bus_msg *msg, void *arg)
     struct tunnel *tn = id != NULL ? find(t, id) : NULL;
     (void)bus;
 
-    if (tn != NULL)
+    if (tn != NULL && bus_msg_header(msg, "Ig-Alive") != NULL)
+        tn->last_in_ms = ig_now_ms(); /* the worker is there, still working on it */
+    else if (tn != NULL)
         (void)take_part(tn, msg);
+}
+
+/*
+ * Gateway: TN got no message for the stall deadline. Its worker is frozen, cut off, or a
+ * message was lost: the request is cancelled there, and the HTTP client gets a 504 when
+ * nothing of the answer came yet, else a cut answer (its stream ends with an error).
+ */
+static void stall(struct tunnel *tn)
+{
+    char subject[SUBJECT_MAX], message[160];
+
+    ig_warn("nats: tunnel %s to worker %s: no message for %u ms (nats.stall_timeout_s); "
+            "ending it", tn->id, tn->worker, tn->owner->stall_ms);
+    snprintf(subject, sizeof(subject), "infergate.v1.cancel.%s", tn->id);
+    if (bus_publish(tn->owner->bus, subject, NULL, NULL, 0, NULL, 0) != 0)
+        ig_debug("nats: cannot cancel %s", tn->id);
+    if (tn->has_input) {
+        tunnel_free(tn);
+        return;
+    }
+    snprintf(message, sizeof(message), "worker %s sent nothing for %u s (stall deadline)",
+             tn->worker, tn->owner->stall_ms / 1000);
+    (void)answer_locally(tn, 504, "Gateway Timeout", message, "worker_stalled");
+}
+
+/* Worker: tells the gateway that TN is still being worked on. */
+static void keep_alive(struct tunnel *tn)
+{
+    struct bus_header h[2] = {{"Ig-Id", tn->id}, {"Ig-Alive", "1"}};
+
+    tn->last_out_ms = ig_now_ms();
+    if (bus_publish(tn->owner->bus, tn->out_subject, NULL, h, 2, NULL, 0) != 0)
+        ig_debug("nats: cannot keep %s alive", tn->id);
+}
+
+/* Every SWEEP_MS: ends the tunnels past their stall deadline (gateway), keeps the silent
+ * ones alive (worker). */
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct bus_tunnels *t = arg;
+    uint64_t now = ig_now_ms();
+    struct tunnel *tn, *next;
+    (void)fd;
+    (void)what;
+
+    for (tn = t->all; tn != NULL; tn = next) {
+        next = tn->next;
+        if (t->is_serving && tn->keepalive_ms > 0 && !tn->has_sent_end &&
+            now - tn->last_out_ms >= tn->keepalive_ms)
+            keep_alive(tn);
+        else if (!t->is_serving && t->stall_ms > 0 && !tn->is_peer_ended &&
+                 now - tn->last_in_ms >= t->stall_ms)
+            stall(tn);
+    }
+}
+
+/* Starts the sweep of T if it is not running; 0 or IG_ENOMEM. */
+static int start_sweep(struct bus_tunnels *t)
+{
+    struct timeval tv = {0, SWEEP_MS * 1000};
+
+    if (t->sweep == NULL)
+        t->sweep = event_new(t->base, -1, EV_PERSIST, on_sweep, t);
+    if (t->sweep == NULL)
+        return IG_ENOMEM;
+    return evtimer_add(t->sweep, &tv) == 0 ? 0 : IG_ENOMEM;
+}
+
+int bus_tunnels_set_stall(struct bus_tunnels *t, unsigned stall_ms)
+{
+    t->stall_ms = stall_ms;
+    return stall_ms > 0 ? start_sweep(t) : 0;
 }
 
 struct bus_tunnels *bus_tunnels_new(struct bus *bus, struct event_base *base,
@@ -354,6 +488,8 @@ void bus_tunnels_free(struct bus_tunnels *t)
         return;
     while (t->all != NULL)
         tunnel_free(t->all);
+    if (t->sweep != NULL)
+        event_free(t->sweep);
     event_free(t->flush_ev);
     free(t);
 }
@@ -444,6 +580,13 @@ static void on_infer(struct bus *bus, const struct bus_msg *msg, void *arg)
         return;
     }
     snprintf(tn->out_subject, sizeof(tn->out_subject), "%s", reply);
+    if (bus_msg_header(msg, "Ig-Keepalive-Ms") != NULL) {
+        long long ms = ig_parse_int(bus_msg_header(msg, "Ig-Keepalive-Ms"));
+        tn->keepalive_ms = ms < 0 ? 0
+                           : ms < KEEPALIVE_MIN_MS ? KEEPALIVE_MIN_MS
+                           : ms > KEEPALIVE_MAX_MS ? KEEPALIVE_MAX_MS
+                                                   : (unsigned)ms;
+    }
     (void)take_part(tn, msg);
 }
 
@@ -473,5 +616,5 @@ int bus_tunnels_serve(struct bus_tunnels *t, size_t capacity, bus_accept_fn acce
     if (bus_subscribe(t->bus, subject, on_infer, t) != 0 ||
         bus_subscribe(t->bus, "infergate.v1.cancel.*", on_cancel, t) != 0)
         return IG_EIO;
-    return 0;
+    return start_sweep(t);
 }

@@ -12,7 +12,8 @@
  * back to the reply subject, numbered the same way; the server's half close (or close)
  * sends the terminal message (Ig-End: ok), with the answer's last bytes when they are
  * still buffered, so a whole answer usually travels in one message. A worker at capacity
- * answers at once with Ig-End: busy and no bytes. A gateway whose client hangs up first
+ * answers at once with Ig-End: busy and no bytes, which the gateway's end turns into an
+ * HTTP 429 answer. A gateway whose client hangs up first
  * publishes `infergate.v1.cancel.<id>`; the worker ends the connection, which cancels the
  * request. A message out of sequence ends the tunnel: the HTTP client sees a truncated
  * answer.
@@ -50,6 +51,13 @@ void bus_tunnels_free(struct bus_tunnels *t);
 void *bus_tunnel_open(struct bus_tunnels *t, const char *worker,
                       const struct http_stream_sink *sink, void *client,
                       const struct http_stream_ops **ops);
+
+/* Gateway side: a tunnel that gets no message for STALL_MS (0: never) while its answer is
+ * not complete ends: its worker gets a cancel, its client a 504 answer when nothing came
+ * yet, else the end (a cut answer). Workers are asked for a keep-alive message after a
+ * quarter of it of silence (header Ig-Keepalive-Ms on the first part), so a long silent
+ * phase (prompt processing, a non-streamed answer) is not a stall. Returns 0 or IG_ENOMEM. */
+int bus_tunnels_set_stall(struct bus_tunnels *t, unsigned stall_ms) IG_WUR;
 
 /* Gateway side: ends every tunnel to WORKER (gone from the bus); their clients see the end. */
 void bus_tunnels_drop_worker(struct bus_tunnels *t, const char *worker);

@@ -65,6 +65,11 @@ int gw_bus_join(struct gw_app *app, char **cause)
     app->tunnels = bus_tunnels_new(app->bus, app->base, id, cause);
     if (app->tunnels == NULL)
         return -1;
+    if (bus_tunnels_set_stall(app->tunnels, (unsigned)app->cfg->nats.stall_timeout_s * 1000u) !=
+        0) {
+        *cause = strdup("out of memory");
+        return -1;
+    }
     app->workers = gw_workers_new(app);
     if (app->workers == NULL) {
         *cause = strdup("cannot subscribe to worker heartbeats");
@@ -100,10 +105,11 @@ static json_t *heartbeat_json(struct gw_app *app)
         if (m == NULL || c->unlisted)
             continue;
         sup_model_info(m, &info);
-        json_array_append_new(models, json_pack("{s:s, s:s, s:i, s:I}", "id", c->id, "state",
-                                                sup_state_name(info.state), "caps", (int)c->caps,
-                                                "load",
-                                                (json_int_t)info.in_flight + (json_int_t)info.waiting));
+        json_array_append_new(models, json_pack("{s:s, s:s, s:i, s:I, s:i}", "id", c->id,
+                                                "state", sup_state_name(info.state), "caps",
+                                                (int)c->caps, "load",
+                                                (json_int_t)info.in_flight + (json_int_t)info.waiting,
+                                                "limit", c->concurrency_limit));
     }
     sup_budget_in_use(app->mgr, &ram, &vram);
     gw_stats_status_json(app, NULL, all);
