@@ -19,6 +19,7 @@
 #define READ_CHUNK (64u << 10)
 #define MAX_PENDING (64u << 20) /* bytes received but not yet taken by the local side */
 #define SUBJECT_MAX 192
+#define HEADERS_ROOM 512 /* of a message's payload, kept for its headers */
 
 struct tunnel {
     struct bus_tunnels *owner;
@@ -26,7 +27,9 @@ struct tunnel {
     char out_subject[SUBJECT_MAX];  /* where this side's bytes go */
     char reply[SUBJECT_MAX];        /* gateway side: the reply subject of the requests */
     char worker[BUS_ID_MAX + 1];    /* gateway side: the worker dialled */
-    int fd;
+    const struct upstream_stream_sink *sink; /* gateway side: the HTTP client's, until it */
+    void *client;                            /* closes or is told the end */
+    int fd;                         /* worker side: the socket of the local HTTP server */
     struct event *read_ev, *write_ev;
     struct evbuffer *pending;       /* received, to write into FD */
     unsigned long long out_seq, in_seq;
@@ -78,11 +81,17 @@ static struct tunnel *find(struct bus_tunnels *t, const char *id)
     return NULL;
 }
 
-/* Closes and frees TN. */
+/* Closes and frees TN; a gateway's HTTP client is told the end. */
 static void tunnel_free(struct tunnel *tn)
 {
     struct bus_tunnels *t = tn->owner;
     struct tunnel **p = bucket_of(t, tn->id);
+    const struct upstream_stream_sink *sink = tn->sink;
+
+    if (sink != NULL) {
+        tn->sink = NULL;
+        sink->on_end(tn->client);
+    }
 
     while (*p != NULL && *p != tn)
         p = &(*p)->next_in_bucket;
@@ -131,7 +140,8 @@ static void send_refusal(struct bus_tunnels *t, const char *reply, const char *i
 static void on_fd_readable(evutil_socket_t fd, short what, void *arg);
 static void on_fd_writable(evutil_socket_t fd, short what, void *arg);
 
-/* Makes a tunnel named ID on FD (taken on success); NULL when out of memory. */
+/* Makes a tunnel named ID on FD (taken on success), or with no socket when FD is -1 (a
+ * gateway's stream); NULL when out of memory. */
 static struct tunnel *tunnel_new(struct bus_tunnels *t, const char *id, int fd)
 {
     struct tunnel *tn = calloc(1, sizeof(*tn));
@@ -142,19 +152,22 @@ static struct tunnel *tunnel_new(struct bus_tunnels *t, const char *id, int fd)
     tn->owner = t;
     tn->fd = fd;
     snprintf(tn->id, sizeof(tn->id), "%s", id);
-    tn->read_ev = event_new(t->base, fd, EV_READ | EV_PERSIST, on_fd_readable, tn);
-    tn->write_ev = event_new(t->base, fd, EV_WRITE | EV_PERSIST, on_fd_writable, tn);
-    tn->pending = evbuffer_new();
-    if (tn->read_ev == NULL || tn->write_ev == NULL || tn->pending == NULL) {
-        tn->fd = -1;
-        if (tn->read_ev != NULL)
-            event_free(tn->read_ev);
-        if (tn->write_ev != NULL)
-            event_free(tn->write_ev);
-        if (tn->pending != NULL)
-            evbuffer_free(tn->pending);
-        free(tn);
-        return NULL;
+    if (fd >= 0) {
+        tn->read_ev = event_new(t->base, fd, EV_READ | EV_PERSIST, on_fd_readable, tn);
+        tn->write_ev = event_new(t->base, fd, EV_WRITE | EV_PERSIST, on_fd_writable, tn);
+        tn->pending = evbuffer_new();
+        if (tn->read_ev == NULL || tn->write_ev == NULL || tn->pending == NULL) {
+            tn->fd = -1;
+            if (tn->read_ev != NULL)
+                event_free(tn->read_ev);
+            if (tn->write_ev != NULL)
+                event_free(tn->write_ev);
+            if (tn->pending != NULL)
+                evbuffer_free(tn->pending);
+            free(tn);
+            return NULL;
+        }
+        event_add(tn->read_ev, NULL);
     }
     b = bucket_of(t, tn->id);
     tn->next_in_bucket = *b;
@@ -164,7 +177,6 @@ static struct tunnel *tunnel_new(struct bus_tunnels *t, const char *id, int fd)
         t->all->prev = tn;
     t->all = tn;
     t->n_open++;
-    event_add(tn->read_ev, NULL);
     return tn;
 }
 
@@ -247,6 +259,23 @@ static void on_fd_writable(evutil_socket_t fd, short what, void *arg)
     (void)flush_pending(arg);
 }
 
+/* Gateway: hands the worker's bytes DATA to the HTTP client; at the worker's end (IS_END)
+ * the tunnel is over. Returns -1 when TN was freed. */
+static int give_part(struct tunnel *tn, const char *data, size_t len, bool is_end)
+{
+    if (len > 0 && tn->sink->on_data(tn->client, data, len) != 0) {
+        ig_warn("nats: tunnel %s: the client does not read; ending it", tn->id);
+        tn->is_peer_ended = is_end;
+        local_closed(tn, false);
+        return -1;
+    }
+    if (!is_end)
+        return 0;
+    tn->is_peer_ended = true;
+    tunnel_free(tn);
+    return -1;
+}
+
 /* Takes a numbered part of the peer's bytes; returns -1 when TN was freed. */
 static int take_part(struct tunnel *tn, const struct bus_msg *msg)
 {
@@ -269,6 +298,8 @@ static int take_part(struct tunnel *tn, const struct bus_msg *msg)
         tunnel_free(tn); /* busy or failed before answering: the client sees no answer */
         return -1;
     }
+    if (tn->sink != NULL)
+        return give_part(tn, data, len, end != NULL);
     if (evbuffer_get_length(tn->pending) + len > MAX_PENDING) {
         ig_warn("nats: tunnel %s: the local side does not read; ending it", tn->id);
         tunnel_free(tn);
@@ -330,27 +361,57 @@ void bus_tunnels_free(struct bus_tunnels *t)
     free(t);
 }
 
-int bus_tunnel_dial(struct bus_tunnels *t, const char *worker)
+/* Gateway stream: sends the HTTP client's bytes, in parts that fit the server's payload
+ * with their headers. */
+static int stream_send(void *stream, struct evbuffer *out)
 {
-    int sv[2];
+    struct tunnel *tn = stream;
+    size_t max = bus_max_payload(tn->owner->bus);
+
+    max = max > HEADERS_ROOM + READ_CHUNK ? max - HEADERS_ROOM : READ_CHUNK;
+    while (evbuffer_get_length(out) > 0) {
+        size_t len = evbuffer_get_length(out) < max ? evbuffer_get_length(out) : max;
+        const char *data = (const char *)evbuffer_pullup(out, (ssize_t)len);
+
+        if (data == NULL || send_part(tn, data, len, NULL) != 0)
+            return -1;
+        evbuffer_drain(out, len);
+    }
+    return 0;
+}
+
+/* Gateway stream: the HTTP client is done; an unfinished request is cancelled. */
+static void stream_close(void *stream)
+{
+    struct tunnel *tn = stream;
+
+    tn->sink = NULL;
+    local_closed(tn, false);
+}
+
+static const struct upstream_stream_ops stream_ops = {stream_send, stream_close};
+
+void *bus_tunnel_open(struct bus_tunnels *t, const char *worker,
+                      const struct upstream_stream_sink *sink, void *client,
+                      const struct upstream_stream_ops **ops)
+{
     char id[sizeof(((struct tunnel *)0)->id)];
     struct tunnel *tn;
     unsigned long long n = ++t->next_n;
 
-    if (!bus_id_valid(worker) ||
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
-        return -1;
+    if (!bus_id_valid(worker))
+        return NULL;
     snprintf(id, sizeof(id), "%s-%llu", t->self, n);
-    tn = tunnel_new(t, id, sv[0]);
-    if (tn == NULL) {
-        close(sv[0]);
-        close(sv[1]);
-        return -1;
-    }
+    tn = tunnel_new(t, id, -1);
+    if (tn == NULL)
+        return NULL;
+    tn->sink = sink;
+    tn->client = client;
     snprintf(tn->worker, sizeof(tn->worker), "%s", worker);
     snprintf(tn->out_subject, sizeof(tn->out_subject), "infergate.v1.workers.%s.infer", worker);
     snprintf(tn->reply, sizeof(tn->reply), "_INBOX.%s.%llu", t->self, n);
-    return sv[1];
+    *ops = &stream_ops;
+    return tn;
 }
 
 void bus_tunnels_drop_worker(struct bus_tunnels *t, const char *worker)

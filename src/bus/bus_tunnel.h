@@ -2,8 +2,8 @@
  * Byte tunnels over the bus: one HTTP exchange between a gateway and a worker, carried as
  * NATS messages (docs/DISTRIBUTED.md, "Protocol").
  *
- * The gateway dials: it gets one end of a socketpair, on which its HTTP client writes the
- * request and reads the answer exactly as on a TCP connection to an upstream. The bytes go
+ * The gateway opens a tunnel as an in-memory stream of its HTTP client (http_upstream.h),
+ * which writes the request and reads the answer as on a TCP connection. The bytes go
  * to `infergate.v1.workers.<worker>.infer` in messages of at most the server's payload,
  * numbered by the header Ig-Seq and named by Ig-Id (the tunnel's id, "<gateway>-<n>"),
  * with the reply subject `_INBOX.<gateway>.<n>`. The worker serves: on a new Ig-Id it makes
@@ -18,6 +18,7 @@
 #ifndef IG_BUS_TUNNEL_H
 #define IG_BUS_TUNNEL_H
 
+#include "http_upstream.h"
 #include "ig_error.h"
 
 #include <stdbool.h>
@@ -41,11 +42,13 @@ struct bus_tunnels *bus_tunnels_new(struct bus *bus, struct event_base *base,
 /* Closes every tunnel and frees; NULL is a no-op. */
 void bus_tunnels_free(struct bus_tunnels *t);
 
-/* Gateway side: opens a tunnel to WORKER and returns the caller's end (a connected,
- * non-blocking stream socket, closed by the caller when done), or -1. */
-int bus_tunnel_dial(struct bus_tunnels *t, const char *worker);
+/* Gateway side: opens a tunnel to WORKER as a stream of the HTTP client CLIENT, fed
+ * through SINK; returns it with *OPS (an upstream_open_stream_fn), or NULL. */
+void *bus_tunnel_open(struct bus_tunnels *t, const char *worker,
+                      const struct upstream_stream_sink *sink, void *client,
+                      const struct upstream_stream_ops **ops);
 
-/* Gateway side: ends every tunnel to WORKER (gone from the bus); their sockets close. */
+/* Gateway side: ends every tunnel to WORKER (gone from the bus); their clients see the end. */
 void bus_tunnels_drop_worker(struct bus_tunnels *t, const char *worker);
 
 /* Gateway side: returns how many tunnels to WORKER are open. */

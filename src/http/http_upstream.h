@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 struct event_base;
+struct evbuffer;
 struct upstream_pool;
 struct upstream_req;
 
@@ -25,6 +26,29 @@ struct upstream_callbacks {
      * (borrowed). The transfer is freed right after it returns. */
     void (*on_done)(struct upstream_req *ureq, int rc, const char *message, void *arg);
 };
+
+/* How an in-memory stream hands the HTTP client (CLIENT) what the upstream sends. */
+struct upstream_stream_sink {
+    /* Bytes of the answer; returns -1 when the client takes no more (the stream ends). */
+    int (*on_data)(void *client, const void *data, size_t len);
+    /* The upstream's side ended, cleanly or not; the stream is released: no call on it
+     * after this one. */
+    void (*on_end)(void *client);
+};
+
+/* What the HTTP client does with an in-memory stream (STREAM). */
+struct upstream_stream_ops {
+    /* Sends every byte of OUT (which it drains); returns 0, or -1 when the stream is gone. */
+    int (*send)(void *stream, struct evbuffer *out);
+    /* The client is done with it: the stream is released, the exchange cancelled if it
+     * was not complete. */
+    void (*close)(void *stream);
+};
+
+/* Opens an in-memory stream for CLIENT, fed through SINK (callbacks never run before this
+ * returns); returns it with *OPS, or NULL when refused. */
+typedef void *(*upstream_open_stream_fn)(void *arg, const struct upstream_stream_sink *sink,
+                                         void *client, const struct upstream_stream_ops **ops);
 
 /* One request to send. */
 struct upstream_spec {
@@ -44,10 +68,10 @@ struct upstream_spec {
      * Certificate and host name verification are always on. */
     const char *ca_file;
     /* Set for an upstream reached through something else than the network (a bus tunnel):
-     * the connection is the connected non-blocking stream socket it returns (-1: refused),
-     * used for this one transfer; the URL's host is then only the Host header. */
-    int (*open_socket)(void *arg);
-    void *open_socket_arg;
+     * the connection is the in-memory stream it opens, used for this one transfer; the
+     * URL's host is then only the Host header. */
+    upstream_open_stream_fn open_stream;
+    void *open_stream_arg;
 };
 
 /* Creates a pool on BASE; caller frees with upstream_pool_free(). */
