@@ -1,5 +1,6 @@
 /* Byte tunnels over the bus (bus_tunnel.h). */
 #include "bus_tunnel.h"
+#include "bus_tunnel_internal.h"
 
 #include "bus.h"
 #include "ig_errbody.h"
@@ -13,55 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define N_BUCKETS 1024
-#define MIN_PART (64u << 10)
-#define HEADERS_ROOM 512 /* of a message's payload, kept for its headers */
-#define SUBJECT_MAX 192
-#define SWEEP_MS 250          /* stall deadlines and keep-alives are checked this often */
-#define KEEPALIVE_MIN_MS 250  /* a worker keeps a silent tunnel alive at most this often */
-#define KEEPALIVE_MAX_MS 5000
-
-struct tunnel {
-    struct bus_tunnels *owner;
-    char id[2 * BUS_ID_MAX + 24];   /* "<gateway>-<n>" */
-    char out_subject[SUBJECT_MAX];  /* where this side's bytes go */
-    char reply[SUBJECT_MAX];        /* gateway side: the reply subject of the requests */
-    char worker[BUS_ID_MAX + 1];    /* gateway side: the worker dialled */
-    const struct http_stream_sink *sink; /* the local end's, until it closes or is told */
-    void *end;                           /* the end */
-    struct evbuffer *out;           /* worker side: the answer not yet sent */
-    unsigned long long out_seq, in_seq;
-    bool is_peer_ended;             /* the other side sent its terminal message */
-    bool has_sent_end;              /* worker side: the terminal message is out */
-    bool is_dirty;                  /* worker side: OUT is waiting for the flush */
-    bool has_input;                 /* bytes of the peer reached the local end */
-    uint64_t last_in_ms;            /* gateway: when the peer's last message came */
-    uint64_t last_out_ms;           /* worker: when our last message went */
-    unsigned keepalive_ms;          /* worker: keep-alive after this much silence; 0: none */
-    struct tunnel *next_in_bucket;
-    struct tunnel *prev, *next;     /* all tunnels */
-    struct tunnel *next_dirty;
-};
-
-struct bus_tunnels {
-    struct bus *bus;
-    struct event_base *base;
-    char self[BUS_ID_MAX + 1];
-    unsigned long long next_n;
-    struct tunnel *buckets[N_BUCKETS];
-    struct tunnel *all;
-    size_t n_open;
-    struct event *sweep;   /* stall deadlines (gateway), keep-alives (worker) */
-    unsigned stall_ms;     /* gateway: a tunnel silent this long ends; 0: never */
-    /* Worker side. */
-    bool is_serving;
-    size_t capacity;
-    bus_accept_fn accept;
-    void *accept_arg;
-    struct tunnel *dirty;    /* answers to send at the end of this loop turn */
-    struct event *flush_ev;
-};
 
 bool bus_id_valid(const char *id)
 {
@@ -83,7 +35,7 @@ static struct tunnel **bucket_of(struct bus_tunnels *t, const char *id)
 }
 
 /* Returns the open tunnel named ID, or NULL. */
-static struct tunnel *find(struct bus_tunnels *t, const char *id)
+struct tunnel *tunnel_find(struct bus_tunnels *t, const char *id)
 {
     for (struct tunnel *tn = *bucket_of(t, id); tn != NULL; tn = tn->next_in_bucket)
         if (strcmp(tn->id, id) == 0)
@@ -106,7 +58,7 @@ static void undirty(struct tunnel *tn)
 }
 
 /* Frees TN; its local end is told the end (unless it closed it). */
-static void tunnel_free(struct tunnel *tn)
+void tunnel_free(struct tunnel *tn)
 {
     struct bus_tunnels *t = tn->owner;
     struct tunnel **p = bucket_of(t, tn->id);
@@ -127,19 +79,18 @@ static void tunnel_free(struct tunnel *tn)
         t->all = tn->next;
     if (tn->next != NULL)
         tn->next->prev = tn->prev;
-    t->n_open--;
+    if (tn->is_lingering)
+        t->lingering_bytes -= tn->kept_bytes;
+    else
+        t->n_open--;
+    while (tn->kept != NULL) {
+        struct part *next = tn->kept->next;
+        free(tn->kept);
+        tn->kept = next;
+    }
     if (tn->out != NULL)
         evbuffer_free(tn->out);
     free(tn);
-}
-
-/* Returns how often a gateway with stall deadline STALL_MS asks its workers to keep a silent
- * tunnel alive: four times per deadline, within KEEPALIVE_MIN_MS..KEEPALIVE_MAX_MS. */
-static unsigned keepalive_for(unsigned stall_ms)
-{
-    unsigned ms = stall_ms / 4;
-
-    return ms < KEEPALIVE_MIN_MS ? KEEPALIVE_MIN_MS : ms > KEEPALIVE_MAX_MS ? KEEPALIVE_MAX_MS : ms;
 }
 
 /* Sends this side's bytes DATA (with the terminal message END, or NULL) to the peer. A
@@ -153,11 +104,14 @@ static int send_part(struct tunnel *tn, const char *data, size_t len, const char
     if (end != NULL)
         h[n_headers++] = (struct bus_header){"Ig-End", end};
     if (tn->out_seq == 0 && !tn->owner->is_serving && tn->owner->stall_ms > 0) {
-        snprintf(keepalive, sizeof(keepalive), "%u", keepalive_for(tn->owner->stall_ms));
+        snprintf(keepalive, sizeof(keepalive), "%u", tunnel_keepalive_for(tn->owner->stall_ms));
         h[n_headers++] = (struct bus_header){"Ig-Keepalive-Ms", keepalive};
     }
     tn->last_out_ms = ig_now_ms();
-    snprintf(seq, sizeof(seq), "%llu", tn->out_seq++);
+    snprintf(seq, sizeof(seq), "%llu", tn->out_seq);
+    if (tn->owner->is_serving)
+        tunnel_keep_part(tn, tn->out_seq, data, len, end != NULL);
+    tn->out_seq++;
     return bus_publish(tn->owner->bus, tn->out_subject, tn->reply[0] != '\0' ? tn->reply : NULL,
                        h, n_headers, data, len);
 }
@@ -231,6 +185,14 @@ static void local_closed(struct tunnel *tn)
 
     if (tn->owner->is_serving) {
         send_end(tn);
+        if (tn->kept != NULL && tn->owner->lingering_bytes + tn->kept_bytes <= MAX_LINGERING) {
+            tn->sink = NULL; /* kept a while, for a gateway that missed the answer */
+            tn->is_lingering = true;
+            tn->linger_until_ms = ig_now_ms() + LINGER_MS;
+            tn->owner->lingering_bytes += tn->kept_bytes;
+            tn->owner->n_open--;
+            return;
+        }
     } else if (!tn->is_peer_ended) {
         snprintf(subject, sizeof(subject), "infergate.v1.cancel.%s", tn->id);
         if (bus_publish(tn->owner->bus, subject, NULL, NULL, 0, NULL, 0) != 0)
@@ -333,17 +295,25 @@ static int take_part(struct tunnel *tn, const struct bus_msg *msg)
     const char *end = bus_msg_header(msg, "Ig-End");
     size_t len;
     const char *data = bus_msg_data(msg, &len);
-    char expected[24];
+    long long n = seq != NULL ? ig_parse_int(seq) : -1;
 
     tn->last_in_ms = ig_now_ms();
-    snprintf(expected, sizeof(expected), "%llu", tn->in_seq);
-    if (seq == NULL || strcmp(seq, expected) != 0) {
-        ig_warn("nats: tunnel %s: part %s arrived, %s expected; ending it", tn->id,
-                seq != NULL ? seq : "(none)", expected);
+    tn->has_heard = true;
+    if (n >= 0 && (unsigned long long)n < tn->in_seq)
+        return 0; /* sent again after a reconnect, and it had come */
+    if (n < 0 || (unsigned long long)n > tn->in_seq) {
+        if (n >= 0 && !tn->owner->is_serving) { /* parts were lost: ask for them again */
+            if (!tn->is_resyncing || tn->last_in_ms - tn->resync_ms >= RESYNC_MS)
+                tunnel_ask_resend(tn);
+            return 0;
+        }
+        ig_warn("nats: tunnel %s: part %s arrived, %llu expected; ending it", tn->id,
+                seq != NULL ? seq : "(none)", tn->in_seq);
         tunnel_free(tn);
         return -1;
     }
     tn->in_seq++;
+    tn->is_resyncing = false;
     if (end != NULL && strcmp(end, "ok") != 0) {
         ig_log(IG_LOG_INFO, "nats: tunnel %s to %s: %s", tn->id, tn->worker, end);
         if (strcmp(end, "busy") == 0 && !tn->owner->is_serving && !tn->has_input)
@@ -371,13 +341,16 @@ static void on_reply(struct bus *bus, const struct bus_msg *msg, void *arg)
 {
     struct bus_tunnels *t = arg;
     const char *id = bus_msg_header(msg, "Ig-Id");
-    struct tunnel *tn = id != NULL ? find(t, id) : NULL;
+    struct tunnel *tn = id != NULL ? tunnel_find(t, id) : NULL;
     (void)bus;
 
-    if (tn != NULL && bus_msg_header(msg, "Ig-Alive") != NULL)
+    if (tn != NULL && bus_msg_header(msg, "Ig-Alive") != NULL) {
         tn->last_in_ms = ig_now_ms(); /* the worker is there, still working on it */
-    else if (tn != NULL)
+        tn->has_heard = true;
+        tn->is_resyncing = false;
+    } else if (tn != NULL) {
         (void)take_part(tn, msg);
+    }
 }
 
 /*
@@ -403,18 +376,8 @@ static void stall(struct tunnel *tn)
     (void)answer_locally(tn, 504, "Gateway Timeout", message, "worker_stalled");
 }
 
-/* Worker: tells the gateway that TN is still being worked on. */
-static void keep_alive(struct tunnel *tn)
-{
-    struct bus_header h[2] = {{"Ig-Id", tn->id}, {"Ig-Alive", "1"}};
-
-    tn->last_out_ms = ig_now_ms();
-    if (bus_publish(tn->owner->bus, tn->out_subject, NULL, h, 2, NULL, 0) != 0)
-        ig_debug("nats: cannot keep %s alive", tn->id);
-}
-
 /* Every SWEEP_MS: ends the tunnels past their stall deadline (gateway), keeps the silent
- * ones alive (worker). */
+ * ones alive (worker), acknowledges answers and asks for lost parts (gateway). */
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     struct bus_tunnels *t = arg;
@@ -425,12 +388,21 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 
     for (tn = t->all; tn != NULL; tn = next) {
         next = tn->next;
-        if (t->is_serving && tn->keepalive_ms > 0 && !tn->has_sent_end &&
-            now - tn->last_out_ms >= tn->keepalive_ms)
-            keep_alive(tn);
-        else if (!t->is_serving && t->stall_ms > 0 && !tn->is_peer_ended &&
-                 now - tn->last_in_ms >= t->stall_ms)
+        if (t->is_serving && tn->is_lingering) {
+            if (now >= tn->linger_until_ms)
+                tunnel_free(tn);
+        } else if (t->is_serving) {
+            if (tn->keepalive_ms > 0 && !tn->has_sent_end &&
+                now - tn->last_out_ms >= tn->keepalive_ms)
+                tunnel_keep_alive(tn);
+        } else if (t->stall_ms > 0 && !tn->is_peer_ended && now - tn->last_in_ms >= t->stall_ms) {
             stall(tn);
+        } else if (tn->is_resyncing ? now - tn->resync_ms >= RESYNC_MS
+                                    : now - tn->last_in_ms >= tunnel_probe_after(t, tn)) {
+            tunnel_ask_resend(tn);
+        } else if (tn->in_seq > tn->acked_seq && now - tn->acked_ms >= ACK_MS) {
+            tunnel_acknowledge(tn);
+        }
     }
 }
 
@@ -449,7 +421,7 @@ static int start_sweep(struct bus_tunnels *t)
 int bus_tunnels_set_stall(struct bus_tunnels *t, unsigned stall_ms)
 {
     t->stall_ms = stall_ms;
-    return stall_ms > 0 ? start_sweep(t) : 0;
+    return 0;
 }
 
 struct bus_tunnels *bus_tunnels_new(struct bus *bus, struct event_base *base,
@@ -473,9 +445,8 @@ struct bus_tunnels *bus_tunnels_new(struct bus *bus, struct event_base *base,
     t->base = base;
     snprintf(t->self, sizeof(t->self), "%s", self_id);
     snprintf(subject, sizeof(subject), "_INBOX.%s.>", self_id);
-    if (bus_subscribe(bus, subject, on_reply, t) != 0) {
-        event_free(t->flush_ev);
-        free(t);
+    if (bus_subscribe(bus, subject, on_reply, t) != 0 || start_sweep(t) != 0) {
+        bus_tunnels_free(t);
         *cause = strdup("cannot subscribe to the reply subject");
         return NULL;
     }
@@ -553,10 +524,14 @@ static void on_infer(struct bus *bus, const struct bus_msg *msg, void *arg)
     char peer[BUS_ID_MAX + 16];
     (void)bus;
 
+    if (id != NULL && seq == NULL) {
+        tunnel_control(t, msg, id);
+        return;
+    }
     if (id == NULL || seq == NULL || strlen(id) >= sizeof(tn->id) ||
         strlen(reply) >= sizeof(tn->out_subject) || reply[0] == '\0')
         return; /* not ours to answer */
-    tn = find(t, id);
+    tn = tunnel_find(t, id);
     if (tn != NULL) {
         (void)take_part(tn, msg);
         return;
@@ -595,7 +570,7 @@ static void on_cancel(struct bus *bus, const struct bus_msg *msg, void *arg)
 {
     struct bus_tunnels *t = arg;
     const char *id = bus_msg_subject(msg) + strlen("infergate.v1.cancel.");
-    struct tunnel *tn = find(t, id);
+    struct tunnel *tn = tunnel_find(t, id);
     (void)bus;
 
     if (tn != NULL) {
@@ -616,5 +591,5 @@ int bus_tunnels_serve(struct bus_tunnels *t, size_t capacity, bus_accept_fn acce
     if (bus_subscribe(t->bus, subject, on_infer, t) != 0 ||
         bus_subscribe(t->bus, "infergate.v1.cancel.*", on_cancel, t) != 0)
         return IG_EIO;
-    return start_sweep(t);
+    return 0;
 }

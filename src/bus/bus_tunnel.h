@@ -59,6 +59,11 @@ void *bus_tunnel_open(struct bus_tunnels *t, const char *worker,
  * phase (prompt processing, a non-streamed answer) is not a stall. Returns 0 or IG_ENOMEM. */
 int bus_tunnels_set_stall(struct bus_tunnels *t, unsigned stall_ms) IG_WUR;
 
+/* The bus connection came back (possibly through another NATS server, having lost what
+ * was in flight): a worker sends its unacknowledged answers again, a gateway asks for the
+ * rest of each answer it is reading (Ig-Resend); the receiving side drops what it had. */
+void bus_tunnels_reconnected(struct bus_tunnels *t);
+
 /* Gateway side: ends every tunnel to WORKER (gone from the bus); their clients see the end. */
 void bus_tunnels_drop_worker(struct bus_tunnels *t, const char *worker);
 

@@ -38,6 +38,8 @@ static void sanitize_id(const char *name, char *out, size_t size)
     out[n] = '\0';
 }
 
+static void on_bus_state(struct bus *bus, bool is_up, void *arg);
+
 /* Opens APP's bus under connection name NAME; returns 0 or -1 with *CAUSE. */
 static int open_bus(struct gw_app *app, const char *name, char **cause)
 {
@@ -70,6 +72,7 @@ int gw_bus_join(struct gw_app *app, char **cause)
         *cause = strdup("out of memory");
         return -1;
     }
+    bus_set_state_cb(app->bus, on_bus_state, app);
     app->workers = gw_workers_new(app);
     if (app->workers == NULL) {
         *cause = strdup("cannot subscribe to worker heartbeats");
@@ -145,11 +148,18 @@ static void on_heartbeat_timer(evutil_socket_t fd, short what, void *arg)
     json_decref(doc);
 }
 
-/* Worker: the connection came back: beat at once so that gateways see it again. */
+/* The connection came back: the tunnels recover what was in flight; a worker beats at
+ * once so that gateways see it again. */
 static void on_bus_state(struct bus *bus, bool is_up, void *arg)
 {
+    struct gw_app *app = arg;
     (void)bus;
-    if (is_up)
+
+    if (!is_up)
+        return;
+    if (app->tunnels != NULL)
+        bus_tunnels_reconnected(app->tunnels);
+    if (app->heartbeat != NULL)
         on_heartbeat_timer(-1, 0, arg);
 }
 
