@@ -80,12 +80,14 @@ int gw_bus_join(struct gw_app *app, char **cause)
     return 0;
 }
 
-/* Worker: a tunnel's connection becomes a client of the HTTP server. */
-static int accept_tunnel(int fd, const char *peer, void *arg)
+/* Worker: a tunnel becomes a client connection of the HTTP server. */
+static int accept_tunnel(void *stream, const struct http_stream_ops *ops, const char *peer,
+                         const struct http_stream_sink **sink, void **end, void *arg)
 {
     struct gw_app *app = arg;
-    return app->server != NULL && !app->is_stopping ? http_server_adopt(app->server, fd, peer)
-                                                    : -1;
+    return app->server != NULL && !app->is_stopping
+               ? http_server_adopt(app->server, stream, ops, peer, sink, end)
+               : -1;
 }
 
 /* Worker: the heartbeat document (caller owns). */

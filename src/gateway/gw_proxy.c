@@ -347,11 +347,14 @@ static void on_up_done(struct upstream_req *ureq, int rc, const char *message, v
     evtimer_add(call->recheck, &tv);
 }
 
-/* Opens the bus tunnel to the worker of call ARG (the upstream client's socket). */
-static int open_tunnel(void *arg)
+/* Opens the bus tunnel to the worker of call ARG as the upstream client's stream. */
+static void *open_tunnel(void *arg, const struct http_stream_sink *sink, void *client,
+                         const struct http_stream_ops **ops)
 {
     struct gw_call *call = arg;
-    return call->app->tunnels != NULL ? bus_tunnel_dial(call->app->tunnels, call->worker) : -1;
+    return call->app->tunnels != NULL
+               ? bus_tunnel_open(call->app->tunnels, call->worker, sink, client, ops)
+               : NULL;
 }
 
 /* Sends the request to the model's upstream. */
@@ -412,8 +415,8 @@ static void start_upstream(struct gw_call *call)
         headers[accept != NULL ? 2 : 1] = "Connection: close"; /* one exchange per tunnel */
         headers[accept != NULL ? 3 : 2] = id_header;
         spec.api_key = spec.ca_file = NULL;
-        spec.open_socket = open_tunnel;
-        spec.open_socket_arg = call;
+        spec.open_stream = open_tunnel;
+        spec.open_stream_arg = call;
     } else if (gw_ollama_up_wrap(call, &spec, &cbs, &cb_arg) != 0) { /* api: ollama models */
         gw_call_free(call);
         return;

@@ -267,11 +267,12 @@ static void on_scrape_done(struct upstream_req *ureq, int rc, const char *messag
         fetch_finish(s->fetch);
 }
 
-/* Opens the tunnel of scrape ARG. */
-static int open_scrape_tunnel(void *arg)
+/* Opens the tunnel of scrape ARG as the upstream client's stream. */
+static void *open_scrape_tunnel(void *arg, const struct http_stream_sink *sink, void *client,
+                                const struct http_stream_ops **ops)
 {
     struct scrape *s = arg;
-    return bus_tunnel_dial(s->fetch->app->tunnels, s->worker);
+    return bus_tunnel_open(s->fetch->app->tunnels, s->worker, sink, client, ops);
 }
 
 void gw_remote_metrics(struct gw_app *app, struct http_request *req, struct evbuffer *out)
@@ -296,7 +297,7 @@ void gw_remote_metrics(struct gw_app *app, struct http_request *req, struct evbu
         struct upstream_spec spec = {.method = "GET", .url = url, .headers = headers,
                                      .timeout_ms = SCRAPE_TIMEOUT_MS,
                                      .connect_timeout_ms = SCRAPE_TIMEOUT_MS,
-                                     .open_socket = open_scrape_tunnel, .open_socket_arg = s};
+                                     .open_stream = open_scrape_tunnel, .open_stream_arg = s};
 
         s->fetch = f;
         snprintf(s->worker, sizeof(s->worker), "%.64s", ids[i]);

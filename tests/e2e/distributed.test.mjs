@@ -10,27 +10,11 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { deadline, pidGone, tempDir, waitFor, withTimeout } from './lib/harness.mjs';
 import {
-  MODEL, ask, guarded, served, startBusGateway, startNats, startWorker, waitWorkers, withOutputs,
-} from './lib/bus.mjs';
+  MODEL, ask, guarded, load, served, startBusGateway, startNats, startWorker, waitWorkers,
+  withOutputs,
+} from './lib/distributed.mjs';
 
 const SLOT_SERVER = fileURLToPath(new URL('./lib/slot_server.mjs', import.meta.url));
-
-/** Sends N requests with at most CONC in flight; resolves each one's latency in ms. */
-async function load(client, n, conc, extra = {}) {
-  const lat = [];
-  let next = 0;
-  async function lane() {
-    while (next < n) {
-      next++;
-      const t0 = performance.now();
-      const r = await ask(client, extra);
-      assert.equal(r.choices.length, 1);
-      lat.push(performance.now() - t0);
-    }
-  }
-  await Promise.all(Array.from({ length: conc }, lane));
-  return lat.sort((a, b) => a - b);
-}
 
 const p99 = (sorted) => sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.99) - 1)];
 
@@ -155,7 +139,7 @@ test('nats-server restarted under load: workers and gateway reconnect by themsel
     const down = await ask(client).then(() => null, (e) => e);
     assert.ok(down instanceof Error, 'no worker, no answer');
     t.diagnostic(`with the bus down: ${down.status} ${down.message}`);
-    nats = await startNats(t, nats.port);
+    nats = await startNats(t, { port: nats.port });
 
     const during = await withTimeout(inFlight, deadline(15000), 'requests in flight across the restart');
     t.diagnostic(`in flight across the restart: ${during.filter((r) => r.status === 'fulfilled').length}/6 succeeded`);

@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { assertErrorShape, deadline, fakeCmd, rawRequest, tempDir, waitFor, withTimeout } from './lib/harness.mjs';
 import {
   MESSAGES, MODEL, guarded, served, startBusGateway, startNats, startWorker, waitWorkers,
-} from './lib/bus.mjs';
+} from './lib/distributed.mjs';
 
 /** A streamed chat of N tokens through CLIENT; resolves its text. */
 async function streamChat(client, n, content = 'stream') {
@@ -93,7 +93,7 @@ test('a worker that goes silent mid-request (SIGSTOP): the tunnel stall deadline
   const nats = await startNats(t);
   const w1 = await startWorker(t, dir, nats.url, 'w1', { flags: ['--token-us', '20000'] });
   // A 1 s stall deadline: shorter than the 3 s after which the silent worker is dropped.
-  const gw = await startBusGateway(t, nats.url, 'least-loaded', { stall_timeout_s: 1 });
+  const gw = await startBusGateway(t, nats.url, 'least-loaded', { nats: { stall_timeout_s: 1 } });
   t.after(() => {
     try {
       process.kill(w1.pid, 'SIGCONT');
@@ -145,7 +145,7 @@ test('every worker busy: requests wait at the gateway for room (bounded in time 
   // One request at a time (--capacity 1), 20 ms a token.
   const w1 = await startWorker(t, dir, nats.url, 'w1', { flags: ['--token-us', '20000'], capacity: 1 });
   const gw = await startBusGateway(t, nats.url);
-  const tight = await startBusGateway(t, nats.url, 'least-loaded', { queue_timeout_s: 1, queue_length: 1 });
+  const tight = await startBusGateway(t, nats.url, 'least-loaded', { nats: { queue_timeout_s: 1, queue_length: 1 } });
   await guarded(gw, [nats, w1, tight], async () => {
     await waitWorkers(gw, ['w1']);
     await waitWorkers(tight, ['w1']);

@@ -1,7 +1,8 @@
-// Distributed-mode helpers (docs/DISTRIBUTED.md) shared by distributed*.test.mjs: a
-// nats-server of the test's own on loopback, `infergate worker` processes serving
-// fake-llama-server models, and gateways routing to them. Every process is killed by PID
-// when the test ends.
+// Helpers of the distributed-mode tests (docs/DISTRIBUTED.md): nats-server processes,
+// `infergate worker` processes serving fake-llama-server models, gateways with `nats:` and no
+// models of their own, and the checks on what the gateway lists. Every process is killed by
+// PID (with every child it was seen to have) by the test's after hook.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
@@ -64,10 +65,10 @@ export function spawnTracked(cmd, args, env = {}) {
   return h;
 }
 
-/** True once something accepts TCP connections on 127.0.0.1:PORT. */
-function accepts(port) {
+/** True once something accepts TCP connections on HOST:PORT. */
+export function accepts(port, host = '127.0.0.1') {
   return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port }, () => {
+    const s = net.connect({ host, port }, () => {
       s.destroy();
       resolve(true);
     });
@@ -75,24 +76,31 @@ function accepts(port) {
   });
 }
 
-/** Starts nats-server on loopback (PORT, or a free one) and waits until it accepts TCP. */
-export async function startNats(t, port) {
+/**
+ * Starts nats-server listening on HOST:PORT (PORT: a free one if not given) with the extra
+ * ARGS, under the command line PREFIX (e.g. `ip netns exec NS`); waits until it is ready
+ * (accepts TCP on loopback; says "Server is ready" elsewhere). Killed at the end.
+ */
+export async function startNats(t, { port, host = '127.0.0.1', args = [], prefix = [], name = 'nats-server' } = {}) {
   port = port ?? (await freePort());
-  const h = spawnTracked('nats-server', ['-a', '127.0.0.1', '-p', String(port)]);
+  const argv = [...prefix, 'nats-server', '-a', host, '-p', String(port), ...args];
+  const h = spawnTracked(argv[0], argv.slice(1));
   t.after(() => h.kill('SIGKILL'));
   await waitFor(async () => {
-    if (!h.isRunning()) throw new Error(`nats-server exited: ${h.output()}`);
-    return accepts(port);
-  }, { timeoutMs: deadline(10000), message: `nats-server on port ${port}` });
-  return { ...h, port, url: `nats://127.0.0.1:${port}` };
+    if (!h.isRunning()) throw new Error(`${name} exited: ${h.output()}`);
+    return prefix.length === 0 ? accepts(port, host) : /Server is ready/.test(h.output());
+  }, { timeoutMs: deadline(10000), message: `${name} on port ${port}` });
+  return Object.assign(h, { name, port, url: `nats://${host}:${port}` });
 }
 
 /**
- * Starts `infergate worker --name NAME` on NATSURL serving model MODEL from fake-llama-server
- * with FLAGS (its events in DIR/NAME.events), the model preloaded. MODELEXTRA is merged
- * into the model's config. Killed at the end with every child it had.
+ * Starts `infergate worker --name NAME` on NATSURL (one URL or a comma-separated list) serving
+ * model MODEL from fake-llama-server with FLAGS (its events in DIR/NAME.events), the model
+ * preloaded, under the command line PREFIX if given. MODELEXTRA is merged into the model's
+ * config, EXTRA into the whole config (MODEL names another model). Killed at the end with
+ * every child it had.
  */
-export async function startWorker(t, dir, natsUrl, name, { flags = [], modelExtra = {}, capacity, model = MODEL, extra = {} } = {}) {
+export async function startWorker(t, dir, natsUrl, name, { flags = [], modelExtra = {}, capacity, prefix = [], model = MODEL, extra = {} } = {}) {
   const events = path.join(dir, `${name}.events`);
   const configPath = path.join(dir, `${name}.yaml`);
   const config = {
@@ -104,9 +112,9 @@ export async function startWorker(t, dir, natsUrl, name, { flags = [], modelExtr
   };
   await fsp.writeFile(configPath, toYaml(config));
   const stateDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ig-worker-'));
-  const args = ['worker', '--nats', natsUrl, '-c', configPath, '--name', name];
-  if (capacity !== undefined) args.push('--capacity', String(capacity));
-  const h = spawnTracked(INFERGATE, args, { INFERGATE_STATE_DIR: stateDir });
+  const argv = [...prefix, INFERGATE, 'worker', '--nats', natsUrl, '-c', configPath, '--name', name];
+  if (capacity !== undefined) argv.push('--capacity', String(capacity));
+  const h = spawnTracked(argv[0], argv.slice(1), { INFERGATE_STATE_DIR: stateDir });
   t.after(async () => {
     await h.kill('SIGTERM');
     await fsp.rm(stateDir, { recursive: true, force: true });
@@ -117,7 +125,7 @@ export async function startWorker(t, dir, natsUrl, name, { flags = [], modelExtr
     if (!h.isRunning()) throw new Error(`worker ${name} exited: ${h.output()}`);
     return childPids(h.pid).length > 0;
   }, { timeoutMs: deadline(10000), message: `worker ${name}'s model process` });
-  return { ...h, name, events };
+  return Object.assign(h, { name, events, startPort: config.startPort });
 }
 
 /** Chat requests the fake of worker W received. */
@@ -136,12 +144,13 @@ export function waitWorkers(gw, names, timeoutMs = deadline(10000)) {
   return waitFor(async () => JSON.stringify(await workersOf(gw)) === want, { timeoutMs, message: `workers ${want} in /v1/models` });
 }
 
-/** A gateway with no models of its own, routing MODEL to the workers on NATSURL. */
-export function startBusGateway(t, natsUrl, strategy = 'least-loaded', nats = {}) {
-  return startGateway(t, { models: {}, extra: { nats: { url: natsUrl, strategy, ...nats } } });
+/** A gateway with no models of its own, routing MODEL to the workers on NATSURL; OPTS go to
+ * startGateway (host, prefix, args) and NATS is merged into its `nats:` section. */
+export function startBusGateway(t, natsUrl, strategy = 'least-loaded', { nats = {}, ...opts } = {}) {
+  return startGateway(t, { models: {}, extra: { nats: { url: natsUrl, strategy, ...nats } }, ...opts });
 }
 
-/** Attaches the outputs of the workers and nats-server to a failure. */
+/** Attaches the outputs of the workers and nats-servers to a failure. */
 export function withOutputs(e, gw, procs) {
   attachOutput(e, gw);
   try {
@@ -162,5 +171,32 @@ export async function guarded(gw, procs, body) {
   }
 }
 
-export const ask = (client, extra = {}) => client.chat.completions.create({ model: MODEL, messages: MESSAGES, max_tokens: 4, ...extra });
+/** One chat request for MODEL through CLIENT (an openai SDK client); EXTRA is merged into
+ * the body, OPTS are the SDK's request options (e.g. `signal`). */
+export const ask = (client, extra = {}, opts = undefined) =>
+  client.chat.completions.create({ model: MODEL, messages: MESSAGES, max_tokens: 4, ...extra }, opts);
 
+/** One streamed chat request for MODEL (as ask()); resolves the text of its deltas. */
+export async function askStream(client, extra = {}, opts = undefined) {
+  const s = await client.chat.completions.create({ model: MODEL, messages: MESSAGES, max_tokens: 4, stream: true, ...extra }, opts);
+  let text = '';
+  for await (const chunk of s) text += chunk.choices[0]?.delta?.content ?? '';
+  return text;
+}
+
+/** Sends N requests with at most CONC in flight; resolves each one's latency in ms. */
+export async function load(client, n, conc, extra = {}) {
+  const lat = [];
+  let next = 0;
+  async function lane() {
+    while (next < n) {
+      next++;
+      const t0 = performance.now();
+      const r = await ask(client, extra);
+      assert.equal(r.choices.length, 1);
+      lat.push(performance.now() - t0);
+    }
+  }
+  await Promise.all(Array.from({ length: conc }, lane));
+  return lat.sort((a, b) => a - b);
+}
