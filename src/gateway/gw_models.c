@@ -173,7 +173,11 @@ static struct sup_model *model_from_body(struct gw_app *app, struct http_request
     else if ((m = sup_find(app->mgr, name)) == NULL && remote_path != NULL &&
              gw_workers_model(app->workers, name) != NULL)
         gw_forward_to_worker(app, req, gw_workers_model(app->workers, name), remote_path);
-    else if (m == NULL) {
+    else if (m == NULL && remote_path != NULL && gw_workers_has_seen(app->workers, name)) {
+        snprintf(msg, sizeof(msg), "The model `%.200s` is served by workers, and none is up now",
+                 name);
+        gw_reply_error(req, 503, msg, "model_unavailable", 1);
+    } else if (m == NULL) {
         snprintf(msg, sizeof(msg), "The model `%.200s` does not exist", name);
         gw_reply_error(req, 404, msg, "model_not_found", 0);
     }

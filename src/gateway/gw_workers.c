@@ -383,9 +383,9 @@ void gw_workers_end(struct gw_workers *ws, const char *id, const char *model,
     if (m != NULL) {
         gw_load_add(&m->load, -1);
         m->is_full = outcome == GW_WORKER_BUSY; /* else one of its places is free again */
-        if (!m->is_full)
-            note_room(ws, m->remote);
     }
+    for (size_t j = 0; outcome != GW_WORKER_BUSY && j < w->n_models; j++)
+        note_room(ws, w->models[j].remote); /* the worker has a place more for each */
     if (outcome == GW_WORKER_BUSY || outcome == GW_WORKER_LEFT)
         return;
     if (outcome == GW_WORKER_FAILED) {
