@@ -5,6 +5,7 @@
  * in flight or the grace period (limits.shutdown_grace_s) is over, close what is left,
  * then stop every child through the manager and report back.
  */
+#include "batch.h"
 #include "cfg.h"
 #include "gw_internal.h"
 #include "gw_ollama.h"
@@ -187,6 +188,8 @@ static const struct route routes[] = {
     {"/api/chat", "POST", gw_ollama_chat, GW_KEY},
     {"/api/generate", "POST", gw_ollama_generate, GW_KEY},
     {"/api/embed", "POST", gw_ollama_embed, GW_KEY},
+    {"/v1/files", "*", batch_files_handle, GW_KEY},
+    {"/v1/files/", "*", batch_files_handle, GW_KEY},
     {"/v1/chat/completions", "POST", gw_proxy_handle, GW_KEY},
     {"/v1/completions", "POST", gw_proxy_handle, GW_KEY},
     {"/v1/embeddings", "POST", gw_proxy_handle, GW_KEY},
