@@ -190,6 +190,8 @@ static const struct route routes[] = {
     {"/api/embed", "POST", gw_ollama_embed, GW_KEY},
     {"/v1/files", "*", batch_files_handle, GW_KEY},
     {"/v1/files/", "*", batch_files_handle, GW_KEY},
+    {"/v1/batches", "*", batch_api_handle, GW_KEY},
+    {"/v1/batches/", "*", batch_api_handle, GW_KEY},
     {"/v1/chat/completions", "POST", gw_proxy_handle, GW_KEY},
     {"/v1/completions", "POST", gw_proxy_handle, GW_KEY},
     {"/v1/embeddings", "POST", gw_proxy_handle, GW_KEY},
@@ -434,6 +436,8 @@ void gw_app_free(struct gw_app *app)
 {
     if (app == NULL)
         return;
+    batch_svc_free(app->batch); /* its lines in flight stay on JetStream for the next start */
+    app->batch = NULL;
     http_server_free(app->server);
     app->server = NULL;
     gw_bus_close(app); /* its tunnels' requests are gone with the server */
