@@ -341,3 +341,57 @@ test('the gateway killed -9 midway and restarted on its state directory: the bat
     assert.match(gw.output(), /batches: resuming batch_/);
   });
 });
+
+test('keys: each sees only its own files and batches; lines run as the owner key (usage, allow-list)', async (t) => {
+  const nats = await startNats(t);
+  const ADMIN = 'admin-token-0123456789abcdef';
+  const KEYS = { alpha: 'sk-alpha-0123456789abcdef', beta: 'sk-beta-0123456789abcdef' };
+  const gw = await startGateway(t, {
+    models: { [MODEL]: { cmd: fakeCmd(MODEL) }, other: { cmd: fakeCmd('other') } },
+    extra: {
+      nats: { url: nats.url, name: 'gw-keys' },
+      auth: { admin_token: ADMIN, keys: [{ name: 'alpha', key: KEYS.alpha, models: [MODEL] }, { name: 'beta', key: KEYS.beta, models: ['other'] }] },
+    },
+  });
+  const alpha = gw.client({ apiKey: KEYS.alpha });
+  const beta = gw.client({ apiKey: KEYS.beta });
+  const admin = gw.client({ apiKey: ADMIN });
+  await guarded(gw, [nats], async () => {
+    const a = await createBatch(alpha, [chatLine(0), chatLine(1)]);
+    const b = await createBatch(beta, [chatLine(0)]); // beta may not use MODEL: a 403 result
+    const aDone = await waitBatch(alpha, a.id, ended, deadline(20000), 'alpha batch ended');
+    const bDone = await waitBatch(beta, b.id, ended, deadline(20000), 'beta batch ended');
+    assert.deepEqual(aDone.request_counts, { total: 2, completed: 2, failed: 0 });
+    assert.deepEqual(bDone.request_counts, { total: 1, completed: 0, failed: 1 });
+    assert.equal(bDone.output_file_id, null);
+    const [err] = await fileLines(beta, bDone.error_file_id);
+    assert.equal(err.custom_id, 'req-0');
+    assert.equal(err.response.status_code, 403);
+    assert.equal(err.response.body.error.code, 'model_not_allowed');
+
+    // Isolation: beta sees none of alpha's files or batches; the admin sees all.
+    await assert.rejects(beta.batches.retrieve(a.id), (e) => e.status === 404);
+    await assert.rejects(beta.files.retrieve(a.input_file_id), (e) => e.status === 404);
+    await assert.rejects(beta.files.content(aDone.output_file_id), (e) => e.status === 404);
+    await assert.rejects(beta.batches.create({ input_file_id: a.input_file_id, endpoint: '/v1/chat/completions', completion_window: '24h' }),
+      (e) => e.status === 404);
+    assert.deepEqual((await beta.batches.list()).data.map((x) => x.id), [b.id]);
+    assert.ok((await beta.files.list()).data.every((f) => f.id !== a.input_file_id && f.id !== aDone.output_file_id));
+    assert.deepEqual((await admin.batches.list()).data.map((x) => x.id).sort(), [a.id, b.id].sort());
+    assert.equal((await admin.batches.retrieve(a.id)).status, 'completed');
+
+    // The lines were alpha's requests: its usage counts them.
+    await waitFor(async () => {
+      const r = await gw.request('/v1/usage?group_by=key', { headers: { authorization: `Bearer ${KEYS.alpha}` } });
+      return r.json?.data?.some((row) => row.key === 'alpha' && row.requests === 2);
+    }, { timeoutMs: deadline(5000), message: 'alpha usage of 2 requests' });
+
+    // The internal headers mean nothing from the network.
+    const forged = await gw.request('/v1/chat/completions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-infergate-batch-token': 'a'.repeat(64), 'x-infergate-batch-owner': Buffer.from('alpha').toString('hex') },
+      body: JSON.stringify(chatLine(0).body),
+    });
+    assert.equal(forged.status, 401);
+  });
+});
