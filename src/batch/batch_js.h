@@ -44,8 +44,8 @@ struct batch_js_callbacks {
     void (*on_state)(const char *cause, void *arg);
 };
 
-/* Starts the thread for gateway GATEWAY (a bus id) on the servers of NATS (borrowed until
- * batch_js_free()), with at most CONCURRENCY lines unacknowledged and ACK_WAIT_MS before
+/* Starts the thread for gateway GATEWAY (a bus id) on the servers of NATS (read here only),
+ * with at most CONCURRENCY lines unacknowledged and ACK_WAIT_MS before
  * JetStream delivers an unacknowledged line again. CB runs on BASE with ARG. At its first
  * connection the thread recreates its consumer, so that lines delivered to a previous
  * process of this gateway and never acknowledged are delivered again at once. Returns NULL

@@ -28,8 +28,9 @@
 #define STOP_POLL_MS 50
 
 /* A route: exact path, or a prefix when it ends in '/' (something must follow it), or a
- * subtree when it ends in '*' after a '/' (that directory and everything under it); allowed
- * method ("*": any), handler, and who may call it. */
+ * subtree when it ends in '*' after a '/' (that directory and everything under it), or a
+ * path with one "/<asterisk>/" segment standing for any one non-empty segment; allowed method
+ * ("*": any), handler, and who may call it. */
 struct route {
     const char *path;
     const char *method;
@@ -189,9 +190,11 @@ static const struct route routes[] = {
     {"/api/generate", "POST", gw_ollama_generate, GW_KEY},
     {"/api/embed", "POST", gw_ollama_embed, GW_KEY},
     {"/v1/files", "*", batch_files_handle, GW_KEY},
+    {"/v1/files/*/content", "GET", batch_files_handle, GW_KEY},
     {"/v1/files/", "*", batch_files_handle, GW_KEY},
     {"/v1/batches", "*", batch_api_handle, GW_KEY},
-    {"/v1/batches/", "*", batch_api_handle, GW_KEY},
+    {"/v1/batches/*/cancel", "POST", batch_api_handle, GW_KEY},
+    {"/v1/batches/", "GET", batch_api_handle, GW_KEY},
     {"/v1/chat/completions", "POST", gw_proxy_handle, GW_KEY},
     {"/v1/completions", "POST", gw_proxy_handle, GW_KEY},
     {"/v1/embeddings", "POST", gw_proxy_handle, GW_KEY},
@@ -265,6 +268,17 @@ static void note_debug_level(struct gw_app *app, struct http_request *req, enum 
                        http_request_peer(req));
 }
 
+/* Returns whether PATH matches PATTERN, which has one segment "*" at STAR (its '/'). */
+static bool matches_segment(const char *pattern, const char *star, const char *path)
+{
+    size_t head = (size_t)(star - pattern) + 1, seg;
+
+    if (strncmp(pattern, path, head) != 0)
+        return false;
+    seg = strcspn(path + head, "/");
+    return seg > 0 && strcmp(path + head + seg, star + 2) == 0;
+}
+
 /* Dispatches one request by path and method. */
 static void route_request(struct http_request *req, void *arg)
 {
@@ -277,9 +291,11 @@ static void route_request(struct http_request *req, void *arg)
     assign_request_id(app, req);
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         size_t n = strlen(routes[i].path);
+        const char *star = strstr(routes[i].path, "/*/");
         bool is_subtree = routes[i].path[n - 1] == '*';
         bool is_prefix = routes[i].path[n - 1] == '/';
-        if (is_subtree ? strncmp(routes[i].path, path, n - 1) != 0
+        if (star != NULL ? !matches_segment(routes[i].path, star, path)
+            : is_subtree ? strncmp(routes[i].path, path, n - 1) != 0
             : is_prefix ? strncmp(routes[i].path, path, n) != 0 || path[n] == '\0'
                         : strcmp(routes[i].path, path) != 0)
             continue;

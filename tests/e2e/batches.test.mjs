@@ -76,9 +76,12 @@ function accepts(port) {
 /** Starts nats-server with JetStream (its storage in a temporary directory) on loopback. */
 async function startNats(t) {
   const port = await freePort();
-  const store = await tempDir(t, 'ig-js-');
+  const store = await fsp.mkdtemp(path.join(os.tmpdir(), 'ig-js-'));
   const h = spawnTracked('nats-server', ['-js', '-sd', store, '-a', '127.0.0.1', '-p', String(port)]);
-  t.after(() => h.kill('SIGKILL'));
+  t.after(async () => {
+    await h.kill('SIGKILL'); // before its storage goes
+    await fsp.rm(store, { recursive: true, force: true });
+  });
   await waitFor(async () => {
     if (!h.isRunning()) throw new Error(`nats-server exited: ${h.output()}`);
     return accepts(port);
