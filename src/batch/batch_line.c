@@ -2,8 +2,8 @@
  * A batch's lines on the event loop (see batch_svc.c for the whole picture).
  *
  * A line arrives from JetStream and runs as a real HTTP request into the gateway's own
- * server, over a socketpair adopted as a connection named "batch", so that routing, limits
- * and usage apply as for any client. The request carries this process's random token and
+ * server, over an in-memory pipe adopted as a connection named "batch" (batch_pipe.h), so
+ * that routing, limits and usage apply as for any client. The request carries this process's random token and
  * the batch's owner key: gw_auth_check() takes that owner as the caller only when both the
  * connection and the token are the service's own. The answer is stored as the line's
  * result (INSERT OR IGNORE on (batch, line)) and only then is the message acknowledged: a
@@ -15,6 +15,7 @@
 #include "batch.h"
 #include "batch_db.h"
 #include "batch_js.h"
+#include "batch_pipe.h"
 #include "batch_svc.h"
 #include "cfg.h"
 #include "gw_internal.h"
@@ -30,8 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #define TOKEN_HEADER "X-Infergate-Batch-Token"
 #define OWNER_HEADER "X-Infergate-Batch-Owner"
@@ -213,23 +212,17 @@ static void record(struct line_call *c, const char *error_message)
     c->prev = c->next = NULL;
 }
 
-/* Opens the connection of a line's request: a socketpair whose other end becomes a
- * connection of the gateway's own server. */
-static int open_internal(void *arg)
+/* Opens the connection of a line's request: an in-memory pipe into the gateway's own
+ * server (batch_pipe.h). */
+static void *open_internal(void *arg, const struct http_stream_sink *sink, void *client,
+                           const struct http_stream_ops **ops)
 {
     struct line_call *c = arg;
     struct gw_app *app = c->svc->app;
-    int sv[2];
 
-    if (app->server == NULL || app->is_stopping ||
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
-        return -1;
-    if (http_server_adopt(app->server, sv[1], INTERNAL_PEER) != 0) {
-        close(sv[0]);
-        close(sv[1]);
-        return -1;
-    }
-    return sv[0];
+    if (app->server == NULL || app->is_stopping)
+        return NULL;
+    return batch_pipe_open(app->server, INTERNAL_PEER, sink, client, ops);
 }
 
 static void on_line_headers(struct upstream_req *ureq, int status, const char *content_type,
@@ -352,8 +345,8 @@ static void run_line(struct batch_svc *svc, struct batch_run *run, struct batch_
     spec.body_len = strlen(c->body);
     spec.timeout_ms = (long)svc->app->cfg->limits.request_timeout_s * 1000 + 10000;
     spec.connect_timeout_ms = 5000;
-    spec.open_socket = open_internal;
-    spec.open_socket_arg = c;
+    spec.open_stream = open_internal;
+    spec.open_stream_arg = c;
     c->ureq = upstream_start(svc->app->pool, &spec, &cbs, c);
     if (c->ureq == NULL)
         line_end(c, RETRY_DELAY_MS);

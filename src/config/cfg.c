@@ -563,6 +563,7 @@ static struct cfg *cfg_defaults(const char *name)
     cfg->storage.retention_days = 30;
     cfg->storage.max_log_rows = 1000000;
     cfg_net_defaults(cfg);
+    cfg_nats_defaults(cfg);
     if (cfg->path == NULL || cfg->listen_host == NULL || cfg->log_level == NULL) {
         cfg_free(cfg);
         return NULL;

@@ -123,6 +123,9 @@ struct cfg_nats {
     char *ca_file;    /* PEM CAs trusted for the server's certificate, or NULL */
     char *cert_file, *key_file; /* a client certificate, or NULL */
     char *strategy;   /* routing between a model's backends; NULL: least-loaded */
+    int stall_timeout_s; /* a tunnel silent this long ends its request; default 30, 0: off */
+    int queue_timeout_s; /* longest wait for a worker with room; default 30, 0: no queue */
+    int queue_length;    /* requests waiting per model at most; default 1024 */
 };
 
 /* `batches:` the OpenAI Batch API (src/batch, docs/API.md); read at start-up only. */

@@ -200,6 +200,9 @@ void cfg_top_cors(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, voi
 /* Section handler: `nats` (cfg_nats.c). */
 void cfg_top_nats(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
 
+/* Sets the nats section's defaults. */
+void cfg_nats_defaults(struct cfg *cfg);
+
 /* Frees the nats section's strings. */
 void cfg_nats_clear(struct cfg *cfg);
 

@@ -4,7 +4,8 @@
  * nats: nats://host:4222                      (a URL, or a comma-separated list)
  * nats: {url: URL | [URL...], name: NAME, token: T, user: U, password: P,
  *        credentials: FILE, tls: {ca: FILE, cert: FILE, key: FILE},
- *        strategy: least-loaded | round-robin | priority | prefix-affinity}
+ *        strategy: least-loaded | round-robin | priority | prefix-affinity,
+ *        stall_timeout_s: N, queue_timeout_s: N, queue_length: N}
  *
  * A gateway with the section discovers workers and routes to them; `infergate worker` takes
  * the same section (its --nats flag replaces the URL).
@@ -16,6 +17,14 @@
 #include <string.h>
 
 #define NATS_MAX_URLS 32
+#define NATS_MAX_SECONDS 86400
+
+void cfg_nats_defaults(struct cfg *cfg)
+{
+    cfg->nats.stall_timeout_s = 30;
+    cfg->nats.queue_timeout_s = 30;
+    cfg->nats.queue_length = 1024;
+}
 
 void cfg_nats_clear(struct cfg *cfg)
 {
@@ -161,6 +170,12 @@ void cfg_top_nats(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, voi
         {"credentials", CFG_F_STR, offsetof(struct cfg_nats, creds_file), 0, 0, NULL, 0},
         {"tls", CFG_F_FN, CFG_NO_STORE, 0, 0, nats_tls, 0},
         {"strategy", CFG_F_FN, CFG_NO_STORE, 0, 0, nats_strategy, 0},
+        {"stall_timeout_s", CFG_F_INT, offsetof(struct cfg_nats, stall_timeout_s), 0,
+         NATS_MAX_SECONDS, NULL, 0},
+        {"queue_timeout_s", CFG_F_INT, offsetof(struct cfg_nats, queue_timeout_s), 0,
+         NATS_MAX_SECONDS, NULL, 0},
+        {"queue_length", CFG_F_INT, offsetof(struct cfg_nats, queue_length), 0, 1000000, NULL,
+         0},
         {NULL, 0, 0, 0, 0, NULL, 0}};
     (void)obj;
 

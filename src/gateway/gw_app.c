@@ -154,6 +154,7 @@ static const struct route routes[] = {
     {"/health", "GET", handle_healthz, GW_PUBLIC},
     {"/v1/models", "GET", gw_models_list, GW_KEY},
     {"/running", "GET", gw_models_running, GW_KEY},
+    {"/workers", "GET", gw_workers_handle, GW_ADMIN},
     {"/unload", "GET", handle_unload, GW_ADMIN},
     {"/unload", "POST", handle_unload, GW_ADMIN},
     {"/models", "GET", gw_models_router_list, GW_KEY},

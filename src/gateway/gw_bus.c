@@ -65,6 +65,11 @@ int gw_bus_join(struct gw_app *app, char **cause)
     app->tunnels = bus_tunnels_new(app->bus, app->base, id, cause);
     if (app->tunnels == NULL)
         return -1;
+    if (bus_tunnels_set_stall(app->tunnels, (unsigned)app->cfg->nats.stall_timeout_s * 1000u) !=
+        0) {
+        *cause = strdup("out of memory");
+        return -1;
+    }
     app->workers = gw_workers_new(app);
     if (app->workers == NULL) {
         *cause = strdup("cannot subscribe to worker heartbeats");
@@ -75,12 +80,14 @@ int gw_bus_join(struct gw_app *app, char **cause)
     return 0;
 }
 
-/* Worker: a tunnel's connection becomes a client of the HTTP server. */
-static int accept_tunnel(int fd, const char *peer, void *arg)
+/* Worker: a tunnel becomes a client connection of the HTTP server. */
+static int accept_tunnel(void *stream, const struct http_stream_ops *ops, const char *peer,
+                         const struct http_stream_sink **sink, void **end, void *arg)
 {
     struct gw_app *app = arg;
-    return app->server != NULL && !app->is_stopping ? http_server_adopt(app->server, fd, peer)
-                                                    : -1;
+    return app->server != NULL && !app->is_stopping
+               ? http_server_adopt(app->server, stream, ops, peer, sink, end)
+               : -1;
 }
 
 /* Worker: the heartbeat document (caller owns). */
@@ -98,10 +105,11 @@ static json_t *heartbeat_json(struct gw_app *app)
         if (m == NULL || c->unlisted)
             continue;
         sup_model_info(m, &info);
-        json_array_append_new(models, json_pack("{s:s, s:s, s:i, s:I}", "id", c->id, "state",
-                                                sup_state_name(info.state), "caps", (int)c->caps,
-                                                "load",
-                                                (json_int_t)info.in_flight + (json_int_t)info.waiting));
+        json_array_append_new(models, json_pack("{s:s, s:s, s:i, s:I, s:i}", "id", c->id,
+                                                "state", sup_state_name(info.state), "caps",
+                                                (int)c->caps, "load",
+                                                (json_int_t)info.in_flight + (json_int_t)info.waiting,
+                                                "limit", c->concurrency_limit));
     }
     sup_budget_in_use(app->mgr, &ram, &vram);
     gw_stats_status_json(app, NULL, all);

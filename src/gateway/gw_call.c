@@ -157,8 +157,10 @@ void gw_call_free(struct gw_call *call)
     gw_meter_clear(&call->meter);
     if (call->has_model)
         sup_release(call->model);
+    gw_workers_wait_cancel(call->wait);
     if (call->is_on_worker) /* ended without a verdict on the worker (client gone) */
-        gw_workers_end(call->app->workers, call->worker, false, -1);
+        gw_workers_end(call->app->workers, call->worker, gw_call_cfg(call)->id, GW_WORKER_LEFT,
+                       -1);
     if (call->response != NULL)
         evbuffer_free(call->response);
     if (call->watchdog != NULL)

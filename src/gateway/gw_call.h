@@ -17,6 +17,7 @@
 
 struct evbuffer;
 struct gw_ollama_up;
+struct gw_wait;
 struct event;
 struct http_request;
 struct sup_model;
@@ -33,6 +34,7 @@ struct gw_call {
     const struct cfg_model *remote_mc; /* without a local model: its config from the registry
                                         * of workers (read it with gw_call_cfg()) */
     struct sup_waiter *waiter;
+    struct gw_wait *wait; /* waiting for room on the workers (every one at capacity) */
     struct upstream_req *ureq;
     char *rewritten_body; /* owned when the filters changed the body */
     const char *body;
@@ -81,7 +83,8 @@ struct gw_call {
     char failure[256]; /* the upstream failure, kept for the recheck */
     char url[GW_CALL_MAX_URL];
     char worker[65];           /* the worker serving it, "" when local */
-    char tried[GW_CALL_MAX_TRIES][65]; /* workers that failed it */
+    char tried[GW_CALL_MAX_TRIES][65]; /* workers that failed it or refused it busy */
+    bool tried_busy[GW_CALL_MAX_TRIES]; /* that one refused it busy (it may take it later) */
 };
 
 /* Logs a step of CALL: at info with its request id for X-Log-Level: debug, else at debug. */
@@ -100,6 +103,10 @@ static inline const struct cfg_model *gw_call_cfg(const struct gw_call *call)
  * memory), stamped for the request log. */
 struct gw_call *gw_call_new(struct gw_app *app, struct http_request *req, struct sup_model *model,
                             const struct cfg_model *mc);
+
+/* Routes CALL to a backend (waiting for one with room when needed) and sends it there; the
+ * call answers its client and frees itself. */
+void gw_call_dispatch(struct gw_call *call);
 
 /* Ends a call: usage to its key, metrics and request log; releases the model if it was
  * acquired, and frees it. */

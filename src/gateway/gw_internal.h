@@ -239,6 +239,11 @@ void gw_ui_handle(struct gw_app *app, struct http_request *req);
 /* ANY /upstream/MODEL/PATH: passes the request to MODEL's server unchanged (starting it). */
 void gw_proxy_upstream(struct gw_app *app, struct http_request *req);
 
+/* Passes REQ (its method and body) to PATH on the worker the router picks for model MC, a
+ * model only workers serve (borrowed from the registry), and answers what it answers. */
+void gw_forward_to_worker(struct gw_app *app, struct http_request *req,
+                          const struct cfg_model *mc, const char *path);
+
 /* Opens the database (storage.path or the default) and the key table; 0 or IG_EIO (*CAUSE). */
 int gw_auth_open(struct gw_app *app, char **cause) IG_WUR;
 
@@ -307,6 +312,13 @@ void gw_stats_model_event(struct gw_app *app, const char *model, const char *sta
 
 /* Sets the request counters and rates of MODEL (NULL: of all models) into OBJ. */
 void gw_stats_status_json(struct gw_app *app, const char *model, json_t *obj);
+
+/* GET /workers: the workers on the bus, as the registry sees them (gw_workers_json()). */
+void gw_workers_handle(struct gw_app *app, struct http_request *req);
+
+/* Answers /metrics REQ with OUT (the gateway's own metrics; taken) followed by every live
+ * worker's, read through tunnels within a short deadline (those that miss it are left out). */
+void gw_remote_metrics(struct gw_app *app, struct http_request *req, struct evbuffer *out);
 
 /* GET /metrics: Prometheus text format. */
 void gw_metrics_handle(struct gw_app *app, struct http_request *req);

@@ -93,7 +93,10 @@ void gw_models_list(struct gw_app *app, struct http_request *req)
 
 void gw_models_running(struct gw_app *app, struct http_request *req)
 {
-    gw_reply_json(req, 200, json_pack("{s:o}", "running", sup_running_json(app->mgr)));
+    json_t *running = sup_running_json(app->mgr);
+
+    gw_workers_running(app->workers, running); /* with their worker and its state */
+    gw_reply_json(req, 200, json_pack("{s:o}", "running", running));
 }
 
 /* llama.cpp's router status value for a state: loaded, loading or unloaded. */
@@ -151,8 +154,10 @@ void gw_models_router_list(struct gw_app *app, struct http_request *req)
     gw_reply_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
-/* Reads {"model": NAME} from REQ's body and finds the model; answers the error itself. */
-static struct sup_model *model_from_body(struct gw_app *app, struct http_request *req)
+/* Reads {"model": NAME} from REQ's body and finds the model; answers the error itself. A
+ * model only workers serve has REQ forwarded to REMOTE_PATH on one (when not NULL). */
+static struct sup_model *model_from_body(struct gw_app *app, struct http_request *req,
+                                         const char *remote_path)
 {
     size_t len = 0;
     const char *body = http_request_body(req, &len);
@@ -165,7 +170,10 @@ static struct sup_model *model_from_body(struct gw_app *app, struct http_request
         gw_reply_error(req, 400, err, "invalid_json", 0);
     else if (name == NULL || name[0] == '\0')
         gw_reply_error(req, 400, "you must provide a model parameter", "missing_model", 0);
-    else if ((m = sup_find(app->mgr, name)) == NULL) {
+    else if ((m = sup_find(app->mgr, name)) == NULL && remote_path != NULL &&
+             gw_workers_model(app->workers, name) != NULL)
+        gw_forward_to_worker(app, req, gw_workers_model(app->workers, name), remote_path);
+    else if (m == NULL) {
         snprintf(msg, sizeof(msg), "The model `%.200s` does not exist", name);
         gw_reply_error(req, 404, msg, "model_not_found", 0);
     }
@@ -218,7 +226,7 @@ static void on_load_ready(struct sup_model *m, int status, const char *message,
 
 void gw_models_load(struct gw_app *app, struct http_request *req)
 {
-    struct sup_model *m = model_from_body(app, req);
+    struct sup_model *m = model_from_body(app, req, "/models/load");
     struct load_call *call;
     int rc;
 
@@ -259,7 +267,7 @@ void gw_models_unload(struct gw_app *app, struct http_request *req)
             gw_reply_error(req, 404, "no such model", "model_not_found", 0);
             return;
         }
-    } else if ((m = model_from_body(app, req)) == NULL) {
+    } else if ((m = model_from_body(app, req, NULL)) == NULL) {
         return;
     }
     sup_unload(m);

@@ -39,6 +39,8 @@ static const struct route_doc docs[] = {
      BODY_NONE, REPLY_JSON},
     {"/running", "GET", NULL, NULL, "models", "Running models (llama-swap)", BODY_NONE,
      REPLY_JSON},
+    {"/workers", "GET", NULL, NULL, "admin", "Workers on the bus (distributed mode)", BODY_NONE,
+     REPLY_JSON},
     {"/unload", "GET", NULL, NULL, "models", "Stop every model (llama-swap)", BODY_NONE,
      REPLY_TEXT},
     {"/unload", "POST", NULL, NULL, "models", "Stop every model (llama-swap)", BODY_NONE,

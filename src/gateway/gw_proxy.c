@@ -112,6 +112,8 @@ static void on_up_headers(struct upstream_req *ureq, int status, const char *ct,
     snprintf(call->content_type, sizeof(call->content_type), "%s",
              ct != NULL ? ct : "application/json");
     call_log(call, "upstream answered %d (%s)", status, call->content_type);
+    if (call->is_on_worker && status == 429)
+        return; /* a busy worker: the request goes elsewhere (worker_failed()) */
     if (ct != NULL && strncasecmp(ct, "text/event-stream", 17) == 0) {
         call->is_streaming = true;
         call->answered_status = status;
@@ -256,20 +258,38 @@ static void on_recheck(evutil_socket_t fd, short what, void *arg)
         fail_call(call, IG_EIO, call->failure);
 }
 
-/* A worker's transfer ended with RC: tells the registry; when the worker failed before any
- * byte of an answer (gone, busy, cut), sends CALL to another backend and returns true. */
+/*
+ * A worker's transfer ended with RC: tells the registry; when the worker failed before any
+ * byte of an answer (gone, cut) or refused it busy, sends CALL to another backend and
+ * returns true. Busy is the worker at its capacity (its tunnel answers 429, bus_tunnel.h)
+ * or the model at its concurrencyLimit there (429 as well): never a failure of the worker.
+ * A worker's 504 is its tunnel's stall deadline (or its own upstream's time-out): a failure.
+ */
 static bool worker_failed(struct gw_call *call, int rc, const char *message)
 {
-    bool is_early = rc != 0 && rc != IG_ETIMEDOUT && call->status == 0 && !call->is_streaming;
+    bool is_busy = rc == 0 && call->status == 429;
+    bool is_early = is_busy || (rc != 0 && rc != IG_ETIMEDOUT && call->status == 0 &&
+                                !call->is_streaming);
+    enum gw_worker_outcome outcome = is_busy ? GW_WORKER_BUSY
+                                     : rc != 0 || call->status == 504 ? GW_WORKER_FAILED
+                                                                      : GW_WORKER_OK;
 
     call->is_on_worker = false;
-    gw_workers_end(call->app->workers, call->worker, rc != 0, call->ttft_ms);
-    if (!is_early || call->n_tries >= GW_CALL_MAX_TRIES)
+    gw_workers_end(call->app->workers, call->worker, gw_call_cfg(call)->id, outcome,
+                   is_busy ? -1 : call->ttft_ms);
+    if (!is_early || (!is_busy && call->n_tries >= GW_CALL_MAX_TRIES))
         return false;
-    snprintf(call->tried[call->n_tries++], sizeof(call->tried[0]), "%s", call->worker);
+    if (call->n_tries < GW_CALL_MAX_TRIES) { /* busy ones beyond: the registry knows them full */
+        call->tried_busy[call->n_tries] = is_busy;
+        snprintf(call->tried[call->n_tries++], sizeof(call->tried[0]), "%s", call->worker);
+    }
     ig_log_request(IG_LOG_WARN, call->request_id,
-                   "worker %s did not answer (%s); trying another backend of model %s",
-                   call->worker, message != NULL ? message : "no answer", gw_call_cfg(call)->id);
+                   "worker %s %s (%s); trying another backend of model %s", call->worker,
+                   is_busy ? "is busy" : "did not answer",
+                   is_busy ? "429" : message != NULL ? message : "no answer",
+                   gw_call_cfg(call)->id);
+    call->status = 0;
+    call->ttft_ms = -1;
     evbuffer_drain(call->response, evbuffer_get_length(call->response));
     dispatch_call(call);
     return true;
@@ -327,11 +347,14 @@ static void on_up_done(struct upstream_req *ureq, int rc, const char *message, v
     evtimer_add(call->recheck, &tv);
 }
 
-/* Opens the bus tunnel to the worker of call ARG (the upstream client's socket). */
-static int open_tunnel(void *arg)
+/* Opens the bus tunnel to the worker of call ARG as the upstream client's stream. */
+static void *open_tunnel(void *arg, const struct http_stream_sink *sink, void *client,
+                         const struct http_stream_ops **ops)
 {
     struct gw_call *call = arg;
-    return call->app->tunnels != NULL ? bus_tunnel_dial(call->app->tunnels, call->worker) : -1;
+    return call->app->tunnels != NULL
+               ? bus_tunnel_open(call->app->tunnels, call->worker, sink, client, ops)
+               : NULL;
 }
 
 /* Sends the request to the model's upstream. */
@@ -392,8 +415,8 @@ static void start_upstream(struct gw_call *call)
         headers[accept != NULL ? 2 : 1] = "Connection: close"; /* one exchange per tunnel */
         headers[accept != NULL ? 3 : 2] = id_header;
         spec.api_key = spec.ca_file = NULL;
-        spec.open_socket = open_tunnel;
-        spec.open_socket_arg = call;
+        spec.open_stream = open_tunnel;
+        spec.open_stream_arg = call;
     } else if (gw_ollama_up_wrap(call, &spec, &cbs, &cb_arg) != 0) { /* api: ollama models */
         gw_call_free(call);
         return;
@@ -500,6 +523,13 @@ static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req
     }
     model = sup_find(app->mgr, name);
     mc = model != NULL ? sup_model_cfg(model) : gw_workers_model(app->workers, name);
+    if (mc == NULL && gw_workers_has_seen(app->workers, name)) {
+        snprintf(msg, sizeof(msg), "The model `%.200s` is served by workers, and none is up now",
+                 name);
+        http_response_add_header(req, "Retry-After", "1");
+        gw_refuse_request(app, req, NULL, name, 503, msg, "model_unavailable");
+        goto out;
+    }
     if (mc == NULL) {
         snprintf(msg, sizeof(msg), "The model `%.200s` does not exist", name);
         gw_refuse_request(app, req, NULL, name, 404, msg, "model_not_found");
@@ -546,9 +576,16 @@ out:
     return call;
 }
 
+/* What route_call() found. */
+enum route_result {
+    ROUTE_OK,   /* a backend with room: call->worker ("" for the local model) */
+    ROUTE_NONE, /* every backend has failed the call */
+    ROUTE_FULL, /* only workers at capacity (or that refused it busy): wait for room */
+};
+
 /* Picks CALL's backend among its local model and the workers serving it: sets its worker
- * ("" for local) and the reason. Returns false when every one has failed it. */
-static bool route_call(struct gw_call *call)
+ * ("" for local) and the reason. */
+static enum route_result route_call(struct gw_call *call)
 {
     struct gw_route_cand cand[GW_MAX_CANDIDATES + 1];
     const char *ids[GW_MAX_CANDIDATES + 1];
@@ -557,8 +594,8 @@ static bool route_call(struct gw_call *call)
     int pick;
 
     call->worker[0] = '\0';
-    if (app->workers == NULL)
-        return call->model != NULL; /* no bus: the local model, the fast path */
+    if (app->workers == NULL) /* no bus: the local model, the fast path */
+        return call->model != NULL ? ROUTE_OK : ROUTE_NONE;
     if (call->model != NULL) {
         struct sup_model_info info;
         sup_model_info(call->model, &info);
@@ -567,18 +604,76 @@ static bool route_call(struct gw_call *call)
         ids[n++] = NULL;
     }
     n += gw_workers_candidates(app->workers, gw_call_cfg(call)->id, ids + n, cand + n, GW_MAX_CANDIDATES);
-    for (size_t i = 0; i < n; i++)
-        for (unsigned t = 0; ids[i] != NULL && t < call->n_tries; t++)
-            cand[i].is_excluded = cand[i].is_excluded || strcmp(ids[i], call->tried[t]) == 0;
+    for (size_t i = 0; i < n; i++) {
+        for (unsigned t = 0; ids[i] != NULL && t < call->n_tries; t++) {
+            if (strcmp(ids[i], call->tried[t]) != 0)
+                continue;
+            if (call->tried_busy[t])
+                cand[i].is_full = true; /* it may have room later */
+            else
+                cand[i].is_excluded = true;
+        }
+    }
     pick = gw_route_pick(gw_strategy_from_name(app->cfg->nats.strategy), cand, n,
                          call->prefix_hash, &app->route_rotor, &call->route_reason);
     if (pick < 0)
-        return false;
+        return ROUTE_NONE;
+    if (ids[pick] != NULL && cand[pick].is_full && !cand[pick].is_tripped)
+        return ROUTE_FULL; /* the best there is is full: every backend is */
     if (ids[pick] != NULL)
         snprintf(call->worker, sizeof(call->worker), "%s", ids[pick]);
     call_log(call, "routed to %s (%s)", ids[pick] != NULL ? ids[pick] : "the local model",
              call->route_reason);
-    return true;
+    return ROUTE_OK;
+}
+
+/* A waiting CALL may go on (HAS_ROOM), or no worker had room in time. Workers that refused
+ * it busy may take it now. */
+static void on_room(void *arg, bool has_room)
+{
+    struct gw_call *call = arg;
+    char text[256];
+    unsigned kept = 0;
+
+    call->wait = NULL;
+    if (!has_room) {
+        snprintf(text, sizeof(text), "every worker of model %s stayed at capacity for %d s",
+                 gw_call_cfg(call)->id, call->app->cfg->nats.queue_timeout_s);
+        gw_call_reply_error(call, 503, text, "model_unavailable", 1);
+        gw_call_free(call);
+        return;
+    }
+    for (unsigned t = 0; t < call->n_tries; t++) {
+        if (call->tried_busy[t])
+            continue;
+        if (kept != t)
+            memcpy(call->tried[kept], call->tried[t], sizeof(call->tried[0]));
+        call->tried_busy[kept++] = false;
+    }
+    call->n_tries = kept;
+    dispatch_call(call);
+}
+
+/* Every worker of CALL's model is at capacity: CALL waits for room at the gateway. */
+static void queue_call(struct gw_call *call)
+{
+    char text[256];
+
+    call->wait = gw_workers_wait(call->app->workers, gw_call_cfg(call)->id, on_room, call);
+    if (call->wait != NULL) {
+        call_log(call, "every worker of model %s is at capacity: waiting for room",
+                 gw_call_cfg(call)->id);
+        return;
+    }
+    if (call->app->cfg->nats.queue_timeout_s > 0)
+        snprintf(text, sizeof(text), "every worker of model %s is at capacity and %d "
+                 "request(s) wait already", gw_call_cfg(call)->id,
+                 call->app->cfg->nats.queue_length);
+    else
+        snprintf(text, sizeof(text), "every worker of model %s is at capacity",
+                 gw_call_cfg(call)->id);
+    gw_call_reply_error(call, 503, text, "model_unavailable", 1);
+    gw_call_free(call);
 }
 
 /* Routes the call, waits for its model when local, then sends it upstream. */
@@ -591,7 +686,11 @@ static void dispatch_call(struct gw_call *call)
     http_request_set_drain_cb(req, on_client_drained, call);
     if (call->dispatched_ms == 0)
         call->dispatched_ms = ig_now_ms();
-    if (!route_call(call)) {
+    switch (route_call(call)) {
+    case ROUTE_FULL:
+        queue_call(call);
+        return;
+    case ROUTE_NONE: {
         char text[512];
         snprintf(text, sizeof(text), "no backend of model %s could take the request (%u worker(s) "
                  "failed it)", gw_call_cfg(call)->id, call->n_tries);
@@ -599,9 +698,12 @@ static void dispatch_call(struct gw_call *call)
         gw_call_free(call);
         return;
     }
+    case ROUTE_OK:
+        break;
+    }
     if (call->worker[0] != '\0') {
         call->is_on_worker = true;
-        gw_workers_begin(call->app->workers, call->worker);
+        gw_workers_begin(call->app->workers, call->worker, gw_call_cfg(call)->id);
         if (call->queue_ms < 0)
             call->queue_ms = (int64_t)(ig_now_ms() - call->dispatched_ms);
         call->status = 0;
@@ -642,56 +744,7 @@ void gw_proxy_translated(struct gw_app *app, struct http_request *req, const cha
     dispatch_call(call);
 }
 
-/* Finds the model named by the longest leading segments of NAME_PATH ("org/model/v1/x"
- * can name model "org/model"); sets *REST to what follows it ("/v1/x" or ""). */
-static struct sup_model *model_in_path(struct gw_app *app, const char *name_path,
-                                       const char **rest)
+void gw_call_dispatch(struct gw_call *call)
 {
-    struct sup_model *found = NULL;
-    char name[512];
-    size_t len = strlen(name_path);
-
-    for (size_t end = 0; end <= len && end < sizeof(name); end++) {
-        if (end < len && name_path[end] != '/')
-            continue;
-        memcpy(name, name_path, end);
-        name[end] = '\0';
-        struct sup_model *m = end > 0 ? sup_find(app->mgr, name) : NULL;
-        if (m != NULL) {
-            found = m;
-            *rest = name_path + end;
-        }
-    }
-    return found;
-}
-
-void gw_proxy_upstream(struct gw_app *app, struct http_request *req)
-{
-    const char *path = http_request_path(req) + strlen("/upstream/"), *rest = "";
-    size_t pin_len = 0;
-    const char *pin = gw_profile_pin_prefix(app, path, &pin_len);
-    struct sup_model *model = pin != NULL ? (pin[0] != '\0' ? sup_find(app->mgr, pin) : NULL)
-                                          : model_in_path(app, path, &rest);
-    struct gw_call *call;
-
-    if (pin != NULL)
-        rest = path + pin_len;
-    if (model == NULL) {
-        gw_refuse_request(app, req, NULL, NULL, 404, "no model matches the path after /upstream/",
-                       "model_not_found");
-        return;
-    }
-    if (sup_model_cfg(model)->proxy == NULL) {
-        gw_refuse_request(app, req, sup_model_cfg(model), NULL, 400,
-                       "this model has no upstream to pass requests to", "invalid_request_error");
-        return;
-    }
-    call = gw_call_new(app, req, model, sup_model_cfg(model));
-    if (call == NULL) {
-        gw_refuse_request(app, req, sup_model_cfg(model), NULL, 500, "out of memory", "internal_error");
-        return;
-    }
-    call->body = http_request_body(req, &call->body_len);
-    call->upstream_path = rest[0] != '\0' ? rest : "/";
     dispatch_call(call);
 }

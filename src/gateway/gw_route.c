@@ -9,6 +9,27 @@
  * prefix's backend (its KV cache) for the least-loaded one. */
 #define AFFINITY_SLACK 4
 
+void gw_load_report(struct gw_load *l, int reported)
+{
+    l->reported = reported > 0 ? reported : 0;
+    l->delta = 0;
+}
+
+void gw_load_add(struct gw_load *l, int n)
+{
+    l->delta += n;
+    l->ours += n;
+    if (l->ours < 0)
+        l->ours = 0;
+}
+
+int gw_load_estimate(const struct gw_load *l)
+{
+    int estimate = l->reported + l->delta;
+
+    return estimate > l->ours ? estimate : l->ours;
+}
+
 enum gw_strategy gw_strategy_from_name(const char *name)
 {
     if (name == NULL)

@@ -29,6 +29,28 @@ struct gw_route_cand {
     uint64_t affinity_id; /* stable per backend, for prefix-affinity */
 };
 
+/*
+ * A worker's load as this gateway estimates it. The worker reports its requests in flight
+ * once a second, and that report already counts this gateway's requests that had reached
+ * it; adding our whole count on top would count them twice. So only what changed since the
+ * report is added: our requests started since, minus ours that ended since (they were in
+ * it). Ours now is a floor: requests still on their way were not in the report.
+ */
+struct gw_load {
+    int reported; /* in flight + queued in the last report */
+    int delta;    /* ours started minus ours ended since that report */
+    int ours;     /* this gateway's requests there now */
+};
+
+/* Takes a new report of REPORTED requests. */
+void gw_load_report(struct gw_load *l, int reported);
+
+/* One of our requests started (N 1) or ended (N -1) there. */
+void gw_load_add(struct gw_load *l, int n);
+
+/* Returns the estimated requests in flight + queued there now. */
+int gw_load_estimate(const struct gw_load *l);
+
 /* Returns the strategy named NAME (NULL: least-loaded); unknown names: least-loaded. */
 enum gw_strategy gw_strategy_from_name(const char *name);
 

@@ -404,6 +404,5 @@ void gw_metrics_handle(struct gw_app *app, struct http_request *req)
     refresh_gauges(app);
     metrics_render(app->stats->reg, out);
     gw_engine_metrics_render(app, out);
-    http_respond_buffer(req, 200, "text/plain; version=0.0.4; charset=utf-8", out);
-    evbuffer_free(out);
+    gw_remote_metrics(app, req, out); /* the workers' too, then answers */
 }

@@ -10,6 +10,7 @@
 #include "http_parse.h"
 #include "http_peers.h"
 #include "http_server.h"
+#include "http_stream.h"
 #include "http_tls.h"
 
 #include <event2/event.h>
@@ -49,7 +50,11 @@ struct http_request {
 
 struct http_conn {
     struct http_server *srv;
-    evutil_socket_t fd;
+    evutil_socket_t fd;                     /* -1 for a stream */
+    void *stream;                           /* set: an in-memory stream, not a socket */
+    const struct http_stream_ops *sops;
+    bool has_stream_data;                   /* the stream brought bytes not yet reported */
+    bool is_stream_eof;                     /* the stream's other side ended */
     struct event *read_ev;
     struct event *write_ev; /* pending only while output waits for the socket */
     struct evbuffer *in;

@@ -61,6 +61,15 @@ void http_conn_flush(struct http_conn *conn)
 {
     bool is_waiting_read = false;
 
+    if (conn->fd < 0) { /* a stream takes everything, or is gone */
+        if (evbuffer_get_length(conn->out) > 0 &&
+            (conn->stream == NULL || conn->sops->send(conn->stream, conn->out) != 0)) {
+            evbuffer_drain(conn->out, evbuffer_get_length(conn->out));
+            conn->is_stream_eof = true;
+            event_active(conn->read_ev, EV_READ, 0);
+        }
+        return;
+    }
     while (evbuffer_get_length(conn->out) > 0) {
         if (conn->ssl != NULL) {
             int rc = conn_ssl_write(conn);
@@ -144,6 +153,14 @@ int http_conn_recv(struct http_conn *conn)
 
     if (conn->ssl != NULL)
         return conn_ssl_recv(conn);
+    if (conn->fd < 0) { /* a stream: its bytes are in IN already; the end after them */
+        if (!conn->has_stream_data)
+            return conn->is_stream_eof ? -1 : 0;
+        conn->has_stream_data = false;
+        if (conn->is_stream_eof)
+            event_active(conn->read_ev, EV_READ, 0);
+        return 1;
+    }
     for (;;) {
         ssize_t n = recv(conn->fd, buf, sizeof(buf), 0);
         if (n > 0) {

@@ -36,6 +36,7 @@
 #define READ_CHUNK (64u << 10)
 #define MAX_IDLE 1024
 #define MAX_CONTENT_TYPE 128
+#define MAX_STREAM_BUFFERED (64u << 20) /* a stream's answer not yet taken by the client */
 
 enum nreq_state {
     NR_CONNECTING,
@@ -50,7 +51,9 @@ enum nreq_state {
 
 struct native_conn {
     struct native_pool *pool;
-    evutil_socket_t fd;
+    evutil_socket_t fd;                     /* -1 for a stream */
+    void *stream;                           /* set: an in-memory stream, not a socket */
+    const struct http_stream_ops *sops;
     struct event *read_ev;
     struct event *write_ev;
     struct evbuffer *in;
@@ -92,8 +95,8 @@ struct native_req {
     char message[160];
     struct sockaddr_storage addr;
     socklen_t addr_len;
-    int (*open_socket)(void *arg); /* set: the connection comes from it, used once */
-    void *open_socket_arg;
+    upstream_open_stream_fn open_stream; /* set: the connection is a stream, used once */
+    void *open_stream_arg;
 };
 
 struct native_pool {
@@ -124,8 +127,44 @@ static void conn_free(struct native_conn *conn)
     event_free(conn->write_ev);
     evbuffer_free(conn->in);
     evbuffer_free(conn->out);
-    evutil_closesocket(conn->fd);
+    if (conn->stream != NULL)
+        conn->sops->close(conn->stream);
+    if (conn->fd >= 0)
+        evutil_closesocket(conn->fd);
     free(conn);
+}
+
+/* Stream: bytes of the answer (queued; parsed on the next loop turn, outside the stream's
+ * own callback). */
+static int stream_on_data(void *client, const void *data, size_t len)
+{
+    struct native_conn *conn = client;
+
+    if (evbuffer_get_length(conn->in) + len > MAX_STREAM_BUFFERED ||
+        evbuffer_add(conn->in, data, len) != 0)
+        return -1;
+    event_active(conn->read_ev, EV_READ, 0);
+    return 0;
+}
+
+/* Stream: the other side ended; the stream is gone. */
+static void stream_on_end(void *client)
+{
+    struct native_conn *conn = client;
+
+    conn->stream = NULL;
+    conn->is_eof = true;
+    event_active(conn->read_ev, EV_READ, 0);
+}
+
+static const struct http_stream_sink stream_sink = {stream_on_data, stream_on_end};
+
+/* Opens REQ's stream as CONN's connection; returns 0 or -1. */
+static int conn_open_stream(struct native_conn *conn, const struct native_req *req)
+{
+    conn->fd = -1;
+    conn->stream = req->open_stream(req->open_stream_arg, &stream_sink, conn, &conn->sops);
+    return conn->stream != NULL ? 0 : -1;
 }
 
 /* Opens a non-blocking connection to ADDR; returns it (busy) or NULL with errno set. */
@@ -138,29 +177,32 @@ static struct native_conn *conn_open(struct native_pool *pool, const struct nati
 
     if (conn == NULL)
         return NULL;
-    conn->fd = req->open_socket != NULL
-                   ? req->open_socket(req->open_socket_arg)
-                   : socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (conn->fd < 0) {
-        free(conn);
-        errno = req->open_socket != NULL ? ECONNREFUSED : errno;
-        return NULL;
-    }
-    setsockopt(conn->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    *is_connected = req->open_socket != NULL ||
-                    connect(conn->fd, (const struct sockaddr *)addr, addr_len) == 0;
-    if (!*is_connected && errno != EINPROGRESS) {
-        err = errno;
-        close(conn->fd);
-        free(conn);
-        errno = err;
-        return NULL;
+    if (req->open_stream != NULL) { /* events with no fd: only ever activated by hand */
+        *is_connected = true;
+        conn->fd = -1;
+    } else {
+        conn->fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (conn->fd < 0) {
+            free(conn);
+            return NULL;
+        }
+        setsockopt(conn->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        *is_connected = connect(conn->fd, (const struct sockaddr *)addr, addr_len) == 0;
+        if (!*is_connected && errno != EINPROGRESS) {
+            err = errno;
+            close(conn->fd);
+            free(conn);
+            errno = err;
+            return NULL;
+        }
     }
     conn->pool = pool;
     conn->addr = *addr;
     conn->addr_len = addr_len;
-    conn->read_ev = event_new(pool->base, conn->fd, EV_READ | EV_PERSIST, conn_read_cb, conn);
-    conn->write_ev = event_new(pool->base, conn->fd, EV_WRITE | EV_PERSIST, conn_write_cb, conn);
+    conn->read_ev = event_new(pool->base, conn->fd, conn->fd >= 0 ? EV_READ | EV_PERSIST : 0,
+                              conn_read_cb, conn);
+    conn->write_ev = event_new(pool->base, conn->fd, conn->fd >= 0 ? EV_WRITE | EV_PERSIST : 0,
+                               conn_write_cb, conn);
     conn->in = evbuffer_new();
     conn->out = evbuffer_new();
     conn->next = pool->conns;
@@ -172,12 +214,25 @@ static struct native_conn *conn_open(struct native_pool *pool, const struct nati
         errno = ENOMEM;
         return NULL;
     }
+    if (req->open_stream != NULL && conn_open_stream(conn, req) != 0) {
+        conn_free(conn);
+        errno = ECONNREFUSED;
+        return NULL;
+    }
     return conn;
 }
 
 /* Writes what the socket takes; arms the write event for the rest. */
 static void conn_flush(struct native_conn *conn)
 {
+    if (conn->fd < 0) { /* a stream takes everything, or is gone */
+        if (conn->stream == NULL || conn->sops->send(conn->stream, conn->out) != 0) {
+            evbuffer_drain(conn->out, evbuffer_get_length(conn->out));
+            conn->is_eof = true;
+            event_active(conn->read_ev, EV_READ, 0);
+        }
+        return;
+    }
     while (evbuffer_get_length(conn->out) > 0) {
         int n = evbuffer_write(conn->out, conn->fd);
         if (n > 0 || (n < 0 && errno == EINTR))
@@ -226,7 +281,7 @@ static void pool_put_idle(struct native_pool *pool, struct native_conn *conn)
 /* Attaches REQ to a connection (idle or new) and sends its request. */
 static int req_connect(struct native_req *req, bool may_reuse)
 {
-    struct native_conn *conn = may_reuse && req->open_socket == NULL
+    struct native_conn *conn = may_reuse && req->open_stream == NULL
                                    ? pool_take_idle(req->pool, &req->addr, req->addr_len)
                                    : NULL;
     bool is_connected = true;
@@ -261,7 +316,7 @@ static void req_release_conn(struct native_req *req, bool is_clean)
     if (conn == NULL)
         return;
     req->conn = NULL;
-    if (is_clean && req->is_keep_alive && req->open_socket == NULL && !conn->is_eof &&
+    if (is_clean && req->is_keep_alive && req->open_stream == NULL && !conn->is_eof &&
         evbuffer_get_length(conn->in) == 0) {
         pool_put_idle(req->pool, conn);
         return;
@@ -550,7 +605,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     ssize_t n;
     (void)what;
 
-    for (;;) {
+    for (; conn->fd >= 0;) {
         n = recv(fd, buf, sizeof(buf), 0);
         if (n > 0) {
             evbuffer_add(conn->in, buf, (size_t)n);
@@ -690,7 +745,7 @@ bool native_can_serve(const char *url)
     return literal_url(url, &addr, &len, &end);
 }
 
-/* Parses URL into REQ's address (none for a socket of SPEC's open_socket, whose URL may
+/* Parses URL into REQ's address (none for a stream of SPEC's open_stream, whose URL may
  * name any host); returns the path and sets HOST_END to the end of the authority. */
 static const char *parse_url(struct native_req *req, const char *url, const char **host_end)
 {
@@ -727,8 +782,8 @@ struct native_req *native_start(struct native_pool *pool, const struct upstream_
     req->body = spec->body;
     req->body_len = spec->body != NULL ? spec->body_len : 0;
     req->is_head_method = strcmp(spec->method, "HEAD") == 0;
-    req->open_socket = spec->open_socket;
-    req->open_socket_arg = spec->open_socket_arg;
+    req->open_stream = spec->open_stream;
+    req->open_stream_arg = spec->open_stream_arg;
     req->timer = evtimer_new(pool->base, req_timer_cb, req);
     if (req->timer == NULL || build_head(req, spec) != 0) {
         req_free(req);

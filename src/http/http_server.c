@@ -44,6 +44,9 @@
 void http_conn_close_after_write(struct http_conn *conn)
 {
     conn->state = CONN_CLOSING;
+    if (conn->stream != NULL && conn->sops->finish != NULL &&
+        evbuffer_get_length(conn->out) == 0)
+        conn->sops->finish(conn->stream); /* the answer is out: tell the client now */
     event_active(conn->write_ev, EV_WRITE, 0);
 }
 
@@ -84,7 +87,10 @@ void http_conn_free(struct http_conn *conn)
     event_free(conn->write_ev);
     evbuffer_free(conn->in);
     evbuffer_free(conn->out);
-    evutil_closesocket(conn->fd);
+    if (conn->stream != NULL)
+        conn->sops->close(conn->stream);
+    if (conn->fd >= 0)
+        evutil_closesocket(conn->fd);
     free(conn);
 }
 
@@ -216,8 +222,11 @@ static struct http_conn *conn_new(struct http_server *srv, evutil_socket_t fd,
         return NULL;
     conn->srv = srv;
     conn->fd = fd;
-    conn->read_ev = event_new(srv->base, fd, EV_READ | EV_PERSIST, conn_read_cb, conn);
-    conn->write_ev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, conn_write_cb, conn);
+    /* A stream's events have no descriptor: they are only ever activated by hand. */
+    conn->read_ev = event_new(srv->base, fd, fd >= 0 ? EV_READ | EV_PERSIST : 0, conn_read_cb,
+                              conn);
+    conn->write_ev = event_new(srv->base, fd, fd >= 0 ? EV_WRITE | EV_PERSIST : 0,
+                               conn_write_cb, conn);
     conn->timer = evtimer_new(srv->base, conn_timer_cb, conn);
     conn->in = evbuffer_new();
     conn->out = evbuffer_new();
@@ -339,20 +348,50 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struc
     http_conn_start_request_timer(conn);
 }
 
-int http_server_adopt(struct http_server *srv, int fd, const char *peer)
+/* Stream sink: bytes from the client (queued; read on the next loop turn). */
+static int stream_on_data(void *end, const void *data, size_t len)
+{
+    struct http_conn *conn = end;
+    const struct http_server_options *opt = &conn->srv->opt;
+
+    if (evbuffer_get_length(conn->in) + len > opt->max_header_bytes + opt->max_body_bytes ||
+        evbuffer_add(conn->in, data, len) != 0)
+        return -1;
+    conn->has_stream_data = true;
+    event_active(conn->read_ev, EV_READ, 0);
+    return 0;
+}
+
+/* Stream sink: the client is gone; the stream with it. */
+static void stream_on_end(void *end)
+{
+    struct http_conn *conn = end;
+
+    conn->stream = NULL;
+    conn->is_stream_eof = true;
+    event_active(conn->read_ev, EV_READ, 0);
+}
+
+static const struct http_stream_sink stream_sink = {stream_on_data, stream_on_end};
+
+int http_server_adopt(struct http_server *srv, void *stream, const struct http_stream_ops *ops,
+                      const char *peer, const struct http_stream_sink **sink, void **end)
 {
     struct sockaddr_storage none = {0};
     struct http_conn *conn;
 
     if (srv->is_stopping || srv->n_conns >= srv->opt.max_connections)
         return -1;
-    conn = conn_new(srv, fd, (const struct sockaddr *)&none);
+    conn = conn_new(srv, -1, (const struct sockaddr *)&none);
     if (conn == NULL)
         return -1;
+    conn->stream = stream;
+    conn->sops = ops;
     snprintf(conn->peer, sizeof(conn->peer), "%s", peer);
     srv->n_conns++;
-    event_add(conn->read_ev, NULL);
     http_conn_start_request_timer(conn);
+    *sink = &stream_sink;
+    *end = conn;
     return 0;
 }
 

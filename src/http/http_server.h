@@ -12,6 +12,7 @@
 #ifndef IG_HTTP_SERVER_H
 #define IG_HTTP_SERVER_H
 
+#include "http_stream.h"
 #include "ig_error.h"
 
 #include <stdbool.h>
@@ -56,10 +57,11 @@ struct http_server *http_server_new(struct event_base *base, const struct http_s
  * *CAUSE set (caller frees). PORT 0 picks a free port, readable with http_server_port(). */
 int http_server_listen(struct http_server *srv, const char *host, int port, char **cause) IG_WUR;
 
-/* Serves the connected stream socket FD (non-blocking, e.g. one end of a socketpair) like an
- * accepted client named PEER, in plain HTTP; returns 0 (FD taken), or -1 when stopping, at
- * max_connections or out of memory (FD still the caller's). */
-int http_server_adopt(struct http_server *srv, int fd, const char *peer) IG_WUR;
+/* Serves the in-memory stream STREAM (driven through OPS; http_stream.h) like an accepted
+ * client named PEER, in plain HTTP; returns 0 with the connection's *SINK and *END for the
+ * stream to feed, or -1 when stopping, at max_connections or out of memory. */
+int http_server_adopt(struct http_server *srv, void *stream, const struct http_stream_ops *ops,
+                      const char *peer, const struct http_stream_sink **sink, void **end) IG_WUR;
 /* Returns the bound port. */
 int http_server_port(const struct http_server *srv);
 

@@ -640,7 +640,7 @@ struct upstream_req *upstream_start(struct upstream_pool *pool, const struct ups
         return NULL;
     }
     final.headers = set.lines;
-    ureq = spec->open_socket != NULL || native_can_serve(spec->url) ? start_native(pool, ureq, &final)
+    ureq = spec->open_stream != NULL || native_can_serve(spec->url) ? start_native(pool, ureq, &final)
                                        : start_curl(pool, ureq, &final);
     headers_clear(&set);
     return ureq;

@@ -6,6 +6,7 @@
 #ifndef IG_HTTP_UPSTREAM_H
 #define IG_HTTP_UPSTREAM_H
 
+#include "http_stream.h"
 #include "ig_error.h"
 
 #include <stddef.h>
@@ -26,6 +27,12 @@ struct upstream_callbacks {
     void (*on_done)(struct upstream_req *ureq, int rc, const char *message, void *arg);
 };
 
+/* Opens an in-memory stream (http_stream.h) for the HTTP client's end CLIENT, fed through
+ * SINK (callbacks never run before this returns); returns it with *OPS, or NULL when
+ * refused. */
+typedef void *(*upstream_open_stream_fn)(void *arg, const struct http_stream_sink *sink,
+                                         void *client, const struct http_stream_ops **ops);
+
 /* One request to send. */
 struct upstream_spec {
     const char *method;  /* "GET", "POST", ... */
@@ -44,10 +51,10 @@ struct upstream_spec {
      * Certificate and host name verification are always on. */
     const char *ca_file;
     /* Set for an upstream reached through something else than the network (a bus tunnel):
-     * the connection is the connected non-blocking stream socket it returns (-1: refused),
-     * used for this one transfer; the URL's host is then only the Host header. */
-    int (*open_socket)(void *arg);
-    void *open_socket_arg;
+     * the connection is the in-memory stream it opens, used for this one transfer; the
+     * URL's host is then only the Host header. */
+    upstream_open_stream_fn open_stream;
+    void *open_stream_arg;
 };
 
 /* Creates a pool on BASE; caller frees with upstream_pool_free(). */

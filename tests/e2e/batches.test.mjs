@@ -5,110 +5,23 @@
 // partial output; 1,000 lines over 2 workers with one killed -9 midway and a gateway killed
 // -9 and restarted on its state directory both end with exactly one result per custom_id.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fsp from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { toFile } from 'openai';
-import {
-  INFERGATE, attachOutput, childPids, deadline, fakeCmd, freePort, pidGone, randomStartPort,
-  startGateway, tempDir, toYaml, waitFor,
-} from './lib/harness.mjs';
+import { deadline, fakeCmd, startGateway, tempDir, waitFor } from './lib/harness.mjs';
+import { MODEL, guarded, startNats, startWorker, withOutputs } from './lib/distributed.mjs';
 
-const MODEL = 'm';
-
-/** Spawns CMD ARGS keeping its output; kill() ends it and the children it was seen with. */
-function spawnTracked(cmd, args, env = {}) {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  const chunks = [];
-  child.stdout.on('data', (d) => chunks.push(d));
-  child.stderr.on('data', (d) => chunks.push(d));
-  const exit = new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })));
-  const seen = new Set();
-  const watcher = setInterval(() => {
-    if (child.exitCode === null && child.signalCode === null) for (const p of childPids(child.pid)) seen.add(p);
-  }, 50);
-  watcher.unref();
-  const h = {
-    pid: child.pid,
-    output: () => Buffer.concat(chunks).toString('utf8'),
-    isRunning: () => child.exitCode === null && child.signalCode === null,
-    async kill(sig = 'SIGKILL') {
-      clearInterval(watcher);
-      for (const p of childPids(child.pid)) seen.add(p);
-      if (h.isRunning()) {
-        try {
-          process.kill(child.pid, sig);
-        } catch {}
-        const timer = setTimeout(() => {
-          try {
-            process.kill(child.pid, 'SIGKILL');
-          } catch {}
-        }, deadline(5000));
-        await exit;
-        clearTimeout(timer);
-      }
-      for (const p of seen) {
-        if (!pidGone(p)) {
-          try {
-            process.kill(p, 'SIGKILL');
-          } catch {}
-        }
-      }
-    },
-  };
-  return h;
-}
-
-/** True once something accepts TCP connections on 127.0.0.1:PORT. */
-function accepts(port) {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port }, () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
-/** Starts nats-server with JetStream (its storage in a temporary directory) on loopback. */
-async function startNats(t) {
-  const port = await freePort();
+/** Starts nats-server with JetStream, its storage in a temporary directory removed after
+ * the server is killed. */
+async function startJetStream(t) {
   const store = await fsp.mkdtemp(path.join(os.tmpdir(), 'ig-js-'));
-  const h = spawnTracked('nats-server', ['-js', '-sd', store, '-a', '127.0.0.1', '-p', String(port)]);
-  t.after(async () => {
-    await h.kill('SIGKILL'); // before its storage goes
-    await fsp.rm(store, { recursive: true, force: true });
-  });
-  await waitFor(async () => {
-    if (!h.isRunning()) throw new Error(`nats-server exited: ${h.output()}`);
-    return accepts(port);
-  }, { timeoutMs: deadline(10000), message: `nats-server on port ${port}` });
-  return { ...h, port, url: `nats://127.0.0.1:${port}` };
-}
-
-/** Starts `infergate worker --name NAME` serving MODEL from fake-llama-server with FLAGS. */
-async function startWorker(t, dir, natsUrl, name, flags) {
-  const configPath = path.join(dir, `${name}.yaml`);
-  const config = {
-    startPort: await randomStartPort(2),
-    hooks: { on_startup: { preload: [MODEL] } },
-    models: { [MODEL]: { cmd: fakeCmd(MODEL, flags) } },
-  };
-  await fsp.writeFile(configPath, toYaml(config));
-  const stateDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ig-worker-'));
-  const h = spawnTracked(INFERGATE, ['worker', '--nats', natsUrl, '-c', configPath, '--name', name], { INFERGATE_STATE_DIR: stateDir });
-  t.after(async () => {
-    await h.kill('SIGTERM');
-    await fsp.rm(stateDir, { recursive: true, force: true });
-  });
-  await waitFor(() => {
-    if (!h.isRunning()) throw new Error(`worker ${name} exited: ${h.output()}`);
-    return childPids(h.pid).length > 0;
-  }, { timeoutMs: deadline(10000), message: `worker ${name}'s model process` });
-  return { ...h, name };
+  try {
+    return await startNats(t, { args: ['-js', '-sd', store] });
+  } finally {
+    t.after(() => fsp.rm(store, { recursive: true, force: true })); // after the kill hook
+  }
 }
 
 /** A gateway on NATSURL named NAME with local fake model MODEL (FLAGS) unless NOMODEL. */
@@ -174,22 +87,10 @@ function assertOneEach(output, n) {
   }
 }
 
-/** Runs BODY; a failure carries the outputs of GW (a gateway or a getter) and PROCS. */
-async function guarded(gw, procs, body) {
-  try {
-    return await body();
-  } catch (e) {
-    const g = typeof gw === 'function' ? gw() : gw;
-    if (g) attachOutput(e, g);
-    for (const p of procs) e.message += `\n---- ${p.name ?? 'nats-server'} (tail) ----\n${p.output().slice(-3000)}`;
-    throw e;
-  }
-}
-
 // ----------------------------------------------------------------- tests --
 
 test('a small batch: output equal to the direct answers, files and batches listed, errors', async (t) => {
-  const nats = await startNats(t);
+  const nats = await startJetStream(t);
   const gw = await startBatchGateway(t, nats.url);
   const client = gw.client();
   await guarded(gw, [nats], async () => {
@@ -251,7 +152,7 @@ test('without nats, /v1/batches answers 503 saying batches need JetStream', asyn
 });
 
 test('a bad input file fails the batch with one error per bad line', async (t) => {
-  const nats = await startNats(t);
+  const nats = await startJetStream(t);
   const gw = await startBatchGateway(t, nats.url);
   const client = gw.client();
   await guarded(gw, [nats], async () => {
@@ -273,7 +174,7 @@ test('a bad input file fails the batch with one error per bad line', async (t) =
 });
 
 test('cancel: the lines not run are dropped, the finished ones are the output', async (t) => {
-  const nats = await startNats(t);
+  const nats = await startJetStream(t);
   // 100 ms per token, 4 tokens: ~0.4 s per line, 2 at a time.
   const gw = await startBatchGateway(t, nats.url, { flags: ['--token-us', '100000'], concurrency: 2 });
   const client = gw.client();
@@ -299,10 +200,10 @@ test('cancel: the lines not run are dropped, the finished ones are the output', 
 
 test('1,000 lines over 2 workers, one killed -9 midway: one successful result per custom_id', async (t) => {
   const dir = await tempDir(t);
-  const nats = await startNats(t);
+  const nats = await startJetStream(t);
   const flags = ['--token-us', '3000'];
-  const w1 = await startWorker(t, dir, nats.url, 'w1', flags);
-  const w2 = await startWorker(t, dir, nats.url, 'w2', flags);
+  const w1 = await startWorker(t, dir, nats.url, 'w1', { flags });
+  const w2 = await startWorker(t, dir, nats.url, 'w2', { flags });
   const gw = await startBatchGateway(t, nats.url, { noModel: true, concurrency: 16 });
   const client = gw.client();
   await guarded(gw, [nats, w1, w2], async () => {
@@ -322,11 +223,11 @@ test('1,000 lines over 2 workers, one killed -9 midway: one successful result pe
 });
 
 test('the gateway killed -9 midway and restarted on its state directory: the batch completes, one result each', async (t) => {
-  const nats = await startNats(t);
+  const nats = await startJetStream(t);
   const state = await tempDir(t, 'ig-state-');
   const opts = { name: 'gw-restart', flags: ['--token-us', '4000'], concurrency: 4, env: { INFERGATE_STATE_DIR: state } };
   let gw = await startBatchGateway(t, nats.url, opts);
-  await guarded(() => gw, [nats], async () => {
+  try {
     const client = gw.client();
     const created = await createBatch(client, Array.from({ length: 300 }, (_, i) => chatLine(i)));
     await waitBatch(client, created.id, (b) => b.request_counts.completed >= 40, deadline(20000), '40 lines done');
@@ -342,11 +243,13 @@ test('the gateway killed -9 midway and restarted on its state directory: the bat
     assert.deepEqual(done.request_counts, { total: 300, completed: 300, failed: 0 });
     assertOneEach(await fileLines(client2, done.output_file_id), 300);
     assert.match(gw.output(), /batches: resuming batch_/);
-  });
+  } catch (e) {
+    throw withOutputs(e, gw, [nats]);
+  }
 });
 
 test('keys: each sees only its own files and batches; lines run as the owner key (usage, allow-list)', async (t) => {
-  const nats = await startNats(t);
+  const nats = await startJetStream(t);
   const ADMIN = 'admin-token-0123456789abcdef';
   const KEYS = { alpha: 'sk-alpha-0123456789abcdef', beta: 'sk-beta-0123456789abcdef' };
   const gw = await startGateway(t, {

@@ -5,188 +5,16 @@
 // request it never answered, rejoin under the same --name), nats-server restarted under
 // load, least-loaded against round-robin with one slow worker.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import fsp from 'node:fs/promises';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
+import { deadline, pidGone, tempDir, waitFor, withTimeout } from './lib/harness.mjs';
 import {
-  INFERGATE, attachOutput, childPids, deadline, fakeCmd, freePort, pidGone, randomStartPort,
-  readEvents, startGateway, tempDir, toYaml, waitFor, withTimeout,
-} from './lib/harness.mjs';
+  MODEL, ask, guarded, load, served, startBusGateway, startNats, startWorker, waitWorkers,
+  withOutputs,
+} from './lib/distributed.mjs';
 
-const MODEL = 'm';
 const SLOT_SERVER = fileURLToPath(new URL('./lib/slot_server.mjs', import.meta.url));
-const MESSAGES = [{ role: 'user', content: 'hello over the bus' }];
-
-// ------------------------------------------------------------ processes --
-
-/** Spawns CMD ARGS, keeping its output; the returned handle kills it (and children it was
- * seen to have) by PID. */
-function spawnTracked(cmd, args, env = {}) {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  const chunks = [];
-  child.stdout.on('data', (d) => chunks.push(d));
-  child.stderr.on('data', (d) => chunks.push(d));
-  child.once('error', (e) => chunks.push(Buffer.from(`spawn error: ${e.message}\n`)));
-  const exit = new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })));
-  const seen = new Set();
-  const watcher = setInterval(() => {
-    if (child.exitCode === null && child.signalCode === null) for (const p of childPids(child.pid)) seen.add(p);
-  }, 50);
-  watcher.unref();
-  const h = {
-    child,
-    pid: child.pid,
-    exit,
-    seen,
-    output: () => Buffer.concat(chunks).toString('utf8'),
-    isRunning: () => child.exitCode === null && child.signalCode === null,
-    /** Sends SIG and waits for the exit; kills leftover children by PID. */
-    async kill(sig = 'SIGKILL', graceMs = deadline(5000)) {
-      clearInterval(watcher);
-      for (const p of childPids(child.pid)) seen.add(p);
-      if (h.isRunning()) {
-        try {
-          process.kill(child.pid, sig);
-        } catch {}
-        const timer = setTimeout(() => {
-          try {
-            process.kill(child.pid, 'SIGKILL');
-          } catch {}
-        }, graceMs);
-        await exit;
-        clearTimeout(timer);
-      }
-      for (const p of seen) {
-        if (!pidGone(p)) {
-          try {
-            process.kill(p, 'SIGKILL');
-          } catch {}
-        }
-      }
-    },
-  };
-  return h;
-}
-
-/** True once something accepts TCP connections on 127.0.0.1:PORT. */
-function accepts(port) {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port }, () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
-/** Starts nats-server on loopback (PORT, or a free one) and waits until it accepts TCP. */
-async function startNats(t, port) {
-  port = port ?? (await freePort());
-  const h = spawnTracked('nats-server', ['-a', '127.0.0.1', '-p', String(port)]);
-  t.after(() => h.kill('SIGKILL'));
-  await waitFor(async () => {
-    if (!h.isRunning()) throw new Error(`nats-server exited: ${h.output()}`);
-    return accepts(port);
-  }, { timeoutMs: deadline(10000), message: `nats-server on port ${port}` });
-  return { ...h, port, url: `nats://127.0.0.1:${port}` };
-}
-
-/**
- * Starts `infergate worker --name NAME` on NATSURL serving model MODEL from fake-llama-server
- * with FLAGS (its events in DIR/NAME.events), the model preloaded. MODELEXTRA is merged
- * into the model's config. Killed at the end with every child it had.
- */
-async function startWorker(t, dir, natsUrl, name, { flags = [], modelExtra = {}, capacity } = {}) {
-  const events = path.join(dir, `${name}.events`);
-  const configPath = path.join(dir, `${name}.yaml`);
-  const config = {
-    startPort: await randomStartPort(2),
-    healthCheckTimeout: 30,
-    hooks: { on_startup: { preload: [MODEL] } },
-    models: { [MODEL]: { cmd: fakeCmd(MODEL, ['--events-file', events, ...flags]), ...modelExtra } },
-  };
-  await fsp.writeFile(configPath, toYaml(config));
-  const stateDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ig-worker-'));
-  const args = ['worker', '--nats', natsUrl, '-c', configPath, '--name', name];
-  if (capacity !== undefined) args.push('--capacity', String(capacity));
-  const h = spawnTracked(INFERGATE, args, { INFERGATE_STATE_DIR: stateDir });
-  t.after(async () => {
-    await h.kill('SIGTERM');
-    await fsp.rm(stateDir, { recursive: true, force: true });
-  });
-  // The preloaded model is up once the fake has taken its port (its events file exists
-  // only after a request, so look at the worker's children instead).
-  await waitFor(() => {
-    if (!h.isRunning()) throw new Error(`worker ${name} exited: ${h.output()}`);
-    return childPids(h.pid).length > 0;
-  }, { timeoutMs: deadline(10000), message: `worker ${name}'s model process` });
-  return { ...h, name, events };
-}
-
-/** Chat requests the fake of worker W received. */
-const served = (w) => readEvents(w.events).filter((e) => e.event === 'request' && e.path === '/v1/chat/completions').length;
-
-/** The worker ids /v1/models lists for MODEL ([] if absent). */
-async function workersOf(gw) {
-  const list = await gw.json('/v1/models');
-  const m = list.data.find((x) => x.id === MODEL);
-  return m ? [...m.workers].sort() : [];
-}
-
-/** Waits until /v1/models lists exactly the workers NAMES for MODEL. */
-function waitWorkers(gw, names, timeoutMs = deadline(10000)) {
-  const want = JSON.stringify([...names].sort());
-  return waitFor(async () => JSON.stringify(await workersOf(gw)) === want, { timeoutMs, message: `workers ${want} in /v1/models` });
-}
-
-/** A gateway with no models of its own, routing MODEL to the workers on NATSURL. */
-function startBusGateway(t, natsUrl, strategy = 'least-loaded') {
-  return startGateway(t, { models: {}, extra: { nats: { url: natsUrl, strategy } } });
-}
-
-/** Attaches the outputs of the workers and nats-server to a failure. */
-function withOutputs(e, gw, procs) {
-  attachOutput(e, gw);
-  try {
-    for (const p of procs) {
-      const out = p.output();
-      e.message += `\n---- ${p.name ?? 'nats-server'} (tail) ----\n${out.slice(-3000)}`;
-    }
-  } catch {}
-  return e;
-}
-
-/** Runs BODY; a failure carries every process's output. */
-async function guarded(gw, procs, body) {
-  try {
-    return await body();
-  } catch (e) {
-    throw withOutputs(e, gw, procs);
-  }
-}
-
-const ask = (client, extra = {}) => client.chat.completions.create({ model: MODEL, messages: MESSAGES, max_tokens: 4, ...extra });
-
-/** Sends N requests with at most CONC in flight; resolves each one's latency in ms. */
-async function load(client, n, conc, extra = {}) {
-  const lat = [];
-  let next = 0;
-  async function lane() {
-    while (next < n) {
-      next++;
-      const t0 = performance.now();
-      const r = await ask(client, extra);
-      assert.equal(r.choices.length, 1);
-      lat.push(performance.now() - t0);
-    }
-  }
-  await Promise.all(Array.from({ length: conc }, lane));
-  return lat.sort((a, b) => a - b);
-}
 
 const p99 = (sorted) => sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.99) - 1)];
 
@@ -311,7 +139,7 @@ test('nats-server restarted under load: workers and gateway reconnect by themsel
     const down = await ask(client).then(() => null, (e) => e);
     assert.ok(down instanceof Error, 'no worker, no answer');
     t.diagnostic(`with the bus down: ${down.status} ${down.message}`);
-    nats = await startNats(t, nats.port);
+    nats = await startNats(t, { port: nats.port });
 
     const during = await withTimeout(inFlight, deadline(15000), 'requests in flight across the restart');
     t.diagnostic(`in flight across the restart: ${during.filter((r) => r.status === 'fulfilled').length}/6 succeeded`);

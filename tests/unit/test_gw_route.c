@@ -101,6 +101,47 @@ static void test_prefix_affinity(void **state)
     assert_int_equal(gw_route_pick(GW_PREFIX_AFFINITY, c, 3, 12345, &rotor, &why), first);
 }
 
+/* The worker's report already counts our requests that reached it: only ours started or
+ * ended since the report change the estimate. */
+static void test_load_counts_ours_once(void **state)
+{
+    struct gw_load l = {0};
+    (void)state;
+
+    gw_load_add(&l, 1);
+    gw_load_add(&l, 1);
+    assert_int_equal(gw_load_estimate(&l), 2);
+    gw_load_report(&l, 3); /* our 2 and another gateway's 1 */
+    assert_int_equal(gw_load_estimate(&l), 3);
+    gw_load_add(&l, 1); /* one more of ours */
+    assert_int_equal(gw_load_estimate(&l), 4);
+    gw_load_add(&l, -1); /* one that was in the report ends */
+    gw_load_add(&l, -1);
+    assert_int_equal(gw_load_estimate(&l), 2);
+    gw_load_report(&l, 2);
+    assert_int_equal(gw_load_estimate(&l), 2);
+}
+
+/* A report taken before our requests reached the worker: ours now is the floor. */
+static void test_load_floor_is_ours(void **state)
+{
+    struct gw_load l = {0};
+    (void)state;
+
+    for (int i = 0; i < 5; i++)
+        gw_load_add(&l, 1);
+    gw_load_report(&l, 0);
+    assert_int_equal(gw_load_estimate(&l), 5);
+    gw_load_add(&l, -1);
+    assert_int_equal(gw_load_estimate(&l), 4);
+    gw_load_report(&l, 0); /* they all ended there: ours says 4 are still ours */
+    for (int i = 0; i < 4; i++)
+        gw_load_add(&l, -1);
+    assert_int_equal(gw_load_estimate(&l), 0);
+    gw_load_add(&l, -1); /* never below zero */
+    assert_int_equal(gw_load_estimate(&l), 0);
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -117,6 +158,7 @@ int main(void)
         cmocka_unit_test(test_least_loaded),        cmocka_unit_test(test_ties_turn),
         cmocka_unit_test(test_round_robin_and_exclusion), cmocka_unit_test(test_priority_fails_over),
         cmocka_unit_test(test_prefix_affinity),     cmocka_unit_test(test_names),
+        cmocka_unit_test(test_load_counts_ours_once), cmocka_unit_test(test_load_floor_is_ours),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

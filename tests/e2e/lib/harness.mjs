@@ -257,9 +257,13 @@ async function killProc(child, graceMs) {
  *   extra:    top-level keys merged into the config (limits, groups, ...)
  *   yamlText: use this YAML verbatim instead
  *   env:      extra environment variables for the gateway
+ *   host:     the address it listens on and is reached at (default 127.0.0.1)
+ *   prefix:   a command line it runs under, e.g. ['ip', 'netns', 'exec', NS] (which execs it,
+ *             so the PID is infergate's)
+ *   args:     extra command-line arguments of `serve`
  * Registers cleanup with t.after: the gateway and every child it was seen to have are killed.
  */
-export async function startGateway(t, { models = {}, extra = {}, yamlText, env = {}, healthTimeoutMs = deadline(15000) } = {}) {
+export async function startGateway(t, { models = {}, extra = {}, yamlText, env = {}, healthTimeoutMs = deadline(15000), host = '127.0.0.1', prefix = [], args = [] } = {}) {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ig-e2e-'));
   const port = await freePort();
   const startPort = await randomStartPort(Math.max(4, Object.keys(models).length + 2));
@@ -267,7 +271,8 @@ export async function startGateway(t, { models = {}, extra = {}, yamlText, env =
   const configPath = path.join(dir, 'config.yaml');
   await fsp.writeFile(configPath, yamlText ?? toYaml(config));
 
-  const child = spawn(INFERGATE, ['serve', '-c', configPath, '--listen', `127.0.0.1:${port}`], {
+  const argv = [...prefix, INFERGATE, 'serve', '-c', configPath, '--listen', `${host}:${port}`, ...args];
+  const child = spawn(argv[0], argv.slice(1), {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
       ...process.env,
@@ -297,8 +302,9 @@ export async function startGateway(t, { models = {}, extra = {}, yamlText, env =
     config,
     child,
     pid: child.pid,
-    url: `http://127.0.0.1:${port}`,
-    baseURL: `http://127.0.0.1:${port}/v1`,
+    host,
+    url: `http://${host}:${port}`,
+    baseURL: `http://${host}:${port}/v1`,
     dir, // the gateway's temporary directory: config.yaml, its database and secret
     configPath,
     pid: child.pid,
@@ -316,10 +322,10 @@ export async function startGateway(t, { models = {}, extra = {}, yamlText, env =
       return new OpenAI({ apiKey: 'sk-test', baseURL: gw.baseURL, maxRetries: 0, timeout: deadline(60000), ...opts });
     },
     request(pathname, opts = {}) {
-      return rawRequest({ port, path: pathname, ...opts });
+      return rawRequest({ host, port, path: pathname, ...opts });
     },
     async json(pathname, opts = {}) {
-      const r = await rawRequest({ port, path: pathname, ...opts });
+      const r = await rawRequest({ host, port, path: pathname, ...opts });
       if (r.status !== 200) throw new Error(`GET ${pathname} -> ${r.status}: ${r.text}`);
       return JSON.parse(r.text);
     },
@@ -372,7 +378,7 @@ export async function startGateway(t, { models = {}, extra = {}, yamlText, env =
     await waitFor(
       async () => {
         if (gw.exited) throw new Error(`infergate exited early: ${JSON.stringify(await exit)}`);
-        const r = await rawRequest({ port, path: '/healthz', timeoutMs: 1000 });
+        const r = await rawRequest({ host, port, path: '/healthz', timeoutMs: 1000 });
         return r.status === 200;
       },
       { timeoutMs: healthTimeoutMs, intervalMs: 25, message: 'GET /healthz == 200' },
