@@ -245,8 +245,14 @@ static json_t *parse_input(char *text, size_t len, const char *endpoint, long fi
             p = eol != NULL ? eol + 1 : end;
             continue;
         }
-        doc = ig_json_parse(p, line_len, JSON_DEPTH_MAX, err, sizeof(err));
-        if (doc == NULL) {
+        doc = line_len <= BATCH_LINE_MAX ? ig_json_parse(p, line_len, JSON_DEPTH_MAX, err,
+                                                         sizeof(err))
+                                         : NULL;
+        if (line_len > BATCH_LINE_MAX) {
+            add_error(errors, "line_too_large",
+                      "A request line may have at most 1000000 bytes (one JetStream message).",
+                      line_no, NULL);
+        } else if (doc == NULL) {
             add_error(errors, "invalid_json_line",
                       "This line is not parseable as valid JSON.", line_no, NULL);
         } else if (check_line(doc, line_no, endpoint, seen, errors) && index >= first &&

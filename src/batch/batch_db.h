@@ -16,6 +16,7 @@ struct sqlite3;
 
 #define BATCH_MAX_LINES 50000  /* requests per batch, as OpenAI */
 #define BATCH_MAX_ERRORS 100   /* line errors reported in a failed batch's errors */
+#define BATCH_LINE_MAX 1000000 /* bytes of a request line: under NATS's default max_payload */
 
 /* A batch to create. */
 struct batch_new {

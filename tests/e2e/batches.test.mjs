@@ -162,6 +162,7 @@ test('a bad input file fails the batch with one error per bad line', async (t) =
       { ...chatLine(2), custom_id: 'req-0' },
       { ...chatLine(3), url: '/v1/embeddings' },
       { ...chatLine(4), method: 'GET' },
+      { ...chatLine(5), body: { ...chatLine(5).body, user: 'x'.repeat(1000000) } }, // > 1 MB
     ];
     const created = await createBatch(client, lines);
     const failed = await waitBatch(client, created.id, ended, deadline(10000), 'batch failed');
@@ -169,7 +170,7 @@ test('a bad input file fails the batch with one error per bad line', async (t) =
     assert.equal(typeof failed.failed_at, 'number');
     assert.equal(failed.output_file_id, null);
     const errors = failed.errors.data.map((e) => [e.line, e.code]);
-    assert.deepEqual(errors, [[2, 'invalid_json_line'], [3, 'duplicate_custom_id'], [4, 'invalid_url'], [5, 'invalid_method']]);
+    assert.deepEqual(errors, [[2, 'invalid_json_line'], [3, 'duplicate_custom_id'], [4, 'invalid_url'], [5, 'invalid_method'], [6, 'line_too_large']]);
   });
 });
 
