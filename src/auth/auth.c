@@ -571,6 +571,36 @@ int auth_identify(struct auth *a, const char *credential, struct auth_caller *ca
     return IG_EINVAL;
 }
 
+int auth_identify_name(struct auth *a, const char *name, struct auth_caller *caller,
+                       struct auth_refusal *r)
+{
+    int64_t now = ig_unix_s();
+
+    memset(caller, 0, sizeof(*caller));
+    if (!a->is_on || (strcmp(name, "admin") == 0 && a->has_admin)) {
+        caller->is_admin = true;
+        snprintf(caller->name, sizeof(caller->name), "%s", a->is_on ? "admin" : "-");
+        return 0;
+    }
+    for (struct auth_state *s = a->all; s != NULL; s = s->next) {
+        if (!s->is_live || strcmp(s->name, name) != 0)
+            continue;
+        if (s->expires_at > 0 && now >= s->expires_at)
+            break;
+        s->refs++;
+        caller->state = s;
+        caller->is_admin = s->is_legacy && !a->has_admin;
+        snprintf(caller->name, sizeof(caller->name), "%s", s->name);
+        return 0;
+    }
+    r->status = 401;
+    r->code = "invalid_api_key";
+    r->retry_after_s = 0;
+    snprintf(r->message, sizeof(r->message), "the API key '%.100s' of this batch is no longer "
+                                             "in force", name);
+    return IG_EINVAL;
+}
+
 bool auth_allows_model(const struct auth_caller *caller, const char *model)
 {
     const struct auth_state *s = caller->state;

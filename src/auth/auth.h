@@ -80,6 +80,12 @@ bool auth_has_admin_token(const struct auth *a);
 int auth_identify(struct auth *a, const char *credential, struct auth_caller *caller,
                   struct auth_refusal *r) IG_WUR;
 
+/* Identifies the caller as the key named NAME ("admin": the admin token, "-": no auth), for
+ * work done on a key's behalf (batches). Returns 0 with CALLER set, or IG_EINVAL with R
+ * (401) when auth is on and no such key is in force (revoked, expired or renamed). */
+int auth_identify_name(struct auth *a, const char *name, struct auth_caller *caller,
+                       struct auth_refusal *r) IG_WUR;
+
 /* Returns whether CALLER may use MODEL (its allow-list; always for admin or no auth). */
 bool auth_allows_model(const struct auth_caller *caller, const char *model);
 

@@ -2,6 +2,7 @@
 #include "model_catalog.h"
 #include "cfg.h"
 #include "cli.h"
+#include "batch.h"
 #include "bus.h"
 #include "gw_app.h"
 #include "http_front.h"
@@ -258,6 +259,8 @@ static int run(struct cfg *cfg, const char *host, int port, const struct worker_
                        : gw_app_listen(ctx.app, host, port, &cause) != 0)
         goto out;
     if (worker == NULL && has_bus && gw_bus_join(ctx.app, &cause) != 0)
+        goto out;
+    if (worker == NULL && batch_svc_start(ctx.app, &cause) != 0)
         goto out;
     sigterm = evsignal_new(ctx.base, SIGTERM, on_signal, &ctx);
     sigint = evsignal_new(ctx.base, SIGINT, on_signal, &ctx);

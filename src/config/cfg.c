@@ -524,6 +524,7 @@ static const struct cfg_field top_fields[] = {
     TOP_FN("storage", cfg_top_storage, 0),
     TOP_FN("budget", cfg_top_budget, 0),
     TOP_FN("nats", cfg_top_nats, 0),
+    TOP_FN("batches", cfg_top_batches, 0),
     TOP_FN("cors", cfg_top_cors, 0),
     TOP_FN("tls", cfg_top_tls, 0),
     {NULL, 0, 0, 0, 0, NULL, 0},
@@ -543,6 +544,7 @@ static struct cfg *cfg_defaults(const char *name)
     cfg->health_check_timeout_s = 120;
     cfg->start_port = 5800;
     cfg->unload_timeout_s = 10;
+    cfg->batches = (struct cfg_batches){.concurrency = 8, .max_file_bytes = 16 << 20};
     cfg->discovery.ctx_size = 4096;
     cfg->discovery.parallel = 4;
     cfg->limits = (struct cfg_limits){.max_body_bytes = 16u << 20,

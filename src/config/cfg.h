@@ -128,6 +128,12 @@ struct cfg_nats {
     int queue_length;    /* requests waiting per model at most; default 1024 */
 };
 
+/* `batches:` the OpenAI Batch API (src/batch, docs/API.md); read at start-up only. */
+struct cfg_batches {
+    int concurrency;    /* lines of this gateway's batches running at once; default 8 */
+    int max_file_bytes; /* largest file accepted by POST /v1/files; default 16 MiB */
+};
+
 /* `cors:` which browser origins may call the API (llama-swap's default: any). */
 struct cfg_cors {
     bool is_enabled;         /* default true; `cors: false` turns CORS handling off */
@@ -258,6 +264,7 @@ struct cfg {
     struct cfg_tls tls;   /* infergate-net */
     struct cfg_cors cors; /* infergate-net */
     struct cfg_nats nats;
+    struct cfg_batches batches;
     /* serve --insecure-no-auth (the command line, never the file): listening beyond loopback
      * without authentication is allowed (infergate-net). */
     bool is_insecure_no_auth;

@@ -146,6 +146,8 @@ void cfg_matrix_clear(struct cfg_matrix *m);
 void cfg_top_models_dir(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
 void cfg_top_engine(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
 void cfg_top_budget(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
+/* cfg_batches.c: the `batches` section. */
+void cfg_top_batches(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
 /* cfg_auth.c: the `auth` and `storage` sections. */
 void cfg_top_auth(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);
 void cfg_top_storage(struct cfg_ctx *ctx, yaml_node_t *key, yaml_node_t *value, void *obj);

@@ -5,6 +5,7 @@
  * in flight or the grace period (limits.shutdown_grace_s) is over, close what is left,
  * then stop every child through the manager and report back.
  */
+#include "batch.h"
 #include "cfg.h"
 #include "gw_internal.h"
 #include "gw_ollama.h"
@@ -27,8 +28,9 @@
 #define STOP_POLL_MS 50
 
 /* A route: exact path, or a prefix when it ends in '/' (something must follow it), or a
- * subtree when it ends in '*' after a '/' (that directory and everything under it); allowed
- * method ("*": any), handler, and who may call it. */
+ * subtree when it ends in '*' after a '/' (that directory and everything under it), or a
+ * path with one "/<asterisk>/" segment standing for any one non-empty segment; allowed method
+ * ("*": any), handler, and who may call it. */
 struct route {
     const char *path;
     const char *method;
@@ -188,6 +190,12 @@ static const struct route routes[] = {
     {"/api/chat", "POST", gw_ollama_chat, GW_KEY},
     {"/api/generate", "POST", gw_ollama_generate, GW_KEY},
     {"/api/embed", "POST", gw_ollama_embed, GW_KEY},
+    {"/v1/files", "*", batch_files_handle, GW_KEY},
+    {"/v1/files/*/content", "GET", batch_files_handle, GW_KEY},
+    {"/v1/files/", "*", batch_files_handle, GW_KEY},
+    {"/v1/batches", "*", batch_api_handle, GW_KEY},
+    {"/v1/batches/*/cancel", "POST", batch_api_handle, GW_KEY},
+    {"/v1/batches/", "GET", batch_api_handle, GW_KEY},
     {"/v1/chat/completions", "POST", gw_proxy_handle, GW_KEY},
     {"/v1/completions", "POST", gw_proxy_handle, GW_KEY},
     {"/v1/embeddings", "POST", gw_proxy_handle, GW_KEY},
@@ -261,6 +269,17 @@ static void note_debug_level(struct gw_app *app, struct http_request *req, enum 
                        http_request_peer(req));
 }
 
+/* Returns whether PATH matches PATTERN, which has one segment "*" at STAR (its '/'). */
+static bool matches_segment(const char *pattern, const char *star, const char *path)
+{
+    size_t head = (size_t)(star - pattern) + 1, seg;
+
+    if (strncmp(pattern, path, head) != 0)
+        return false;
+    seg = strcspn(path + head, "/");
+    return seg > 0 && strcmp(path + head + seg, star + 2) == 0;
+}
+
 /* Dispatches one request by path and method. */
 static void route_request(struct http_request *req, void *arg)
 {
@@ -273,9 +292,11 @@ static void route_request(struct http_request *req, void *arg)
     assign_request_id(app, req);
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         size_t n = strlen(routes[i].path);
+        const char *star = strstr(routes[i].path, "/*/");
         bool is_subtree = routes[i].path[n - 1] == '*';
         bool is_prefix = routes[i].path[n - 1] == '/';
-        if (is_subtree ? strncmp(routes[i].path, path, n - 1) != 0
+        if (star != NULL ? !matches_segment(routes[i].path, star, path)
+            : is_subtree ? strncmp(routes[i].path, path, n - 1) != 0
             : is_prefix ? strncmp(routes[i].path, path, n) != 0 || path[n] == '\0'
                         : strcmp(routes[i].path, path) != 0)
             continue;
@@ -432,6 +453,8 @@ void gw_app_free(struct gw_app *app)
 {
     if (app == NULL)
         return;
+    batch_svc_free(app->batch); /* its lines in flight stay on JetStream for the next start */
+    app->batch = NULL;
     http_server_free(app->server);
     app->server = NULL;
     gw_bus_close(app); /* its tunnels' requests are gone with the server */

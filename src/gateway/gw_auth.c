@@ -9,6 +9,7 @@
  */
 #include "auth.h"
 #include "auth_keys.h"
+#include "batch.h"
 #include "cfg.h"
 #include "gw_internal.h"
 #include "http_server.h"
@@ -77,10 +78,17 @@ bool gw_auth_check(struct gw_app *app, struct http_request *req, enum gw_access 
 {
     struct auth_refusal r;
 
+    char owner[AUTH_NAME_MAX];
+    int rc;
+
     memset(&app->caller, 0, sizeof(app->caller));
     if (level == GW_PUBLIC)
         return true;
-    if (auth_identify(app->auth, credential_of(req), &app->caller, &r) != 0) {
+    /* A batch's line runs as the key that created the batch (src/batch). */
+    rc = batch_svc_internal_owner(app->batch, req, owner, sizeof(owner))
+             ? auth_identify_name(app->auth, owner, &app->caller, &r)
+             : auth_identify(app->auth, credential_of(req), &app->caller, &r);
+    if (rc != 0) {
         http_response_add_header(req, "WWW-Authenticate", "Bearer");
         gw_reply_error(req, r.status, r.message, r.code, 0);
         return false;

@@ -25,6 +25,7 @@ struct gw_engine_scraper;
 struct bus;
 struct bus_tunnels;
 struct gw_workers;
+struct batch_svc;
 struct event;
 struct evbuffer;
 
@@ -67,6 +68,7 @@ struct gw_app {
     struct event *heartbeat;
     char bus_id[65];
     size_t bus_capacity;
+    struct batch_svc *batch; /* the Batch API (src/batch); NULL on a worker */
     struct cfg **old_cfgs; /* replaced by reloads, kept while retiring models use them */
     size_t n_old_cfgs;
     int64_t started_unix_s;

@@ -134,6 +134,40 @@ static const char *const migrations[] = {
     /* 3: which backend served a request, and why (distributed mode). */
     ("ALTER TABLE requests ADD COLUMN backend TEXT;"
      "ALTER TABLE requests ADD COLUMN route TEXT;"),
+    /* 4: the Batch API's files, batches and per-line results (src/batch). */
+    "CREATE TABLE files ("
+    "  id TEXT PRIMARY KEY,"           /* file-... */
+    "  owner TEXT NOT NULL,"           /* the key name that uploaded it (or the batch's) */
+    "  bytes INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  filename TEXT NOT NULL,"
+    "  purpose TEXT NOT NULL"
+    ");"
+    "CREATE TABLE batches ("
+    "  id TEXT PRIMARY KEY,"           /* batch_... */
+    "  owner TEXT NOT NULL,"
+    "  endpoint TEXT NOT NULL,"
+    "  input_file_id TEXT NOT NULL,"
+    "  completion_window TEXT NOT NULL,"
+    "  status TEXT NOT NULL,"
+    "  errors TEXT,"                   /* JSON: OpenAI's errors object, or NULL */
+    "  metadata TEXT,"                 /* JSON object, or NULL */
+    "  output_file_id TEXT,"
+    "  error_file_id TEXT,"
+    "  total INTEGER NOT NULL DEFAULT 0,"    /* requests in the input file */
+    "  enqueued INTEGER NOT NULL DEFAULT 0," /* requests 0..enqueued-1 are on JetStream */
+    "  created_at INTEGER NOT NULL,"
+    "  in_progress_at INTEGER, expires_at INTEGER, finalizing_at INTEGER,"
+    "  completed_at INTEGER, failed_at INTEGER, expired_at INTEGER,"
+    "  cancelling_at INTEGER, cancelled_at INTEGER"
+    ");"
+    "CREATE TABLE batch_results ("
+    "  batch_id TEXT NOT NULL,"
+    "  line INTEGER NOT NULL,"         /* the request's index in the input file, from 0 */
+    "  is_ok INTEGER NOT NULL,"        /* 2xx answer: output file; else the error file */
+    "  result TEXT NOT NULL,"          /* the output line, JSON */
+    "  PRIMARY KEY (batch_id, line)"
+    ") WITHOUT ROWID;",
 };
 
 /* Sets *CAUSE to "PATH: WHAT: SQLite's message". */

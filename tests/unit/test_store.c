@@ -127,10 +127,13 @@ static void test_store_opens_in_wal_mode_with_schema(void **state)
     assert_int_equal(sqlite3_exec(db, "SELECT backend, route FROM keys, usage_hourly, audit, requests, model_events",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "SELECT f.purpose, b.enqueued, r.result FROM files f, batches b, "
+                                      "batch_results r", NULL, NULL, NULL),
+                     SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &stmt, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(stmt, 0), 3);
+    assert_int_equal(sqlite3_column_int(stmt, 0), 4);
     assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
     sqlite3_finalize(stmt);
     sqlite3_close(db);
