@@ -135,6 +135,8 @@ uint64_t tunnel_probe_after(const struct bus_tunnels *t, const struct tunnel *tn
 
 void bus_tunnels_reconnected(struct bus_tunnels *t)
 {
+    for (struct tunnel *tn = t->linger_head; tn != NULL; tn = tn->next)
+        tunnel_resend_kept(tn);
     for (struct tunnel *tn = t->all; tn != NULL; tn = tn->next) {
         if (t->is_serving)
             tunnel_resend_kept(tn); /* the gateway drops what it had */

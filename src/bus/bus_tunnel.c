@@ -57,6 +57,46 @@ static void undirty(struct tunnel *tn)
     tn->is_dirty = false;
 }
 
+/* Takes TN out of its list: all tunnels, or the lingering ones. */
+static void unlink_tunnel(struct tunnel *tn)
+{
+    struct bus_tunnels *t = tn->owner;
+
+    if (tn->prev != NULL)
+        tn->prev->next = tn->next;
+    else if (tn->is_lingering)
+        t->linger_head = tn->next;
+    else
+        t->all = tn->next;
+    if (tn->next != NULL)
+        tn->next->prev = tn->prev;
+    else if (tn->is_lingering)
+        t->linger_tail = tn->prev;
+    tn->prev = tn->next = NULL;
+}
+
+/* Worker: keeps the ended TN a while for a gateway that missed its answer (the oldest
+ * lingering tunnels go beyond MAX_LINGERING). */
+static void linger(struct tunnel *tn)
+{
+    struct bus_tunnels *t = tn->owner;
+
+    unlink_tunnel(tn);
+    tn->sink = NULL;
+    tn->is_lingering = true;
+    tn->linger_until_ms = ig_now_ms() + LINGER_MS;
+    t->n_open--;
+    t->lingering_bytes += tn->kept_bytes;
+    tn->prev = t->linger_tail;
+    if (t->linger_tail != NULL)
+        t->linger_tail->next = tn;
+    else
+        t->linger_head = tn;
+    t->linger_tail = tn;
+    while (t->lingering_bytes > MAX_LINGERING && t->linger_head != tn)
+        tunnel_free(t->linger_head);
+}
+
 /* Frees TN; its local end is told the end (unless it closed it). */
 void tunnel_free(struct tunnel *tn)
 {
@@ -73,12 +113,7 @@ void tunnel_free(struct tunnel *tn)
         p = &(*p)->next_in_bucket;
     if (*p == tn)
         *p = tn->next_in_bucket;
-    if (tn->prev != NULL)
-        tn->prev->next = tn->next;
-    else
-        t->all = tn->next;
-    if (tn->next != NULL)
-        tn->next->prev = tn->prev;
+    unlink_tunnel(tn);
     if (tn->is_lingering)
         t->lingering_bytes -= tn->kept_bytes;
     else
@@ -185,12 +220,8 @@ static void local_closed(struct tunnel *tn)
 
     if (tn->owner->is_serving) {
         send_end(tn);
-        if (tn->kept != NULL && tn->owner->lingering_bytes + tn->kept_bytes <= MAX_LINGERING) {
-            tn->sink = NULL; /* kept a while, for a gateway that missed the answer */
-            tn->is_lingering = true;
-            tn->linger_until_ms = ig_now_ms() + LINGER_MS;
-            tn->owner->lingering_bytes += tn->kept_bytes;
-            tn->owner->n_open--;
+        if (tn->kept != NULL && tn->kept_bytes <= MAX_LINGERING) {
+            linger(tn);
             return;
         }
     } else if (!tn->is_peer_ended) {
@@ -388,10 +419,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 
     for (tn = t->all; tn != NULL; tn = next) {
         next = tn->next;
-        if (t->is_serving && tn->is_lingering) {
-            if (now >= tn->linger_until_ms)
-                tunnel_free(tn);
-        } else if (t->is_serving) {
+        if (t->is_serving) {
             if (tn->keepalive_ms > 0 && !tn->has_sent_end &&
                 now - tn->last_out_ms >= tn->keepalive_ms)
                 tunnel_keep_alive(tn);
@@ -404,6 +432,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
             tunnel_acknowledge(tn);
         }
     }
+    while (t->linger_head != NULL && now >= t->linger_head->linger_until_ms)
+        tunnel_free(t->linger_head);
 }
 
 /* Starts the sweep of T if it is not running; 0 or IG_ENOMEM. */
@@ -459,6 +489,8 @@ void bus_tunnels_free(struct bus_tunnels *t)
         return;
     while (t->all != NULL)
         tunnel_free(t->all);
+    while (t->linger_head != NULL)
+        tunnel_free(t->linger_head);
     if (t->sweep != NULL)
         event_free(t->sweep);
     event_free(t->flush_ev);

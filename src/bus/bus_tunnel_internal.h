@@ -16,7 +16,7 @@ struct bus_msg;
 struct event;
 struct evbuffer;
 
-#define N_BUCKETS 1024
+#define N_BUCKETS 16384
 #define MIN_PART (64u << 10)
 #define HEADERS_ROOM 512 /* of a message's payload, kept for its headers */
 #define SUBJECT_MAX 192
@@ -66,7 +66,7 @@ struct tunnel {
     bool is_resyncing;              /* gateway: asked for a resend, nothing heard since */
     uint64_t resync_ms;
     struct tunnel *next_in_bucket;
-    struct tunnel *prev, *next;     /* all tunnels */
+    struct tunnel *prev, *next;     /* in ALL, or in the lingering list */
     struct tunnel *next_dirty;
 };
 
@@ -79,6 +79,7 @@ struct bus_tunnels {
     struct tunnel *all;
     size_t n_open;         /* tunnels in use (lingering ones are not) */
     size_t lingering_bytes;
+    struct tunnel *linger_head, *linger_tail; /* worker: ended tunnels, oldest first */
     struct event *sweep;   /* stall deadlines (gateway), keep-alives (worker) */
     unsigned stall_ms;     /* gateway: a tunnel silent this long ends; 0: never */
     /* Worker side. */
