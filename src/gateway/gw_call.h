@@ -46,6 +46,7 @@ struct gw_call {
     struct gw_ollama_up *ollama_up; /* api: ollama: the translation to the upstream (owned) */
     bool has_model;      /* acquired: sup_release() owed */
     bool is_on_worker;   /* sent to WORKER: gw_workers_end() owed */
+    bool is_passthrough_stream; /* any answer is streamed as it comes, with no watchdog */
     unsigned n_tries;    /* backends tried (a worker's failure before any byte moves on) */
     const char *route_reason;   /* why this backend, static; NULL: the only one */
     uint64_t prefix_hash;       /* of the prompt's start (prefix-affinity) */

@@ -67,7 +67,7 @@ void gw_proxy_upstream(struct gw_app *app, struct http_request *req)
 }
 
 void gw_forward_to_worker(struct gw_app *app, struct http_request *req,
-                          const struct cfg_model *mc, const char *path)
+                          const struct cfg_model *mc, const char *path, bool is_stream)
 {
     struct gw_call *call = gw_call_new(app, req, NULL, mc);
 
@@ -77,5 +77,6 @@ void gw_forward_to_worker(struct gw_app *app, struct http_request *req,
     }
     call->body = http_request_body(req, &call->body_len);
     call->upstream_path = path;
+    call->is_passthrough_stream = is_stream;
     gw_call_dispatch(call);
 }

@@ -240,9 +240,10 @@ void gw_ui_handle(struct gw_app *app, struct http_request *req);
 void gw_proxy_upstream(struct gw_app *app, struct http_request *req);
 
 /* Passes REQ (its method and body) to PATH on the worker the router picks for model MC, a
- * model only workers serve (borrowed from the registry), and answers what it answers. */
+ * model only workers serve (borrowed from the registry), and answers what it answers; as
+ * it comes when IS_STREAM (a log stream), else once complete unless it is SSE. */
 void gw_forward_to_worker(struct gw_app *app, struct http_request *req,
-                          const struct cfg_model *mc, const char *path);
+                          const struct cfg_model *mc, const char *path, bool is_stream);
 
 /* Opens the database (storage.path or the default) and the key table; 0 or IG_EIO (*CAUSE). */
 int gw_auth_open(struct gw_app *app, char **cause) IG_WUR;

@@ -10,6 +10,7 @@
  */
 #include "cfg.h"
 #include "gw_internal.h"
+#include "gw_workers.h"
 #include "http_server.h"
 #include "ig_log.h"
 #include "sup_manager.h"
@@ -303,6 +304,10 @@ void gw_logs_stream(struct gw_app *app, struct http_request *req)
             gw_reply_error(req, 500, "out of memory", "internal_error", 0);
             return;
         }
+    } else if (gw_workers_model(app->workers, name) != NULL) {
+        free(r); /* a model only workers serve: the stream of the worker the router picks */
+        gw_forward_to_worker(app, req, gw_workers_model(app->workers, name), path, true);
+        return;
     } else {
         free(r);
         gw_reply_error(req, 400, "invalid logger: use 'proxy', 'upstream' or a model's id",

@@ -172,7 +172,8 @@ static struct sup_model *model_from_body(struct gw_app *app, struct http_request
         gw_reply_error(req, 400, "you must provide a model parameter", "missing_model", 0);
     else if ((m = sup_find(app->mgr, name)) == NULL && remote_path != NULL &&
              gw_workers_model(app->workers, name) != NULL)
-        gw_forward_to_worker(app, req, gw_workers_model(app->workers, name), remote_path);
+        gw_forward_to_worker(app, req, gw_workers_model(app->workers, name), remote_path,
+                             false);
     else if (m == NULL && remote_path != NULL && gw_workers_has_seen(app->workers, name)) {
         snprintf(msg, sizeof(msg), "The model `%.200s` is served by workers, and none is up now",
                  name);

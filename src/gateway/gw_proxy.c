@@ -114,12 +114,13 @@ static void on_up_headers(struct upstream_req *ureq, int status, const char *ct,
     call_log(call, "upstream answered %d (%s)", status, call->content_type);
     if (call->is_on_worker && status == 429)
         return; /* a busy worker: the request goes elsewhere (worker_failed()) */
-    if (ct != NULL && strncasecmp(ct, "text/event-stream", 17) == 0) {
+    if ((ct != NULL && strncasecmp(ct, "text/event-stream", 17) == 0) ||
+        call->is_passthrough_stream) {
         call->is_streaming = true;
         call->answered_status = status;
         http_stream_start(call->req, status,
                           call->xlate != NULL ? call->xlate->stream_type : call->content_type);
-        if (call->app->cfg->limits.watchdog_s > 0)
+        if (call->app->cfg->limits.watchdog_s > 0 && !call->is_passthrough_stream)
             call->watchdog = evtimer_new(call->app->base, on_watchdog, call);
         watchdog_arm(call);
     }

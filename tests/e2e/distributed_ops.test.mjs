@@ -3,7 +3,8 @@
 // another worker (busy, not a failure); a model whose workers are all gone answers 503
 // model_unavailable until one rejoins; requests wait at the gateway while every worker is
 // busy; a worker that goes silent mid-request (SIGSTOP) ends the request at the tunnel's
-// stall deadline; /workers, /running, /metrics and /models/load reach remote models.
+// stall deadline; /workers, /running, /metrics, /models/load and /logs/stream reach remote
+// models.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
@@ -195,7 +196,7 @@ test('every worker busy: requests wait at the gateway for room (bounded in time 
   });
 });
 
-test('/workers, /running, /metrics and /models/load reach the models on workers', async (t) => {
+test('/workers, /running, /metrics, /models/load and /logs/stream reach the models on workers', async (t) => {
   const dir = await tempDir(t);
   const nats = await startNats(t);
   const w1 = await startWorker(t, dir, nats.url, 'w1');
@@ -234,6 +235,26 @@ test('/workers, /running, /metrics and /models/load reach the models on workers'
     assert.deepEqual([load.json.success, load.json.model, load.json.state], [true, 'cold', 'ready']);
     await waitFor(async () => (await gw.json('/running')).running.some((r) => r.model === 'cold' && r.worker === 'w2'), { timeoutMs: deadline(5000), message: 'cold running on w2' });
     assert.equal(assertErrorShape(assert, await rawRequest({ port: gw.port, method: 'POST', path: '/models/load', body: { model: 'nowhere' } }), 404).code, 'model_not_found');
+
+    // /logs/stream/cold: the model's log on the worker that runs it, streamed as it comes
+    // (plain text and SSE): its history holds the fake's start-up line.
+    for (const accept of ['text/plain', 'text/event-stream']) {
+      const abort = new AbortController();
+      const logs = await fetch(`${gw.url}/logs/stream/cold`, { headers: { accept }, signal: abort.signal });
+      assert.equal(logs.status, 200);
+      assert.ok(logs.headers.get('content-type').startsWith(accept), logs.headers.get('content-type'));
+      const reader = logs.body.getReader();
+      let seen = '';
+      await withTimeout((async () => {
+        while (!/listening on/.test(seen)) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          seen += Buffer.from(value).toString('utf8');
+        }
+      })(), deadline(5000), `the worker's log of cold (${accept})`);
+      abort.abort();
+      assert.match(seen, /listening on/);
+    }
 
     // /metrics: each worker's own metrics, read through a tunnel, renamed and labelled (w2
     // swapped m out for cold: one model at a time, as llama-swap does without groups).
