@@ -57,6 +57,10 @@ struct cfg_model {
      * the peer's own model name (use_model_name) upstream. */
     char *peer;
     struct cfg_strv aliases;
+    /* backends: several http(s) base URLs serving this model (no cmd), routed between with
+     * the routing strategy and a circuit breaker each; proxy is the first when not given. */
+    struct cfg_strv backends;
+    char *strategy; /* routing between its backends; NULL: nats.strategy, else least-loaded */
     struct cfg_strv env; /* "KEY=VALUE" entries */
     /* Seconds idle before unload, 0 = never. llama-swap semantics, resolved at load time:
      * `ttl: -1` or no ttl takes globalTTL (itself 0 = never by default), `ttl: 0` never

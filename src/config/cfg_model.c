@@ -46,6 +46,8 @@ void cfg_model_clear(struct cfg_model *m)
     free(m->ca_file);
     free(m->peer);
     cfg_strv_clear(&m->aliases);
+    cfg_strv_clear(&m->backends);
+    free(m->strategy);
     cfg_strv_clear(&m->env);
     cfg_strv_clear(&m->strip_params);
     json_decref(m->set_params);
@@ -92,6 +94,22 @@ static void finish_model(struct cfg_ctx *ctx, struct cfg_model *m, struct model_
 {
     bool has_bad_cmd = m->cmd == NULL && cfg_map_get(ctx, w->map, "cmd") != NULL;
 
+    for (size_t i = 0; i < m->backends.len; i++)
+        if (strncmp(m->backends.items[i], "http://", 7) != 0 &&
+            strncmp(m->backends.items[i], "https://", 8) != 0)
+            cfg_error(ctx, cfg_map_get(ctx, w->map, "backends"),
+                      "backends: must be http:// or https:// URLs, got '%s'",
+                      m->backends.items[i]);
+    if (m->backends.len > 0 && cfg_map_get(ctx, w->map, "cmd") != NULL)
+        cfg_error(ctx, cfg_map_get(ctx, w->map, "backends"),
+                  "model '%s': backends are servers of their own: no cmd with them", m->id);
+    if (m->strategy != NULL && !cfg_strategy_valid(m->strategy))
+        cfg_error(ctx, cfg_map_get(ctx, w->map, "strategy"),
+                  "strategy: least-loaded, round-robin, priority or prefix-affinity, got '%s'",
+                  m->strategy);
+    if (m->backends.len > 0 && m->proxy == NULL &&
+        (m->proxy = strdup(m->backends.items[0])) == NULL)
+        ctx->is_oom = true;
     if (has_bad_cmd) {
         /* the cmd's own error is already recorded */
     } else if (m->proxy == NULL && m->cmd == NULL) {

@@ -539,6 +539,8 @@ const struct cfg_field cfg_model_fields[] = {
     MODEL_FN("cmdStop", field_cmd_stop, 0),
     MODEL_STR("proxy", proxy),
     {"aliases", CFG_F_STRV, offsetof(struct cfg_model, aliases), 0, 0, NULL, 0},
+    {"backends", CFG_F_STRV, offsetof(struct cfg_model, backends), 0, 0, NULL, 0},
+    MODEL_STR("strategy", strategy),
     MODEL_FN("env", field_env, 0),
     MODEL_FN("checkEndpoint", field_check_endpoint, 0),
     {"ttl", CFG_F_INT, offsetof(struct cfg_model, ttl_s), -1, CFG_MAX_SECONDS, NULL, 0},

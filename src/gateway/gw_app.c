@@ -7,6 +7,7 @@
  */
 #include "batch.h"
 #include "cfg.h"
+#include "gw_backends.h"
 #include "gw_internal.h"
 #include "gw_ollama.h"
 #include "http_front.h"
@@ -352,6 +353,7 @@ struct gw_app *gw_app_new(struct event_base *base, struct cfg *cfg, char **cause
     opt.idle_timeout_s = cfg->limits.idle_timeout_s;
     app->server = http_server_new(base, &opt, route_request, app);
     app->pool = upstream_pool_new(base);
+    app->backends = gw_backends_new();
     if (app->server == NULL || app->pool == NULL) {
         if (cause != NULL)
             *cause = strdup("out of memory");
@@ -470,6 +472,7 @@ void gw_app_free(struct gw_app *app)
     gw_auth_close(app);
     gw_stats_free(app->stats);
     upstream_pool_free(app->pool);
+    gw_backends_free(app->backends);
     if (app->stop_timer != NULL)
         event_free(app->stop_timer);
     for (size_t i = 0; i < app->n_old_cfgs; i++)

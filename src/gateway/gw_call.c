@@ -1,5 +1,6 @@
 /* One proxied call's life-cycle bookkeeping (gw_call.h). */
 #include "gw_call.h"
+#include "gw_backends.h"
 
 #include "cfg.h"
 #include "gw_ollama_up.h"
@@ -54,7 +55,9 @@ static void call_record(struct gw_call *call)
         .duration_ms = (int64_t)(ig_now_ms() - call->arrived_ms),
         .bytes_in = call->bytes_in,
         .bytes_out = call->bytes_out,
-        .backend = call->worker[0] != '\0' ? call->worker : "local",
+        .backend = call->worker[0] != '\0'        ? call->worker
+                   : call->backend_url[0] != '\0' ? call->backend_url
+                                                  : "local",
         .route = call->route_reason,
     };
 
@@ -161,6 +164,9 @@ void gw_call_free(struct gw_call *call)
     if (call->is_on_worker) /* ended without a verdict on the worker (client gone) */
         gw_workers_end(call->app->workers, call->worker, gw_call_cfg(call)->id, GW_WORKER_LEFT,
                        -1);
+    if (call->is_on_backend)
+        gw_backends_end(call->app->backends, gw_call_cfg(call)->id, call->backend_url,
+                        GW_WORKER_LEFT, -1);
     if (call->response != NULL)
         evbuffer_free(call->response);
     if (call->watchdog != NULL)

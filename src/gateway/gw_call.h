@@ -46,6 +46,7 @@ struct gw_call {
     struct gw_ollama_up *ollama_up; /* api: ollama: the translation to the upstream (owned) */
     bool has_model;      /* acquired: sup_release() owed */
     bool is_on_worker;   /* sent to WORKER: gw_workers_end() owed */
+    bool is_on_backend;  /* sent to BACKEND_URL: gw_backends_end() owed */
     bool is_passthrough_stream; /* any answer is streamed as it comes, with no watchdog */
     unsigned n_tries;    /* backends tried (a worker's failure before any byte moves on) */
     const char *route_reason;   /* why this backend, static; NULL: the only one */
@@ -84,7 +85,9 @@ struct gw_call {
     char failure[256]; /* the upstream failure, kept for the recheck */
     char url[GW_CALL_MAX_URL];
     char worker[65];           /* the worker serving it, "" when local */
-    char tried[GW_CALL_MAX_TRIES][65]; /* workers that failed it or refused it busy */
+    char backend_url[GW_CALL_MAX_URL]; /* the URL backend serving it (backends:), or "" */
+    char tried[GW_CALL_MAX_TRIES][65]; /* backends that failed it or refused it busy: worker
+                                        * ids, "url:<hash>" for URL backends */
     bool tried_busy[GW_CALL_MAX_TRIES]; /* that one refused it busy (it may take it later) */
 };
 

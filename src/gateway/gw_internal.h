@@ -65,6 +65,7 @@ struct gw_app {
     struct bus *bus;
     struct bus_tunnels *tunnels;
     struct gw_workers *workers;
+    struct gw_backends *backends; /* the URL backends of models with `backends:` */
     struct event *heartbeat;
     char bus_id[65];
     size_t bus_capacity;

@@ -16,6 +16,7 @@
  */
 #include "cfg.h"
 #include "gguf_meta.h"
+#include "gw_backends.h"
 #include "gw_call.h"
 #include "gw_ollama_up.h"
 #include "gw_route.h"
@@ -112,8 +113,8 @@ static void on_up_headers(struct upstream_req *ureq, int status, const char *ct,
     snprintf(call->content_type, sizeof(call->content_type), "%s",
              ct != NULL ? ct : "application/json");
     call_log(call, "upstream answered %d (%s)", status, call->content_type);
-    if (call->is_on_worker && status == 429)
-        return; /* a busy worker: the request goes elsewhere (worker_failed()) */
+    if ((call->is_on_worker || call->is_on_backend) && status == 429)
+        return; /* a busy backend: the request goes elsewhere (worker_failed()) */
     if ((ct != NULL && strncasecmp(ct, "text/event-stream", 17) == 0) ||
         call->is_passthrough_stream) {
         call->is_streaming = true;
@@ -259,8 +260,15 @@ static void on_recheck(evutil_socket_t fd, short what, void *arg)
         fail_call(call, IG_EIO, call->failure);
 }
 
+/* Writes the id by which a call remembers URL backend URL among those it tried. */
+static void backend_id(const char *url, char *out, size_t size)
+{
+    snprintf(out, size, "url:%016llx",
+             (unsigned long long)ig_fnv1a(url, strlen(url), IG_FNV1A_INIT));
+}
+
 /*
- * A worker's transfer ended with RC: tells the registry; when the worker failed before any
+ * A worker's or URL backend's transfer ended with RC: tells the registry; when the worker failed before any
  * byte of an answer (gone, cut) or refused it busy, sends CALL to another backend and
  * returns true. Busy is the worker at its capacity (its tunnel answers 429, bus_tunnel.h)
  * or the model at its concurrencyLimit there (429 as well): never a failure of the worker.
@@ -275,17 +283,29 @@ static bool worker_failed(struct gw_call *call, int rc, const char *message)
                                      : rc != 0 || call->status == 504 ? GW_WORKER_FAILED
                                                                       : GW_WORKER_OK;
 
-    call->is_on_worker = false;
-    gw_workers_end(call->app->workers, call->worker, gw_call_cfg(call)->id, outcome,
-                   is_busy ? -1 : call->ttft_ms);
+    char id[sizeof(call->tried[0])];
+
+    if (call->is_on_backend) {
+        call->is_on_backend = false;
+        gw_backends_end(call->app->backends, gw_call_cfg(call)->id, call->backend_url, outcome,
+                        is_busy ? -1 : call->ttft_ms);
+        backend_id(call->backend_url, id, sizeof(id));
+    } else {
+        call->is_on_worker = false;
+        gw_workers_end(call->app->workers, call->worker, gw_call_cfg(call)->id, outcome,
+                       is_busy ? -1 : call->ttft_ms);
+        snprintf(id, sizeof(id), "%s", call->worker);
+    }
     if (!is_early || (!is_busy && call->n_tries >= GW_CALL_MAX_TRIES))
         return false;
     if (call->n_tries < GW_CALL_MAX_TRIES) { /* busy ones beyond: the registry knows them full */
         call->tried_busy[call->n_tries] = is_busy;
-        snprintf(call->tried[call->n_tries++], sizeof(call->tried[0]), "%s", call->worker);
+        snprintf(call->tried[call->n_tries++], sizeof(call->tried[0]), "%s", id);
     }
     ig_log_request(IG_LOG_WARN, call->request_id,
-                   "worker %s %s (%s); trying another backend of model %s", call->worker,
+                   "%s %s %s (%s); trying another backend of model %s",
+                   call->backend_url[0] != '\0' ? "backend" : "worker",
+                   call->backend_url[0] != '\0' ? call->backend_url : call->worker,
                    is_busy ? "is busy" : "did not answer",
                    is_busy ? "429" : message != NULL ? message : "no answer",
                    gw_call_cfg(call)->id);
@@ -305,7 +325,7 @@ static void on_up_done(struct upstream_req *ureq, int rc, const char *message, v
     (void)ureq;
 
     call->ureq = NULL;
-    if (call->is_on_worker && worker_failed(call, rc, message))
+    if ((call->is_on_worker || call->is_on_backend) && worker_failed(call, rc, message))
         return;
     if (rc == 0) {
         call->is_success = call->status > 0 && call->status < 400;
@@ -370,7 +390,7 @@ static void start_upstream(struct gw_call *call)
     char accept_header[256], ctype_header[256] = "Content-Type: application/json";
     char worker_base[96], id_header[32 + GW_REQUEST_ID_MAX];
     const char *headers[5] = {ctype_header, NULL, NULL, NULL, NULL};
-    const char *base = mc->proxy;
+    const char *base = call->backend_url[0] != '\0' ? call->backend_url : mc->proxy;
     struct upstream_spec spec = {0};
     const struct upstream_callbacks *cbs = &callbacks;
     void *cb_arg = call;
@@ -589,22 +609,34 @@ enum route_result {
 static enum route_result route_call(struct gw_call *call)
 {
     struct gw_route_cand cand[GW_MAX_CANDIDATES + 1];
-    const char *ids[GW_MAX_CANDIDATES + 1];
+    const char *ids[GW_MAX_CANDIDATES + 1], *urls[GW_MAX_CANDIDATES + 1] = {NULL};
+    char url_ids[GW_MAX_CANDIDATES][sizeof(call->tried[0])];
+    const struct cfg_model *mc = gw_call_cfg(call);
     struct gw_app *app = call->app;
+    bool has_backends = mc->backends.len > 0 && app->backends != NULL;
     size_t n = 0;
     int pick;
 
-    call->worker[0] = '\0';
-    if (app->workers == NULL) /* no bus: the local model, the fast path */
+    call->worker[0] = call->backend_url[0] = '\0';
+    if (app->workers == NULL && !has_backends) /* the local model, the fast path */
         return call->model != NULL ? ROUTE_OK : ROUTE_NONE;
-    if (call->model != NULL) {
+    if (call->model != NULL && !has_backends) {
         struct sup_model_info info;
         sup_model_info(call->model, &info);
         cand[n] = (struct gw_route_cand){.is_ready = info.state == SUP_READY,
                                          .load = info.in_flight + (int)info.waiting};
         ids[n++] = NULL;
     }
-    n += gw_workers_candidates(app->workers, gw_call_cfg(call)->id, ids + n, cand + n, GW_MAX_CANDIDATES);
+    if (has_backends) {
+        size_t got = gw_backends_candidates(app->backends, mc, urls + n, cand + n,
+                                            GW_MAX_CANDIDATES - n);
+        for (size_t i = n; i < n + got; i++) {
+            backend_id(urls[i], url_ids[i], sizeof(url_ids[i]));
+            ids[i] = url_ids[i];
+        }
+        n += got;
+    }
+    n += gw_workers_candidates(app->workers, mc->id, ids + n, cand + n, GW_MAX_CANDIDATES - n);
     for (size_t i = 0; i < n; i++) {
         for (unsigned t = 0; ids[i] != NULL && t < call->n_tries; t++) {
             if (strcmp(ids[i], call->tried[t]) != 0)
@@ -615,15 +647,23 @@ static enum route_result route_call(struct gw_call *call)
                 cand[i].is_excluded = true;
         }
     }
-    pick = gw_route_pick(gw_strategy_from_name(app->cfg->nats.strategy), cand, n,
+    pick = gw_route_pick(gw_strategy_from_name(mc->strategy != NULL ? mc->strategy
+                                                                    : app->cfg->nats.strategy),
+                         cand, n,
                          call->prefix_hash, &app->route_rotor, &call->route_reason);
     if (pick < 0)
         return ROUTE_NONE;
-    if (ids[pick] != NULL && cand[pick].is_full && !cand[pick].is_tripped)
+    if (urls[pick] != NULL) {
+        if (strlen(urls[pick]) >= sizeof(call->backend_url))
+            return ROUTE_NONE;
+        snprintf(call->backend_url, sizeof(call->backend_url), "%s", urls[pick]);
+    } else if (ids[pick] != NULL && cand[pick].is_full && !cand[pick].is_tripped) {
         return ROUTE_FULL; /* the best there is is full: every backend is */
-    if (ids[pick] != NULL)
+    } else if (ids[pick] != NULL) {
         snprintf(call->worker, sizeof(call->worker), "%s", ids[pick]);
-    call_log(call, "routed to %s (%s)", ids[pick] != NULL ? ids[pick] : "the local model",
+    }
+    call_log(call, "routed to %s (%s)",
+             urls[pick] != NULL ? urls[pick] : ids[pick] != NULL ? ids[pick] : "the local model",
              call->route_reason);
     return ROUTE_OK;
 }
@@ -701,6 +741,15 @@ static void dispatch_call(struct gw_call *call)
     }
     case ROUTE_OK:
         break;
+    }
+    if (call->backend_url[0] != '\0') { /* a URL backend: its own server, always up */
+        call->is_on_backend = true;
+        gw_backends_begin(call->app->backends, gw_call_cfg(call)->id, call->backend_url);
+        if (call->queue_ms < 0)
+            call->queue_ms = (int64_t)(ig_now_ms() - call->dispatched_ms);
+        call->status = 0;
+        start_upstream(call);
+        return;
     }
     if (call->worker[0] != '\0') {
         call->is_on_worker = true;

@@ -11,6 +11,7 @@
  * HELP and TYPE, as the text format requires.
  */
 #include "bus_tunnel.h"
+#include "gw_backends.h"
 #include "gw_internal.h"
 #include "gw_workers.h"
 #include "http_server.h"
@@ -31,8 +32,12 @@
 
 void gw_workers_handle(struct gw_app *app, struct http_request *req)
 {
-    gw_reply_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data",
-                                      gw_workers_json(app->workers)));
+    json_t *backends = json_array();
+
+    gw_backends_json(app->backends, backends); /* the models' URL backends, as routed */
+    gw_reply_json(req, 200, json_pack("{s:s, s:o, s:o}", "object", "list", "data",
+                                      gw_workers_json(app->workers), "backends",
+                                      backends != NULL ? backends : json_null()));
 }
 
 /* One worker's /metrics being read. */

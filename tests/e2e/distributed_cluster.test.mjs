@@ -50,7 +50,9 @@ async function nodesOf(nodes, prefix) {
   const out = [];
   for (const n of nodes.filter((x) => x.isRunning())) {
     const connz = await monitor(n.http, '/connz?limit=1024');
-    if ((connz.connections ?? []).some((c) => (c.name ?? '').startsWith(prefix))) out.push(n);
+    // A gateway's batch queue has a connection of its own, "<name>-batches": not the bus's.
+    const named = (c) => (c.name ?? '').startsWith(prefix) && !(c.name ?? '').endsWith('-batches');
+    if ((connz.connections ?? []).some(named)) out.push(n);
   }
   return out;
 }
