@@ -55,6 +55,7 @@ struct state_change {
 /* The socket watch cnats asks for (any thread); the loop makes its events match. */
 struct io_wish {
     int fd; /* -1: detached */
+    unsigned gen; /* bumped per attach: a new socket may reuse the old one's number */
     bool want_read;
     bool want_write;
 };
@@ -81,6 +82,7 @@ struct bus {
     struct event *read_ev;    /* on io_fd */
     struct event *write_ev;   /* on io_fd, only while a write is partial */
     int io_fd;
+    unsigned io_gen;          /* the attach the events were made for */
     bool is_reading;          /* read_ev is added */
     struct bus_sub **subs;
     size_t n_subs;
@@ -159,13 +161,14 @@ static void apply_io(struct bus *bus)
     pthread_mutex_lock(&bus->inbox->lock);
     io = bus->inbox->io;
     pthread_mutex_unlock(&bus->inbox->lock);
-    if (io.fd != bus->io_fd) {
+    if (io.fd != bus->io_fd || io.gen != bus->io_gen) {
         if (bus->read_ev != NULL)
             event_free(bus->read_ev);
         if (bus->write_ev != NULL)
             event_free(bus->write_ev);
         bus->read_ev = bus->write_ev = NULL;
         bus->io_fd = io.fd;
+        bus->io_gen = io.gen;
         bus->is_reading = false;
         if (io.fd >= 0) {
             bus->read_ev = event_new(bus->base, io.fd, EV_READ | EV_PERSIST, on_readable, bus);
@@ -198,6 +201,8 @@ static void wish_io(struct inbox *inbox, int fd, int read, int write)
     pthread_mutex_lock(&inbox->lock);
     if (fd != IO_KEEP)
         inbox->io.fd = fd;
+    if (fd >= 0)
+        inbox->io.gen++; /* an attach */
     if (read >= 0)
         inbox->io.want_read = read;
     if (write >= 0)
@@ -541,6 +546,7 @@ void bus_free(struct bus *bus)
         free(bus->subs[i]);
     }
     if (bus->nc != NULL) {
+        natsConnection_ProcessWriteEvent(bus->nc); /* what this turn published (cancels, ends) */
         natsConnection_Close(bus->nc);
         natsConnection_Destroy(bus->nc);
     }

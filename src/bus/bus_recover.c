@@ -113,10 +113,12 @@ void tunnel_acknowledge(struct tunnel *tn)
 /* Worker: tells the gateway that TN is still being worked on. */
 void tunnel_keep_alive(struct tunnel *tn)
 {
-    struct bus_header h[2] = {{"Ig-Id", tn->id}, {"Ig-Alive", "1"}};
+    char got[24];
+    struct bus_header h[3] = {{"Ig-Id", tn->id}, {"Ig-Alive", "1"}, {"Ig-Got", got}};
 
+    snprintf(got, sizeof(got), "%llu", tn->in_seq); /* parts of the request received */
     tn->last_out_ms = ig_now_ms();
-    if (bus_publish(tn->owner->bus, tn->out_subject, NULL, h, 2, NULL, 0) != 0)
+    if (bus_publish(tn->owner->bus, tn->out_subject, NULL, h, 3, NULL, 0) != 0)
         ig_debug("nats: cannot keep %s alive", tn->id);
 }
 
@@ -164,6 +166,17 @@ void tunnel_control(struct bus_tunnels *t, const struct bus_msg *msg, const char
             if (bus_publish(t->bus, reply, NULL, h, 3, NULL, 0) != 0)
                 ig_debug("nats: cannot answer lost to %s", reply);
         }
+        return;
+    }
+    if (resend != NULL && (unsigned long long)n < tn->out_seq &&
+        (tn->kept == NULL || tn->kept->seq > (unsigned long long)n)) {
+        /* Parts it misses are no longer kept (beyond MAX_RETAINED): the answer cannot be
+         * completed. The gateway cuts it; the request is cancelled here. */
+        struct bus_header h[3] = {{"Ig-Seq", resend}, {"Ig-Id", id}, {"Ig-End", "error"}};
+        ig_warn("nats: tunnel %s: part %s asked again is no longer kept; ending it", id, resend);
+        if (bus_publish(t->bus, tn->out_subject, NULL, h, 3, NULL, 0) != 0)
+            ig_debug("nats: cannot end %s", id);
+        tunnel_free(tn);
         return;
     }
     tunnel_drop_kept(tn, (unsigned long long)n);

@@ -80,9 +80,12 @@ static void unlink_tunnel(struct tunnel *tn)
 static void linger(struct tunnel *tn)
 {
     struct bus_tunnels *t = tn->owner;
+    const struct http_stream_sink *sink = tn->sink;
 
     unlink_tunnel(tn);
     tn->sink = NULL;
+    if (sink != NULL) /* the server still holds it (it refused bytes): tell it the end */
+        sink->on_end(tn->end);
     tn->is_lingering = true;
     tn->linger_until_ms = ig_now_ms() + LINGER_MS;
     t->n_open--;
@@ -218,6 +221,8 @@ static void local_closed(struct tunnel *tn)
 {
     char subject[SUBJECT_MAX];
 
+    if (tn->is_lingering)
+        return; /* ended already */
     if (tn->owner->is_serving) {
         send_end(tn);
         if (tn->kept != NULL && tn->kept_bytes <= MAX_LINGERING) {
@@ -328,7 +333,6 @@ static int take_part(struct tunnel *tn, const struct bus_msg *msg)
     const char *data = bus_msg_data(msg, &len);
     long long n = seq != NULL ? ig_parse_int(seq) : -1;
 
-    tn->last_in_ms = ig_now_ms();
     tn->has_heard = true;
     if (n >= 0 && (unsigned long long)n < tn->in_seq)
         return 0; /* sent again after a reconnect, and it had come */
@@ -345,6 +349,7 @@ static int take_part(struct tunnel *tn, const struct bus_msg *msg)
     }
     tn->in_seq++;
     tn->is_resyncing = false;
+    tn->last_in_ms = ig_now_ms(); /* progress: duplicates and gaps are not (stall deadline) */
     if (end != NULL && strcmp(end, "ok") != 0) {
         ig_log(IG_LOG_INFO, "nats: tunnel %s to %s: %s", tn->id, tn->worker, end);
         if (strcmp(end, "busy") == 0 && !tn->owner->is_serving && !tn->has_input)
@@ -376,6 +381,17 @@ static void on_reply(struct bus *bus, const struct bus_msg *msg, void *arg)
     (void)bus;
 
     if (tn != NULL && bus_msg_header(msg, "Ig-Alive") != NULL) {
+        const char *got = bus_msg_header(msg, "Ig-Got");
+        long long n = got != NULL ? ig_parse_int(got) : -1;
+
+        if (n >= 0 && (unsigned long long)n < tn->out_seq) {
+            /* A part of the request was lost (it is sent once): the worker would wait for it
+             * forever. Cancelled there; with nothing answered yet, it is retried. */
+            ig_warn("nats: tunnel %s: worker %s got %lld of %llu parts of the request; "
+                    "ending it", tn->id, tn->worker, n, tn->out_seq);
+            local_closed(tn);
+            return;
+        }
         tn->last_in_ms = ig_now_ms(); /* the worker is there, still working on it */
         tn->has_heard = true;
         tn->is_resyncing = false;
