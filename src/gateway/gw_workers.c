@@ -310,7 +310,10 @@ const struct cfg_model *gw_workers_model(struct gw_workers *ws, const char *name
 /* Returns whether model M of worker W can take no more requests now. */
 static bool is_full(const struct worker *w, const struct worker_model *m)
 {
-    return w->is_busy || m->is_full ||
+    /* The heartbeat's "busy" was true when it was sent; with the capacity known, the load
+     * estimate (that report corrected by our requests since) says it better: a request of
+     * ours that ended since frees a place at once, not at the next heartbeat. */
+    return (w->is_busy && w->capacity == 0) || m->is_full ||
            (w->capacity > 0 && gw_load_estimate(&w->load) >= w->capacity) ||
            (m->limit > 0 && gw_load_estimate(&m->load) >= m->limit);
 }
@@ -550,7 +553,8 @@ static const char *worker_state(const struct worker *w, uint64_t now)
 {
     if (w->tripped_until_ms > now)
         return "tripped";
-    return w->is_busy || (w->capacity > 0 && gw_load_estimate(&w->load) >= w->capacity)
+    return (w->is_busy && w->capacity == 0) ||
+                   (w->capacity > 0 && gw_load_estimate(&w->load) >= w->capacity)
                ? "busy"
                : "ready";
 }
