@@ -68,10 +68,10 @@ static json_t *batch_json(sqlite3_stmt *st)
     return doc;
 }
 
-json_t *batch_db_get(struct sqlite3 *db, const char *id, const struct batch_who *who)
+json_t *batch_db_get_owned(struct sqlite3 *db, const char *sql, const char *id,
+                           const struct batch_who *who, json_t *(*row)(struct sqlite3_stmt *st))
 {
-    sqlite3_stmt *st = store_stmt(db, "SELECT " BATCH_COLUMNS " FROM batches b WHERE id = ? "
-                                      "AND (owner = ? OR ?)");
+    sqlite3_stmt *st = store_stmt(db, sql);
     json_t *doc = NULL;
 
     if (st == NULL)
@@ -80,9 +80,16 @@ json_t *batch_db_get(struct sqlite3 *db, const char *id, const struct batch_who 
     sqlite3_bind_text(st, 2, who->owner, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 3, who->is_admin);
     if (sqlite3_step(st) == SQLITE_ROW)
-        doc = batch_json(st);
+        doc = row(st);
     sqlite3_reset(st);
     return doc;
+}
+
+json_t *batch_db_get(struct sqlite3 *db, const char *id, const struct batch_who *who)
+{
+    return batch_db_get_owned(db, "SELECT " BATCH_COLUMNS " FROM batches b WHERE id = ? AND "
+                                  "(owner = ? OR ?)",
+                              id, who, batch_json);
 }
 
 int batch_db_insert(struct sqlite3 *db, const struct batch_new *b, const struct batch_who *who)

@@ -156,19 +156,9 @@ static json_t *row_json(sqlite3_stmt *st)
 
 json_t *batch_db_file_get(struct sqlite3 *db, const char *id, const struct batch_who *who)
 {
-    sqlite3_stmt *st = store_stmt(db, "SELECT " FILE_COLUMNS " FROM files WHERE id = ? AND "
-                                      "(owner = ? OR ?)");
-    json_t *doc = NULL;
-
-    if (st == NULL)
-        return NULL;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, who->owner, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 3, who->is_admin);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        doc = row_json(st);
-    sqlite3_reset(st);
-    return doc;
+    return batch_db_get_owned(db, "SELECT " FILE_COLUMNS " FROM files WHERE id = ? AND "
+                                  "(owner = ? OR ?)",
+                              id, who, row_json);
 }
 
 int batch_db_file_read(const char *dir, const char *id, size_t max_bytes, char **data,

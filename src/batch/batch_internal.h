@@ -12,6 +12,7 @@
 
 struct gw_app;
 struct sqlite3;
+struct sqlite3_stmt;
 
 #define BATCH_ID_MAX 64        /* longest file or batch id */
 #define BATCH_PATH_MAX 4096
@@ -43,6 +44,11 @@ int batch_db_file_write(struct sqlite3 *db, const char *dir, const char *id, con
 
 /* Writer thread: returns file ID's object when WHO may see it (caller owns), else NULL. */
 json_t *batch_db_file_get(struct sqlite3 *db, const char *id, const struct batch_who *who);
+
+/* Runs SQL (parameters: ID, the owner, whether WHO is admin) and returns ROW of its first
+ * row (caller owns), or NULL when there is none. */
+json_t *batch_db_get_owned(struct sqlite3 *db, const char *sql, const char *id,
+                           const struct batch_who *who, json_t *(*row)(struct sqlite3_stmt *st));
 
 /* Writer thread: reads the content of file ID under DIR (at most MAX_BYTES) into *DATA
  * (caller frees) and *LEN; 0, IG_ENOENT or IG_ETOOBIG. */
