@@ -101,3 +101,39 @@ cpu_ticks() {
     done
     echo "$total"
 }
+
+# check_path LABEL BASE MODEL: one chat request through BASE (a gateway URL) must succeed
+# before anything is measured. Needs PATH_CC and TMP.
+check_path() {
+    local label=$1 base=$2 model=$3 out code
+    out="$TMP/check-$label.json"
+    code=$(curl -s -o "$out" -w '%{http_code}' --max-time 10 -H 'Content-Type: application/json' \
+        -d "{\"model\":\"$model\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":8}" \
+        "$base$PATH_CC" || true)
+    if [[ "$code" != 200 ]] || ! grep -q '"choices"' "$out"; then
+        echo "$BENCH_NAME: sanity request via $label (model $model) answered HTTP $code:" >&2
+        head -c 500 "$out" >&2 || true
+        echo >&2
+        exit 1
+    fi
+}
+
+# medians PHASE KEY...: prints the MEDIAN lines of PHASE for the targets in TARGETS from the
+# per-round values in VALS["phase/target/key"], and fills MED the same way (both are the
+# caller's associative arrays).
+medians() {
+    local phase=$1 t k line
+    shift
+    for t in "${TARGETS[@]}"; do
+        line="MEDIAN $phase $t"
+        for k in "$@"; do
+            MED[$phase/$t/$k]=$(median <<<"${VALS[$phase/$t/$k]:-}")
+            line+=" $k=${MED[$phase/$t/$k]}"
+        done
+        echo "$line"
+    done
+}
+
+# m KEY: a median of MED ("nan" when missing); met EXPR: MET or NOT_MET.
+m() { echo "${MED[$1]:-nan}"; }
+met() { awk "BEGIN { exit !($1) }" && echo MET || echo NOT_MET; }

@@ -66,7 +66,7 @@ NWORKERS=3
 
 BENCH_NAME=bench-dist
 # shellcheck source=../lib.sh
-source "$ROOT/bench/lib.sh"  # die, cleanup, start_bg, stop_pid, pick_port, wait_http, median
+source "$ROOT/bench/lib.sh"  # die, cleanup, start_bg, ..., check_path, medians, m, met
 
 for tool in wrk node curl awk jq; do
     command -v "$tool" >/dev/null || die "'$tool' is not installed (apt-get install $tool)"
@@ -81,20 +81,6 @@ NATS=$(command -v nats-server || true)
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/infergate-bench-dist.XXXXXX")
 
-# Checks that one POST of MODEL through BASE answers 200 with a completion.
-check_path() {
-    local label=$1 base=$2 model=$3 out code
-    out="$TMP/check-$label.json"
-    code=$(curl -s -o "$out" -w '%{http_code}' --max-time 10 -H 'Content-Type: application/json' \
-        -d "{\"model\":\"$model\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":8}" \
-        "$base$PATH_CC" || true)
-    if [[ "$code" != 200 ]] || ! grep -q '"choices"' "$out"; then
-        echo "$BENCH_NAME: sanity request via $label (model $model) answered HTTP $code:" >&2
-        head -c 500 "$out" >&2 || true
-        echo >&2
-        exit 1
-    fi
-}
 
 # Polls the bus gateway's /v1/models until MODEL is served by N workers (heartbeats arrive
 # once a second), or DEADLINE_S passes.
@@ -253,21 +239,7 @@ run_wrk() {
     VALS[$phase/$target/gwcpu]+="$gwcpu "
 }
 
-declare -A MED # "phase/target/key" -> median
-# medians PHASE KEY...: prints the MEDIAN lines of PHASE for the targets in TARGETS and
-# fills MED.
-medians() {
-    local phase=$1 t k line
-    shift
-    for t in "${TARGETS[@]}"; do
-        line="MEDIAN $phase $t"
-        for k in "$@"; do
-            MED[$phase/$t/$k]=$(median <<<"${VALS[$phase/$t/$k]:-}")
-            line+=" $k=${MED[$phase/$t/$k]}"
-        done
-        echo "$line"
-    done
-}
+declare -A MED # "phase/target/key" -> median (medians() in lib.sh)
 
 # ---- 1a. bus overhead, throughput ------------------------------------------------------
 P1=nonstream_c$CONNS
@@ -339,7 +311,6 @@ echo "PAIRED $P3 tok_s_ratio_3w_vs_1w_per_round=\"${SPAIRED% }\" median=$(median
 echo
 
 # ---- summary ---------------------------------------------------------------------------
-m() { echo "${MED[$1]:-nan}"; }
 row() { printf '%-34s %12s %12s\n' "$1" "$(m "$2/$4/$3")" "$(m "$2/$5/$3")"; }
 echo "== summary (median of $ROUNDS rounds) =="
 printf '%-34s %12s %12s\n' "" direct bus
@@ -373,7 +344,6 @@ gwratio=$(calc "$(m "$P1/direct/gwcpu") / $(m "$P1/bus/gwcpu")")
 echo "RESULT gateway_cpu_us_per_req_bus_vs_direct=$(m "$P1/bus/gwcpu")/$(m "$P1/direct/gwcpu")" \
      "gateway_bound_rps_ratio=$gwratio (c$CONNS)"
 echo "RESULT tok_s_ratio_3w_vs_1w=$scale (median of the per-round ratios ${SPAIRED% }; ideal $NWORKERS)"
-met() { awk "BEGIN { exit !($1) }" && echo MET || echo NOT_MET; }
 echo "TARGET bus_rps_vs_direct value=$ratio goal=>=0.90 $(met "$ratio >= 0.9")"
 echo "TARGET bus_added_p50_ms_c1 value=$add50 goal=<=0.50 $(met "$add50 <= 0.5")"
 echo "TARGET tok_s_scaling_3w_vs_1w value=$scale goal=>=2.80 $(met "$scale >= 2.8")"

@@ -58,7 +58,7 @@ TARGETS=(direct nginx infergate)
 
 BENCH_NAME=bench
 # shellcheck source=../lib.sh
-source "$ROOT/bench/lib.sh"  # die, cleanup, start_bg, stop_pid, pick_port, wait_http, median
+source "$ROOT/bench/lib.sh"  # die, cleanup, start_bg, ..., check_path, medians, m, met
 
 for tool in wrk node curl awk; do
     command -v "$tool" >/dev/null || die "'$tool' is not installed (apt-get install $tool)"
@@ -72,20 +72,6 @@ NGINX=$(command -v nginx || true)
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/infergate-bench.XXXXXX")
 
-# Checks that one POST through BASE answers 200 with a completion.
-check_path() {
-    local label=$1 base=$2 model=$3 out code
-    out="$TMP/check-$label.json"
-    code=$(curl -s -o "$out" -w '%{http_code}' --max-time 10 -H 'Content-Type: application/json' \
-        -d "{\"model\":\"$model\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":8}" \
-        "$base$PATH_CC" || true)
-    if [[ "$code" != 200 ]] || ! grep -q '"choices"' "$out"; then
-        echo "bench: sanity request via $label answered HTTP $code:" >&2
-        head -c 500 "$out" >&2 || true
-        echo >&2
-        exit 1
-    fi
-}
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
@@ -227,20 +213,7 @@ run_wrk() {
     VALS[$phase/$target/cpu]+="$cpu "
 }
 
-declare -A MED # "phase/target/key" -> median
-# Prints the MEDIAN lines of PHASE and fills MED.
-medians() {
-    local phase=$1 t k
-    for t in "${TARGETS[@]}"; do
-        local line="MEDIAN $phase $t"
-        for k in "$@"; do
-            [[ "$k" == "$phase" ]] && continue
-            MED[$phase/$t/$k]=$(median <<<"${VALS[$phase/$t/$k]:-}")
-            line+=" $k=${MED[$phase/$t/$k]}"
-        done
-        echo "$line"
-    done
-}
+declare -A MED # "phase/target/key" -> median (medians() in lib.sh)
 
 # ---- 1. non-streaming throughput -------------------------------------------------------
 P1=nonstream_c$CONNS
@@ -327,7 +300,6 @@ echo "BENCH memory infergate idle_rss_kib=$IDLE_RSS peak_rss_after_load_kib=$LOA
 echo
 
 # ---- summary ---------------------------------------------------------------------------
-m() { echo "${MED[$1]:-nan}"; }
 row() { printf '%-36s %12s %12s %12s\n' "$1" "$(m "$2/direct/$3")" "$(m "$2/nginx/$3")" "$(m "$2/infergate/$3")"; }
 echo "== summary (median of $ROUNDS rounds) =="
 printf '%-36s %12s %12s %12s\n' "" direct nginx infergate
@@ -355,7 +327,6 @@ echo "RESULT added_p50_ms_c1=$add50_c1 added_p99_ms_c1=$(d "$P2/infergate/p99" "
 echo "RESULT added_p50_ms_c$CONNS=$(d "$P1/infergate/p50" "$P1/direct/p50") added_p99_ms_c$CONNS=$(d "$P1/infergate/p99" "$P1/direct/p99") (nginx: $(d "$P1/nginx/p50" "$P1/direct/p50") / $(d "$P1/nginx/p99" "$P1/direct/p99"))"
 echo "RESULT added_ttfb_p50_ms=$(d "$P3/infergate/ttfb_p50_ms" "$P3/direct/ttfb_p50_ms") added_ttfb_p99_ms=$(d "$P3/infergate/ttfb_p99_ms" "$P3/direct/ttfb_p99_ms") (nginx: $(d "$P3/nginx/ttfb_p50_ms" "$P3/direct/ttfb_p50_ms") / $(d "$P3/nginx/ttfb_p99_ms" "$P3/direct/ttfb_p99_ms"))"
 echo "RESULT idle_rss_kib=$IDLE_RSS startup_p50_ms=$STARTUP_MS (spawn+exit of 'infergate version': $EXEC_MS ms)"
-met() { awk "BEGIN { exit !($1) }" && echo MET || echo NOT_MET; }
 echo "TARGET rps_vs_nginx value=$ratio_ngx goal=>=0.90 $(met "$ratio_ngx >= 0.9")"
 ratio_auth=$(median <<<"$TPAIRED")
 echo "RESULT rps_ratio_auth_on_vs_off=$ratio_auth (c$CONNS; cpu us/request on: $(median <<<"${VALS[$P1B/infergate_auth/cpu]}"), off: $(median <<<"${VALS[$P1B/infergate/cpu]}"))"
