@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define MAX_BACKENDS 8        /* a request chooses among at most 16, workers included */
+#define MAX_BACKEND_URL 1024  /* base URL; the request path is appended to it */
+
 /* Per-model loading state. */
 struct model_work {
     yaml_node_t *key, *map;
@@ -100,6 +103,13 @@ static void finish_model(struct cfg_ctx *ctx, struct cfg_model *m, struct model_
             cfg_error(ctx, cfg_map_get(ctx, w->map, "backends"),
                       "backends: must be http:// or https:// URLs, got '%s'",
                       m->backends.items[i]);
+    if (m->backends.len > MAX_BACKENDS)
+        cfg_error(ctx, cfg_map_get(ctx, w->map, "backends"),
+                  "model '%s': at most %d backends", m->id, MAX_BACKENDS);
+    for (size_t i = 0; i < m->backends.len; i++)
+        if (strlen(m->backends.items[i]) > MAX_BACKEND_URL)
+            cfg_error(ctx, cfg_map_get(ctx, w->map, "backends"),
+                      "backends: a URL is at most %d characters", MAX_BACKEND_URL);
     if (m->backends.len > 0 && cfg_map_get(ctx, w->map, "cmd") != NULL)
         cfg_error(ctx, cfg_map_get(ctx, w->map, "backends"),
                   "model '%s': backends are servers of their own: no cmd with them", m->id);

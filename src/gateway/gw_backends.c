@@ -130,6 +130,35 @@ void gw_backends_end(struct gw_backends *bs, const char *model, const char *url,
                                     : (double)ttft_ms;
 }
 
+/* Returns whether CFG's model MODEL lists URL among its backends. */
+static bool is_listed(const struct cfg *cfg, const char *model, const char *url)
+{
+    for (size_t i = 0; i < cfg->n_models; i++)
+        if (strcmp(cfg->models[i].id, model) == 0)
+            for (size_t j = 0; j < cfg->models[i].backends.len; j++)
+                if (strcmp(cfg->models[i].backends.items[j], url) == 0)
+                    return true;
+    return false;
+}
+
+void gw_backends_prune(struct gw_backends *bs, const struct cfg *cfg)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; bs != NULL && i < bs->n; i++) {
+        struct backend *b = &bs->b[i];
+
+        if (b->in_flight > 0 || is_listed(cfg, b->model, b->url)) {
+            bs->b[kept++] = *b;
+            continue;
+        }
+        free(b->model);
+        free(b->url);
+    }
+    if (bs != NULL)
+        bs->n = kept;
+}
+
 void gw_backends_json(const struct gw_backends *bs, void *array)
 {
     uint64_t now = ig_now_ms();

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct cfg;
 struct cfg_model;
 struct gw_backends;
 
@@ -34,6 +35,9 @@ void gw_backends_begin(struct gw_backends *bs, const char *model, const char *ur
 /* It ended with OUTCOME (GW_WORKER_*), TTFT_MS (negative when none) feeding the recent TTFT. */
 void gw_backends_end(struct gw_backends *bs, const char *model, const char *url,
                      enum gw_worker_outcome outcome, int64_t ttft_ms);
+
+/* Forgets the backends no model of CFG lists any more (and with nothing in flight). */
+void gw_backends_prune(struct gw_backends *bs, const struct cfg *cfg);
 
 /* Appends {model, url, in_flight, failures, tripped, ttft_ms} per backend to ARRAY (a
  * jansson array). */

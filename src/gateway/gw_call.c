@@ -141,6 +141,7 @@ struct gw_call *gw_call_new(struct gw_app *app, struct http_request *req,
     ig_utf8_copy(call->endpoint, sizeof(call->endpoint), http_request_path(req));
     ig_utf8_copy(call->client, sizeof(call->client), http_request_peer(req));
     call->content_type[0] = call->failure[0] = call->url[0] = call->worker[0] = '\0';
+    call->backend_url[0] = '\0';
     (void)http_request_body(req, &len);
     call->bytes_in = len;
     call->is_debug = app->is_debug_request;

@@ -279,11 +279,13 @@ static bool worker_failed(struct gw_call *call, int rc, const char *message)
     bool is_busy = rc == 0 && call->status == 429;
     bool is_early = is_busy || (rc != 0 && rc != IG_ETIMEDOUT && call->status == 0 &&
                                 !call->is_streaming);
-    enum gw_worker_outcome outcome = is_busy ? GW_WORKER_BUSY
+    enum gw_worker_outcome outcome = call->is_passthrough_stream ? GW_WORKER_LEFT /* a log */
+                                     : is_busy ? GW_WORKER_BUSY
                                      : rc != 0 || call->status == 504 ? GW_WORKER_FAILED
                                                                       : GW_WORKER_OK;
 
     char id[sizeof(call->tried[0])];
+    bool is_url = call->is_on_backend;
 
     if (call->is_on_backend) {
         call->is_on_backend = false;
@@ -296,7 +298,9 @@ static bool worker_failed(struct gw_call *call, int rc, const char *message)
                        is_busy ? -1 : call->ttft_ms);
         snprintf(id, sizeof(id), "%s", call->worker);
     }
-    if (!is_early || (!is_busy && call->n_tries >= GW_CALL_MAX_TRIES))
+    /* Busy workers beyond the tries wait at the gateway for room; a URL backend's 429 after
+     * them goes to the client (it has no heartbeat saying when it has room again). */
+    if (!is_early || ((!is_busy || is_url) && call->n_tries >= GW_CALL_MAX_TRIES))
         return false;
     if (call->n_tries < GW_CALL_MAX_TRIES) { /* busy ones beyond: the registry knows them full */
         call->tried_busy[call->n_tries] = is_busy;
@@ -351,8 +355,8 @@ static void on_up_done(struct upstream_req *ureq, int rc, const char *message, v
         fail_call(call, rc, message);
         return;
     }
-    if (call->worker[0] != '\0') {
-        fail_call(call, rc, message);
+    if (call->worker[0] != '\0' || call->backend_url[0] != '\0' || !call->has_model) {
+        fail_call(call, rc, message); /* no process of ours died: nothing to restart */
         return;
     }
     if (!sup_model_check_alive(call->model)) {
@@ -427,7 +431,9 @@ static void start_upstream(struct gw_call *call)
     spec.headers = headers;
     spec.body = call->body_len > 0 || strcmp(spec.method, "POST") == 0 ? call->body : NULL;
     spec.body_len = call->body_len;
-    spec.timeout_ms = (long)call->app->cfg->limits.request_timeout_s * 1000;
+    spec.timeout_ms = call->is_passthrough_stream /* a log: as long as its reader stays */
+                          ? 0
+                          : (long)call->app->cfg->limits.request_timeout_s * 1000;
     spec.connect_timeout_ms = 5000;
     spec.api_key = mc->api_key;
     spec.ca_file = mc->ca_file;

@@ -6,6 +6,7 @@
  * after the worker read it).
  */
 #include "cfg.h"
+#include "gw_backends.h"
 #include "gw_internal.h"
 #include "http_front.h"
 #include "http_server.h"
@@ -98,6 +99,7 @@ static int apply(struct gw_app *app, struct cfg *next, struct sup_reload_summary
     warn_restart_only(app->cfg, next);
     app->old_cfgs[app->n_old_cfgs++] = app->cfg;
     app->cfg = next;
+    gw_backends_prune(app->backends, next); /* URL backends removed from the config */
     auth_set_config(app->auth, next); /* keys, apiKeys, admin token */
     free(app->active_profile); /* as in llama-swap, a reload selects no profile */
     app->active_profile = NULL;

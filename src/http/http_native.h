@@ -9,6 +9,7 @@
 #include "http_upstream.h"
 
 #include <stdbool.h>
+#include <sys/socket.h>
 
 struct native_pool;
 struct native_req;
@@ -29,6 +30,11 @@ void native_pool_free(struct native_pool *pool);
 /* Returns whether URL is one the native client serves (http://IP[:port]/..., or
  * http://localhost[:port]/...). */
 bool native_can_serve(const char *url);
+
+/* Parses URL, http:// with a literal address or "localhost", into *ADDR and *LEN and sets
+ * *HOST_END to the end of its authority; returns false for any other URL. */
+bool native_literal_url(const char *url, struct sockaddr_storage *addr, socklen_t *len,
+                        const char **host_end);
 
 /* Starts a transfer; callbacks run later, never before this returns. Returns NULL when
  * out of memory. */

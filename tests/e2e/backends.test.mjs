@@ -94,3 +94,36 @@ test('backends: a config with cmd and backends, or a non-http backend, is refuse
     assert.match(r.stdout + r.stderr, re);
   }
 });
+
+test('backends: a backend answering 429 is left for another; with none other the client gets its 429 after 3 retries', async (t) => {
+  const http = await import('node:http');
+  let hits = 0;
+  const limited = http.createServer((req, res) => {
+    hits++;
+    req.resume();
+    res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '1' });
+    res.end(JSON.stringify({ error: { message: 'rate limited', type: 'rate_limit_error', code: 'rate_limited' } }));
+  });
+  await new Promise((r) => limited.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise((r) => limited.close(r)));
+  const limitedUrl = `http://127.0.0.1:${limited.address().port}`;
+  const dir = await tempDir(t);
+  const good = await startBackend(t, dir, 'good');
+  const models = {
+    solo: { backends: [limitedUrl], checkEndpoint: 'none' },
+    pair: { backends: [limitedUrl, good.url], strategy: 'priority', checkEndpoint: 'none' },
+  };
+  await withGateway(t, { models }, async (gw) => {
+    const r = await rawRequest({ port: gw.port, method: 'POST', path: '/v1/chat/completions', body: { model: 'solo', messages: MESSAGES, max_tokens: 3 } });
+    assert.equal(r.status, 429, r.text);
+    assert.ok(hits >= 1 && hits <= 4, `the limited backend got ${hits} attempts for one request`);
+    hits = 0;
+    // priority puts the limited one first: each request tries it once, then the good one.
+    for (let i = 0; i < 5; i++) {
+      const ok = await rawRequest({ port: gw.port, method: 'POST', path: '/v1/chat/completions', body: { model: 'pair', messages: MESSAGES, max_tokens: 3 } });
+      assert.equal(ok.status, 200, ok.text);
+    }
+    assert.ok(hits <= 5, `the limited backend got ${hits} attempts for 5 requests`);
+    assert.equal(served(good), 5);
+  });
+});
