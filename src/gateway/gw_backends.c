@@ -7,6 +7,7 @@
 #include "ig_time.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,6 +95,12 @@ size_t gw_backends_candidates(struct gw_backends *bs, const struct cfg_model *mc
         };
     }
     return n;
+}
+
+void gw_backends_id(const char *url, char *out, size_t size)
+{
+    snprintf(out, size, "url:%016llx",
+             (unsigned long long)ig_fnv1a(url, strlen(url), IG_FNV1A_INIT));
 }
 
 void gw_backends_begin(struct gw_backends *bs, const char *model, const char *url)

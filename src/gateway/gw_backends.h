@@ -29,6 +29,9 @@ void gw_backends_free(struct gw_backends *bs);
 size_t gw_backends_candidates(struct gw_backends *bs, const struct cfg_model *mc,
                               const char **urls, struct gw_route_cand *out, size_t max);
 
+/* Writes the id by which a request remembers backend URL among those it tried. */
+void gw_backends_id(const char *url, char *out, size_t size);
+
 /* One of our requests for MODEL starts on backend URL. */
 void gw_backends_begin(struct gw_backends *bs, const char *model, const char *url);
 

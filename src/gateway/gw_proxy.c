@@ -260,13 +260,6 @@ static void on_recheck(evutil_socket_t fd, short what, void *arg)
         fail_call(call, IG_EIO, call->failure);
 }
 
-/* Writes the id by which a call remembers URL backend URL among those it tried. */
-static void backend_id(const char *url, char *out, size_t size)
-{
-    snprintf(out, size, "url:%016llx",
-             (unsigned long long)ig_fnv1a(url, strlen(url), IG_FNV1A_INIT));
-}
-
 /*
  * A worker's or URL backend's transfer ended with RC: tells the registry; when the worker failed before any
  * byte of an answer (gone, cut) or refused it busy, sends CALL to another backend and
@@ -291,7 +284,7 @@ static bool worker_failed(struct gw_call *call, int rc, const char *message)
         call->is_on_backend = false;
         gw_backends_end(call->app->backends, gw_call_cfg(call)->id, call->backend_url, outcome,
                         is_busy ? -1 : call->ttft_ms);
-        backend_id(call->backend_url, id, sizeof(id));
+        gw_backends_id(call->backend_url, id, sizeof(id));
     } else {
         call->is_on_worker = false;
         gw_workers_end(call->app->workers, call->worker, gw_call_cfg(call)->id, outcome,
@@ -637,7 +630,7 @@ static enum route_result route_call(struct gw_call *call)
         size_t got = gw_backends_candidates(app->backends, mc, urls + n, cand + n,
                                             GW_MAX_CANDIDATES - n);
         for (size_t i = n; i < n + got; i++) {
-            backend_id(urls[i], url_ids[i], sizeof(url_ids[i]));
+            gw_backends_id(urls[i], url_ids[i], sizeof(url_ids[i]));
             ids[i] = url_ids[i];
         }
         n += got;
