@@ -355,6 +355,13 @@ static int take_part(struct tunnel *tn, const struct bus_msg *msg)
         if (strcmp(end, "busy") == 0 && !tn->owner->is_serving && !tn->has_input)
             return answer_locally(tn, 429, "Too Many Requests", "the worker is at capacity",
                                   "worker_busy");
+        /* Never got the request (lost in a NATS failover): not the worker's fault, and safe
+         * to send it there again. Answered like busy, so the gateway tries another worker
+         * or waits for one, without counting it as a failure or ruling the worker out. */
+        if (strcmp(end, "lost") == 0 && !tn->owner->is_serving && !tn->has_input)
+            return answer_locally(tn, 429, "Too Many Requests",
+                                  "the worker did not get the request (lost in a NATS failover)",
+                                  "worker_lost");
         tunnel_free(tn); /* failed: the client sees no answer, or a cut one */
         return -1;
     }
