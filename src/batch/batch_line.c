@@ -61,17 +61,22 @@ struct line_call {
 };
 
 
+/* Takes C off the list of the service's calls. */
+static void call_unlink(struct line_call *c)
+{
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else if (c->svc->calls == c)
+        c->svc->calls = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
 /* The decision on a line's message is made: releases the call. */
 static void call_free(struct line_call *c)
 {
-    struct batch_svc *svc = c->svc;
-
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else if (svc->calls == c)
-        svc->calls = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
+    call_unlink(c);
     if (c->ureq != NULL)
         upstream_cancel(c->ureq);
     if (c->answer != NULL)
@@ -202,14 +207,7 @@ static void record(struct line_call *c, const char *error_message)
         line_end(c, RETRY_DELAY_MS);
         return;
     }
-    /* Detached: the job owns the call until record_done(). */
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else if (svc->calls == c)
-        svc->calls = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    call_unlink(c); /* detached: the job owns the call until record_done() */
 }
 
 /* Opens the connection of a line's request: an in-memory pipe into the gateway's own
