@@ -29,7 +29,6 @@ void tunnel_drop_kept(struct tunnel *tn, unsigned long long seq)
         tn->kept_tail = NULL;
 }
 
-
 /* Worker: keeps a copy of the part SEQ just sent (DATA, END) for a resend; the oldest parts
  * go beyond MAX_RETAINED. */
 void tunnel_keep_part(struct tunnel *tn, unsigned long long seq, const char *data, size_t len,
@@ -52,7 +51,6 @@ void tunnel_keep_part(struct tunnel *tn, unsigned long long seq, const char *dat
         tunnel_drop_kept(tn, tn->kept->seq + 1);
 }
 
-
 /* Returns how often a gateway with stall deadline STALL_MS asks its workers to keep a silent
  * tunnel alive: four times per deadline, within KEEPALIVE_MIN_MS..KEEPALIVE_MAX_MS. */
 unsigned tunnel_keepalive_for(unsigned stall_ms)
@@ -61,7 +59,6 @@ unsigned tunnel_keepalive_for(unsigned stall_ms)
 
     return ms < KEEPALIVE_MIN_MS ? KEEPALIVE_MIN_MS : ms > KEEPALIVE_MAX_MS ? KEEPALIVE_MAX_MS : ms;
 }
-
 
 /* Worker: sends the kept parts again, as they were. */
 void tunnel_resend_kept(struct tunnel *tn)
@@ -79,7 +76,6 @@ void tunnel_resend_kept(struct tunnel *tn)
     tn->last_out_ms = ig_now_ms();
 }
 
-
 /* Gateway: asks TN's worker to send its answer again from the next part expected. */
 void tunnel_ask_resend(struct tunnel *tn)
 {
@@ -93,7 +89,6 @@ void tunnel_ask_resend(struct tunnel *tn)
     if (bus_publish(tn->owner->bus, subject, tn->reply, h, 2, NULL, 0) != 0)
         ig_debug("nats: cannot ask %s for a resend", tn->id);
 }
-
 
 /* Gateway: acknowledges the parts of TN's answer received so far. */
 void tunnel_acknowledge(struct tunnel *tn)
@@ -109,7 +104,6 @@ void tunnel_acknowledge(struct tunnel *tn)
         ig_debug("nats: cannot acknowledge %s", tn->id);
 }
 
-
 /* Worker: tells the gateway that TN is still being worked on. */
 void tunnel_keep_alive(struct tunnel *tn)
 {
@@ -122,7 +116,6 @@ void tunnel_keep_alive(struct tunnel *tn)
         ig_debug("nats: cannot keep %s alive", tn->id);
 }
 
-
 /* Gateway: how long TN may stay silent before it asks its worker where the answer is (a
  * message lost in a NATS failover, the request itself or a part): soon when nothing came
  * yet, else after two keep-alives missed. The answer is the rest of the answer, a
@@ -133,7 +126,6 @@ uint64_t tunnel_probe_after(const struct bus_tunnels *t, const struct tunnel *tn
         return FIRST_PROBE_MS;
     return t->stall_ms > 0 ? 2u * tunnel_keepalive_for(t->stall_ms) : 2u * KEEPALIVE_MAX_MS;
 }
-
 
 void bus_tunnels_reconnected(struct bus_tunnels *t)
 {
@@ -146,7 +138,6 @@ void bus_tunnels_reconnected(struct bus_tunnels *t)
             tunnel_ask_resend(tn);
     }
 }
-
 
 /* Worker: a gateway acknowledges parts of tunnel ID's answer (Ig-Ack: the next it
  * expects) or asks for them again (Ig-Resend: from the one it expects; a tunnel not known
