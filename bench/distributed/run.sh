@@ -137,13 +137,7 @@ logLevel: warn
 nats:
   url: $NATS_URL
 EOF
-cat >"$TMP/w0.yaml" <<EOF
-logLevel: warn
-models:
-  bench:
-    proxy: http://127.0.0.1:$FAST_PORT
-    checkEndpoint: /health
-EOF
+cp "$TMP/gw-direct.yaml" "$TMP/w0.yaml" # w0 serves bench from the same fake, as direct does
 for i in $(seq "$NWORKERS"); do
     {
         echo "logLevel: warn"

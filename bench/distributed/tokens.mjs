@@ -17,27 +17,16 @@
 // Prints one greppable line:
 //   TOKENS label=NAME clients=16 requests=... ok=... failed=... tok_s=... ttft_p50_ms=...
 import http from 'node:http';
+import { f, nowMs, parseFlags, pct } from '../lib.mjs';
 
 function parseArgs(argv) {
-  const o = { url: '', model: 'bench', label: 'target', clients: 16, tokens: 50, seconds: 8,
-              warmupS: 2, timeoutS: 60 };
-  for (let i = 2; i < argv.length; i++) {
-    const a = argv[i];
-    const v = argv[i + 1];
-    switch (a) {
-      case '--url': o.url = v; i++; break;
-      case '--label': o.label = v; i++; break;
-      case '--model': o.model = v; i++; break;
-      case '--clients': o.clients = Number(v); i++; break;
-      case '--tokens': o.tokens = Number(v); i++; break;
-      case '--seconds': o.seconds = Number(v); i++; break;
-      case '--warmup-s': o.warmupS = Number(v); i++; break;
-      case '--timeout-s': o.timeoutS = Number(v); i++; break;
-      default:
-        console.error(`tokens.mjs: unknown argument ${a}`);
-        process.exit(2);
-    }
-  }
+  const o = parseFlags(argv, 'tokens.mjs', {
+    '--url': ['url', 'string'], '--label': ['label', 'string'], '--model': ['model', 'string'],
+    '--clients': ['clients', 'number'], '--tokens': ['tokens', 'number'],
+    '--seconds': ['seconds', 'number'], '--warmup-s': ['warmupS', 'number'],
+    '--timeout-s': ['timeoutS', 'number'],
+  }, { url: '', model: 'bench', label: 'target', clients: 16, tokens: 50, seconds: 8,
+      warmupS: 2, timeoutS: 60 });
   if (!o.url || !(o.clients >= 1) || !(o.tokens >= 1) || !(o.seconds > 0) || !(o.warmupS >= 0)) {
     console.error('tokens.mjs: --url is required; --clients, --tokens, --seconds must be positive');
     process.exit(2);
@@ -48,7 +37,6 @@ function parseArgs(argv) {
 const opt = parseArgs(process.argv);
 const target = new URL(opt.url);
 const agent = new http.Agent({ keepAlive: true, maxSockets: opt.clients, maxFreeSockets: opt.clients });
-const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 const body = JSON.stringify({
   model: opt.model,
   stream: true,
@@ -136,13 +124,6 @@ async function client(results) {
   }
 }
 
-function pct(sorted, p) {
-  if (sorted.length === 0) return NaN;
-  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[idx];
-}
-
-const f = (x) => (Number.isFinite(x) ? x.toFixed(3) : 'nan');
 
 const killer = setTimeout(() => {
   console.log(`TOKENS label=${opt.label} clients=${opt.clients} ok=0 error=timeout_after_${opt.timeoutS}s`);

@@ -16,26 +16,16 @@
 // Prints one greppable line:
 //   STREAMS label=NAME n=256 ok=256 ttfb_p50_ms=... ttfb_p99_ms=... total_p50_ms=... ...
 import http from 'node:http';
+import { f, nowMs, parseFlags, pct } from '../lib.mjs';
 
 function parseArgs(argv) {
-  const o = { url: '', model: 'bench', label: 'target', streams: 256, tokens: 200, warmupTokens: 2, rampMs: 256, timeoutS: 60 };
-  for (let i = 2; i < argv.length; i++) {
-    const a = argv[i];
-    const v = argv[i + 1];
-    switch (a) {
-      case '--url': o.url = v; i++; break;
-      case '--label': o.label = v; i++; break;
-      case '--model': o.model = v; i++; break;
-      case '--streams': o.streams = Number(v); i++; break;
-      case '--tokens': o.tokens = Number(v); i++; break;
-      case '--warmup-tokens': o.warmupTokens = Number(v); i++; break;
-      case '--timeout-s': o.timeoutS = Number(v); i++; break;
-      case '--ramp-ms': o.rampMs = Number(v); i++; break;
-      default:
-        console.error(`streams.mjs: unknown argument ${a}`);
-        process.exit(2);
-    }
-  }
+  const o = parseFlags(argv, 'streams.mjs', {
+    '--url': ['url', 'string'], '--label': ['label', 'string'], '--model': ['model', 'string'],
+    '--streams': ['streams', 'number'], '--tokens': ['tokens', 'number'],
+    '--warmup-tokens': ['warmupTokens', 'number'], '--timeout-s': ['timeoutS', 'number'],
+    '--ramp-ms': ['rampMs', 'number'],
+  }, { url: '', model: 'bench', label: 'target', streams: 256, tokens: 200, warmupTokens: 2,
+      rampMs: 256, timeoutS: 60 });
   if (!o.url) {
     console.error('streams.mjs: --url is required');
     process.exit(2);
@@ -46,7 +36,6 @@ function parseArgs(argv) {
 const opt = parseArgs(process.argv);
 const target = new URL(opt.url);
 const agent = new http.Agent({ keepAlive: true, maxSockets: opt.streams, maxFreeSockets: opt.streams });
-const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 // One streamed request; resolves with its timings (never rejects).
 function oneStream(maxTokens) {
@@ -125,13 +114,6 @@ async function round(maxTokens, rampMs) {
   return { results, wall: nowMs() - t0, cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
-function pct(sorted, p) {
-  if (sorted.length === 0) return NaN;
-  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[idx];
-}
-
-const f = (x) => (Number.isFinite(x) ? x.toFixed(3) : 'nan');
 
 const killer = setTimeout(() => {
   console.log(`STREAMS label=${opt.label} n=${opt.streams} ok=0 error=timeout_after_${opt.timeoutS}s`);
