@@ -3,13 +3,14 @@
 # before sourcing this file. Every process is started with start_bg and stopped by PID.
 
 PIDS=()
+AT_EXIT=() # commands cleanup runs after the processes are stopped (e.g. removing a cgroup)
 
 die() { echo "$BENCH_NAME: $*" >&2; exit 1; }
 
 # Stops every process this script started, by PID (and their direct children, e.g. nginx
 # workers), then removes $TMP.
 cleanup() {
-    local rc=$? pid deadline kids=()
+    local rc=$? pid deadline kids=() cmd
     trap - EXIT INT TERM
     for pid in "${PIDS[@]}"; do
         kill -0 "$pid" 2>/dev/null || continue
@@ -23,6 +24,7 @@ cleanup() {
         wait "$pid" 2>/dev/null || true
     done
     for pid in "${kids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    for cmd in "${AT_EXIT[@]}"; do eval "$cmd" || true; done
     rm -rf "$TMP"
     exit "$rc"
 }
@@ -137,3 +139,56 @@ medians() {
 # m KEY: a median of MED ("nan" when missing); met EXPR: MET or NOT_MET.
 m() { echo "${MED[$1]:-nan}"; }
 met() { awk "BEGIN { exit !($1) }" && echo MET || echo NOT_MET; }
+
+# ---- CPU caps (cgroups) ----------------------------------------------------------------
+# A process in a capped cgroup gets at most a fixed share of one CPU, as if it ran alone on
+# a smaller machine: the benchmarks use it to make one process (a gateway) the bottleneck
+# while its peers share the rest of the machine. Needs root and a writable cgroup cpu
+# controller (v2 cpu.max, or v1 cpu.cfs_quota_us); cap_new fails cleanly otherwise.
+
+# cap_new NAME CPUS: makes the cgroup NAME (unique to this run) limited to CPUS (e.g. 0.3)
+# of one CPU; sets CAP_PATH, or returns 1 when cgroups cannot be used here. The cgroup is
+# removed on exit (AT_EXIT), after the processes in it are stopped.
+cap_new() {
+    local name=$1-$$ cpus=$2 period=10000 quota root
+    quota=$(calc "$cpus * $period" 0)
+    (( quota >= 1000 )) || return 1
+    root=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+    if [[ -n "$root" ]] && grep -qw cpu "$root/cgroup.controllers" 2>/dev/null; then
+        grep -qw cpu "$root/cgroup.subtree_control" 2>/dev/null ||
+            echo +cpu >"$root/cgroup.subtree_control" 2>/dev/null || true
+        if mkdir "$root/$name" 2>/dev/null; then
+            AT_EXIT+=("rmdir '$root/$name' 2>/dev/null")
+            if echo "$quota $period" >"$root/$name/cpu.max" 2>/dev/null; then
+                CAP_PATH="$root/$name"
+                return 0
+            fi
+        fi
+    fi
+    root=$(awk '$3 == "cgroup" && $4 ~ /(^|,)cpu(,|$)/ { print $2; exit }' /proc/mounts)
+    [[ -n "$root" ]] && mkdir "$root/$name" 2>/dev/null || return 1
+    AT_EXIT+=("rmdir '$root/$name' 2>/dev/null")
+    echo "$period" >"$root/$name/cpu.cfs_period_us" 2>/dev/null &&
+        echo "$quota" >"$root/$name/cpu.cfs_quota_us" 2>/dev/null || return 1
+    CAP_PATH="$root/$name"
+}
+
+# cap_enter CAP_PATH PID: moves process PID (all its threads) into the capped cgroup,
+# remembering where it was (CAP_FROM) for cap_leave.
+declare -A CAP_FROM
+cap_enter() {
+    local root path
+    root=$(dirname "$1")
+    if [[ -e "$1/cpu.max" ]]; then
+        path=$(awk -F: '$1 == "0" { print $3; exit }' "/proc/$2/cgroup")
+    else
+        path=$(awk -F: '$2 ~ /(^|,)cpu(,|$)/ { print $3; exit }' "/proc/$2/cgroup")
+    fi
+    CAP_FROM[$2]="$root${path:-/}"
+    echo "$2" >"$1/cgroup.procs"
+}
+
+# cap_leave PID: moves PID back to the cgroup it was in before cap_enter.
+cap_leave() {
+    [[ -n "${CAP_FROM[$1]:-}" ]] && echo "$1" >"${CAP_FROM[$1]%/}/cgroup.procs" 2>/dev/null || true
+}

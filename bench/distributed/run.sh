@@ -15,6 +15,11 @@
 #      benchmark), gateway->HTTP->fake vs gateway->NATS->worker->HTTP->fake, same fake:
 #      a. throughput, wrk -t2 -c64: requests/s ratio bus/direct
 #      b. latency, wrk -t1 -c1: added p50/p99
+#      c. gateway-bound throughput, wrk -t2 -c64 with each gateway capped (cgroup) at
+#         BENCH_GATEWAY_CPU of one CPU while the worker, nats-server, the fake and wrk share
+#         the rest: the deployment distributed mode is for, where workers run on other
+#         machines and the gateway's CPU bounds its throughput (skipped where cgroups cannot
+#         be written: needs root)
 #   2. scaling: every worker has --capacity BENCH_CAPACITY (its slots, like llama-server's
 #      -np); BENCH_CAPACITY closed-loop streaming clients per worker keep every slot busy
 #      (tokens.mjs), against solo (1 worker) and trio (3 workers): aggregate completion
@@ -30,7 +35,7 @@
 # Knobs (environment): IG_BIN_DIR (default build), BENCH_ROUNDS (3), BENCH_SECONDS (5, per
 # wrk measurement), BENCH_LAT_SECONDS (3), BENCH_WARMUP_SECONDS (1), BENCH_THREADS (2),
 # BENCH_CONNECTIONS (64), BENCH_CAPACITY (16), BENCH_SCALE_SECONDS (6), BENCH_SCALE_TOKENS
-# (50), BENCH_TOKEN_US (10000).
+# (50), BENCH_TOKEN_US (10000), BENCH_GATEWAY_CPU (0.3, the cap of phase 1c).
 #
 # Output: human tables plus greppable lines:
 #   BENCH <phase> <target> round=N key=value ...   one per measurement
@@ -56,6 +61,7 @@ CAP=${BENCH_CAPACITY:-16}
 SCALE_S=${BENCH_SCALE_SECONDS:-6}
 SCALE_TOKENS=${BENCH_SCALE_TOKENS:-50}
 TOKEN_US=${BENCH_TOKEN_US:-10000}
+GW_CPU=${BENCH_GATEWAY_CPU:-0.3}
 
 FAKE="$BIN_DIR/fake-llama-server"
 IG="$BIN_DIR/infergate"
@@ -182,7 +188,7 @@ CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 echo "== infergate distributed-mode benchmark =="
 echo "MACHINE nproc=$(nproc) cpu=\"$CPU\" kernel=$(uname -r) date=$(date -u +%Y-%m-%dT%H:%M:%SZ) loadavg=$(loadavg)"
 echo "VERSIONS wrk=\"$(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }')\" nats-server=\"$("$NATS" --version 2>&1 | awk '{ print $NF }')\" node=$(node --version) infergate=\"$(timeout 5 "$IG" version </dev/null 2>/dev/null | head -n 1 | awk '{ print $NF }')\""
-echo "SETTINGS rounds=$ROUNDS seconds=$RUN_S latency_seconds=$LAT_S warmup_seconds=$WARM_S threads=$THREADS connections=$CONNS capacity=$CAP scale_seconds=$SCALE_S scale_tokens=$SCALE_TOKENS token_us=$TOKEN_US"
+echo "SETTINGS rounds=$ROUNDS seconds=$RUN_S latency_seconds=$LAT_S warmup_seconds=$WARM_S threads=$THREADS connections=$CONNS capacity=$CAP scale_seconds=$SCALE_S scale_tokens=$SCALE_TOKENS token_us=$TOKEN_US gateway_cpu=$GW_CPU"
 echo "note: wrk/node, nats-server, the gateways, the workers and the fakes share this" \
      "machine's $(nproc) CPU(s); cpu_us_per_req counts the path's own processes (direct:" \
      "the gateway; bus: gateway + worker + nats-server, each one's clock ticks in" \
@@ -196,7 +202,7 @@ declare -A VALS # "phase/target/key" -> space-separated values, one per round
 # prints a BENCH line and appends rps, p50, p99 and cpu to VALS.
 run_wrk() {
     local phase=$1 target=$2 round=$3 t=$4 c=$5 d=$6 out line errs ticks0 ticks reqs
-    local url="${BASE[$target]}$PATH_CC" rps p50 p99 cpu gwcpu pid split="" per0=()
+    local url="${BASE[$target]}$PATH_CC" rps p50 p99 cpu gwcpu natscpu pid split="" per0=()
     if (( round == 1 && WARM_S > 0 )); then
         wrk -t"$t" -c"$c" -d"${WARM_S}s" -s "$LUA" "$url" >/dev/null 2>&1 || true
     fi
@@ -218,6 +224,8 @@ run_wrk() {
     p99=$(calc "$(kv p99_us "$line") / 1000")
     cpu=$(calc "$ticks * 1000000 / $CLK_TCK / ($reqs > 0 ? $reqs : 1)" 1)
     gwcpu=$(calc "${split%%/*} * 1000000 / $CLK_TCK / ($reqs > 0 ? $reqs : 1)" 1)
+    natscpu=0 # the bus path's last process is nats-server; the direct one has none
+    [[ "$split" == */* ]] && natscpu=$(calc "${split##*/} * 1000000 / $CLK_TCK / ($reqs > 0 ? $reqs : 1)" 1)
     errs=$(( $(kv err_connect "$line") + $(kv err_read "$line") + $(kv err_write "$line") +
              $(kv err_timeout "$line") + $(kv err_status "$line") ))
     (( errs == 0 )) || ERRORS=$(( ERRORS + 1 ))
@@ -226,11 +234,13 @@ run_wrk() {
          "cpu_us_per_req=$cpu gateway_cpu_us_per_req=$gwcpu cpu_ticks_split=$split" \
          "loadavg=$(loadavg)"
     W_RPS=$rps
+    W_GW_TICKS=${split%%/*}
     VALS[$phase/$target/rps]+="$rps "
     VALS[$phase/$target/p50]+="$p50 "
     VALS[$phase/$target/p99]+="$p99 "
     VALS[$phase/$target/cpu]+="$cpu "
     VALS[$phase/$target/gwcpu]+="$gwcpu "
+    VALS[$phase/$target/natscpu]+="$natscpu "
 }
 
 declare -A MED # "phase/target/key" -> median (medians() in lib.sh)
@@ -248,7 +258,7 @@ for round in $(seq "$ROUNDS"); do
     done
     PAIRED+="$(calc "${LAST[bus]} / ${LAST[direct]}") "
 done
-medians "$P1" rps p50 p99 cpu gwcpu
+medians "$P1" rps p50 p99 cpu gwcpu natscpu
 echo "PAIRED $P1 rps_ratio_bus_vs_direct_per_round=\"${PAIRED% }\" median=$(median <<<"$PAIRED")"
 echo
 
@@ -264,6 +274,52 @@ for round in $(seq "$ROUNDS"); do
     PAIRED1+="$(calc "${LAST[bus]} / ${LAST[direct]}") "
 done
 medians "$P2" rps p50 p99 cpu
+echo
+
+# ---- 1c. bus overhead, gateway-bound throughput ----------------------------------------
+# Each gateway in its own cgroup capped at GW_CPU of a CPU; everything else (wrk, the fake,
+# w0, nats-server) shares the rest, as workers and upstreams on other machines would. A
+# measurement counts only if the gateway used its whole cap (else something else bounded
+# the throughput, and the ratio would not be the gateway's).
+P4=gwbound_c$CONNS
+GB_RATIO=nan
+GB_NOTE=""
+declare -A CAPS
+for t in "${TARGETS[@]}"; do
+    if cap_new "infergate-bench-$t" "$GW_CPU"; then CAPS[$t]=$CAP_PATH; else CAPS[$t]=""; fi
+done
+if [[ -z "${CAPS[direct]}" || -z "${CAPS[bus]}" ]]; then
+    GB_NOTE="not measured: cannot write a cgroup cpu controller here (needs root)"
+    echo "-- gateway-bound throughput: $GB_NOTE"
+else
+    echo "-- gateway-bound throughput: each gateway capped at $GW_CPU CPU (cgroup), the rest" \
+         "of the machine for wrk, the fake, w0 and nats-server; wrk -t$THREADS -c$CONNS" \
+         "-d${RUN_S}s x $ROUNDS rounds"
+    cap_enter "${CAPS[direct]}" "$GW_DIRECT_PID"
+    cap_enter "${CAPS[bus]}" "$GW_BUS_PID"
+    GPAIRED=""
+    cap_ticks=$(calc "$GW_CPU * $RUN_S * $CLK_TCK" 0)
+    for round in $(seq "$ROUNDS"); do
+        for t in "${TARGETS[@]}"; do
+            run_wrk "$P4" "$t" "$round" "$THREADS" "$CONNS" "$RUN_S"
+            LAST[$t]=$W_RPS
+            use=$(calc "$W_GW_TICKS / $cap_ticks" 2)
+            echo "GWBOUND $t round=$round gateway_cpu_use_of_cap=$use"
+            VALS[$P4/$t/use]+="$use "
+        done
+        GPAIRED+="$(calc "${LAST[bus]} / ${LAST[direct]}") "
+    done
+    cap_leave "$GW_DIRECT_PID"
+    cap_leave "$GW_BUS_PID"
+    medians "$P4" rps p50 p99 gwcpu use
+    GB_RATIO=$(median <<<"$GPAIRED")
+    echo "PAIRED $P4 rps_ratio_bus_vs_direct_per_round=\"${GPAIRED% }\" median=$GB_RATIO"
+    for t in "${TARGETS[@]}"; do
+        if awk "BEGIN { exit !($(m "$P4/$t/use") < 0.9) }"; then
+            GB_NOTE+=" $t gateway used $(m "$P4/$t/use") of its cap: not bound by its CPU;"
+        fi
+    done
+fi
 echo
 
 # ---- 2. scaling over workers -----------------------------------------------------------
@@ -317,6 +373,11 @@ row "rps, -c1" "$P2" rps direct bus
 row "p50 ms, -c1" "$P2" p50 direct bus
 row "p99 ms, -c1" "$P2" p99 direct bus
 row "CPU us per request, -c1" "$P2" cpu direct bus
+if [[ "$GB_RATIO" != nan ]]; then
+    row "rps, gateway capped at $GW_CPU CPU" "$P4" rps direct bus
+    row "p50 ms, gateway capped" "$P4" p50 direct bus
+    row "gateway CPU us/request, capped" "$P4" gwcpu direct bus
+fi
 printf '%-34s %12s %12s\n' "" "1 worker" "$NWORKERS workers"
 row "completion tok/s" "$P3" tok_s w1 w3
 row "fraction of ideal tok/s" "$P3" efficiency w1 w3
@@ -338,7 +399,23 @@ gwratio=$(calc "$(m "$P1/direct/gwcpu") / $(m "$P1/bus/gwcpu")")
 echo "RESULT gateway_cpu_us_per_req_bus_vs_direct=$(m "$P1/bus/gwcpu")/$(m "$P1/direct/gwcpu")" \
      "gateway_bound_rps_ratio=$gwratio (c$CONNS)"
 echo "RESULT tok_s_ratio_3w_vs_1w=$scale (median of the per-round ratios ${SPAIRED% }; ideal $NWORKERS)"
-echo "TARGET bus_rps_vs_direct value=$ratio goal=>=0.90 $(met "$ratio >= 0.9")"
+# All on one machine, the bus path cannot beat this even if its gateway cost what the direct
+# one does and the worker cost nothing: the machine's CPU per direct request, plus the
+# nats-server's per bus request (routing the request and the answer).
+direct_machine_us=$(calc "$(nproc) * 1000000 / $(m "$P1/direct/rps")" 1)
+ceiling=$(calc "$direct_machine_us / ($direct_machine_us + $(m "$P1/bus/natscpu"))")
+echo "RESULT all_on_one_machine_ceiling=$ceiling (machine CPU per direct request" \
+     "${direct_machine_us} us + nats-server's $(m "$P1/bus/natscpu") us per bus request;" \
+     "with a free worker and no gateway overhead)"
+echo "RESULT gateway_bound_measured_rps_ratio=$GB_RATIO (c$CONNS, each gateway capped at $GW_CPU CPU;${GB_NOTE:- both gateways used their whole cap})"
+if [[ "$GB_RATIO" == nan ]]; then
+    echo "TARGET bus_rps_vs_direct_gateway_bound value=nan goal=>=0.90 NOT_MEASURED ($GB_NOTE)"
+elif [[ -n "$GB_NOTE" ]]; then
+    echo "TARGET bus_rps_vs_direct_gateway_bound value=$GB_RATIO goal=>=0.90 NOT_MEASURED ($GB_NOTE)"
+else
+    echo "TARGET bus_rps_vs_direct_gateway_bound value=$GB_RATIO goal=>=0.90 $(met "$GB_RATIO >= 0.9")"
+fi
+echo "TARGET bus_rps_vs_direct_all_on_one_machine value=$ratio goal=>=0.90 $(met "$ratio >= 0.9")"
 echo "TARGET bus_added_p50_ms_c1 value=$add50 goal=<=0.50 $(met "$add50 <= 0.5")"
 echo "TARGET tok_s_scaling_3w_vs_1w value=$scale goal=>=2.80 $(met "$scale >= 2.8")"
 if (( ERRORS > 0 )); then

@@ -663,6 +663,15 @@ int bus_subscribe(struct bus *bus, const char *subject, bus_msg_fn cb, void *arg
     return 0;
 }
 
+/* Copies TEXT into FRAME at AT (the caller sized FRAME); returns the offset after it. */
+static size_t append(char *frame, size_t at, const char *text)
+{
+    size_t n = strlen(text);
+
+    memcpy(frame + at, text, n);
+    return at + n;
+}
+
 int bus_publish(struct bus *bus, const char *subject, const char *reply,
                 const struct bus_header *headers, size_t n_headers, const void *data,
                 size_t len)
@@ -678,9 +687,12 @@ int bus_publish(struct bus *bus, const char *subject, const char *reply,
     if (size > 0) { /* IG/1, "Name: value" lines, an empty line, then the body */
         memcpy(frame, FRAME_MAGIC, FRAME_MAGIC_LEN);
         at = FRAME_MAGIC_LEN;
-        for (size_t i = 0; i < n_headers; i++)
-            at += (size_t)snprintf(frame + at, size - at, "%s: %s\r\n", headers[i].name,
-                                   headers[i].value);
+        for (size_t i = 0; i < n_headers; i++) {
+            at = append(frame, at, headers[i].name);
+            at = append(frame, at, ": ");
+            at = append(frame, at, headers[i].value);
+            at = append(frame, at, "\r\n");
+        }
         memcpy(frame + at, "\r\n", 2);
         at += 2;
         if (len > 0)

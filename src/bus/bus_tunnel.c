@@ -135,18 +135,18 @@ void tunnel_free(struct tunnel *tn)
  * gateway's first message asks for keep-alives (Ig-Keepalive-Ms) when it has a deadline. */
 static int send_part(struct tunnel *tn, const char *data, size_t len, const char *end)
 {
-    char seq[24], keepalive[16];
+    char seq[24], keepalive[24];
     struct bus_header h[4] = {{"Ig-Seq", seq}, {"Ig-Id", tn->id}};
     size_t n_headers = 2;
 
     if (end != NULL)
         h[n_headers++] = (struct bus_header){"Ig-End", end};
     if (tn->out_seq == 0 && !tn->owner->is_serving && tn->owner->stall_ms > 0) {
-        snprintf(keepalive, sizeof(keepalive), "%u", tunnel_keepalive_for(tn->owner->stall_ms));
+        ig_format_u64(keepalive, tunnel_keepalive_for(tn->owner->stall_ms));
         h[n_headers++] = (struct bus_header){"Ig-Keepalive-Ms", keepalive};
     }
     tn->last_out_ms = ig_now_ms();
-    snprintf(seq, sizeof(seq), "%llu", tn->out_seq);
+    ig_format_u64(seq, tn->out_seq);
     if (tn->owner->is_serving)
         tunnel_keep_part(tn, tn->out_seq, data, len, end != NULL);
     tn->out_seq++;
@@ -192,7 +192,7 @@ static struct tunnel *tunnel_new(struct bus_tunnels *t, const char *id)
         return NULL;
     tn->owner = t;
     tn->last_in_ms = tn->last_out_ms = ig_now_ms();
-    snprintf(tn->id, sizeof(tn->id), "%s", id);
+    ig_concat(tn->id, sizeof(tn->id), (const char *[]){id, NULL});
     b = bucket_of(t, tn->id);
     tn->next_in_bucket = *b;
     *b = tn;
@@ -524,21 +524,23 @@ void *bus_tunnel_open(struct bus_tunnels *t, const char *worker,
                       const struct http_stream_sink *sink, void *client,
                       const struct http_stream_ops **ops)
 {
-    char id[sizeof(((struct tunnel *)0)->id)];
+    char id[sizeof(((struct tunnel *)0)->id)], num[24];
     struct tunnel *tn;
     unsigned long long n = ++t->next_n;
 
     if (!bus_id_valid(worker))
         return NULL;
-    snprintf(id, sizeof(id), "%s-%llu", t->self, n);
+    ig_format_u64(num, n); /* printf-free: this runs for every request */
+    ig_concat(id, sizeof(id), (const char *[]){t->self, "-", num, NULL});
     tn = tunnel_new(t, id);
     if (tn == NULL)
         return NULL;
     tn->sink = sink;
     tn->end = client;
-    snprintf(tn->worker, sizeof(tn->worker), "%s", worker);
-    snprintf(tn->out_subject, sizeof(tn->out_subject), "infergate.v1.workers.%s.infer", worker);
-    snprintf(tn->reply, sizeof(tn->reply), "_INBOX.%s.%llu", t->self, n);
+    ig_concat(tn->worker, sizeof(tn->worker), (const char *[]){worker, NULL});
+    ig_concat(tn->out_subject, sizeof(tn->out_subject),
+              (const char *[]){"infergate.v1.workers.", worker, ".infer", NULL});
+    ig_concat(tn->reply, sizeof(tn->reply), (const char *[]){"_INBOX.", t->self, ".", num, NULL});
     *ops = &stream_ops;
     return tn;
 }
@@ -609,7 +611,7 @@ static void on_infer(struct bus *bus, const struct bus_msg *msg, void *arg)
         send_refusal(t, reply, id, "busy");
         return;
     }
-    snprintf(tn->out_subject, sizeof(tn->out_subject), "%s", reply);
+    ig_concat(tn->out_subject, sizeof(tn->out_subject), (const char *[]){reply, NULL});
     if (bus_msg_header(msg, "Ig-Keepalive-Ms") != NULL) {
         long long ms = ig_parse_int(bus_msg_header(msg, "Ig-Keepalive-Ms"));
         tn->keepalive_ms = ms < 0 ? 0

@@ -154,6 +154,22 @@ size_t ig_format_u64(char *buf, uint64_t v)
     return n;
 }
 
+size_t ig_concat(char *out, size_t size, const char *const *parts)
+{
+    size_t at = 0;
+
+    for (; *parts != NULL; parts++) {
+        size_t n = strlen(*parts);
+
+        if (n > size - 1 - at)
+            n = size - 1 - at;
+        memcpy(out + at, *parts, n);
+        at += n;
+    }
+    out[at] = '\0';
+    return at;
+}
+
 uint64_t ig_fnv1a(const void *data, size_t len, uint64_t h)
 {
     const uint8_t *p = data;

@@ -246,6 +246,23 @@ static void test_ring_keeps_newest_bytes(void **state)
     sup_ring_free(NULL);
 }
 
+static void test_concat_cuts_to_fit(void **state)
+{
+    char out[12], num[24];
+    (void)state;
+    assert_int_equal(ig_format_u64(num, 18446744073709551615ull), 20);
+    assert_string_equal(num, "18446744073709551615");
+    assert_int_equal(ig_concat(out, sizeof(out), (const char *[]){"gw", "-", "42", NULL}), 5);
+    assert_string_equal(out, "gw-42");
+    assert_int_equal(ig_concat(out, sizeof(out), (const char *[]){"_INBOX.", "abcdef", NULL}),
+                     11);
+    assert_string_equal(out, "_INBOX.abcd");
+    assert_int_equal(ig_concat(out, sizeof(out), (const char *[]){"", NULL}), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(ig_concat(out, 1, (const char *[]){"x", NULL}), 0);
+    assert_string_equal(out, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -255,6 +272,7 @@ int main(void)
         cmocka_unit_test(test_json_parse_reports_errors),
         cmocka_unit_test(test_base64_matches_rfc4648),
         cmocka_unit_test(test_replace_all),
+        cmocka_unit_test(test_concat_cuts_to_fit),
         cmocka_unit_test(test_ring_keeps_newest_bytes),
         cmocka_unit_test(test_parse_utc_dates_and_times),
         cmocka_unit_test(test_parse_time_takes_unix_seconds_or_utc),
