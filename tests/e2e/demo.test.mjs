@@ -64,6 +64,10 @@ test('the README tour works against the demo config', { timeout: deadline(120000
   assert.ok(v.length > 0);
   assert.ok(Math.abs(Math.hypot(...v) - 1) < 1e-3);
 
+  // curl -s http://127.0.0.1:8080/api/tags: the same models in Ollama's shape
+  const tags = (await gw.request('/api/tags')).json;
+  assert.deepEqual(tags.models.map((m) => m.name).sort(), ['demo-chat', 'demo-embed']);
+
   // curl -s /running, then /unload
   const running = (await gw.request('/running')).json.running;
   assert.deepEqual(running.map((r) => r.model), ['demo-embed']);
