@@ -140,6 +140,47 @@ medians() {
 m() { echo "${MED[$1]:-nan}"; }
 met() { awk "BEGIN { exit !($1) }" && echo MET || echo NOT_MET; }
 
+# wrk_measure PHASE TARGET ROUND THREADS CONNS SECONDS: one wrk run against
+# ${BASE[TARGET]}$PATH_CC with the script $LUA (after a WARM_S warm-up in round 1), and the
+# CPU the processes ${CPU_PIDS[TARGET]} spent on it. Sets W_RPS, W_P50, W_P90, W_P99, W_MAX
+# (ms), W_REQS, W_ERRS, W_CPU (their CPU us per request, all together) and W_SPLIT (clock
+# ticks of each, "a/b/..."); appends rps, p50, p99 and cpu to VALS and counts a run with
+# request errors in ERRORS (the caller's). Exits when wrk fails or prints no summary.
+wrk_measure() {
+    local phase=$1 target=$2 round=$3 t=$4 c=$5 d=$6 out line ticks pid per0=()
+    local url="${BASE[$target]}$PATH_CC"
+    if (( round == 1 && WARM_S > 0 )); then
+        wrk -t"$t" -c"$c" -d"${WARM_S}s" -s "$LUA" "$url" >/dev/null 2>&1 || true
+    fi
+    out="$TMP/wrk-$phase-$target-$round.txt"
+    for pid in ${CPU_PIDS[$target]}; do per0+=("$(cpu_ticks "$pid")"); done
+    wrk -t"$t" -c"$c" -d"${d}s" --latency -s "$LUA" "$url" >"$out" 2>&1 ||
+        { echo "$BENCH_NAME: wrk failed:"; cat "$out"; exit 1; } >&2
+    ticks=0
+    W_SPLIT=""
+    for pid in ${CPU_PIDS[$target]}; do
+        W_SPLIT+="${W_SPLIT:+/}$(( $(cpu_ticks "$pid") - per0[0] ))"
+        ticks=$(( ticks + $(cpu_ticks "$pid") - per0[0] ))
+        per0=("${per0[@]:1}")
+    done
+    line=$(grep '^WRK ' "$out" | tail -n 1)
+    [[ -n "$line" ]] || { echo "$BENCH_NAME: no summary from wrk:"; cat "$out"; exit 1; } >&2
+    W_REQS=$(kv requests "$line")
+    W_RPS=$(kv rps "$line")
+    W_P50=$(calc "$(kv p50_us "$line") / 1000")
+    W_P90=$(calc "$(kv p90_us "$line") / 1000")
+    W_P99=$(calc "$(kv p99_us "$line") / 1000")
+    W_MAX=$(calc "$(kv max_us "$line") / 1000")
+    W_CPU=$(calc "$ticks * 1000000 / $CLK_TCK / ($W_REQS > 0 ? $W_REQS : 1)" 1)
+    W_ERRS=$(( $(kv err_connect "$line") + $(kv err_read "$line") + $(kv err_write "$line") +
+               $(kv err_timeout "$line") + $(kv err_status "$line") ))
+    (( W_ERRS == 0 )) || ERRORS=$(( ERRORS + 1 ))
+    VALS[$phase/$target/rps]+="$W_RPS "
+    VALS[$phase/$target/p50]+="$W_P50 "
+    VALS[$phase/$target/p99]+="$W_P99 "
+    VALS[$phase/$target/cpu]+="$W_CPU "
+}
+
 # ---- CPU caps (cgroups) ----------------------------------------------------------------
 # A process in a capped cgroup gets at most a fixed share of one CPU, as if it ran alone on
 # a smaller machine: the benchmarks use it to make one process (a gateway) the bottleneck

@@ -198,49 +198,21 @@ echo
 ERRORS=0
 declare -A VALS # "phase/target/key" -> space-separated values, one per round
 
-# run_wrk PHASE TARGET ROUND THREADS CONNS SECONDS: measures (after a warm-up in round 1),
-# prints a BENCH line and appends rps, p50, p99 and cpu to VALS.
+# run_wrk PHASE TARGET ROUND THREADS CONNS SECONDS: measures (wrk_measure in lib.sh),
+# prints a BENCH line and adds to VALS the gateway's own CPU per request (the first of
+# CPU_PIDS) and nats-server's (the last, bus path only). Sets W_GW_TICKS.
 run_wrk() {
-    local phase=$1 target=$2 round=$3 t=$4 c=$5 d=$6 out line errs ticks0 ticks reqs
-    local url="${BASE[$target]}$PATH_CC" rps p50 p99 cpu gwcpu natscpu pid split="" per0=()
-    if (( round == 1 && WARM_S > 0 )); then
-        wrk -t"$t" -c"$c" -d"${WARM_S}s" -s "$LUA" "$url" >/dev/null 2>&1 || true
-    fi
-    out="$TMP/wrk-$phase-$target-$round.txt"
-    ticks0=$(cpu_ticks ${CPU_PIDS[$target]})
-    for pid in ${CPU_PIDS[$target]}; do per0+=("$(cpu_ticks "$pid")"); done
-    wrk -t"$t" -c"$c" -d"${d}s" --latency -s "$LUA" "$url" >"$out" 2>&1 ||
-        { echo "$BENCH_NAME: wrk failed:"; cat "$out"; exit 1; } >&2
-    ticks=$(( $(cpu_ticks ${CPU_PIDS[$target]}) - ticks0 ))
-    for pid in ${CPU_PIDS[$target]}; do
-        split+="${split:+/}$(( $(cpu_ticks "$pid") - per0[0] ))"
-        per0=("${per0[@]:1}")
-    done
-    line=$(grep '^WRK ' "$out" | tail -n 1)
-    [[ -n "$line" ]] || { echo "$BENCH_NAME: no summary from wrk:"; cat "$out"; exit 1; } >&2
-    reqs=$(kv requests "$line")
-    rps=$(kv rps "$line")
-    p50=$(calc "$(kv p50_us "$line") / 1000")
-    p99=$(calc "$(kv p99_us "$line") / 1000")
-    cpu=$(calc "$ticks * 1000000 / $CLK_TCK / ($reqs > 0 ? $reqs : 1)" 1)
-    gwcpu=$(calc "${split%%/*} * 1000000 / $CLK_TCK / ($reqs > 0 ? $reqs : 1)" 1)
-    natscpu=0 # the bus path's last process is nats-server; the direct one has none
-    [[ "$split" == */* ]] && natscpu=$(calc "${split##*/} * 1000000 / $CLK_TCK / ($reqs > 0 ? $reqs : 1)" 1)
-    errs=$(( $(kv err_connect "$line") + $(kv err_read "$line") + $(kv err_write "$line") +
-             $(kv err_timeout "$line") + $(kv err_status "$line") ))
-    (( errs == 0 )) || ERRORS=$(( ERRORS + 1 ))
-    echo "BENCH $phase $target round=$round rps=$rps p50_ms=$p50 p99_ms=$p99" \
-         "max_ms=$(calc "$(kv max_us "$line") / 1000") requests=$reqs errors=$errs" \
-         "cpu_us_per_req=$cpu gateway_cpu_us_per_req=$gwcpu cpu_ticks_split=$split" \
-         "loadavg=$(loadavg)"
-    W_RPS=$rps
-    W_GW_TICKS=${split%%/*}
-    VALS[$phase/$target/rps]+="$rps "
-    VALS[$phase/$target/p50]+="$p50 "
-    VALS[$phase/$target/p99]+="$p99 "
-    VALS[$phase/$target/cpu]+="$cpu "
-    VALS[$phase/$target/gwcpu]+="$gwcpu "
-    VALS[$phase/$target/natscpu]+="$natscpu "
+    local gwcpu natscpu=0 # the direct path has no nats-server
+    wrk_measure "$@"
+    W_GW_TICKS=${W_SPLIT%%/*}
+    gwcpu=$(calc "$W_GW_TICKS * 1000000 / $CLK_TCK / ($W_REQS > 0 ? $W_REQS : 1)" 1)
+    [[ "$W_SPLIT" == */* ]] &&
+        natscpu=$(calc "${W_SPLIT##*/} * 1000000 / $CLK_TCK / ($W_REQS > 0 ? $W_REQS : 1)" 1)
+    echo "BENCH $1 $2 round=$3 rps=$W_RPS p50_ms=$W_P50 p99_ms=$W_P99 max_ms=$W_MAX" \
+         "requests=$W_REQS errors=$W_ERRS cpu_us_per_req=$W_CPU gateway_cpu_us_per_req=$gwcpu" \
+         "cpu_ticks_split=$W_SPLIT loadavg=$(loadavg)"
+    VALS[$1/$2/gwcpu]+="$gwcpu "
+    VALS[$1/$2/natscpu]+="$natscpu "
 }
 
 declare -A MED # "phase/target/key" -> median (medians() in lib.sh)

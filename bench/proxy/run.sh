@@ -178,39 +178,12 @@ echo
 ERRORS=0
 declare -A VALS # "phase/target/key" -> space-separated values, one per round
 
-# run_wrk PHASE TARGET ROUND THREADS CONNS SECONDS: measures (after a warm-up in round 1),
-# prints a BENCH line and appends rps, p50, p99 and cpu to VALS.
+# run_wrk PHASE TARGET ROUND THREADS CONNS SECONDS: measures (wrk_measure in lib.sh) and
+# prints a BENCH line; the figures go to VALS.
 run_wrk() {
-    local phase=$1 target=$2 round=$3 t=$4 c=$5 d=$6 out line errs ticks0 ticks reqs
-    local url="${BASE[$target]}$PATH_CC"
-    if (( round == 1 && WARM_S > 0 )); then
-        wrk -t"$t" -c"$c" -d"${WARM_S}s" -s "$LUA" "$url" >/dev/null 2>&1 || true
-    fi
-    out="$TMP/wrk-$phase-$target-$round.txt"
-    ticks0=$(cpu_ticks ${CPU_PIDS[$target]})
-    wrk -t"$t" -c"$c" -d"${d}s" --latency -s "$LUA" "$url" >"$out" 2>&1 ||
-        { echo "bench: wrk failed:"; cat "$out"; exit 1; } >&2
-    ticks=$(( $(cpu_ticks ${CPU_PIDS[$target]}) - ticks0 ))
-    line=$(grep '^WRK ' "$out" | tail -n 1)
-    [[ -n "$line" ]] || { echo "bench: no summary from wrk:"; cat "$out"; exit 1; } >&2
-    reqs=$(kv requests "$line")
-    local rps p50 p90 p99 max cpu
-    rps=$(kv rps "$line")
-    p50=$(calc "$(kv p50_us "$line") / 1000")
-    p90=$(calc "$(kv p90_us "$line") / 1000")
-    p99=$(calc "$(kv p99_us "$line") / 1000")
-    max=$(calc "$(kv max_us "$line") / 1000")
-    cpu=$(calc "$ticks * 1000000 / $CLK_TCK / ($reqs > 0 ? $reqs : 1)" 1)
-    errs=$(( $(kv err_connect "$line") + $(kv err_read "$line") + $(kv err_write "$line") +
-             $(kv err_timeout "$line") + $(kv err_status "$line") ))
-    (( errs == 0 )) || ERRORS=$(( ERRORS + 1 ))
-    echo "BENCH $phase $target round=$round rps=$rps p50_ms=$p50 p90_ms=$p90 p99_ms=$p99" \
-         "max_ms=$max requests=$reqs errors=$errs cpu_us_per_req=$cpu loadavg=$(loadavg)"
-    W_RPS=$rps
-    VALS[$phase/$target/rps]+="$rps "
-    VALS[$phase/$target/p50]+="$p50 "
-    VALS[$phase/$target/p99]+="$p99 "
-    VALS[$phase/$target/cpu]+="$cpu "
+    wrk_measure "$@"
+    echo "BENCH $1 $2 round=$3 rps=$W_RPS p50_ms=$W_P50 p90_ms=$W_P90 p99_ms=$W_P99" \
+         "max_ms=$W_MAX requests=$W_REQS errors=$W_ERRS cpu_us_per_req=$W_CPU loadavg=$(loadavg)"
 }
 
 declare -A MED # "phase/target/key" -> median (medians() in lib.sh)
