@@ -7,6 +7,9 @@
  * the size is checked against the server's, the sha256 (always computed, checked with
  * --sha256) too, then the file is synced and renamed into place, so FILE is either absent
  * or complete. A checksum mismatch removes FILE.part: resuming it could only fail again.
+ * The server's validator of the file (a strong ETag, else Last-Modified) is kept beside it
+ * in FILE.part.validator and sent as If-Range on a resume, so a file that changed on the
+ * server since comes whole (200) instead of its tail being appended to the old bytes.
  *
  * Progress goes to stdout: a bar redrawn in place when it is a terminal, else a line every
  * 10% or 5 seconds.
@@ -41,6 +44,7 @@
 #define LINE_EVERY_MS 5000
 #define BAR_WIDTH 24
 #define READ_CHUNK (1u << 20)
+#define VALIDATOR_MAX 200 /* longer ETags are not kept: the resume goes without If-Range */
 
 static const char usage_text[] =
     "usage: infergate pull URL [-o FILE | --models-dir DIR] [--sha256 HEX] [--force]\n";
@@ -58,6 +62,9 @@ static void on_signal(int sig)
 struct pull {
     const char *url, *expected_sha256;
     char path[PATH_MAX], part[PATH_MAX + 8]; /* part: path + ".part" */
+    char validator_path[PATH_MAX + 24];      /* part + ".validator" */
+    char sent_validator[VALIDATOR_MAX + 1];  /* If-Range of this transfer, "" if none */
+    char etag[VALIDATOR_MAX + 1], last_modified[VALIDATOR_MAX + 1]; /* of the last head */
     bool is_force, is_tty;
     bool is_locked; /* FILE.part is ours: a failure may remove it when it is empty */
     int fd;
@@ -120,7 +127,62 @@ out:
     return rc;
 }
 
-/* libcurl header callback: the status and Content-Range of each response head. */
+/* Copies the header value TEXT (after the colon) into OUT without the spaces around it;
+ * "" when it does not fit or holds a control character. */
+static void header_value(const char *text, char *out, size_t size)
+{
+    size_t len;
+
+    text += strspn(text, " \t");
+    len = strcspn(text, "\r\n");
+    while (len > 0 && (text[len - 1] == ' ' || text[len - 1] == '\t'))
+        len--;
+    out[0] = '\0';
+    if (len >= size)
+        return;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)text[i] < 0x20 || text[i] == 0x7f)
+            return;
+    memcpy(out, text, len);
+    out[len] = '\0';
+}
+
+/* Writes the validator of the response now coming (its strong ETag, else its Last-Modified)
+ * to FILE.part.validator, or removes that file when the response has none. */
+static void save_validator(const struct pull *p)
+{
+    const char *v = p->etag[0] != '\0' ? p->etag : p->last_modified;
+    int fd;
+
+    if (v[0] == '\0') {
+        unlink(p->validator_path);
+        return;
+    }
+    fd = open(p->validator_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return; /* the next resume goes without If-Range */
+    if (write(fd, v, strlen(v)) != (ssize_t)strlen(v))
+        (void)ftruncate(fd, 0);
+    close(fd);
+}
+
+/* Reads FILE.part.validator (if an earlier pull left one) into P->sent_validator. */
+static void load_validator(struct pull *p)
+{
+    char text[VALIDATOR_MAX + 2];
+    int fd = open(p->validator_path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, text, sizeof(text) - 1) : -1;
+
+    p->sent_validator[0] = '\0';
+    if (fd >= 0)
+        close(fd);
+    if (n <= 0 || n > VALIDATOR_MAX)
+        return;
+    text[n] = '\0';
+    header_value(text, p->sent_validator, sizeof(p->sent_validator));
+}
+
+/* libcurl header callback: the status, Content-Range and validators of each response head. */
 static size_t on_header(char *bytes, size_t size, size_t n, void *arg)
 {
     struct pull *p = arg;
@@ -137,6 +199,13 @@ static size_t on_header(char *bytes, size_t size, size_t n, void *arg)
         p->status = sp != NULL ? strtol(sp + 1, NULL, 10) : 0;
         p->range_start = -1;
         p->range_total = -1;
+        p->etag[0] = p->last_modified[0] = '\0';
+    } else if (strncasecmp(line, "ETag:", 5) == 0) {
+        header_value(line + 5, p->etag, sizeof(p->etag));
+        if (strncmp(p->etag, "W/", 2) == 0)
+            p->etag[0] = '\0'; /* a weak ETag cannot be used with If-Range */
+    } else if (strncasecmp(line, "Last-Modified:", 14) == 0) {
+        header_value(line + 14, p->last_modified, sizeof(p->last_modified));
     } else if (strncasecmp(line, "Content-Range:", 14) == 0) {
         if (sscanf(line + 14, " bytes %lld-%lld/%lld", &a, &b, &total) == 3) {
             p->range_start = a;
@@ -157,8 +226,13 @@ static bool on_first_bytes(struct pull *p)
     p->has_started = true;
     curl_easy_getinfo(p->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
     if (p->status == 200 && p->offset > 0) {
-        /* The server ignored the Range: what comes is the whole file. */
-        printf("the server does not resume downloads: starting over\n");
+        /* The server ignored the Range, or the file changed (If-Range did not match): what
+         * comes is the whole file. */
+        if (p->sent_validator[0] != '\0' &&
+            strcmp(p->sent_validator, p->etag[0] != '\0' ? p->etag : p->last_modified) != 0)
+            printf("the file changed on the server since the last attempt: starting over\n");
+        else
+            printf("the server does not resume downloads: starting over\n");
         if (start_over(p) != 0) {
             fail(p, "cannot empty %s: %s", p->part, strerror(errno));
             return false;
@@ -185,6 +259,8 @@ static bool on_first_bytes(struct pull *p)
         fail(p, "not enough disk space for %s: %s more needed, %s free", p->path, need, have);
         return false;
     }
+    if (p->status == 200 || p->sent_validator[0] == '\0')
+        save_validator(p); /* a 206 is of the file the kept validator names */
     return true;
 }
 
@@ -288,7 +364,8 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
 static CURLcode transfer(struct pull *p, char *errbuf)
 {
     CURL *h = curl_easy_init();
-    char range[48];
+    char range[48], if_range[VALIDATOR_MAX + 16];
+    struct curl_slist *headers = NULL;
     CURLcode res;
 
     if (h == NULL)
@@ -327,9 +404,17 @@ static CURLcode transfer(struct pull *p, char *errbuf)
         snprintf(range, sizeof(range), "%llu-", (unsigned long long)p->offset);
         curl_easy_setopt(h, CURLOPT_RANGE, range);
     }
+    if (p->offset == 0)
+        p->sent_validator[0] = '\0';
+    if (p->sent_validator[0] != '\0') {
+        snprintf(if_range, sizeof(if_range), "If-Range: %s", p->sent_validator);
+        headers = curl_slist_append(NULL, if_range);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    }
     res = curl_easy_perform(h);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &p->status);
     curl_easy_cleanup(h);
+    curl_slist_free_all(headers);
     p->easy = NULL;
     return res;
 }
@@ -392,6 +477,7 @@ static int finish(struct pull *p)
     }
     if (p->expected_sha256 != NULL && strcasecmp(hex, p->expected_sha256) != 0) {
         unlink(p->part);
+        unlink(p->validator_path);
         fprintf(stderr, "infergate pull: sha256 mismatch for %s: expected %s, got %s; the "
                         "download was removed\n", p->url, p->expected_sha256, hex);
         return 1;
@@ -402,6 +488,7 @@ static int finish(struct pull *p)
                 strerror(errno), errno == EEXIST ? " (--force replaces it)" : "");
         return 1;
     }
+    unlink(p->validator_path);
     snprintf(dir, sizeof(dir), "%s", p->path);
     slash = strrchr(dir, '/');
     if (slash != NULL)
@@ -467,6 +554,7 @@ static int parse(struct pull *p, int argc, char **argv)
         return 2;
     }
     snprintf(p->part, sizeof(p->part), "%s.part", p->path);
+    snprintf(p->validator_path, sizeof(p->validator_path), "%s.validator", p->part);
     return 0;
 }
 
@@ -494,6 +582,7 @@ static int open_part(struct pull *p)
         char have[32];
         cli_fmt_bytes(p->offset, have, sizeof(have));
         printf("resuming %s at %s\n", p->part, have);
+        load_validator(p);
         if (hash_existing(p) != 0) {
             fprintf(stderr, "infergate pull: cannot read %s: %s\n", p->part, strerror(errno));
             return 1;
@@ -579,8 +668,10 @@ int cli_pull(int argc, char **argv)
         rc = finish(&p);
 out:
     /* A failure that left nothing worth resuming leaves no file behind. */
-    if (rc != 0 && p.is_locked && fstat(p.fd, &st) == 0 && st.st_size == 0)
+    if (rc != 0 && p.is_locked && fstat(p.fd, &st) == 0 && st.st_size == 0) {
         unlink(p.part);
+        unlink(p.validator_path);
+    }
     if (p.fd >= 0)
         close(p.fd);
     EVP_MD_CTX_free(p.sha);

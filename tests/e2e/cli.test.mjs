@@ -336,13 +336,17 @@ describe('with auth on', () => {
 /**
  * A local file server for FILE (a Buffer) at /model.gguf with Range support. Modes, changed
  * between requests through the returned object: dropAfter (bytes after which the first
- * response is cut, once), ignoreRange (answers 200 with everything). Records each request's
- * Range header in .ranges.
+ * response is cut, once), ignoreRange (answers 200 with everything), file (the content;
+ * its strong ETag is its sha256, and If-Range with another one gets the whole file, as in
+ * RFC 9110). Records each request's Range and If-Range headers in .ranges and .ifRanges.
  */
-async function fileServer(t, file) {
-  const state = { dropAfter: -1, ignoreRange: false, ranges: [], sockets: new Set() };
+async function fileServer(t, initial) {
+  const state = { dropAfter: -1, ignoreRange: false, ranges: [], ifRanges: [], sockets: new Set(), file: initial };
   const server = http.createServer((req, res) => {
+    const file = state.file;
+    const etag = `"${sha256(file)}"`;
     state.ranges.push(req.headers.range ?? null);
+    state.ifRanges.push(req.headers['if-range'] ?? null);
     if (req.url.split('?')[0] !== '/model.gguf') {
       res.writeHead(404, { 'content-type': 'text/plain' });
       res.end('not found');
@@ -350,7 +354,8 @@ async function fileServer(t, file) {
     }
     let start = 0;
     const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-    if (m && !state.ignoreRange) {
+    const ifRange = req.headers['if-range'];
+    if (m && !state.ignoreRange && (ifRange === undefined || ifRange === etag)) {
       start = Number(m[1]);
       if (start >= file.length) {
         res.writeHead(416, { 'content-range': `bytes */${file.length}` });
@@ -361,9 +366,10 @@ async function fileServer(t, file) {
         'content-length': file.length - start,
         'content-range': `bytes ${start}-${file.length - 1}/${file.length}`,
         'accept-ranges': 'bytes',
+        etag,
       });
     } else {
-      res.writeHead(200, { 'content-length': file.length, 'accept-ranges': 'bytes' });
+      res.writeHead(200, { 'content-length': file.length, 'accept-ranges': 'bytes', etag });
     }
     if (state.dropAfter >= 0) {
       const cut = state.dropAfter;
@@ -414,12 +420,38 @@ describe('pull', () => {
     assert.match(second.stdout, /^100% {2}3\.00 MiB of 3\.00 MiB {2}\S+ \S+\/s {2}ETA \S+$/m);
     assert.doesNotMatch(second.stdout, /\r|\x1b/);
 
+    assert.equal(srv.ifRanges.at(-1), `"${sha256(file)}"`, 'the resume named the file it continues');
+    assert.ok(!fs.existsSync(`${dest}.part.validator`), 'the kept validator goes with the .part');
+
     const again = await cli(['pull', srv.url, '--models-dir', dir]);
     assertExit(again, 1);
     assert.match(again.stderr, /exists; --force replaces it/);
     const forced = await cli(['pull', srv.url, '-o', dest, '--force']);
     assertExit(forced, 0);
     assert.ok(Buffer.compare(fs.readFileSync(dest), file) === 0);
+  });
+
+  test('a file that changed on the server since an interrupted pull is fetched whole, not spliced (If-Range)', async (t) => {
+    const old = crypto.randomBytes(600 * 1024);
+    const srv = await fileServer(t, old);
+    const dir = await tempDir(t);
+    const dest = path.join(dir, 'm.gguf');
+
+    srv.dropAfter = 100 * 1024;
+    assertExit(await cli(['pull', srv.url, '-o', dest]), 1);
+    assert.equal(fs.statSync(`${dest}.part`).size, 100 * 1024);
+    assert.equal(fs.readFileSync(`${dest}.part.validator`, 'utf8'), `"${sha256(old)}"`);
+
+    const updated = crypto.randomBytes(700 * 1024); // a new upload under the same URL
+    srv.file = updated;
+    const r = await cli(['pull', srv.url, '-o', dest]);
+    assertExit(r, 0);
+    assert.equal(srv.ranges.at(-1), `bytes=${100 * 1024}-`);
+    assert.equal(srv.ifRanges.at(-1), `"${sha256(old)}"`);
+    assert.match(r.stdout, /the file changed on the server since the last attempt: starting over/);
+    assert.ok(Buffer.compare(fs.readFileSync(dest), updated) === 0, 'the new file, whole');
+    assert.match(r.stdout, new RegExp(`sha256 ${sha256(updated)}`));
+    assert.ok(!fs.existsSync(`${dest}.part`) && !fs.existsSync(`${dest}.part.validator`));
   });
 
   test('a sha256 mismatch is an error and keeps no file; a server ignoring Range restarts from scratch', async (t) => {
