@@ -1,7 +1,8 @@
 /* Tunnels across a NATS failover (bus_tunnel_internal.h): a worker keeps each answer's
- * parts until the gateway acknowledges them and sends them again when asked or after its
- * own reconnect; a gateway acknowledges, asks for what it misses after a reconnect, a gap
- * or a silence, and retries a request its worker never got ("lost"). */
+ * parts until the gateway acknowledges them (Ig-Ack while they come, Ig-Done lists once an
+ * answer came whole) and sends them again when asked or after its own reconnect; a gateway
+ * acknowledges, asks for what it misses after a reconnect, a gap or a silence, and retries
+ * a request its worker never got ("lost"). */
 #include "bus_tunnel_internal.h"
 
 #include "bus.h"
@@ -182,3 +183,100 @@ void tunnel_control(struct bus_tunnels *t, const struct bus_msg *msg, const char
         tunnel_keep_alive(tn); /* nothing to send again: still working on it */
 }
 
+
+/* Gateway: publishes LIST's ids to its worker in messages that fit the server's payload,
+ * each cut after an id, and empties it. */
+static void send_done_list(struct bus_tunnels *t, struct done_list *list)
+{
+    char subject[SUBJECT_MAX];
+    size_t max = bus_max_payload(t->bus), at = 0;
+
+    max = max > HEADERS_ROOM + MIN_PART ? max - HEADERS_ROOM : MIN_PART;
+    ig_concat(subject, sizeof(subject),
+              (const char *[]){"infergate.v1.workers.", list->worker, ".infer", NULL});
+    while (at < list->len) {
+        size_t len = list->len - at;
+        struct bus_header h[1] = {{"Ig-Done", "1"}};
+
+        if (len > max) { /* cut after the last whole id that fits */
+            const char *nl = memrchr(list->ids + at, '\n', max);
+            len = nl != NULL ? (size_t)(nl - (list->ids + at)) + 1 : max;
+        }
+        if (bus_publish(t->bus, subject, NULL, h, 1, list->ids + at, len) != 0)
+            ig_debug("nats: cannot tell %s which answers came", list->worker);
+        at += len;
+    }
+    list->len = 0;
+}
+
+void tunnel_note_done(struct tunnel *tn)
+{
+    struct bus_tunnels *t = tn->owner;
+    struct done_list *list = t->done;
+    size_t n = strlen(tn->id);
+
+    while (list != NULL && strcmp(list->worker, tn->worker) != 0)
+        list = list->next;
+    if (list == NULL) {
+        list = calloc(1, sizeof(*list));
+        if (list == NULL)
+            return; /* not told: the worker forgets the answer after LINGER_MS */
+        ig_concat(list->worker, sizeof(list->worker), (const char *[]){tn->worker, NULL});
+        list->next = t->done;
+        t->done = list;
+    }
+    if (list->len + n + 1 > list->cap) {
+        size_t cap = list->cap > 0 ? list->cap * 2 : 4096;
+        char *ids;
+
+        while (cap < list->len + n + 1)
+            cap *= 2;
+        if ((ids = realloc(list->ids, cap)) == NULL)
+            return;
+        list->ids = ids;
+        list->cap = cap;
+    }
+    memcpy(list->ids + list->len, tn->id, n);
+    list->ids[list->len + n] = '\n';
+    list->len += n + 1;
+    if (list->len >= MAX_DONE_BYTES)
+        send_done_list(t, list);
+}
+
+void tunnels_send_done(struct bus_tunnels *t)
+{
+    while (t->done != NULL) { /* lists are made again as answers come: no worker stays */
+        struct done_list *list = t->done;
+
+        t->done = list->next;
+        if (list->len > 0)
+            send_done_list(t, list);
+        free(list->ids);
+        free(list);
+    }
+}
+
+void tunnels_take_done(struct bus_tunnels *t, const struct bus_msg *msg)
+{
+    size_t len, at = 0;
+    const char *ids = bus_msg_data(msg, &len);
+    char id[sizeof(((struct tunnel *)0)->id)];
+
+    while (at < len) {
+        const char *nl = memchr(ids + at, '\n', len - at);
+        size_t n = (nl != NULL ? (size_t)(nl - ids) : len) - at;
+        struct tunnel *tn;
+
+        if (n > 0 && n < sizeof(id)) {
+            memcpy(id, ids + at, n);
+            id[n] = '\0';
+            tn = tunnel_find(t, id);
+            if (tn != NULL && tn->has_sent_end) {
+                tunnel_drop_kept(tn, tn->out_seq);
+                if (tn->is_lingering)
+                    tunnel_free(tn);
+            }
+        }
+        at += n + 1;
+    }
+}

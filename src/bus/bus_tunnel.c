@@ -375,6 +375,8 @@ static int take_part(struct tunnel *tn, const struct bus_msg *msg)
     if (end == NULL)
         return 0;
     tn->is_peer_ended = true;
+    if (!tn->owner->is_serving)
+        tunnel_note_done(tn); /* the worker may forget its copy */
     tunnel_free(tn);
     return -1;
 }
@@ -431,7 +433,8 @@ static void stall(struct tunnel *tn)
 }
 
 /* Every SWEEP_MS: ends the tunnels past their stall deadline (gateway), keeps the silent
- * ones alive (worker), acknowledges answers and asks for lost parts (gateway). */
+ * ones alive (worker), acknowledges answers, tells workers which came whole and asks for
+ * lost parts (gateway). */
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     struct bus_tunnels *t = arg;
@@ -457,6 +460,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     }
     while (t->linger_head != NULL && now >= t->linger_head->linger_until_ms)
         tunnel_free(t->linger_head);
+    tunnels_send_done(t);
 }
 
 /* Starts the sweep of T if it is not running; 0 or IG_ENOMEM. */
@@ -514,6 +518,7 @@ void bus_tunnels_free(struct bus_tunnels *t)
         tunnel_free(t->all);
     while (t->linger_head != NULL)
         tunnel_free(t->linger_head);
+    tunnels_send_done(t);
     if (t->sweep != NULL)
         event_free(t->sweep);
     event_free(t->flush_ev);
@@ -581,6 +586,10 @@ static void on_infer(struct bus *bus, const struct bus_msg *msg, void *arg)
     char peer[BUS_ID_MAX + 16];
     (void)bus;
 
+    if (id == NULL && bus_msg_header(msg, "Ig-Done") != NULL) {
+        tunnels_take_done(t, msg);
+        return;
+    }
     if (id != NULL && seq == NULL) {
         tunnel_control(t, msg, id);
         return;

@@ -29,6 +29,7 @@ struct evbuffer;
 #define LINGER_MS 5000        /* a worker keeps an ended answer this long for resends... */
 #define MAX_LINGERING (32u << 20) /* ...within this many bytes over all tunnels */
 #define MAX_RETAINED (8u << 20)   /* unacknowledged bytes a worker keeps per tunnel */
+#define MAX_DONE_BYTES (64u << 10) /* a gateway's list of ended answers goes at this size */
 
 /* Worker: a sent part of an answer, kept until the gateway acknowledges it. */
 struct part {
@@ -70,6 +71,14 @@ struct tunnel {
     struct tunnel *next_dirty;
 };
 
+/* Gateway: the ids of a worker's answers that came whole since the last sweep (Ig-Done). */
+struct done_list {
+    struct done_list *next;
+    char worker[BUS_ID_MAX + 1];
+    char *ids; /* "id\n" each */
+    size_t len, cap;
+};
+
 struct bus_tunnels {
     struct bus *bus;
     struct event_base *base;
@@ -82,6 +91,7 @@ struct bus_tunnels {
     struct tunnel *linger_head, *linger_tail; /* worker: ended tunnels, oldest first */
     struct event *sweep;   /* stall deadlines (gateway), keep-alives (worker) */
     unsigned stall_ms;     /* gateway: a tunnel silent this long ends; 0: never */
+    struct done_list *done; /* gateway: answers to report whole, per worker */
     /* Worker side. */
     bool is_serving;
     size_t capacity;
@@ -126,6 +136,17 @@ void tunnel_keep_alive(struct tunnel *tn);
  * yet, else after two keep-alives missed. The answer is the rest of the answer, a
  * keep-alive, or "lost" for a request the worker never got. */
 uint64_t tunnel_probe_after(const struct bus_tunnels *t, const struct tunnel *tn);
+
+/* Gateway: TN's answer came whole; its worker is told at the next sweep (or sooner when
+ * the list is long) so that it forgets the copy it keeps for resends. */
+void tunnel_note_done(struct tunnel *tn);
+
+/* Gateway: sends each worker the list of its answers that came whole (Ig-Done), and empties
+ * the lists. */
+void tunnels_send_done(struct bus_tunnels *t);
+
+/* Worker: a gateway's Ig-Done list: the answers named are forgotten (they came whole). */
+void tunnels_take_done(struct bus_tunnels *t, const struct bus_msg *msg);
 
 /* Worker: a gateway acknowledges parts of tunnel ID's answer (Ig-Ack: the next it
  * expects) or asks for them again (Ig-Resend: from the one it expects; a tunnel not known
