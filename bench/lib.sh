@@ -104,6 +104,12 @@ cpu_ticks() {
     echo "$total"
 }
 
+# Busy CPU time of the whole machine so far (clock ticks over all CPUs: everything but idle
+# and iowait), from /proc/stat.
+machine_busy_ticks() {
+    awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+
 # check_path LABEL BASE MODEL: one chat request through BASE (a gateway URL) must succeed
 # before anything is measured. Needs PATH_CC and TMP.
 check_path() {
@@ -143,24 +149,28 @@ met() { awk "BEGIN { exit !($1) }" && echo MET || echo NOT_MET; }
 # wrk_measure PHASE TARGET ROUND THREADS CONNS SECONDS: one wrk run against
 # ${BASE[TARGET]}$PATH_CC with the script $LUA (after a WARM_S warm-up in round 1), and the
 # CPU the processes ${CPU_PIDS[TARGET]} spent on it. Sets W_RPS, W_P50, W_P90, W_P99, W_MAX
-# (ms), W_REQS, W_ERRS, W_CPU (their CPU us per request, all together) and W_SPLIT (clock
-# ticks of each, "a/b/..."); appends rps, p50, p99 and cpu to VALS and counts a run with
+# (ms), W_REQS, W_ERRS, W_CPU (their CPU us per request, all together), W_SPLIT (clock
+# ticks of each, "a/b/...") and W_MACHINE_CPU (the whole machine's busy CPU us per request,
+# wrk included); appends rps, p50, p99 and cpu to VALS and counts a run with
 # request errors in ERRORS (the caller's). Exits when wrk fails or prints no summary.
 wrk_measure() {
-    local phase=$1 target=$2 round=$3 t=$4 c=$5 d=$6 out line ticks pid per0=()
+    local phase=$1 target=$2 round=$3 t=$4 c=$5 d=$6 out line ticks now pid busy0 busy per0=()
     local url="${BASE[$target]}$PATH_CC"
     if (( round == 1 && WARM_S > 0 )); then
         wrk -t"$t" -c"$c" -d"${WARM_S}s" -s "$LUA" "$url" >/dev/null 2>&1 || true
     fi
     out="$TMP/wrk-$phase-$target-$round.txt"
     for pid in ${CPU_PIDS[$target]}; do per0+=("$(cpu_ticks "$pid")"); done
+    busy0=$(machine_busy_ticks)
     wrk -t"$t" -c"$c" -d"${d}s" --latency -s "$LUA" "$url" >"$out" 2>&1 ||
         { echo "$BENCH_NAME: wrk failed:"; cat "$out"; exit 1; } >&2
+    busy=$(( $(machine_busy_ticks) - busy0 ))
     ticks=0
     W_SPLIT=""
     for pid in ${CPU_PIDS[$target]}; do
-        W_SPLIT+="${W_SPLIT:+/}$(( $(cpu_ticks "$pid") - per0[0] ))"
-        ticks=$(( ticks + $(cpu_ticks "$pid") - per0[0] ))
+        now=$(( $(cpu_ticks "$pid") - per0[0] ))
+        W_SPLIT+="${W_SPLIT:+/}$now"
+        ticks=$(( ticks + now ))
         per0=("${per0[@]:1}")
     done
     line=$(grep '^WRK ' "$out" | tail -n 1)
@@ -172,6 +182,7 @@ wrk_measure() {
     W_P99=$(calc "$(kv p99_us "$line") / 1000")
     W_MAX=$(calc "$(kv max_us "$line") / 1000")
     W_CPU=$(calc "$ticks * 1000000 / $CLK_TCK / ($W_REQS > 0 ? $W_REQS : 1)" 1)
+    W_MACHINE_CPU=$(calc "$busy * 1000000 / $CLK_TCK / ($W_REQS > 0 ? $W_REQS : 1)" 1)
     W_ERRS=$(( $(kv err_connect "$line") + $(kv err_read "$line") + $(kv err_write "$line") +
                $(kv err_timeout "$line") + $(kv err_status "$line") ))
     (( W_ERRS == 0 )) || ERRORS=$(( ERRORS + 1 ))
@@ -185,22 +196,29 @@ wrk_measure() {
 # A process in a capped cgroup gets at most a fixed share of one CPU, as if it ran alone on
 # a smaller machine: the benchmarks use it to make one process (a gateway) the bottleneck
 # while its peers share the rest of the machine. Needs root and a writable cgroup cpu
-# controller (v2 cpu.max, or v1 cpu.cfs_quota_us); cap_new fails cleanly otherwise.
+# controller (v2 cpu.max, or v1 cpu.cfs_quota_us). A capped process stays capped until it
+# exits: a benchmark caps processes in its last phase only.
 
 # cap_new NAME CPUS: makes the cgroup NAME (unique to this run) limited to CPUS (e.g. 0.3)
-# of one CPU; sets CAP_PATH, or returns 1 when cgroups cannot be used here. The cgroup is
-# removed on exit (AT_EXIT), after the processes in it are stopped.
+# of one CPU; sets CAP_PATH, or returns 1 with the reason in CAP_WHY. The cgroup is removed
+# on exit (AT_EXIT), after the processes in it are stopped.
 cap_new() {
     local name=$1-$$ cpus=$2 period=10000 quota root
     quota=$(calc "$cpus * $period" 0)
-    (( quota >= 1000 )) || return 1
+    if (( quota < 1000 )); then
+        CAP_WHY="a cap below 0.1 CPU is not measured"
+        return 1
+    fi
+    CAP_WHY="cannot write a cgroup cpu controller here (needs root)"
     root=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
     if [[ -n "$root" ]] && grep -qw cpu "$root/cgroup.controllers" 2>/dev/null; then
-        grep -qw cpu "$root/cgroup.subtree_control" 2>/dev/null ||
-            echo +cpu >"$root/cgroup.subtree_control" 2>/dev/null || true
+        if ! grep -qw cpu "$root/cgroup.subtree_control" 2>/dev/null &&
+            { echo +cpu >"$root/cgroup.subtree_control"; } 2>/dev/null; then
+            AT_EXIT+=("{ echo -cpu >'$root/cgroup.subtree_control'; } 2>/dev/null")
+        fi
         if mkdir "$root/$name" 2>/dev/null; then
             AT_EXIT+=("rmdir '$root/$name' 2>/dev/null")
-            if echo "$quota $period" >"$root/$name/cpu.max" 2>/dev/null; then
+            if { echo "$quota $period" >"$root/$name/cpu.max"; } 2>/dev/null; then
                 CAP_PATH="$root/$name"
                 return 0
             fi
@@ -209,27 +227,15 @@ cap_new() {
     root=$(awk '$3 == "cgroup" && $4 ~ /(^|,)cpu(,|$)/ { print $2; exit }' /proc/mounts)
     [[ -n "$root" ]] && mkdir "$root/$name" 2>/dev/null || return 1
     AT_EXIT+=("rmdir '$root/$name' 2>/dev/null")
-    echo "$period" >"$root/$name/cpu.cfs_period_us" 2>/dev/null &&
-        echo "$quota" >"$root/$name/cpu.cfs_quota_us" 2>/dev/null || return 1
+    { echo "$period" >"$root/$name/cpu.cfs_period_us" &&
+        echo "$quota" >"$root/$name/cpu.cfs_quota_us"; } 2>/dev/null || return 1
     CAP_PATH="$root/$name"
 }
 
-# cap_enter CAP_PATH PID: moves process PID (all its threads) into the capped cgroup,
-# remembering where it was (CAP_FROM) for cap_leave.
-declare -A CAP_FROM
+# cap_enter CAP_PATH PID: moves process PID (all its threads) into the capped cgroup for
+# the rest of its life; returns 1 (CAP_WHY) when the cgroup refuses it.
 cap_enter() {
-    local root path
-    root=$(dirname "$1")
-    if [[ -e "$1/cpu.max" ]]; then
-        path=$(awk -F: '$1 == "0" { print $3; exit }' "/proc/$2/cgroup")
-    else
-        path=$(awk -F: '$2 ~ /(^|,)cpu(,|$)/ { print $3; exit }' "/proc/$2/cgroup")
-    fi
-    CAP_FROM[$2]="$root${path:-/}"
-    echo "$2" >"$1/cgroup.procs"
-}
-
-# cap_leave PID: moves PID back to the cgroup it was in before cap_enter.
-cap_leave() {
-    [[ -n "${CAP_FROM[$1]:-}" ]] && echo "$1" >"${CAP_FROM[$1]%/}/cgroup.procs" 2>/dev/null || true
+    { echo "$2" >"$1/cgroup.procs"; } 2>/dev/null && return 0
+    CAP_WHY="the cgroup refused the process (delegation or container limits)"
+    return 1
 }

@@ -158,6 +158,8 @@ size_t ig_concat(char *out, size_t size, const char *const *parts)
 {
     size_t at = 0;
 
+    if (size == 0)
+        return 0;
     for (; *parts != NULL; parts++) {
         size_t n = strlen(*parts);
 

@@ -40,9 +40,9 @@ uint64_t ig_fnv1a(const void *data, size_t len, uint64_t h);
  * printf-free formatter for hot paths (HTTP heads). */
 size_t ig_format_u64(char *buf, uint64_t v);
 
-/* Writes the strings PARTS (ended by a NULL) one after another into OUT (SIZE > 0 bytes,
- * NUL-terminated, cut to fit); returns the length written. A printf-free "%s%s..." for hot
- * paths. */
+/* Writes the strings PARTS (ended by a NULL) one after another into OUT (SIZE bytes,
+ * NUL-terminated when SIZE > 0, cut to fit); returns the length written. A printf-free
+ * "%s%s..." for hot paths. */
 size_t ig_concat(char *out, size_t size, const char *const *parts);
 
 /* Copies TEXT into OUT (SIZE bytes, NUL-terminated when SIZE > 0) as valid UTF-8: invalid

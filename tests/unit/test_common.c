@@ -246,12 +246,20 @@ static void test_ring_keeps_newest_bytes(void **state)
     sup_ring_free(NULL);
 }
 
-static void test_concat_cuts_to_fit(void **state)
+static void test_format_u64_writes_every_digit(void **state)
 {
-    char out[12], num[24];
+    char num[24];
     (void)state;
     assert_int_equal(ig_format_u64(num, 18446744073709551615ull), 20);
     assert_string_equal(num, "18446744073709551615");
+    assert_int_equal(ig_format_u64(num, 0), 1);
+    assert_string_equal(num, "0");
+}
+
+static void test_concat_cuts_to_fit(void **state)
+{
+    char out[12];
+    (void)state;
     assert_int_equal(ig_concat(out, sizeof(out), (const char *[]){"gw", "-", "42", NULL}), 5);
     assert_string_equal(out, "gw-42");
     assert_int_equal(ig_concat(out, sizeof(out), (const char *[]){"_INBOX.", "abcdef", NULL}),
@@ -261,6 +269,9 @@ static void test_concat_cuts_to_fit(void **state)
     assert_string_equal(out, "");
     assert_int_equal(ig_concat(out, 1, (const char *[]){"x", NULL}), 0);
     assert_string_equal(out, "");
+    out[0] = '#';
+    assert_int_equal(ig_concat(out, 0, (const char *[]){"x", NULL}), 0);
+    assert_int_equal(out[0], '#'); /* nothing written */
 }
 
 int main(void)
@@ -272,6 +283,7 @@ int main(void)
         cmocka_unit_test(test_json_parse_reports_errors),
         cmocka_unit_test(test_base64_matches_rfc4648),
         cmocka_unit_test(test_replace_all),
+        cmocka_unit_test(test_format_u64_writes_every_digit),
         cmocka_unit_test(test_concat_cuts_to_fit),
         cmocka_unit_test(test_ring_keeps_newest_bytes),
         cmocka_unit_test(test_parse_utc_dates_and_times),
