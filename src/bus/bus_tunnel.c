@@ -575,6 +575,15 @@ size_t bus_tunnels_active(const struct bus_tunnels *t)
     return t->n_open;
 }
 
+size_t bus_tunnels_kept_bytes(const struct bus_tunnels *t)
+{
+    size_t n = t->lingering_bytes;
+
+    for (const struct tunnel *tn = t->all; tn != NULL; tn = tn->next)
+        n += tn->kept_bytes;
+    return n;
+}
+
 /* Worker: a part of a gateway's request. The first part (Ig-Seq 0) opens the tunnel. */
 static void on_infer(struct bus *bus, const struct bus_msg *msg, void *arg)
 {

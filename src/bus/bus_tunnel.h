@@ -78,6 +78,9 @@ int bus_tunnels_serve(struct bus_tunnels *t, size_t capacity, bus_accept_fn acce
 /* Returns how many tunnels are open. */
 size_t bus_tunnels_active(const struct bus_tunnels *t);
 
+/* Worker: bytes of answers kept for resends (sent, not yet known to have arrived whole). */
+size_t bus_tunnels_kept_bytes(const struct bus_tunnels *t);
+
 /* Returns whether ID is a usable worker or gateway id (1-64 of [A-Za-z0-9_-]). */
 bool bus_id_valid(const char *id);
 

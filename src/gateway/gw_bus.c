@@ -125,6 +125,8 @@ static json_t *heartbeat_json(struct gw_app *app)
                     (json_int_t)app->cfg->budget.ram_bytes, "vram_used", (json_int_t)vram,
                     "vram_total", (json_int_t)app->cfg->budget.vram_bytes);
     json_decref(all);
+    json_object_set_new(doc, "resend_bytes",
+                        json_integer((json_int_t)bus_tunnels_kept_bytes(app->tunnels)));
     return doc;
 }
 

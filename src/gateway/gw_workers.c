@@ -42,6 +42,7 @@ struct worker {
     struct gw_load load;  /* requests in flight there (the tunnels it serves) */
     bool is_busy;
     double tok_s;
+    json_int_t resend_bytes; /* its copies of answers kept for resends, last reported */
     struct worker_model *models;
     size_t n_models;
     double ttft_ms;       /* moving average of ours; 0 until one */
@@ -221,6 +222,7 @@ static void on_heartbeat(struct bus *bus, const struct bus_msg *msg, void *arg)
         gw_load_report(&w->load, (int)json_integer_value(json_object_get(doc, "in_flight")));
         w->is_busy = json_is_true(json_object_get(doc, "busy"));
         w->tok_s = json_number_value(json_object_get(doc, "tok_s"));
+        w->resend_bytes = json_integer_value(json_object_get(doc, "resend_bytes"));
         take_models(ws, w, json_object_get(doc, "models"));
         recount(ws);
         for (size_t j = 0; j < w->n_models; j++)
@@ -594,7 +596,7 @@ json_t *gw_workers_json(struct gw_workers *ws)
 
     for (size_t i = 0; ws != NULL && i < ws->n; i++) {
         const struct worker *w = ws->w[i];
-        json_t *models = json_array();
+        json_t *models = json_array(), *row;
 
         for (size_t j = 0; j < w->n_models; j++)
             json_array_append_new(
@@ -603,16 +605,16 @@ json_t *gw_workers_json(struct gw_workers *ws)
                                   w->models[j].state, "load",
                                   gw_load_estimate(&w->models[j].load), "limit",
                                   w->models[j].limit, "full", is_full(w, &w->models[j])));
-        json_array_append_new(
-            list, json_pack("{s:s, s:s, s:I, s:I, s:i, s:i, s:i, s:b, s:b, s:f, s:f, s:o}",
-                            "id", w->id, "version", w->version, "last_heartbeat_ms",
-                            (json_int_t)(now - w->last_seen_ms), "uptime_ms",
-                            (json_int_t)(now - w->joined_ms), "capacity", w->capacity,
-                            "in_flight", gw_load_estimate(&w->load), "ours", w->load.ours, "busy", w->is_busy,
-                            "tripped", w->tripped_until_ms > now, "tok_s", w->tok_s,
-                            "ttft_ms", w->ttft_ms, "models", models));
-        json_object_set_new(json_array_get(list, json_array_size(list) - 1), "state",
-                            json_string(worker_state(w, now)));
+        row = json_pack("{s:s, s:s, s:I, s:I, s:i, s:i, s:i, s:b, s:b, s:f, s:f, s:o}", "id",
+                        w->id, "version", w->version, "last_heartbeat_ms",
+                        (json_int_t)(now - w->last_seen_ms), "uptime_ms",
+                        (json_int_t)(now - w->joined_ms), "capacity", w->capacity, "in_flight",
+                        gw_load_estimate(&w->load), "ours", w->load.ours, "busy", w->is_busy,
+                        "tripped", w->tripped_until_ms > now, "tok_s", w->tok_s, "ttft_ms",
+                        w->ttft_ms, "models", models);
+        json_object_set_new(row, "state", json_string(worker_state(w, now)));
+        json_object_set_new(row, "resend_bytes", json_integer(w->resend_bytes));
+        json_array_append_new(list, row);
     }
     return list;
 }

@@ -223,6 +223,17 @@ test('/workers, /running, /metrics, /models/load and /logs/stream reach the mode
     }
     assert.ok(workers.data.find((w) => w.id === 'w2').models.some((m) => m.id === 'cold' && m.state === 'unloaded'));
 
+    // The copies a worker keeps of its answers for resends (across a NATS failover) go as
+    // soon as the gateway reports the answers whole (Ig-Done lists, every 250 ms), not after
+    // the 5 s linger: a heartbeat sent after the answers came shows nothing kept.
+    const answers = await Promise.all(Array.from({ length: 20 }, () => chat(gw)));
+    assert.ok(answers.every((r) => r.status === 200));
+    const cameAt = Date.now();
+    await waitFor(async () => {
+      const since = Date.now() - cameAt;
+      return (await gw.json('/workers')).data.every((w) => w.last_heartbeat_ms < since && w.resend_bytes === 0);
+    }, { timeoutMs: 3500, message: 'workers let go of the answers that came whole, well before the 5 s linger' });
+
     // /running: the local shape, plus remote models with their worker.
     const running = (await gw.json('/running')).running;
     const remote = running.filter((r) => r.model === MODEL).map((r) => `${r.worker}:${r.state}:${r.worker_state}`).sort();
