@@ -191,7 +191,9 @@ static void send_done_list(struct bus_tunnels *t, struct done_list *list)
     char subject[SUBJECT_MAX];
     size_t max = bus_max_payload(t->bus), at = 0;
 
-    max = max > HEADERS_ROOM + MIN_PART ? max - HEADERS_ROOM : MIN_PART;
+    max = max > HEADERS_ROOM + 1024 ? max - HEADERS_ROOM : 1024; /* ids are < 160 bytes */
+    if (max > MAX_DONE_BYTES)
+        max = MAX_DONE_BYTES;
     ig_concat(subject, sizeof(subject),
               (const char *[]){"infergate.v1.workers.", list->worker, ".infer", NULL});
     while (at < list->len) {
@@ -231,7 +233,8 @@ void tunnel_note_done(struct tunnel *tn)
 
         while (cap < list->len + n + 1)
             cap *= 2;
-        if ((ids = realloc(list->ids, cap)) == NULL)
+        ids = realloc(list->ids, cap);
+        if (ids == NULL)
             return;
         list->ids = ids;
         list->cap = cap;
@@ -267,7 +270,7 @@ void tunnels_take_done(struct bus_tunnels *t, const struct bus_msg *msg)
         size_t n = (nl != NULL ? (size_t)(nl - ids) : len) - at;
         struct tunnel *tn;
 
-        if (n > 0 && n < sizeof(id)) {
+        if (n > 0 && n < sizeof(id) && memchr(ids + at, '\0', n) == NULL) {
             memcpy(id, ids + at, n);
             id[n] = '\0';
             tn = tunnel_find(t, id);

@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 bool bus_id_valid(const char *id)
 {
@@ -481,6 +483,18 @@ int bus_tunnels_set_stall(struct bus_tunnels *t, unsigned stall_ms)
     return 0;
 }
 
+/* Returns where a process numbers its tunnels from: a random 48-bit point, so that a
+ * restarted gateway does not reuse the ids (and reply subjects) of its previous run, which
+ * a worker may still hold. */
+static unsigned long long first_tunnel_number(void)
+{
+    uint64_t r = 0;
+
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+        r = ig_now_us() ^ ((uint64_t)getpid() << 32);
+    return r & ((1ull << 48) - 1);
+}
+
 struct bus_tunnels *bus_tunnels_new(struct bus *bus, struct event_base *base,
                                     const char *self_id, char **cause)
 {
@@ -500,6 +514,7 @@ struct bus_tunnels *bus_tunnels_new(struct bus *bus, struct event_base *base,
     }
     t->bus = bus;
     t->base = base;
+    t->next_n = first_tunnel_number();
     snprintf(t->self, sizeof(t->self), "%s", self_id);
     snprintf(subject, sizeof(subject), "_INBOX.%s.>", self_id);
     if (bus_subscribe(bus, subject, on_reply, t) != 0 || start_sweep(t) != 0) {

@@ -65,6 +65,8 @@ struct pull {
     char validator_path[PATH_MAX + 24];      /* part + ".validator" */
     char sent_validator[VALIDATOR_MAX + 1];  /* If-Range of this transfer, "" if none */
     char etag[VALIDATOR_MAX + 1], last_modified[VALIDATOR_MAX + 1]; /* of the last head */
+    bool has_weak_etag;                      /* the last head's ETag is weak: no If-Range */
+    bool is_changed;                         /* a 206 of another version: start over */
     bool is_force, is_tty;
     bool is_locked; /* FILE.part is ours: a failure may remove it when it is empty */
     int fd;
@@ -147,17 +149,25 @@ static void header_value(const char *text, char *out, size_t size)
     out[len] = '\0';
 }
 
-/* Writes the validator of the response now coming (its strong ETag, else its Last-Modified)
- * to FILE.part.validator, or removes that file when the response has none. */
+/* Returns the validator of the last response head for If-Range: its strong ETag, else its
+ * Last-Modified when it has no ETag at all (RFC 9110 13.1.5), else "". */
+static const char *response_validator(const struct pull *p)
+{
+    if (p->etag[0] != '\0')
+        return p->etag;
+    return p->has_weak_etag ? "" : p->last_modified;
+}
+
+/* Writes the validator of the response now coming to FILE.part.validator (none: the file
+ * is removed). */
 static void save_validator(const struct pull *p)
 {
-    const char *v = p->etag[0] != '\0' ? p->etag : p->last_modified;
+    const char *v = response_validator(p);
     int fd;
 
-    if (v[0] == '\0') {
-        unlink(p->validator_path);
+    unlink(p->validator_path); /* an old one must not outlive a failed write */
+    if (v[0] == '\0')
         return;
-    }
     fd = open(p->validator_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return; /* the next resume goes without If-Range */
@@ -200,10 +210,13 @@ static size_t on_header(char *bytes, size_t size, size_t n, void *arg)
         p->range_start = -1;
         p->range_total = -1;
         p->etag[0] = p->last_modified[0] = '\0';
+        p->has_weak_etag = false;
     } else if (strncasecmp(line, "ETag:", 5) == 0) {
         header_value(line + 5, p->etag, sizeof(p->etag));
-        if (strncmp(p->etag, "W/", 2) == 0)
-            p->etag[0] = '\0'; /* a weak ETag cannot be used with If-Range */
+        if (strncmp(p->etag, "W/", 2) == 0) { /* not usable with If-Range, nor is a date then */
+            p->etag[0] = '\0';
+            p->has_weak_etag = true;
+        }
     } else if (strncasecmp(line, "Last-Modified:", 14) == 0) {
         header_value(line + 14, p->last_modified, sizeof(p->last_modified));
     } else if (strncasecmp(line, "Content-Range:", 14) == 0) {
@@ -228,8 +241,7 @@ static bool on_first_bytes(struct pull *p)
     if (p->status == 200 && p->offset > 0) {
         /* The server ignored the Range, or the file changed (If-Range did not match): what
          * comes is the whole file. */
-        if (p->sent_validator[0] != '\0' &&
-            strcmp(p->sent_validator, p->etag[0] != '\0' ? p->etag : p->last_modified) != 0)
+        if (p->sent_validator[0] != '\0' && strcmp(p->sent_validator, response_validator(p)) != 0)
             printf("the file changed on the server since the last attempt: starting over\n");
         else
             printf("the server does not resume downloads: starting over\n");
@@ -237,6 +249,13 @@ static bool on_first_bytes(struct pull *p)
             fail(p, "cannot empty %s: %s", p->part, strerror(errno));
             return false;
         }
+    } else if (p->status == 206 && p->sent_validator[0] != '\0' &&
+               response_validator(p)[0] != '\0' &&
+               strcmp(p->sent_validator, response_validator(p)) != 0) {
+        /* A server that ignores If-Range: the rest of another version of the file. */
+        printf("the file changed on the server since the last attempt: starting over\n");
+        p->is_changed = true;
+        return false;
     } else if (p->status == 206 && (p->range_start < 0 || (uint64_t)p->range_start != p->offset)) {
         fail(p, "the server sent a range starting at %lld, not %llu", (long long)p->range_start,
              (unsigned long long)p->offset);
@@ -599,14 +618,17 @@ static int download(struct pull *p)
     CURLcode res = CURLE_OK;
 
     for (int attempt = 0; attempt < 2; attempt++) {
+        p->is_changed = false;
         res = transfer(p, errbuf);
-        if (p->status != 416 || p->offset == 0 || p->failure != NULL || interrupted)
+        if ((p->status != 416 && !p->is_changed) || p->offset == 0 || p->failure != NULL ||
+            interrupted)
             break;
-        if (p->range_total >= 0 && (uint64_t)p->range_total == p->offset) {
+        if (!p->is_changed && p->range_total >= 0 && (uint64_t)p->range_total == p->offset) {
             p->total = p->range_total; /* FILE.part was complete already */
             return 0;
         }
-        printf("the server refused to resume: starting over\n");
+        if (!p->is_changed)
+            printf("the server refused to resume: starting over\n");
         if (start_over(p) != 0) {
             fprintf(stderr, "infergate pull: cannot empty %s: %s\n", p->part, strerror(errno));
             return 1;

@@ -338,10 +338,11 @@ describe('with auth on', () => {
  * between requests through the returned object: dropAfter (bytes after which the first
  * response is cut, once), ignoreRange (answers 200 with everything), file (the content;
  * its strong ETag is its sha256, and If-Range with another one gets the whole file, as in
- * RFC 9110). Records each request's Range and If-Range headers in .ranges and .ifRanges.
+ * RFC 9110), ignoreIfRange (a sloppy server: the range of whatever file it has now).
+ * Records each request's Range and If-Range headers in .ranges and .ifRanges.
  */
 async function fileServer(t, initial) {
-  const state = { dropAfter: -1, ignoreRange: false, ranges: [], ifRanges: [], sockets: new Set(), file: initial };
+  const state = { dropAfter: -1, ignoreRange: false, ignoreIfRange: false, ranges: [], ifRanges: [], sockets: new Set(), file: initial };
   const server = http.createServer((req, res) => {
     const file = state.file;
     const etag = `"${sha256(file)}"`;
@@ -355,7 +356,7 @@ async function fileServer(t, initial) {
     let start = 0;
     const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
     const ifRange = req.headers['if-range'];
-    if (m && !state.ignoreRange && (ifRange === undefined || ifRange === etag)) {
+    if (m && !state.ignoreRange && (ifRange === undefined || ifRange === etag || state.ignoreIfRange)) {
       start = Number(m[1]);
       if (start >= file.length) {
         res.writeHead(416, { 'content-range': `bytes */${file.length}` });
@@ -452,6 +453,20 @@ describe('pull', () => {
     assert.ok(Buffer.compare(fs.readFileSync(dest), updated) === 0, 'the new file, whole');
     assert.match(r.stdout, new RegExp(`sha256 ${sha256(updated)}`));
     assert.ok(!fs.existsSync(`${dest}.part`) && !fs.existsSync(`${dest}.part.validator`));
+
+    // A server that ignores If-Range sends the rest of the new file (206): its other ETag
+    // shows it, and the pull starts over rather than splice.
+    const dest2 = path.join(dir, 'm2.gguf');
+    srv.file = old;
+    srv.dropAfter = 100 * 1024;
+    assertExit(await cli(['pull', srv.url, '-o', dest2]), 1);
+    srv.file = updated;
+    srv.ignoreIfRange = true;
+    const r2 = await cli(['pull', srv.url, '-o', dest2]);
+    assertExit(r2, 0);
+    assert.match(r2.stdout, /the file changed on the server since the last attempt: starting over/);
+    assert.equal(srv.ranges.at(-1), null, 'the fresh request asks for the whole file');
+    assert.ok(Buffer.compare(fs.readFileSync(dest2), updated) === 0, 'the new file, whole');
   });
 
   test('a sha256 mismatch is an error and keeps no file; a server ignoring Range restarts from scratch', async (t) => {
