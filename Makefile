@@ -64,7 +64,7 @@ clean:
 # FUZZ_SECONDS from the seeds in tests/fuzz/corpus/NAME (read only). New inputs go to
 # build/fuzz/corpus/NAME, crashes to build/fuzz/crashes/; fails when a harness crashed.
 FUZZ_SECONDS ?= 60
-FUZZ_HARNESSES ?= config gguf http_request request_json sse meter
+FUZZ_HARNESSES ?= config gguf http_request request_json sse meter bus_frame
 
 .PHONY: fuzz
 fuzz: bootstrap

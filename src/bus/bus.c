@@ -16,6 +16,7 @@
  */
 #include "bus.h"
 
+#include "bus_frame.h"
 #include "cfg.h"
 #include "ig_log.h"
 
@@ -44,20 +45,12 @@ struct bus_sub {
     void *arg;
 };
 
-#define FRAME_MAGIC "IG/1\r\n" /* a message's header block starts with it */
-#define FRAME_MAGIC_LEN 6
-#define MAX_HEADERS 8
-#define HEADER_SPACE 512
 #define STACK_FRAME 4096 /* frames up to this size are built on the stack */
 
 /* A received message with its header block parsed. */
 struct bus_msg {
     natsMsg *m;
-    const char *data; /* the body, after the header block */
-    size_t len;
-    size_t n_headers;
-    const char *names[MAX_HEADERS], *values[MAX_HEADERS];
-    char space[HEADER_SPACE]; /* "name\0value\0" pairs */
+    struct bus_frame frame;
 };
 
 /* A connection state change told by a cnats thread. */
@@ -259,51 +252,6 @@ static natsStatus io_detach(void *user)
     return NATS_OK;
 }
 
-/* Parses M's header block (headers travel in the payload: NATS headers would cost cnats a
- * hash map and several allocations per message). A payload without the block is all body. */
-static void parse_frame(struct bus_msg *msg, natsMsg *m)
-{
-    const char *p = natsMsg_GetData(m), *end, *line;
-    size_t len = (size_t)natsMsg_GetDataLength(m), used = 0;
-
-    msg->m = m;
-    msg->data = p;
-    msg->len = len;
-    msg->n_headers = 0;
-    if (p == NULL || len < FRAME_MAGIC_LEN + 2 || memcmp(p, FRAME_MAGIC, FRAME_MAGIC_LEN) != 0)
-        return;
-    end = memmem(p + FRAME_MAGIC_LEN - 2, len - (FRAME_MAGIC_LEN - 2), "\r\n\r\n", 4);
-    if (end == NULL)
-        return;
-    for (line = p + FRAME_MAGIC_LEN; line < end + 2 && msg->n_headers < MAX_HEADERS;) {
-        const char *eol = memchr(line, '\r', (size_t)(end + 2 - line));
-        const char *colon = eol != NULL ? memchr(line, ':', (size_t)(eol - line)) : NULL;
-        size_t name_len, value_len;
-        const char *value;
-
-        if (eol == NULL)
-            break;
-        if (colon != NULL) {
-            name_len = (size_t)(colon - line);
-            value = colon + 1 + (colon + 1 < eol && colon[1] == ' ');
-            value_len = (size_t)(eol - value);
-            if (used + name_len + value_len + 2 <= sizeof(msg->space)) {
-                char *n = msg->space + used;
-                memcpy(n, line, name_len);
-                n[name_len] = '\0';
-                memcpy(n + name_len + 1, value, value_len);
-                n[name_len + 1 + value_len] = '\0';
-                msg->names[msg->n_headers] = n;
-                msg->values[msg->n_headers++] = n + name_len + 1;
-                used += name_len + value_len + 2;
-            }
-        }
-        line = eol + 2;
-    }
-    msg->data = end + 4;
-    msg->len = len - (size_t)(end + 4 - p);
-}
-
 /* Loop: destroys the messages done with. */
 static void reap(struct bus *bus)
 {
@@ -362,7 +310,8 @@ static void drain_subs(struct bus *bus)
             if (st != NATS_OK)
                 break;
             struct bus_msg msg;
-            parse_frame(&msg, m);
+            msg.m = m;
+            bus_frame_parse(&msg.frame, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
             s->cb(bus, &msg, s->arg);
             defer_destroy(bus, m);
         }
@@ -663,42 +612,24 @@ int bus_subscribe(struct bus *bus, const char *subject, bus_msg_fn cb, void *arg
     return 0;
 }
 
-/* Copies TEXT into FRAME at AT (the caller sized FRAME); returns the offset after it. */
-static size_t append(char *frame, size_t at, const char *text)
-{
-    size_t n = strlen(text);
-
-    memcpy(frame + at, text, n);
-    return at + n;
-}
-
 int bus_publish(struct bus *bus, const char *subject, const char *reply,
                 const struct bus_header *headers, size_t n_headers, const void *data,
                 size_t len)
 {
     char stack[STACK_FRAME], *frame = stack;
-    size_t size = n_headers > 0 ? FRAME_MAGIC_LEN + 2 : 0, at = 0;
+    size_t size = bus_frame_head_size(headers, n_headers);
     natsStatus s;
 
-    for (size_t i = 0; i < n_headers; i++)
-        size += strlen(headers[i].name) + strlen(headers[i].value) + 4;
-    if (size > 0 && size + len > sizeof(stack) && (frame = malloc(size + len)) == NULL)
+    if (size > 0 && size + len > sizeof(stack))
+        frame = malloc(size + len);
+    if (frame == NULL)
         return IG_EIO;
-    if (size > 0) { /* IG/1, "Name: value" lines, an empty line, then the body */
-        memcpy(frame, FRAME_MAGIC, FRAME_MAGIC_LEN);
-        at = FRAME_MAGIC_LEN;
-        for (size_t i = 0; i < n_headers; i++) {
-            at = append(frame, at, headers[i].name);
-            at = append(frame, at, ": ");
-            at = append(frame, at, headers[i].value);
-            at = append(frame, at, "\r\n");
-        }
-        memcpy(frame + at, "\r\n", 2);
-        at += 2;
+    if (size > 0) { /* the header block, then the body */
+        bus_frame_write_head(frame, headers, n_headers);
         if (len > 0)
-            memcpy(frame + at, data, len);
+            memcpy(frame + size, data, len);
         data = frame;
-        len += at;
+        len += size;
     }
     s = reply != NULL ? natsConnection_PublishRequest(bus->nc, subject, reply, data, (int)len)
                       : natsConnection_Publish(bus->nc, subject, data, (int)len);
@@ -730,16 +661,13 @@ const char *bus_msg_reply(const struct bus_msg *msg)
 
 const char *bus_msg_data(const struct bus_msg *msg, size_t *len)
 {
-    *len = msg->len;
-    return msg->data;
+    *len = msg->frame.len;
+    return msg->frame.data;
 }
 
 const char *bus_msg_header(const struct bus_msg *msg, const char *name)
 {
-    for (size_t i = 0; i < msg->n_headers; i++)
-        if (strcasecmp(msg->names[i], name) == 0)
-            return msg->values[i];
-    return NULL;
+    return bus_frame_header(&msg->frame, name);
 }
 
 void bus_library_close(void)

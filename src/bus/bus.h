@@ -7,6 +7,7 @@
 #ifndef IG_BUS_H
 #define IG_BUS_H
 
+#include "bus_frame.h"
 #include "ig_error.h"
 
 #include <stdbool.h>
@@ -24,11 +25,6 @@ typedef void (*bus_msg_fn)(struct bus *bus, const struct bus_msg *msg, void *arg
 /* Called on the loop when the connection goes down (IS_UP false) or comes back. */
 typedef void (*bus_state_fn)(struct bus *bus, bool is_up, void *arg);
 
-/* One header of a message to publish. */
-struct bus_header {
-    const char *name;
-    const char *value;
-};
 
 /* Connects to NATS as NATS describes (URLs, credentials, TLS) under the connection name
  * NAME. A server that cannot be reached yet is retried in the background. Returns the bus,
