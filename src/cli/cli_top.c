@@ -6,7 +6,8 @@
  * "-" when it reports neither).
  *
  * On a terminal the view uses the alternate screen with the cursor hidden and reads keys
- * unbuffered; the terminal is restored on q, Ctrl-C, SIGTERM and SIGHUP, and around Ctrl-Z.
+ * unbuffered; the terminal is restored on q, Ctrl-C, Ctrl-\ (SIGQUIT), SIGTERM and SIGHUP,
+ * and around Ctrl-Z.
  * Written elsewhere (a pipe, a file) each refresh is a plain frame; --once prints one frame.
  */
 #include "cli.h"
@@ -36,7 +37,7 @@ static const char usage_text[] =
 
 static volatile sig_atomic_t quit_signal, stop_signal, resized;
 
-/* SIGINT, SIGTERM, SIGHUP: leave. */
+/* SIGINT, SIGQUIT, SIGTERM, SIGHUP: leave. */
 static void on_quit(int sig)
 {
     quit_signal = sig;
@@ -401,6 +402,7 @@ int cli_top(int argc, char **argv)
     if (t.lines == NULL)
         goto out;
     handle(SIGINT, on_quit);
+    handle(SIGQUIT, on_quit); /* Ctrl-\: its default would dump core with the screen raw */
     handle(SIGTERM, on_quit);
     handle(SIGHUP, on_quit);
     if (t.is_screen) {

@@ -616,20 +616,22 @@ describe('top and chat on a terminal (tmux)', () => {
       await waitFor(() => pane.dead(), { timeoutMs: deadline(5000), message: 'the shell in the pane ends' });
     }));
 
-  test('Ctrl-C also leaves top with the terminal restored', (t) =>
+  test('Ctrl-C and Ctrl-\\ (SIGQUIT) also leave top with the terminal restored', (t) =>
     withGateway(t, { models: { m: { cmd: fakeCmd('m') } } }, async (gw) => {
-      const pane = await inTmux(t, gw, 'c', 'top');
-      await waitFor(async () => (await pane.row('m'))?.[1] === 'unloaded', {
-        timeoutMs: deadline(10000), message: 'top shows m',
-      });
-      await pane.keys('C-c');
-      const screen = await pane.afterTop('Ctrl-C');
-      assert.ok(!(await pane.alternate()));
-      assert.ok(await pane.cursorVisible());
-      assert.match(screen, /^BEFORE\nEXIT=0\n/m);
-      assert.match(screen, /^icanon echo\s*$/m, screen);
-      await pane.keys('Enter');
-      await waitFor(() => pane.dead(), { timeoutMs: deadline(5000), message: 'the shell in the pane ends' });
+      for (const [name, key] of [['c', 'C-c'], ['q', 'C-\\']]) {
+        const pane = await inTmux(t, gw, name, 'top');
+        await waitFor(async () => (await pane.row('m'))?.[1] === 'unloaded', {
+          timeoutMs: deadline(10000), message: 'top shows m',
+        });
+        await pane.keys(key);
+        const screen = await pane.afterTop(key);
+        assert.ok(!(await pane.alternate()), key);
+        assert.ok(await pane.cursorVisible(), key);
+        assert.match(screen, /^BEFORE\nEXIT=0\n/m, key);
+        assert.match(screen, /^icanon echo\s*$/m, screen);
+        await pane.keys('Enter');
+        await waitFor(() => pane.dead(), { timeoutMs: deadline(5000), message: 'the shell in the pane ends' });
+      }
     }));
 
   test('chat on a terminal: a prompt, Ctrl-C stops a reply and not the chat, a bad /model goes back', (t) =>
