@@ -175,6 +175,7 @@ void gw_call_free(struct gw_call *call)
     if (call->recheck != NULL)
         event_free(call->recheck);
     free(call->rewritten_body);
+    free(call->worker_body_owned);
     if (call->xlate != NULL)
         call->xlate->free(call->xlate_state);
     gw_ollama_up_free(call->ollama_up);

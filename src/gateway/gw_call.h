@@ -39,6 +39,11 @@ struct gw_call {
     char *rewritten_body; /* owned when the filters changed the body */
     const char *body;
     size_t body_len;
+    /* What a worker gets instead (NULL: BODY): the body before this gateway's filters, with
+     * "model" the model's id, since a worker knows neither our aliases nor our filters. */
+    const char *worker_body;
+    size_t worker_body_len;
+    char *worker_body_owned; /* WORKER_BODY when it was written anew */
     const char *upstream_path; /* /upstream/MODEL/PATH: PATH (in the request's path) */
     const char *api_path;      /* a translated call: the OpenAI path it goes to, else NULL */
     const struct gw_xlate_ops *xlate; /* a translated call: its answer's translation */
@@ -107,6 +112,11 @@ static inline const struct cfg_model *gw_call_cfg(const struct gw_call *call)
  * memory), stamped for the request log. */
 struct gw_call *gw_call_new(struct gw_app *app, struct http_request *req, struct sup_model *model,
                             const struct cfg_model *mc);
+
+/* Parses REQ's body (or takes GIVEN, a translated body for API_PATH, borrowed), finds its
+ * model and admits its caller; returns the call, or NULL once the client was answered. */
+struct gw_call *gw_call_prepare(struct gw_app *app, struct http_request *req, json_t *given,
+                                const char *api_path);
 
 /* Routes CALL to a backend (waiting for one with room when needed) and sends it there; the
  * call answers its client and frees itself. */

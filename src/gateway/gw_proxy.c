@@ -22,7 +22,6 @@
 #include "gw_route.h"
 #include "gw_workers.h"
 #include "bus_tunnel.h"
-#include "gw_selectors.h"
 #include "http_server.h"
 #include "http_upstream.h"
 #include "ig_errbody.h"
@@ -41,7 +40,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define MAX_JSON_DEPTH 64
 #define MAX_RESPONSE_BYTES (64u << 20)
 #define DEATH_RECHECK_MS 50 /* how long a dropped request waits to see its model die */
 
@@ -424,6 +422,10 @@ static void start_upstream(struct gw_call *call)
     spec.headers = headers;
     spec.body = call->body_len > 0 || strcmp(spec.method, "POST") == 0 ? call->body : NULL;
     spec.body_len = call->body_len;
+    if (call->worker[0] != '\0' && call->worker_body != NULL) {
+        spec.body = call->worker_body;
+        spec.body_len = call->worker_body_len;
+    }
     spec.timeout_ms = call->is_passthrough_stream /* a log: as long as its reader stays */
                           ? 0
                           : (long)call->app->cfg->limits.request_timeout_s * 1000;
@@ -470,130 +472,6 @@ static void on_model_ready(struct sup_model *model, int status, const char *mess
     }
     call->has_model = true;
     start_upstream(call);
-}
-
-/* Takes the routed request's caller into CALL and admits it against its key's limits;
- * answers the refusal and returns false when over one. A key with a max_tokens cap gets it
- * set on requests that ask for none (*IS_REWRITTEN then). */
-static bool admit_call(struct gw_call *call, json_t *doc, bool *is_rewritten)
-{
-    struct auth_refusal r;
-    long max_tokens = gw_requested_max_tokens(doc), cap;
-    bool is_stream = json_is_true(json_object_get(doc, "stream"));
-
-    gw_auth_take_caller(call->app, &call->caller);
-    if (auth_admit(call->app->auth, &call->caller, gw_call_cfg(call)->id, max_tokens,
-                   &r) != 0) {
-        gw_call_reply_error(call, r.status, r.message, r.code, r.retry_after_s);
-        return false;
-    }
-    cap = auth_max_tokens(&call->caller);
-    if (cap > 0 && max_tokens < 0) {
-        json_object_set_new(doc, "max_tokens", json_integer(cap));
-        *is_rewritten = true;
-    }
-    call->started_ms = ig_now_ms();
-    gw_meter_init(&call->meter, is_stream, gw_meter_estimate_tokens(call->body_len));
-    call->is_metered = true;
-    return true;
-}
-
-/* Parses the body (or takes GIVEN, a translated body for API_PATH, borrowed) and finds the
- * model; answers the client itself on failure. */
-static struct gw_call *prepare_call(struct gw_app *app, struct http_request *req, json_t *given,
-                                    const char *api_path)
-{
-    size_t len = 0;
-    const char *body = http_request_body(req, &len);
-    char err[256], msg[512];
-    json_t *doc = given != NULL ? json_incref(given)
-                                : ig_json_parse(body, len, MAX_JSON_DEPTH, err, sizeof(err));
-    struct gw_call *call = NULL;
-    const char *name, *pin;
-    struct sup_model *model;
-    const struct cfg_model *mc;
-    bool is_pinned = false;
-
-    if (doc == NULL || !json_is_object(doc)) {
-        gw_refuse_request(app, req, NULL, NULL, 400,
-                       doc == NULL ? err : "request body must be a JSON object", "invalid_json");
-        goto out;
-    }
-    name = json_string_value(json_object_get(doc, "model"));
-    if (name == NULL || name[0] == '\0') {
-        gw_refuse_request(app, req, NULL, NULL, 400, "you must provide a model parameter",
-                       "missing_model");
-        goto out;
-    }
-    pin = gw_profile_pin(app, name);
-    if (pin != NULL && pin[0] == '\0') {
-        snprintf(msg, sizeof(msg), "The model `%.200s` is disabled by profile %s", name,
-                 app->active_profile);
-        gw_refuse_request(app, req, NULL, name, 404, msg, "model_not_found");
-        goto out;
-    }
-    if (pin != NULL) { /* the profile's pin replaces the requested model, as in llama-swap */
-        json_object_set_new(doc, "model", json_string(pin));
-        is_pinned = true;
-        name = pin;
-    }
-    if (gw_selector_apply(app, doc, &name, &is_pinned, msg, sizeof(msg)) != 0) {
-        gw_refuse_request(app, req, NULL, name, 503, msg, "model_unavailable");
-        goto out;
-    }
-    model = sup_find(app->mgr, name);
-    mc = model != NULL ? sup_model_cfg(model) : gw_workers_model(app->workers, name);
-    if (mc == NULL && gw_workers_has_seen(app->workers, name)) {
-        snprintf(msg, sizeof(msg), "The model `%.200s` is served by workers, and none is up now",
-                 name);
-        http_response_add_header(req, "Retry-After", "1");
-        gw_refuse_request(app, req, NULL, name, 503, msg, "model_unavailable");
-        goto out;
-    }
-    if (mc == NULL) {
-        snprintf(msg, sizeof(msg), "The model `%.200s` does not exist", name);
-        gw_refuse_request(app, req, NULL, name, 404, msg, "model_not_found");
-        goto out;
-    }
-    if (gw_lacks_capability(mc, api_path != NULL ? api_path : http_request_path(req), msg,
-                            sizeof(msg))) {
-        gw_refuse_request(app, req, mc, name, 400, msg, "model_not_supported");
-        goto out;
-    }
-    call = gw_call_new(app, req, model, mc);
-    if (call == NULL) {
-        gw_refuse_request(app, req, mc, name, 500, "out of memory", "internal_error");
-        goto out;
-    }
-    if (app->workers != NULL)
-        call->prefix_hash = gw_prefix_hash(doc);
-    call->is_stream_asked = json_is_true(json_object_get(doc, "stream"));
-    call_log(call, "%s %s for model %s (key %s)", http_request_method(req),
-             http_request_path(req), mc->id,
-             app->caller.name[0] != '\0' ? app->caller.name : "-");
-    call->body = body;
-    call->body_len = len;
-    call->api_path = api_path;
-    is_pinned = is_pinned || given != NULL; /* a translated body is always sent rewritten */
-    if (!admit_call(call, doc, &is_pinned)) {
-        gw_call_free(call);
-        call = NULL;
-        goto out;
-    }
-    if (gw_apply_filters(mc, doc) || is_pinned) {
-        call->rewritten_body = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(16));
-        if (call->rewritten_body != NULL) {
-            call->body = call->rewritten_body;
-            call->body_len = strlen(call->rewritten_body);
-        } else if (given != NULL) { /* never send an untranslated body */
-            gw_call_reply_error(call, 500, "out of memory", "internal_error", 0);
-            gw_call_free(call);
-            call = NULL;
-        }
-    }
-out:
-    json_decref(doc);
-    return call;
 }
 
 /* What route_call() found. */
@@ -773,7 +651,7 @@ static void dispatch_call(struct gw_call *call)
 
 void gw_proxy_handle(struct gw_app *app, struct http_request *req)
 {
-    struct gw_call *call = prepare_call(app, req, NULL, NULL);
+    struct gw_call *call = gw_call_prepare(app, req, NULL, NULL);
 
     if (call != NULL)
         dispatch_call(call);
@@ -782,7 +660,7 @@ void gw_proxy_handle(struct gw_app *app, struct http_request *req)
 void gw_proxy_translated(struct gw_app *app, struct http_request *req, const char *api_path,
                          json_t *doc, const struct gw_xlate_ops *ops, void *state)
 {
-    struct gw_call *call = prepare_call(app, req, doc, api_path);
+    struct gw_call *call = gw_call_prepare(app, req, doc, api_path);
 
     if (call == NULL) {
         ops->free(state);

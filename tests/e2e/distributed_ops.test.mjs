@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { assertErrorShape, deadline, fakeCmd, rawRequest, tempDir, waitFor, withTimeout } from './lib/harness.mjs';
+import { assertErrorShape, deadline, fakeCmd, rawRequest, readEvents, tempDir, waitFor, withTimeout } from './lib/harness.mjs';
 import {
   MESSAGES, MODEL, guarded, served, startBusGateway, startNats, startWorker, waitWorkers,
 } from './lib/distributed.mjs';
@@ -285,5 +285,32 @@ test('/workers, /running, /metrics, /models/load and /logs/stream reach the mode
     assert.match(partial, /worker="w1"/);
     assert.doesNotMatch(partial, /worker="w2"/);
     process.kill(w2.pid, 'SIGCONT');
+  });
+});
+
+test('a model both local and on workers: a worker gets the model by its id and the body before this gateway\'s filters', async (t) => {
+  const dir = await tempDir(t);
+  const nats = await startNats(t);
+  const w1 = await startWorker(t, dir, nats.url, 'w1');
+  // Locally the model has an alias and renames itself for its upstream (useModelName); the
+  // worker knows neither: it must get `m`, and round-robin sends every other request there.
+  const local = `${dir}/local.events`;
+  const gw = await startBusGateway(t, nats.url, 'round-robin', {
+    models: { [MODEL]: { cmd: fakeCmd(MODEL, ['--events-file', local]), aliases: ['alias-m'], useModelName: 'upstream-name' } },
+  });
+  await guarded(gw, [nats, w1], async () => {
+    await waitFor(async () => (await gw.json('/workers')).data.some((w) => w.id === 'w1' && w.models.some((m) => m.id === MODEL && m.state === 'ready')),
+      { timeoutMs: deadline(10000), message: 'w1 serving m' });
+    for (let i = 0; i < 4; i++) {
+      for (const name of ['alias-m', MODEL]) {
+        const r = await rawRequest({ port: gw.port, method: 'POST', path: '/v1/chat/completions', body: { model: name, messages: MESSAGES, max_tokens: 2 } });
+        assert.equal(r.status, 200, `${name}: ${r.text}`);
+      }
+    }
+    const backends = (await gw.json('/admin/requests?limit=8')).data.map((r) => r.backend);
+    assert.deepEqual([...new Set(backends)].sort(), ['local', 'w1'], 'both were used');
+    const seen = (file) => readEvents(file).filter((e) => e.event === 'request').map((e) => e.model);
+    assert.deepEqual([...new Set(seen(w1.events))], [MODEL], 'the worker got the model id');
+    assert.deepEqual([...new Set(seen(local))], ['upstream-name'], 'the local upstream got useModelName');
   });
 });
