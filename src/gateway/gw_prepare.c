@@ -66,7 +66,10 @@ static int set_worker_body(struct gw_call *call, json_t *doc, bool is_pinned)
         return 0;
     }
     json_incref(asked);
-    json_object_set_new(doc, "model", json_string(id));
+    if (json_object_set_new(doc, "model", json_string(id)) != 0) {
+        json_decref(asked);
+        return -1;
+    }
     call->worker_body_owned = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(16));
     json_object_set_new(doc, "model", asked);
     if (call->worker_body_owned == NULL)
