@@ -183,7 +183,6 @@ void tunnel_control(struct bus_tunnels *t, const struct bus_msg *msg, const char
         tunnel_keep_alive(tn); /* nothing to send again: still working on it */
 }
 
-
 /* Gateway: publishes LIST's ids to its worker in messages that fit the server's payload,
  * each cut after an id, and empties it. */
 static void send_done_list(struct bus_tunnels *t, struct done_list *list)
