@@ -338,14 +338,25 @@ describe('with auth on', () => {
  * between requests through the returned object: dropAfter (bytes after which the first
  * response is cut, once), ignoreRange (answers 200 with everything), file (the content;
  * its strong ETag is its sha256, and If-Range with another one gets the whole file, as in
- * RFC 9110), ignoreIfRange (a sloppy server: the range of whatever file it has now).
- * Records each request's Range and If-Range headers in .ranges and .ifRanges.
+ * RFC 9110), ignoreIfRange (a sloppy server: the range of whatever file it has now),
+ * validators ('etag'; 'date': Last-Modified only, from .modified; 'weak': a weak ETag and
+ * Last-Modified, neither usable in If-Range). Records each request's Range and If-Range
+ * headers in .ranges and .ifRanges.
  */
 async function fileServer(t, initial) {
-  const state = { dropAfter: -1, ignoreRange: false, ignoreIfRange: false, ranges: [], ifRanges: [], sockets: new Set(), file: initial };
+  const state = {
+    dropAfter: -1, ignoreRange: false, ignoreIfRange: false, ranges: [], ifRanges: [], sockets: new Set(),
+    file: initial, validators: 'etag', modified: 'Mon, 02 Nov 2026 10:00:00 GMT',
+  };
   const server = http.createServer((req, res) => {
     const file = state.file;
     const etag = `"${sha256(file)}"`;
+    const validator = { etag, date: state.modified, weak: null }[state.validators];
+    const tags = {
+      etag: { etag },
+      date: { 'last-modified': state.modified },
+      weak: { etag: `W/${etag}`, 'last-modified': state.modified },
+    }[state.validators];
     state.ranges.push(req.headers.range ?? null);
     state.ifRanges.push(req.headers['if-range'] ?? null);
     if (req.url.split('?')[0] !== '/model.gguf') {
@@ -356,7 +367,7 @@ async function fileServer(t, initial) {
     let start = 0;
     const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
     const ifRange = req.headers['if-range'];
-    if (m && !state.ignoreRange && (ifRange === undefined || ifRange === etag || state.ignoreIfRange)) {
+    if (m && !state.ignoreRange && (ifRange === undefined || ifRange === validator || state.ignoreIfRange)) {
       start = Number(m[1]);
       if (start >= file.length) {
         res.writeHead(416, { 'content-range': `bytes */${file.length}` });
@@ -367,10 +378,10 @@ async function fileServer(t, initial) {
         'content-length': file.length - start,
         'content-range': `bytes ${start}-${file.length - 1}/${file.length}`,
         'accept-ranges': 'bytes',
-        etag,
+        ...tags,
       });
     } else {
-      res.writeHead(200, { 'content-length': file.length, 'accept-ranges': 'bytes', etag });
+      res.writeHead(200, { 'content-length': file.length, 'accept-ranges': 'bytes', ...tags });
     }
     if (state.dropAfter >= 0) {
       const cut = state.dropAfter;
@@ -467,6 +478,40 @@ describe('pull', () => {
     assert.match(r2.stdout, /the file changed on the server since the last attempt: starting over/);
     assert.equal(srv.ranges.at(-1), null, 'the fresh request asks for the whole file');
     assert.ok(Buffer.compare(fs.readFileSync(dest2), updated) === 0, 'the new file, whole');
+  });
+
+  test('If-Range with Last-Modified when there is no ETag; none after a weak ETag', async (t) => {
+    const old = crypto.randomBytes(300 * 1024);
+    const srv = await fileServer(t, old);
+    const dir = await tempDir(t);
+
+    // Last-Modified only: kept and sent; a newer upload comes whole.
+    srv.validators = 'date';
+    const a = path.join(dir, 'a.gguf');
+    srv.dropAfter = 64 * 1024;
+    assertExit(await cli(['pull', srv.url, '-o', a]), 1);
+    assert.equal(fs.readFileSync(`${a}.part.validator`, 'utf8'), srv.modified);
+    const updated = crypto.randomBytes(310 * 1024);
+    const firstDate = srv.modified;
+    srv.file = updated;
+    srv.modified = 'Tue, 03 Nov 2026 10:00:00 GMT';
+    const ra = await cli(['pull', srv.url, '-o', a]);
+    assertExit(ra, 0);
+    assert.equal(srv.ifRanges.at(-1), firstDate);
+    assert.match(ra.stdout, /the file changed on the server since the last attempt/);
+    assert.ok(Buffer.compare(fs.readFileSync(a), updated) === 0);
+
+    // A weak ETag: no validator is kept (nor the date), the resume asks for the rest plainly.
+    srv.validators = 'weak';
+    const b = path.join(dir, 'b.gguf');
+    srv.dropAfter = 64 * 1024;
+    assertExit(await cli(['pull', srv.url, '-o', b]), 1);
+    assert.ok(!fs.existsSync(`${b}.part.validator`));
+    const rb = await cli(['pull', srv.url, '-o', b]);
+    assertExit(rb, 0);
+    assert.equal(srv.ranges.at(-1), `bytes=${64 * 1024}-`);
+    assert.equal(srv.ifRanges.at(-1), null);
+    assert.ok(Buffer.compare(fs.readFileSync(b), updated) === 0);
   });
 
   test('a sha256 mismatch is an error and keeps no file; a server ignoring Range restarts from scratch', async (t) => {
