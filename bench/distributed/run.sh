@@ -301,14 +301,10 @@ echo
 P4=gwbound_c$CONNS
 GB_RATIO=nan
 GB_NOTE=""
-declare -A CAPS=([direct]="" [bus]="")
 for t in "${TARGETS_RPS[@]}"; do
-    if [[ -z "$GB_NOTE" ]]; then
-        if cap_new "infergate-bench-$t" "$GW_CPU" && cap_enter "$CAP_PATH" "${GW_PID[$t]}"; then
-            CAPS[$t]=$CAP_PATH
-        else
-            GB_NOTE="not measured: $CAP_WHY"
-        fi
+    if [[ -z "$GB_NOTE" ]] &&
+        ! { cap_new "infergate-bench-$t" "$GW_CPU" && cap_enter "$CAP_PATH" "${GW_PID[$t]}"; }; then
+        GB_NOTE="not measured: $CAP_WHY"
     fi
 done
 TARGETS=("${TARGETS_RPS[@]}")

@@ -156,17 +156,6 @@ load() {
     echo "BENCH $phase $t round=$round ${LINE#LOAD label=$t } loadavg=$(loadavg)"
 }
 keep() { local k; for k in "${@:3}"; do VALS[$1/$2/$k]+="$(kv "$k" "$LINE") "; done; }
-medians() {
-    local phase=$1 t k line
-    for t in "${TARGETS[@]}"; do
-        line="MEDIAN $phase $t"
-        for k in "${@:2}"; do
-            MED[$phase/$t/$k]=$(median <<<"${VALS[$phase/$t/$k]:-}")
-            line+=" $k=${MED[$phase/$t/$k]}"
-        done
-        echo "$line"
-    done
-}
 
 echo "-- warm-up: one request of 16 tokens per server"
 for t in "${TARGETS[@]}"; do load "$t" warmup 1 1 16 "$PROMPT_WORDS" >/dev/null; done
@@ -233,7 +222,6 @@ if [[ "$PEERS" != 0 ]]; then
 fi
 
 # ---- summary ---------------------------------------------------------------------------
-m() { echo "${MED[$1]:-nan}"; }
 NLC_DEC=$(kv decode_tok_s "$NLC_LINE"); NLC_DEC=${NLC_DEC:-nan}
 NLC_PP=$(kv prompt_tok_s "$NLC_LINE"); NLC_PP=${NLC_PP:-nan}
 NLC_TTFT=$(kv ttft_ms "$NLC_LINE"); NLC_TTFT=${NLC_TTFT:-nan}

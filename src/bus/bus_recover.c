@@ -80,28 +80,26 @@ void tunnel_resend_kept(struct tunnel *tn)
 /* Gateway: asks TN's worker to send its answer again from the next part expected. */
 void tunnel_ask_resend(struct tunnel *tn)
 {
-    char seq[24], subject[SUBJECT_MAX];
+    char seq[24];
     struct bus_header h[2] = {{"Ig-Id", tn->id}, {"Ig-Resend", seq}};
 
     snprintf(seq, sizeof(seq), "%llu", tn->in_seq);
-    snprintf(subject, sizeof(subject), "infergate.v1.workers.%s.infer", tn->worker);
     tn->is_resyncing = true;
     tn->resync_ms = ig_now_ms();
-    if (bus_publish(tn->owner->bus, subject, tn->reply, h, 2, NULL, 0) != 0)
+    if (bus_publish(tn->owner->bus, tn->out_subject, tn->reply, h, 2, NULL, 0) != 0)
         ig_debug("nats: cannot ask %s for a resend", tn->id);
 }
 
 /* Gateway: acknowledges the parts of TN's answer received so far. */
 void tunnel_acknowledge(struct tunnel *tn)
 {
-    char seq[24], subject[SUBJECT_MAX];
+    char seq[24];
     struct bus_header h[2] = {{"Ig-Id", tn->id}, {"Ig-Ack", seq}};
 
     snprintf(seq, sizeof(seq), "%llu", tn->in_seq);
-    snprintf(subject, sizeof(subject), "infergate.v1.workers.%s.infer", tn->worker);
     tn->acked_seq = tn->in_seq;
     tn->acked_ms = ig_now_ms();
-    if (bus_publish(tn->owner->bus, subject, NULL, h, 2, NULL, 0) != 0)
+    if (bus_publish(tn->owner->bus, tn->out_subject, NULL, h, 2, NULL, 0) != 0)
         ig_debug("nats: cannot acknowledge %s", tn->id);
 }
 
